@@ -1,0 +1,429 @@
+// The "local" backend: a POSIX directory (which may itself be a kernel NFS/SMB/sshfs mount).
+//
+// Identity: a file handle is the kernel's name_to_handle_at handle, taken on the backing
+// filesystem (never on a FUSE mount), prefixed with 'H'; where the filesystem has none it is
+// 'I' + st_dev + st_ino. Handles survive renames, so the cache above keeps its data.
+//
+// Paths are this adapter's private business: it remembers where it last saw each handle and
+// checks (by inode number) before every use that the path still names that object. If it does
+// not (someone renamed it behind our back) it finds the object again with open_by_handle_at,
+// and answers ESTALE only when the object is really gone.
+import { promises as fsp, constants as fsc, type BigIntStats } from 'node:fs';
+import path from 'node:path';
+import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
+import { log } from '../../core/log.js';
+import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs } from '../types.js';
+import { handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
+
+interface Where { rel: string; ino: bigint }
+
+const MAX_OPEN_FDS = 128;
+
+export class LocalBackend implements Backend {
+  readonly description: string;
+  fsid = '';
+  private readonly rootPath: string;
+  private readonly where = new Map<string, Where>();
+  private useKernelHandles = true;
+  private mountFd: fsp.FileHandle | null = null;
+  private readonly fds = new Map<string, { fh: fsp.FileHandle; writable: boolean }>();
+  private watcher: { close(): Promise<void> } | null = null;
+  private rootFh: Buffer = Buffer.alloc(0);
+
+  constructor(rootPath: string) {
+    this.rootPath = path.resolve(rootPath);
+    this.description = `file://${this.rootPath}`;
+  }
+
+  /** Checks the directory and fixes the fsid. Must be called before anything else. */
+  async open(): Promise<void> {
+    let st: BigIntStats;
+    try {
+      st = await fsp.stat(this.rootPath, { bigint: true });
+    } catch (e) {
+      throw fromNodeError(e, `backend ${this.rootPath}`);
+    }
+    if (!st.isDirectory()) throw new FsError('ENOTDIR', `backend ${this.rootPath} is not a directory`);
+    try {
+      handleOf(this.rootPath);
+    } catch (e) {
+      if (isFsError(e) && (e.code === 'EOPNOTSUPP' || e.code === 'ENOTSUP' || e.code === 'ENOSYS')) {
+        this.useKernelHandles = false;
+        log.info(`backend ${this.rootPath}: no kernel file handles; using (st_dev, st_ino)`);
+      } else throw e;
+    }
+    try {
+      this.mountFd = await fsp.open(this.rootPath, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    } catch { this.mountFd = null; }
+    this.rootFh = this.handleFor(this.rootPath, st);
+    this.remember(this.rootFh, '', st.ino);
+    const real = await fsp.realpath(this.rootPath);
+    this.fsid = `local:${real}#${this.rootFh.toString('hex')}`;
+  }
+
+  private handleFor(abs: string, st: BigIntStats): Buffer {
+    if (this.useKernelHandles) {
+      try {
+        const h = handleOf(abs);
+        return Buffer.concat([Buffer.from('H'), h.bytes]);
+      } catch (e) {
+        if (!isFsError(e) || (e.code !== 'EOPNOTSUPP' && e.code !== 'ENOTSUP')) throw e;
+        // Some objects (e.g. on a few special filesystems) refuse handles: fall back for them.
+      }
+    }
+    const b = Buffer.alloc(17);
+    b.write('I', 0);
+    b.writeBigUInt64LE(BigInt.asUintN(64, st.dev), 1);
+    b.writeBigUInt64LE(BigInt.asUintN(64, st.ino), 9);
+    return b;
+  }
+
+  private remember(fh: Buffer, rel: string, ino: bigint): void {
+    this.where.set(fh.toString('hex'), { rel, ino });
+  }
+
+  private abs(rel: string): string {
+    return rel === '' ? this.rootPath : path.join(this.rootPath, rel);
+  }
+
+  /** The current absolute path of an object, verified by inode number. */
+  private async pathOf(fh: Buffer): Promise<{ abs: string; rel: string; st: BigIntStats }> {
+    const key = fh.toString('hex');
+    const w = this.where.get(key);
+    if (w) {
+      const abs = this.abs(w.rel);
+      try {
+        const st = await fsp.lstat(abs, { bigint: true });
+        if (st.ino === w.ino) return { abs, rel: w.rel, st };
+      } catch (e) {
+        if (!isMissing(e)) throw fromNodeError(e, 'lstat');
+      }
+    }
+    return this.refind(fh);
+  }
+
+  /** Finds an object whose remembered path went away (renamed from outside). */
+  private async refind(fh: Buffer): Promise<{ abs: string; rel: string; st: BigIntStats }> {
+    if (fh[0] === 0x48 /* 'H' */ && this.mountFd) {
+      let fd = -1;
+      try {
+        fd = openHandle(this.mountFd.fd, fh.subarray(1));
+        const target = await fsp.readlink(`/proc/self/fd/${fd}`);
+        const rel = path.relative(this.rootPath, target);
+        if (!rel.startsWith('..') && !path.isAbsolute(rel) && !target.endsWith(' (deleted)')) {
+          const st = await fsp.lstat(target, { bigint: true });
+          this.remember(fh, rel, st.ino);
+          return { abs: target, rel, st };
+        }
+      } catch (e) {
+        if (isFsError(e) && e.code !== 'ESTALE' && e.code !== 'EPERM' && e.code !== 'ENOENT') {
+          log.debug('refind failed', e);
+        }
+      } finally {
+        if (fd >= 0) await closeFd(fd);
+      }
+    }
+    this.where.delete(fh.toString('hex'));
+    this.dropFd(fh);
+    throw new FsError('ESTALE', 'the object is gone from the backend');
+  }
+
+  private childRel(dirRel: string, name: string): string {
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+      throw new FsError('EINVAL', `bad name ${JSON.stringify(name)}`);
+    }
+    return dirRel === '' ? name : `${dirRel}/${name}`;
+  }
+
+  private async nodeAt(rel: string): Promise<Node> {
+    const abs = this.abs(rel);
+    let st: BigIntStats;
+    try {
+      st = await fsp.lstat(abs, { bigint: true });
+    } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
+    const fh = this.handleFor(abs, st);
+    this.remember(fh, rel, st.ino);
+    return { fh, attr: toAttr(st) };
+  }
+
+  async root(): Promise<Node> {
+    const st = await fsp.lstat(this.rootPath, { bigint: true }).catch((e) => { throw fromNodeError(e, 'backend root'); });
+    return { fh: this.rootFh, attr: toAttr(st) };
+  }
+
+  async getattr(fh: Buffer): Promise<Attr> {
+    const { st } = await this.pathOf(fh);
+    return toAttr(st);
+  }
+
+  async lookup(dir: Buffer, name: string): Promise<Node> {
+    const d = await this.pathOf(dir);
+    if (!d.st.isDirectory()) throw new FsError('ENOTDIR');
+    return this.nodeAt(this.childRel(d.rel, name));
+  }
+
+  async readdir(dir: Buffer): Promise<DirEntry[]> {
+    const d = await this.pathOf(dir);
+    let names: string[];
+    try {
+      names = await fsp.readdir(d.abs);
+    } catch (e) { throw fromNodeError(e, `readdir ${d.rel}`); }
+    const out: DirEntry[] = [];
+    // lstat in bounded batches: enough parallelism to hide latency on a network filesystem
+    // without flooding libuv's thread pool.
+    const BATCH = 64;
+    for (let i = 0; i < names.length; i += BATCH) {
+      const part = names.slice(i, i + BATCH);
+      const nodes = await Promise.all(part.map(async (name) => {
+        try {
+          return { name, ...(await this.nodeAt(this.childRel(d.rel, name))) };
+        } catch (e) {
+          if (isFsError(e, 'ENOENT')) return null; // removed while we listed: not an entry any more
+          throw e;
+        }
+      }));
+      for (const n of nodes) if (n) out.push(n);
+    }
+    return out;
+  }
+
+  async readlink(fh: Buffer): Promise<string> {
+    const { abs } = await this.pathOf(fh);
+    try { return await fsp.readlink(abs); } catch (e) { throw fromNodeError(e, 'readlink'); }
+  }
+
+  private async fdFor(fh: Buffer, writable: boolean): Promise<fsp.FileHandle> {
+    const key = fh.toString('hex');
+    const have = this.fds.get(key);
+    if (have && (have.writable || !writable)) {
+      // Re-insert to keep the map in least-recently-used order.
+      this.fds.delete(key);
+      this.fds.set(key, have);
+      return have.fh;
+    }
+    const { abs, st } = await this.pathOf(fh);
+    if (!st.isFile()) throw new FsError(st.isDirectory() ? 'EISDIR' : 'EINVAL');
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(abs, writable ? fsc.O_RDWR : fsc.O_RDONLY);
+    } catch (e) { throw fromNodeError(e, `open ${abs}`); }
+    if (have) { this.fds.delete(key); void have.fh.close().catch(() => undefined); }
+    this.fds.set(key, { fh: handle, writable });
+    while (this.fds.size > MAX_OPEN_FDS) {
+      const [oldKey, old] = this.fds.entries().next().value as [string, { fh: fsp.FileHandle }];
+      this.fds.delete(oldKey);
+      void old.fh.close().catch(() => undefined);
+    }
+    return handle;
+  }
+
+  private dropFd(fh: Buffer): void {
+    const key = fh.toString('hex');
+    const have = this.fds.get(key);
+    if (have) { this.fds.delete(key); void have.fh.close().catch(() => undefined); }
+  }
+
+  async read(fh: Buffer, offset: number, length: number): Promise<Buffer> {
+    const h = await this.fdFor(fh, false);
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    try {
+      while (got < length) {
+        const { bytesRead } = await h.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+    } catch (e) { throw fromNodeError(e, 'read'); }
+    return got === length ? buf : buf.subarray(0, got);
+  }
+
+  async write(fh: Buffer, offset: number, data: Buffer): Promise<void> {
+    const h = await this.fdFor(fh, true);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await h.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (e) { throw fromNodeError(e, 'write'); }
+  }
+
+  async commit(fh: Buffer): Promise<void> {
+    const have = this.fds.get(fh.toString('hex'));
+    if (!have?.writable) return; // nothing written through us since the fd was opened
+    try { await have.fh.datasync(); } catch (e) { throw fromNodeError(e, 'fsync'); }
+  }
+
+  private async chownNew(abs: string, creds: Creds): Promise<void> {
+    if (process.getuid?.() !== 0) return; // only root can give objects away
+    try { await fsp.lchown(abs, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
+  }
+
+  async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
+    const d = await this.pathOf(dir);
+    const rel = this.childRel(d.rel, name);
+    const abs = this.abs(rel);
+    const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
+    let h: fsp.FileHandle;
+    try { h = await fsp.open(abs, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
+    try {
+      await this.chownNew(abs, creds);
+      if ((mode & 0o7000) !== 0) await h.chmod(mode & 0o7777); // set-id bits are dropped by open()
+    } finally { await h.close(); }
+    return this.nodeAt(rel);
+  }
+
+  async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
+    const d = await this.pathOf(dir);
+    const rel = this.childRel(d.rel, name);
+    const abs = this.abs(rel);
+    try { await fsp.mkdir(abs, { mode: mode & 0o7777 }); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
+    await this.chownNew(abs, creds);
+    if ((mode & 0o7000) !== 0) await fsp.chmod(abs, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+    return this.nodeAt(rel);
+  }
+
+  async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
+    const d = await this.pathOf(dir);
+    const rel = this.childRel(d.rel, name);
+    try { await fsp.symlink(target, this.abs(rel)); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
+    await this.chownNew(this.abs(rel), creds);
+    return this.nodeAt(rel);
+  }
+
+  async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
+    const d = await this.pathOf(dir);
+    const rel = this.childRel(d.rel, name);
+    mknod(this.abs(rel), mode, rdev);
+    await this.chownNew(this.abs(rel), creds);
+    return this.nodeAt(rel);
+  }
+
+  async link(fh: Buffer, dir: Buffer, name: string): Promise<Attr> {
+    const src = await this.pathOf(fh);
+    const d = await this.pathOf(dir);
+    const rel = this.childRel(d.rel, name);
+    try { await fsp.link(src.abs, this.abs(rel)); } catch (e) { throw fromNodeError(e, `link ${rel}`); }
+    return toAttr(await fsp.lstat(src.abs, { bigint: true }));
+  }
+
+  async unlink(dir: Buffer, name: string): Promise<void> {
+    const d = await this.pathOf(dir);
+    const abs = this.abs(this.childRel(d.rel, name));
+    try { await fsp.unlink(abs); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
+  }
+
+  async rmdir(dir: Buffer, name: string): Promise<void> {
+    const d = await this.pathOf(dir);
+    const abs = this.abs(this.childRel(d.rel, name));
+    try { await fsp.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
+  }
+
+  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void> {
+    const a = await this.pathOf(fromDir);
+    const b = await this.pathOf(toDir);
+    const fromRel = this.childRel(a.rel, fromName);
+    const toRel = this.childRel(b.rel, toName);
+    try { await fsp.rename(this.abs(fromRel), this.abs(toRel)); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
+    // Keep remembered paths right for the moved object and everything below it.
+    const prefix = fromRel + '/';
+    for (const w of this.where.values()) {
+      if (w.rel === fromRel) w.rel = toRel;
+      else if (w.rel.startsWith(prefix)) w.rel = toRel + w.rel.slice(fromRel.length);
+    }
+  }
+
+  async setattr(fh: Buffer, set: SetAttr): Promise<Attr> {
+    const { abs, st } = await this.pathOf(fh);
+    try {
+      if (set.uid !== undefined || set.gid !== undefined) {
+        await fsp.lchown(abs, set.uid ?? -1, set.gid ?? -1);
+      }
+      if (set.mode !== undefined && !st.isSymbolicLink()) await fsp.chmod(abs, set.mode & 0o7777);
+      if (set.size !== undefined) {
+        const have = this.fds.get(fh.toString('hex'));
+        if (have?.writable) await have.fh.truncate(set.size);
+        else await fsp.truncate(abs, set.size);
+      }
+      if (set.atime || set.mtime) {
+        const omit: TimeSpec = { kind: 'omit' };
+        setTimes(abs, set.atime ?? omit, set.mtime ?? omit);
+      }
+    } catch (e) { throw fromNodeError(e, 'setattr'); }
+    return toAttr(await fsp.lstat(abs, { bigint: true }));
+  }
+
+  async statfs(): Promise<StatFs> {
+    const s = await fsp.statfs(this.rootPath).catch((e) => { throw fromNodeError(e, 'statfs'); });
+    return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+      files: s.files, ffree: s.ffree, namemax: 255 };
+  }
+
+  async watch(onChange: (change: OutsideChange) => void): Promise<void> {
+    const { watch } = await import('chokidar');
+    const w = watch(this.rootPath, { ignoreInitial: true, persistent: true, alwaysStat: false, followSymlinks: false });
+    const notify = (abs: string) => {
+      const rel = path.relative(this.rootPath, abs);
+      if (rel.startsWith('..')) return;
+      const parentRel = path.dirname(rel) === '.' ? '' : path.dirname(rel);
+      let dir: Buffer | undefined;
+      try { dir = this.handleForExisting(parentRel); } catch { dir = undefined; }
+      onChange({ ...(dir ? { dir } : {}), name: path.basename(rel) });
+    };
+    w.on('all', (_event: string, p: string) => notify(p));
+    w.on('error', (e: unknown) => log.warn('backend watcher', e));
+    await new Promise<void>((resolve) => w.once('ready', () => resolve()));
+    this.watcher = w;
+  }
+
+  private handleForExisting(rel: string): Buffer {
+    if (rel === '') return this.rootFh;
+    const abs = this.abs(rel);
+    if (this.useKernelHandles) return Buffer.concat([Buffer.from('H'), handleOf(abs).bytes]);
+    throw new FsError('ENOTSUP');
+  }
+
+  async close(): Promise<void> {
+    await this.watcher?.close();
+    for (const { fh } of this.fds.values()) await fh.close().catch(() => undefined);
+    this.fds.clear();
+    await this.mountFd?.close().catch(() => undefined);
+  }
+}
+
+function isMissing(e: unknown): boolean {
+  const c = (e as { code?: string })?.code;
+  return c === 'ENOENT' || c === 'ENOTDIR';
+}
+
+async function closeFd(fd: number): Promise<void> {
+  const { close } = await import('node:fs');
+  await new Promise<void>((r) => close(fd, () => r()));
+}
+
+function typeOf(st: BigIntStats): ObjType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'chardev';
+  return 'blockdev';
+}
+
+export function toAttr(st: BigIntStats): Attr {
+  return {
+    type: typeOf(st),
+    mode: Number(st.mode),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: Number(st.size),
+    nlink: Number(st.nlink),
+    rdev: Number(st.rdev),
+    used: Number(st.blocks) * 512,
+    atimeNs: st.atimeNs,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    version: `${st.ctimeNs}:${st.mtimeNs}:${st.size}`,
+  };
+}

@@ -1,0 +1,79 @@
+// Linux system calls Node does not expose, through koffi: name_to_handle_at (file handles),
+// open_by_handle_at (finding a renamed object again), utimensat (nanosecond times with
+// UTIME_OMIT) and mknodat. Calls are synchronous: each is one short syscall on a dentry the
+// adapter has just looked up (lstat first), so it does not block the event loop for long.
+import koffi from 'koffi';
+import { FsError, type ErrnoName } from '../../core/errors.js';
+import { constants } from 'node:os';
+
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const MAX_HANDLE_SZ = 128;
+export const UTIME_NOW = (1 << 30) - 1;
+export const UTIME_OMIT = (1 << 30) - 2;
+
+const libc = koffi.load('libc.so.6');
+const nameToHandleAt = libc.func('int name_to_handle_at(int dirfd, const char *pathname, _Inout_ uint8_t *handle, _Out_ int *mount_id, int flags)');
+const openByHandleAt = libc.func('int open_by_handle_at(int mount_fd, uint8_t *handle, int flags)');
+const utimensat = libc.func('int utimensat(int dirfd, const char *pathname, uint8_t *times, int flags)');
+const mknodat = libc.func('int mknodat(int dirfd, const char *pathname, uint32_t mode, uint64_t dev)');
+
+const errnoNames = new Map<number, ErrnoName>(
+  Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoName]),
+);
+
+function lastError(what: string): FsError {
+  const n = koffi.errno();
+  return new FsError(errnoNames.get(n) ?? 'EIO', `${what}: errno ${n}`);
+}
+
+export interface KernelHandle {
+  /** handle_type (4 bytes LE) followed by the f_handle bytes: opaque to everyone else. */
+  bytes: Buffer;
+  mountId: number;
+}
+
+/** name_to_handle_at(AT_FDCWD, path, …, 0): does not follow a final symlink. */
+export function handleOf(path: string): KernelHandle {
+  const buf = Buffer.alloc(8 + MAX_HANDLE_SZ);
+  buf.writeUInt32LE(MAX_HANDLE_SZ, 0);
+  const mountId = [0];
+  if (nameToHandleAt(AT_FDCWD, path, buf, mountId, 0) !== 0) throw lastError(`name_to_handle_at ${path}`);
+  const n = buf.readUInt32LE(0);
+  return { bytes: Buffer.from(buf.subarray(4, 8 + n)), mountId: mountId[0] ?? 0 };
+}
+
+/** open_by_handle_at with O_PATH; needs CAP_DAC_READ_SEARCH. Returns an fd the caller closes. */
+export function openHandle(mountFd: number, handle: Buffer): number {
+  const buf = Buffer.alloc(4 + handle.length);
+  buf.writeUInt32LE(handle.length - 4, 0);
+  handle.copy(buf, 4);
+  const O_PATH = 0o10000000;
+  const fd = openByHandleAt(mountFd, buf, O_PATH) as number;
+  if (fd < 0) throw lastError('open_by_handle_at');
+  return fd;
+}
+
+export type TimeSpec = { kind: 'set'; ns: bigint } | { kind: 'now' } | { kind: 'omit' };
+
+/** utimensat on a path without following a final symlink, to the nanosecond. */
+export function setTimes(path: string, atime: TimeSpec, mtime: TimeSpec): void {
+  const buf = Buffer.alloc(32);
+  writeTs(buf, 0, atime);
+  writeTs(buf, 16, mtime);
+  if (utimensat(AT_FDCWD, path, buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${path}`);
+}
+
+function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
+  if (t.kind === 'now') { buf.writeBigInt64LE(0n, off); buf.writeBigInt64LE(BigInt(UTIME_NOW), off + 8); return; }
+  if (t.kind === 'omit') { buf.writeBigInt64LE(0n, off); buf.writeBigInt64LE(BigInt(UTIME_OMIT), off + 8); return; }
+  let sec = t.ns / 1_000_000_000n;
+  let nsec = t.ns % 1_000_000_000n;
+  if (nsec < 0n) { nsec += 1_000_000_000n; sec -= 1n; }
+  buf.writeBigInt64LE(sec, off);
+  buf.writeBigInt64LE(nsec, off + 8);
+}
+
+export function mknod(path: string, mode: number, rdev: number): void {
+  if (mknodat(AT_FDCWD, path, mode, rdev) !== 0) throw lastError(`mknod ${path}`);
+}

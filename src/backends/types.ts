@@ -1,0 +1,106 @@
+// The lower layer: what a backend (a POSIX directory, an NFSv3 export) must offer to the
+// cache. Everything is addressed by file handle, never by path; the adapters know nothing
+// of caching. All methods reject with FsError only.
+
+/** Object types, as the kernel names them. */
+export type ObjType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'chardev' | 'blockdev';
+
+/** Attributes as the backend reports them; times are nanoseconds since the epoch. */
+export interface Attr {
+  type: ObjType;
+  /** Full st_mode including the type bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  rdev: number;
+  /** Bytes the backend has allocated (for st_blocks). */
+  used: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  /**
+   * What changes whenever the object's data or metadata changes: the backend's change
+   * attribute where it has one, else ctime/mtime/size. Compared as an opaque string.
+   */
+  version: string;
+}
+
+/** A found or created object: its opaque handle and its attributes. */
+export interface Node {
+  fh: Buffer;
+  attr: Attr;
+}
+
+export interface DirEntry extends Node {
+  name: string;
+}
+
+/** Credentials the backend should act as (the caller of the FUSE request). */
+export interface Creds {
+  uid: number;
+  gid: number;
+}
+
+/** A time in a setattr: an exact time, or "now" on the backend's clock. */
+export type SetTime = { kind: 'set'; ns: bigint } | { kind: 'now' };
+
+export interface SetAttr {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: SetTime;
+  mtime?: SetTime;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+}
+
+export interface Backend {
+  /** Names the backend filesystem and the exported root (unique across servers/exports). */
+  readonly fsid: string;
+  /** A human-readable description (the URL it was opened from). */
+  readonly description: string;
+  root(): Promise<Node>;
+  getattr(fh: Buffer): Promise<Attr>;
+  lookup(dir: Buffer, name: string): Promise<Node>;
+  readdir(dir: Buffer): Promise<DirEntry[]>;
+  readlink(fh: Buffer): Promise<string>;
+  read(fh: Buffer, offset: number, length: number): Promise<Buffer>;
+  write(fh: Buffer, offset: number, data: Buffer): Promise<void>;
+  /** Makes written data durable on the backend (fsync / NFS COMMIT). */
+  commit(fh: Buffer): Promise<void>;
+  create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node>;
+  mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node>;
+  symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node>;
+  mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node>;
+  link(fh: Buffer, dir: Buffer, name: string): Promise<Attr>;
+  unlink(dir: Buffer, name: string): Promise<void>;
+  rmdir(dir: Buffer, name: string): Promise<void>;
+  rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void>;
+  setattr(fh: Buffer, set: SetAttr): Promise<Attr>;
+  statfs(): Promise<StatFs>;
+  /** Starts noticing changes made to the backend from outside (if the backend can). */
+  watch?(onChange: (change: OutsideChange) => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A change made to the backend by someone else, as far as the adapter can tell. */
+export interface OutsideChange {
+  /** Handle of the directory whose entries may have changed, when known. */
+  dir?: Buffer;
+  /** Name inside `dir` that changed, when known. */
+  name?: string;
+  /** Handle of the object whose data or attributes may have changed, when known. */
+  fh?: Buffer;
+}

@@ -1,0 +1,154 @@
+// What each CLI command does. These functions throw UserError for anything the user should
+// read; they print only their own command's output.
+import { spawn } from 'node:child_process';
+import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../core/errors.js';
+import { loadConfig, type ConfigOverrides } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { runMount, prepareCacheDir } from '../daemon/daemon.js';
+import { sendControl } from '../daemon/control.js';
+import { CONTROL_SOCKET, StatusSchema, type Status } from '../daemon/protocol.js';
+import { lookupMount, processAlive } from '../daemon/registry.js';
+import { forceUnmount, isMounted } from '../fuse/mount.js';
+import { formatBytes } from './format.js';
+
+export interface MountFlags {
+  cacheDir?: string;
+  config?: string;
+  foreground?: boolean;
+  allowOther?: boolean;
+  logLevel?: Config['log'];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function commandMount(backend: string | undefined, mountpoint: string | undefined, flags: MountFlags): Promise<void> {
+  const overrides: ConfigOverrides = {};
+  if (backend !== undefined) overrides.backend = backend;
+  if (mountpoint !== undefined) overrides.mountpoint = mountpoint;
+  if (flags.cacheDir !== undefined) overrides.cacheDir = flags.cacheDir;
+  if (flags.allowOther !== undefined) overrides.allowOther = flags.allowOther;
+  if (flags.logLevel !== undefined) overrides.log = flags.logLevel;
+  const { config } = loadConfig({ ...(flags.config ? { configFile: flags.config } : {}), overrides });
+  if (!existsSync(config.backend)) {
+    throw new UserError(`backend directory ${config.backend} does not exist`, { hint: 'give an existing directory to cache' });
+  }
+
+  if (flags.foreground) {
+    const m = await runMount(config);
+    process.stdout.write(`cachefs: ${config.backend} mounted on ${config.mountpoint} (pid ${process.pid}); Ctrl-C unmounts\n`);
+    await m.done;
+    return;
+  }
+
+  // Background: start a foreground mount process of our own, detached, and wait until the
+  // mount answers on its control socket (or the process dies and tells us why).
+  await prepareCacheDir(config.cacheDir);
+  const errFile = path.join(config.cacheDir, 'mount-stderr.log');
+  const errFd = openSync(errFile, 'w', 0o600);
+  const self = fileURLToPath(new URL('./main.js', import.meta.url));
+  const args = [self, 'mount', config.backend, config.mountpoint, '--foreground', '--cache-dir', config.cacheDir];
+  if (flags.config) args.push('--config', path.resolve(flags.config));
+  if (flags.allowOther === true) args.push('--allow-other');
+  if (flags.allowOther === false) args.push('--no-allow-other');
+  if (flags.logLevel) args.push('--log-level', flags.logLevel);
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', errFd] });
+  closeSync(errFd);
+  let exited: number | null = null;
+  child.on('exit', (code) => { exited = code ?? 1; });
+  child.unref();
+
+  const deadline = Date.now() + 60_000;
+  const sock = path.join(config.cacheDir, CONTROL_SOCKET);
+  while (Date.now() < deadline) {
+    if (exited !== null) {
+      const why = readFileSync(errFile, 'utf8').trim();
+      throw new UserError(why.replace(/^cachefs: /, '') || `the mount process exited with code ${exited}`, {
+        hint: `see ${path.join(config.cacheDir, 'cachefs.log')}`,
+      });
+    }
+    if (existsSync(sock)) {
+      try {
+        await sendControl(sock, { op: 'status' }, 2000);
+        if (await isMounted(config.mountpoint)) {
+          process.stdout.write(`cachefs: ${config.backend} mounted on ${config.mountpoint} (pid ${child.pid})\n`);
+          return;
+        }
+      } catch { /* not ready yet */ }
+    }
+    await sleep(50);
+  }
+  throw new UserError('the mount did not come up within 60 s', {
+    hint: `see ${path.join(config.cacheDir, 'cachefs.log')}; \`cachefs umount ${config.mountpoint}\` cleans up`,
+  });
+}
+
+export async function commandUmount(mountpointArg: string): Promise<void> {
+  const mp = path.resolve(mountpointArg);
+  const info = lookupMount(mp);
+  const mounted = await isMounted(mp);
+  if (info && processAlive(info.pid)) {
+    try {
+      await sendControl(path.join(info.cacheDir, CONTROL_SOCKET), { op: 'shutdown' }, 30_000);
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline && processAlive(info.pid)) await sleep(50);
+      if (!processAlive(info.pid) && !(await isMounted(mp))) {
+        process.stdout.write(`cachefs: unmounted ${mp}\n`);
+        return;
+      }
+    } catch {
+      // Falls through to the forced clean-up below.
+    }
+  }
+  if (mounted || info) {
+    if (mounted) await forceUnmount(mp).catch((e: Error) => {
+      throw new UserError(`cannot detach ${mp}: ${e.message}`, { hint: `try \`fusermount -u -z ${mp}\` as the mounting user` });
+    });
+    if (info && processAlive(info.pid)) {
+      try { process.kill(info.pid, 'SIGTERM'); } catch { /* gone meanwhile */ }
+    }
+    process.stdout.write(`cachefs: cleaned up the mount at ${mp}` +
+      ' (pending changes, if any, stay in the journal and are replayed at the next mount)\n');
+    return;
+  }
+  throw new UserError(`${mp} is not a cachefs mount`, { hint: 'see `cachefs status <mountpoint>` or /proc/mounts', exitCode: 1 });
+}
+
+export async function fetchStatus(mountpointArg: string): Promise<Status> {
+  const mp = path.resolve(mountpointArg);
+  const info = lookupMount(mp);
+  if (!info || !processAlive(info.pid)) {
+    if (await isMounted(mp)) {
+      throw new UserError(`${mp} is a dead mount (its process is gone: "Transport endpoint is not connected")`, {
+        hint: `run \`cachefs umount ${mp}\` to clean it up, then mount again`, exitCode: 1,
+      });
+    }
+    throw new UserError(`${mp} is not a cachefs mount`, { hint: 'mount it with `cachefs mount <backend> <mountpoint>`', exitCode: 1 });
+  }
+  const raw = await sendControl(path.join(info.cacheDir, CONTROL_SOCKET), { op: 'status' });
+  const parsed = StatusSchema.safeParse(raw);
+  if (!parsed.success) throw new UserError('the mount process sent a status this cachefs does not understand');
+  return parsed.data;
+}
+
+export async function commandStatus(mountpoint: string, opts: { json?: boolean }): Promise<void> {
+  const s = await fetchStatus(mountpoint);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+    return;
+  }
+  const c = s.counters;
+  const lines = [
+    `cachefs on ${s.mountpoint} (pid ${s.pid})`,
+    `  backend    ${s.backend}`,
+    `  state      ${s.state} since ${s.since} (${s.reason})`,
+    `  cache      ${s.cache.objects} objects, ${formatBytes(s.cache.bytes)} cached in ${s.cacheDir}`,
+    `  journal    ${s.journal.pending === 0 ? 'no pending changes' : `${s.journal.pending} pending change(s), safe in the journal`}`,
+    `  conflicts  ${s.conflicts === 0 ? 'none' : `${s.conflicts} waiting for you (cachefs conflicts)`}`,
+    `  reads      ${c.hits} hits, ${c.misses} misses; ${formatBytes(c.bytesFromCache)} from cache, ${formatBytes(c.bytesFromBackend)} from backend`,
+    `  process    ${s.openFiles} open files, ${formatBytes(s.rssBytes)} resident`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}

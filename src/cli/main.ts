@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+// The cachefs command line. Thin: it parses arguments (commander, for help texts and option
+// parsing we would otherwise hand-write), calls into the library, and has one exit point
+// (`main`) that prints errors with their hint. Library code never prints or exits.
+import { Command, CommanderError, Option } from 'commander';
+import { UserError } from '../core/errors.js';
+import { commandMount, commandUmount, commandStatus } from './commands.js';
+
+function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('cachefs')
+    .description('A caching filesystem: mount a directory (or, later, an NFS export) through a local cache\n' +
+      'that keeps working offline and replays your changes when the backend is back.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program.command('mount')
+    .description('mount <backend> on <mountpoint> through the cache (both default to cache.config.json)')
+    .argument('[backend]', 'a directory path or file:// URL to cache')
+    .argument('[mountpoint]', 'an empty directory to mount on')
+    .option('--cache-dir <dir>', 'cache directory (index, journal, data; created 0700)')
+    .option('--config <file>', 'configuration file (default: ./cache.config.json if present)')
+    .option('--foreground', 'stay in the foreground and serve the mount from this process')
+    .addOption(new Option('--allow-other', 'let other users use the mount (default when mounted by root)'))
+    .addOption(new Option('--no-allow-other', 'only the mounting user may use the mount'))
+    .addOption(new Option('--log-level <level>', 'log detail').choices(['debug', 'info', 'warn', 'error']))
+    .addHelpText('after', '\nWithout --foreground it returns once the mount answers, and the mount process keeps\n' +
+      'running in the background (its log is cachefs.log in the cache directory).')
+    .action(async (backend: string | undefined, mountpoint: string | undefined, opts) => {
+      await commandMount(backend, mountpoint, opts);
+    });
+
+  program.command('umount')
+    .alias('unmount')
+    .description('write pending changes to the backend, then unmount; also cleans up a dead mount')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .action(async (mountpoint: string) => { await commandUmount(mountpoint); });
+
+  program.command('status')
+    .description('show the state of a mount: connectivity, cache use, pending changes, counters')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print machine-readable JSON')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandStatus(mountpoint, opts); });
+
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version end here too; commander has already printed what it had to say.
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    if (e instanceof UserError) {
+      process.stderr.write(`cachefs: ${e.message}\n`);
+      if (e.hint) process.stderr.write(`  hint: ${e.hint}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`cachefs: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.stderr.write('  hint: this is a bug; the cache and journal are crash-safe, so nothing written was lost\n');
+    return 1;
+  }
+}
+
+// The single exit point. A foreground mount resolves main() only once it has unmounted.
+main(process.argv).then((code) => process.exit(code));

@@ -1,0 +1,81 @@
+// The configuration: one defaults object and one strict zod schema. Parsed once, at the
+// edge (src/config/load.ts); everything below receives a typed, complete Config.
+import { z } from 'zod';
+
+const seconds = z.number().finite().nonnegative();
+
+export const ConfigSchema = z.object({
+  /** What to cache: a directory path or file:// URL (nfs:// comes with the NFS backend). */
+  backend: z.string().min(1),
+  /** Where to mount it. */
+  mountpoint: z.string().min(1),
+  /** The cache directory (index, journal, data files, control socket); created 0700. */
+  cacheDir: z.string().min(1),
+  cache: z.object({
+    /** Data is fetched and tracked in aligned chunks of this many bytes (a power of two). */
+    chunkSize: z.number().int().min(4096).max(64 * 1024 * 1024)
+      .refine((n) => (n & (n - 1)) === 0, 'must be a power of two'),
+    /** Chunks fetched ahead of a sequential reader. */
+    readAheadChunks: z.number().int().min(0).max(64),
+    /** Backend calls in flight at once (p-queue). */
+    backendConcurrency: z.number().int().min(1).max(256),
+  }).strict(),
+  consistency: z.object({
+    /** NFS-style attribute cache bounds for files and directories, in seconds. */
+    acregmin: seconds, acregmax: seconds, acdirmin: seconds, acdirmax: seconds,
+    /** open() revalidates with the backend (close-to-open consistency). */
+    closeToOpen: z.boolean(),
+    /** Watch a local backend for outside changes (chokidar). */
+    watch: z.boolean(),
+  }).strict(),
+  fuse: z.object({
+    /** "auto": allow_other when mounted by root (so other users get real permission checks). */
+    allowOther: z.union([z.boolean(), z.literal('auto')]),
+    /** Kernel dentry / attribute / negative-lookup cache lifetimes, in seconds. */
+    entryTimeout: seconds, attrTimeout: seconds, negativeTimeout: seconds,
+    /** Largest write the kernel sends at once (libfuse2 caps it at 128 KiB). */
+    maxWrite: z.number().int().min(4096).max(131072),
+    /** Keep the kernel page cache across opens while the file is unchanged (auto_cache). */
+    autoCache: z.boolean(),
+  }).strict(),
+  /** Deadline for one backend call, ms; must stay well under fuse-native's 15 s op timeout. */
+  backendTimeoutMs: z.number().int().min(100).max(10_000),
+  log: z.enum(['debug', 'info', 'warn', 'error']),
+}).strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export const DEFAULTS: Config = {
+  backend: './demo',
+  mountpoint: './mnt',
+  cacheDir: './.cache/cachefs',
+  cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
+  consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true },
+  fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 131072, autoCache: true },
+  backendTimeoutMs: 5000,
+  log: 'info',
+};
+
+/** One line of advice per field, shown with a validation error. */
+export const FIELD_HINTS: Record<string, string> = {
+  backend: 'a directory path (relative to the config file) or a file:// URL',
+  mountpoint: 'an empty directory to mount on, e.g. "./mnt"',
+  cacheDir: 'a directory for the cache, e.g. "./.cache/cachefs"',
+  'cache.chunkSize': 'a power of two between 4096 and 67108864, e.g. 1048576',
+  'cache.readAheadChunks': 'an integer 0-64, e.g. 8',
+  'cache.backendConcurrency': 'an integer 1-256, e.g. 16',
+  'consistency.acregmin': 'seconds, e.g. 3',
+  'consistency.acregmax': 'seconds, e.g. 60',
+  'consistency.acdirmin': 'seconds, e.g. 30',
+  'consistency.acdirmax': 'seconds, e.g. 60',
+  'consistency.closeToOpen': 'true or false',
+  'consistency.watch': 'true or false',
+  'fuse.allowOther': 'true, false or "auto"',
+  'fuse.entryTimeout': 'seconds, e.g. 1',
+  'fuse.attrTimeout': 'seconds, e.g. 1',
+  'fuse.negativeTimeout': 'seconds, e.g. 1',
+  'fuse.maxWrite': 'bytes between 4096 and 131072, e.g. 131072',
+  'fuse.autoCache': 'true or false',
+  backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
+  log: 'one of "debug", "info", "warn", "error"',
+};

@@ -1,0 +1,201 @@
+// The mount process: the composition root. It opens the backend, the cache (index, journal,
+// data store), wires the layer, mounts it with FUSE, serves the control socket and unmounts
+// cleanly on SIGTERM/SIGINT or a `shutdown` request.
+//
+// What must stay true:
+// - this process never does synchronous I/O on its own mountpoint (it would deadlock);
+// - the cache directory is 0700, the control socket 0600;
+// - one mount process per cache directory (pid file), so two never share one journal.
+import { promises as fsp, createWriteStream, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type net from 'node:net';
+import { UserError, isFsError } from '../core/errors.js';
+import { log, setLogLevel, setLogSink } from '../core/log.js';
+import type { Config } from '../config/schema.js';
+import { LocalBackend } from '../backends/local/local-backend.js';
+import type { Backend } from '../backends/types.js';
+import { openDb, getMeta, setMeta, type Db } from '../index/db.js';
+import { ObjectIndex } from '../index/objects.js';
+import { DataStore } from '../store/data-store.js';
+import { Journal } from '../journal/journal.js';
+import { Replayer } from '../journal/replayer.js';
+import { ConflictStore } from '../conflict/store.js';
+import { CacheLayer } from '../layers/cache-layer.js';
+import { Connectivity } from '../layers/connectivity.js';
+import { makeOps } from '../fuse/ops.js';
+import { FuseMount, forceUnmount, isMounted } from '../fuse/mount.js';
+import { serveControl } from './control.js';
+import { CONTROL_SOCKET, LOG_FILE, PID_FILE, type Status } from './protocol.js';
+import { register, unregister, processAlive } from './registry.js';
+
+export async function prepareCacheDir(dir: string): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fsp.chmod(dir, 0o700);
+}
+
+async function claimPidFile(cacheDir: string): Promise<string> {
+  const file = path.join(cacheDir, PID_FILE);
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    if (pid && pid !== process.pid && processAlive(pid)) {
+      throw new UserError(`the cache directory ${cacheDir} is in use by mount process ${pid}`, {
+        hint: 'unmount the other mount first, or give this one its own --cache-dir',
+      });
+    }
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+  }
+  await fsp.writeFile(file, `${process.pid}\n`, { mode: 0o600 });
+  return file;
+}
+
+async function openBackend(spec: string): Promise<Backend> {
+  const b = new LocalBackend(spec);
+  try {
+    await b.open();
+  } catch (e) {
+    if (isFsError(e)) {
+      throw new UserError(`cannot use backend ${spec}: ${e.message}`, { hint: 'give an existing directory (path or file:// URL)' });
+    }
+    throw e;
+  }
+  return b;
+}
+
+export interface RunningMount {
+  status(): Status;
+  shutdown(reason: string): Promise<void>;
+  done: Promise<void>;
+}
+
+export async function runMount(config: Config): Promise<RunningMount> {
+  setLogLevel(config.log);
+  // The kernel has already applied the caller's umask to every mode it hands us.
+  process.umask(0);
+  await prepareCacheDir(config.cacheDir);
+  const logStream = createWriteStream(path.join(config.cacheDir, LOG_FILE), { flags: 'a', mode: 0o600 });
+  setLogSink((line) => { logStream.write(line + '\n'); });
+  const pidFile = await claimPidFile(config.cacheDir);
+
+  const mp = config.mountpoint;
+  try {
+    const st = await fsp.stat(mp);
+    if (!st.isDirectory()) throw new UserError(`mountpoint ${mp} is not a directory`, { hint: 'mount on an empty directory' });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN') {
+      log.warn(`mountpoint ${mp} held a dead mount; detaching it`);
+      await forceUnmount(mp);
+    } else if (code === 'ENOENT') {
+      await fsp.mkdir(mp, { recursive: true });
+    } else if (e instanceof UserError) throw e;
+    else throw new UserError(`cannot use mountpoint ${mp}: ${(e as Error).message}`);
+  }
+  if (await isMounted(mp)) {
+    throw new UserError(`${mp} is already a FUSE mount`, { hint: `run \`cachefs umount ${mp}\` first` });
+  }
+
+  const backend = await openBackend(config.backend);
+  const db: Db = openDb(path.join(config.cacheDir, 'index.sqlite'));
+  const knownFsid = getMeta(db, 'last_fsid');
+  if (knownFsid && knownFsid !== backend.fsid) {
+    log.info(`cache dir was last used for ${knownFsid}; objects are keyed by fsid, so both stay apart`);
+  }
+  setMeta(db, 'last_fsid', backend.fsid);
+
+  const index = new ObjectIndex(db, backend.fsid);
+  const store = new DataStore(config.cacheDir);
+  await store.init();
+  const journal = new Journal(db);
+  const conflicts = new ConflictStore(db);
+  const connectivity = new Connectivity();
+  const layer = new CacheLayer({ backend, index, store, journal, connectivity, config }, (t) => new Replayer(journal, t));
+  await layer.init();
+
+  let fuse: FuseMount | null = null;
+  const ops = makeOps(layer, {
+    caller: () => {
+      const c = fuse?.context;
+      return { uid: c?.[0] ?? 0, gid: c?.[1] ?? 0 };
+    },
+  });
+  fuse = new FuseMount({ mountpoint: mp, fsname: `cachefs:${backend.description}`, config }, ops);
+  await fuse.mount();
+  log.info(`mounted ${backend.description} on ${mp} (cache ${config.cacheDir})`);
+
+  if (config.consistency.watch && backend.watch) {
+    backend.watch((c) => layer.noticeOutsideChange(c)).catch((e) => log.warn('cannot watch the backend', e));
+  }
+
+  const status = (): Status => {
+    const snap = connectivity.snapshot();
+    const s = index.stats();
+    return {
+      state: snap.state,
+      since: new Date(snap.since).toISOString(),
+      reason: snap.reason,
+      backend: backend.description,
+      fsid: backend.fsid,
+      mountpoint: mp,
+      cacheDir: config.cacheDir,
+      pid: process.pid,
+      cache: { bytes: s.bytes, objects: s.objects },
+      journal: { pending: journal.pending() },
+      conflicts: conflicts.openCount(),
+      counters: { ...layer.counters },
+      openFiles: layer.openFileCount(),
+      rssBytes: process.memoryUsage.rss(),
+    };
+  };
+
+  let finished!: () => void;
+  const done = new Promise<void>((r) => { finished = r; });
+  let shuttingDown: Promise<void> | null = null;
+  let server: net.Server | null = null;
+
+  const shutdown = (reason: string): Promise<void> => {
+    if (shuttingDown) return shuttingDown;
+    shuttingDown = (async () => {
+      log.info(`unmounting (${reason})`);
+      const pending = journal.pending();
+      try {
+        await Promise.race([layer.flushAll(), new Promise((r) => setTimeout(r, 20_000).unref())]);
+      } catch (e) { log.warn('flush before unmount failed', e); }
+      const left = journal.pending();
+      if (left > 0) log.warn(`${left} change(s) stay safe in the journal and are replayed at the next mount`);
+      else if (pending > 0) log.info(`${pending} pending change(s) written to the backend`);
+      try {
+        await fuse!.unmount();
+      } catch (e) {
+        log.warn('unmount failed; detaching lazily', e);
+        await forceUnmount(mp).catch((e2) => log.error('lazy unmount failed', e2));
+      }
+      server?.close();
+      await backend.close().catch(() => undefined);
+      await layer.close().catch(() => undefined);
+      await store.close();
+      db.close();
+      await unregister(mp).catch(() => undefined);
+      await fsp.rm(path.join(config.cacheDir, CONTROL_SOCKET), { force: true });
+      await fsp.rm(pidFile, { force: true });
+      log.info('unmounted');
+      await new Promise<void>((r) => logStream.end(r));
+      finished();
+    })();
+    return shuttingDown;
+  };
+
+  server = await serveControl(path.join(config.cacheDir, CONTROL_SOCKET), async (req) => {
+    switch (req.op) {
+      case 'status': return status();
+      case 'flush': await layer.flushAll(); return { pending: journal.pending() };
+      case 'shutdown': setImmediate(() => void shutdown('requested')); return { shuttingDown: true };
+    }
+  });
+  await register({ version: 1, mountpoint: mp, cacheDir: config.cacheDir, backend: backend.description, pid: process.pid });
+
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.on(sig, () => void shutdown(sig));
+  }
+  return { status, shutdown, done };
+}

@@ -1,0 +1,16 @@
+// The one place where errors become FUSE answers. FsError carries a POSIX errno name;
+// anything else is a bug or an unexpected failure: it becomes EIO and is logged.
+import { FsError, errnoNumber, fromNodeError } from '../core/errors.js';
+import { log } from '../core/log.js';
+
+/** The negative errno to hand to fuse-native for any thrown value. */
+export function toFuseErrno(e: unknown, op: string): number {
+  let fe: FsError;
+  if (e instanceof FsError) fe = e;
+  else {
+    fe = fromNodeError(e);
+    if (fe.code === 'EIO') log.error(`unexpected error in ${op}`, e);
+  }
+  if (fe.code === 'EIO') log.warn(`${op}: EIO`, fe.message);
+  return -errnoNumber(fe.code);
+}

@@ -1,0 +1,179 @@
+// The fuse-native operation table: translates the kernel's path-based requests into calls
+// on the cache layer. Every handler is wrapped so that it answers exactly once, with an
+// integer, whatever happens (a throw or a second answer would kill the process or leave the
+// kernel waiting); errors go through the single errno translation in ./errno.ts.
+import type { CacheLayer, TimeArg } from '../layers/cache-layer.js';
+import type { CachedObject } from '../index/objects.js';
+import type { Creds } from '../backends/types.js';
+import { FsError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import { toFuseErrno } from './errno.js';
+
+type Cb = (...args: unknown[]) => void;
+
+/** What the op table needs from the FUSE binding: the caller's credentials. */
+export interface CallerContext { caller(): Creds }
+
+const UNSET_ID = 0xffffffff; // chown's "-1": leave unchanged
+
+export function statOf(o: CachedObject) {
+  const a = o.attr;
+  return {
+    mode: a.mode,
+    uid: a.uid,
+    gid: a.gid,
+    size: a.size,
+    dev: 0,
+    nlink: a.nlink,
+    ino: o.id,
+    rdev: a.rdev,
+    blksize: 4096,
+    blocks: Math.ceil(a.used / 512),
+    atimeNs: a.atimeNs,
+    mtimeNs: a.mtimeNs,
+    ctimeNs: a.ctimeNs,
+  };
+}
+
+/**
+ * Runs `fn` and answers `cb` once: `cb(0, ...result)` for results given as an array,
+ * `cb(n)` for a number result (read/write sizes), `cb(-errno)` for errors.
+ */
+function answer(op: string, cb: Cb, fn: () => Promise<unknown[] | number | void>): void {
+  let done = false;
+  const reply = (...args: unknown[]) => {
+    if (done) return;
+    done = true;
+    try { cb(...args); } catch (e) { log.error(`fuse-native rejected the answer to ${op}`, e); }
+  };
+  let p: Promise<unknown[] | number | void>;
+  try { p = fn(); } catch (e) { reply(toFuseErrno(e, op)); return; }
+  p.then(
+    (r) => {
+      if (typeof r === 'number') reply(r);
+      else if (Array.isArray(r)) reply(0, ...r);
+      else reply(0);
+    },
+    (e) => reply(toFuseErrno(e, op)),
+  );
+}
+
+export function makeOps(layer: CacheLayer, ctx: CallerContext) {
+  return {
+    init(cb: Cb) { cb(0); },
+    access(path: string, _mode: number, cb: Cb) {
+      // Permission checks are the kernel's (default_permissions); this only says it exists.
+      answer('access', cb, async () => { await layer.resolve(path); });
+    },
+    statfs(_path: string, cb: Cb) {
+      answer('statfs', cb, async () => {
+        const s = await layer.statfs();
+        return [{ bsize: s.bsize, frsize: s.frsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+          files: s.files, ffree: s.ffree, favail: s.ffree, fsid: 0, flag: 0, namemax: s.namemax }];
+      });
+    },
+    getattr(path: string, cb: Cb) {
+      answer('getattr', cb, async () => [statOf(await layer.getattr(path))]);
+    },
+    fgetattr(path: string, fd: number, cb: Cb) {
+      answer('fgetattr', cb, async () => {
+        if (!fd) return [statOf(await layer.getattr(path))];
+        return [statOf(layer.fileOf(fd).obj)];
+      });
+    },
+    readdir(path: string, cb: Cb) {
+      answer('readdir', cb, async () => {
+        const { dir, entries } = await layer.readdir(path);
+        const names = ['.', '..'];
+        const stats = [statOf(dir), statOf(dir)];
+        for (const e of entries) { names.push(e.name); stats.push(statOf(e.obj)); }
+        return [names, stats];
+      });
+    },
+    readlink(path: string, cb: Cb) {
+      answer('readlink', cb, async () => [await layer.readlink(path)]);
+    },
+    open(path: string, flags: number, cb: Cb) {
+      answer('open', cb, async () => [await layer.open(path, flags)]);
+    },
+    opendir(_path: string, _flags: number, cb: Cb) { cb(0, 0); },
+    releasedir(_path: string, _fd: number, cb: Cb) { cb(0); },
+    create(path: string, mode: number, cb: Cb) {
+      const creds = ctx.caller();
+      // libfuse2 passes no open flags to create; the kernel opens for writing (O_CREAT|O_WRONLY
+      // at least), and reads through the fd are still allowed by our layer for O_RDWR callers.
+      answer('create', cb, async () => [await layer.create(path, mode, 2 /* O_RDWR */, creds)]);
+    },
+    read(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
+      answer('read', cb, async () => {
+        const data = await layer.read(fd, pos, len);
+        // fuse-native detaches `buf` if we answer after its timeout: copy only while it lives.
+        if (buf.length) data.copy(buf, 0, 0, Math.min(data.length, buf.length));
+        return data.length;
+      });
+    },
+    write(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
+      // fuse-native reuses `buf` after we answer: keep our own copy.
+      const data = Buffer.from(buf.subarray(0, len));
+      answer('write', cb, async () => layer.write(fd, pos, data));
+    },
+    flush(_path: string, fd: number, cb: Cb) {
+      answer('flush', cb, async () => { if (fd) await layer.flush(fd); });
+    },
+    fsync(_path: string, _datasync: number, fd: number, cb: Cb) {
+      answer('fsync', cb, async () => { if (fd) await layer.fsync(fd); });
+    },
+    fsyncdir(_path: string, _datasync: number, _fd: number, cb: Cb) { cb(0); },
+    release(_path: string, fd: number, cb: Cb) {
+      answer('release', cb, async () => { await layer.release(fd); });
+    },
+    truncate(path: string, size: number, cb: Cb) {
+      answer('truncate', cb, async () => { await layer.truncate(path, size); });
+    },
+    ftruncate(path: string, fd: number, size: number, cb: Cb) {
+      answer('ftruncate', cb, async () => {
+        if (fd) await layer.ftruncate(fd, size); else await layer.truncate(path, size);
+      });
+    },
+    chmod(path: string, mode: number, cb: Cb) {
+      answer('chmod', cb, async () => { await layer.chmod(path, mode); });
+    },
+    chown(path: string, uid: number, gid: number, cb: Cb) {
+      answer('chown', cb, async () => {
+        await layer.chown(path, uid === UNSET_ID ? undefined : uid, gid === UNSET_ID ? undefined : gid);
+      });
+    },
+    utimens(path: string, atime: TimeArg, mtime: TimeArg, cb: Cb) {
+      answer('utimens', cb, async () => {
+        if (typeof atime !== 'bigint' && atime !== 'now' && atime !== 'omit') {
+          throw new FsError('EIO', 'fuse-native without the cachefs patch: run npm ci');
+        }
+        await layer.utimens(path, atime, mtime);
+      });
+    },
+    mknod(path: string, mode: number, dev: number, cb: Cb) {
+      const creds = ctx.caller();
+      answer('mknod', cb, async () => { await layer.mknod(path, mode, dev, creds); });
+    },
+    mkdir(path: string, mode: number, cb: Cb) {
+      const creds = ctx.caller();
+      answer('mkdir', cb, async () => { await layer.mkdir(path, mode | 0o40000, creds); });
+    },
+    symlink(target: string, path: string, cb: Cb) {
+      const creds = ctx.caller();
+      answer('symlink', cb, async () => { await layer.symlink(target, path, creds); });
+    },
+    link(src: string, dest: string, cb: Cb) {
+      answer('link', cb, async () => { await layer.link(src, dest); });
+    },
+    unlink(path: string, cb: Cb) {
+      answer('unlink', cb, async () => { await layer.unlink(path); });
+    },
+    rmdir(path: string, cb: Cb) {
+      answer('rmdir', cb, async () => { await layer.rmdir(path); });
+    },
+    rename(src: string, dest: string, cb: Cb) {
+      answer('rename', cb, async () => { await layer.rename(src, dest); });
+    },
+  };
+}

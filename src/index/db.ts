@@ -1,0 +1,138 @@
+// Opens the cache's SQLite file (index, journal and conflicts live in one file so that a
+// mutation and its journal record can share one transaction) and brings its schema up to
+// date. The schema is versioned in `meta.schema_version`; migrations only ever move forward,
+// each inside its own transaction, so a crash mid-migration leaves the previous version.
+import Database from 'better-sqlite3';
+import { UserError } from '../core/errors.js';
+
+export type Db = Database.Database;
+
+/** Each entry brings the schema from version i to i + 1. Never edit a released migration. */
+const MIGRATIONS: readonly string[] = [
+  // v1: objects, names, cached chunks, journal, conflicts.
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+  -- One row per backend object. id is the inode number the mount shows: AUTOINCREMENT so a
+  -- number is never handed out twice, which keeps inode numbers stable across remounts.
+  CREATE TABLE objects (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    fsid         TEXT    NOT NULL,           -- backend filesystem + export the handle belongs to
+    fh           BLOB    NOT NULL,           -- the backend's opaque file handle
+    type         TEXT    NOT NULL,           -- file | dir | symlink | fifo | socket | chardev | blockdev
+    mode         INTEGER NOT NULL,           -- st_mode including type bits
+    uid          INTEGER NOT NULL,
+    gid          INTEGER NOT NULL,
+    size         INTEGER NOT NULL,
+    nlink        INTEGER NOT NULL,
+    rdev         INTEGER NOT NULL,
+    used         INTEGER NOT NULL,           -- bytes allocated on the backend
+    atime_ns     TEXT    NOT NULL,           -- decimal nanoseconds since the epoch
+    mtime_ns     TEXT    NOT NULL,
+    ctime_ns     TEXT    NOT NULL,
+    version      TEXT    NOT NULL,           -- backend version of these attributes
+    data_version TEXT,                       -- version the cached bytes belong to; NULL = none
+    names_version TEXT,                      -- dirs: version the cached names belong to
+    complete     INTEGER NOT NULL DEFAULT 0, -- dirs: 1 if names holds the whole listing
+    symlink      TEXT,                       -- symlinks: cached target
+    cached_bytes INTEGER NOT NULL DEFAULT 0, -- bytes of chunks present in the data file
+    last_access  INTEGER NOT NULL DEFAULT 0, -- ms since the epoch, for LRU culling
+    UNIQUE (fsid, fh)
+  );
+
+  -- The name cache: (parent, name) -> child; child NULL is a negative entry.
+  CREATE TABLE names (
+    parent INTEGER NOT NULL,
+    name   TEXT    NOT NULL,
+    child  INTEGER,
+    PRIMARY KEY (parent, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX names_child ON names (child);
+
+  -- Cached chunks of an object's data file (chunk i covers [i*chunk, (i+1)*chunk)).
+  CREATE TABLE chunks (
+    object INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    PRIMARY KEY (object, idx)
+  ) WITHOUT ROWID;
+
+  -- The replay journal: mutations not yet applied to the backend, in order.
+  CREATE TABLE journal (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    record     TEXT    NOT NULL,   -- JSON of a JournalRecord (src/journal/records.ts)
+    created_at INTEGER NOT NULL,   -- ms since the epoch
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT               -- why the last replay attempt failed, if it did
+  );
+
+  -- Conflicts found on replay; both variants are kept until the user resolves them.
+  CREATE TABLE conflicts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL,
+    path        TEXT    NOT NULL,
+    object      INTEGER,
+    record      TEXT    NOT NULL,  -- the journal record that conflicted (JSON)
+    base_version   TEXT,
+    server_version TEXT,
+    detected_at INTEGER NOT NULL,
+    resolved_at INTEGER
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export function openDb(file: string): Db {
+  let db: Db;
+  try {
+    db = new Database(file);
+  } catch (e) {
+    throw new UserError(`cannot open the cache database ${file}: ${(e as Error).message}`, {
+      hint: 'check that the cache directory is writable and not on a full disk',
+    });
+  }
+  db.pragma('journal_mode = WAL');
+  // NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the
+  // last transactions, never corrupt the file. Journal appends that must survive power loss
+  // (fsync while disconnected) call checkpoint-free FULL syncs explicitly.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = OFF');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function currentVersion(db: Db): number {
+  const hasMeta = db.prepare(`SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'`).get();
+  if (!hasMeta) return 0;
+  const row = db.prepare(`SELECT value FROM meta WHERE key='schema_version'`).get() as { value: string } | undefined;
+  return row ? Number(row.value) : 0;
+}
+
+function migrate(db: Db): void {
+  let v = currentVersion(db);
+  if (v > SCHEMA_VERSION) {
+    throw new UserError(`the cache was written by a newer cachefs (schema ${v}, this one knows ${SCHEMA_VERSION})`, {
+      hint: 'upgrade cachefs, or use another --cache-dir',
+    });
+  }
+  while (v < SCHEMA_VERSION) {
+    const sql = MIGRATIONS[v]!;
+    const next = v + 1;
+    db.transaction(() => {
+      db.exec(sql);
+      db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)
+                  ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(String(next));
+    })();
+    v = next;
+  }
+}
+
+export function getMeta(db: Db, key: string): string | undefined {
+  const row = db.prepare(`SELECT value FROM meta WHERE key = ?`).get(key) as { value: string } | undefined;
+  return row?.value;
+}
+
+export function setMeta(db: Db, key: string, value: string): void {
+  db.prepare(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(key, value);
+}

@@ -1,0 +1,292 @@
+// The object index: backend objects keyed by (fsid, fh), their attributes, the name cache
+// and which chunks of their data are cached. SQLite is the truth; this class keeps a
+// write-through in-memory mirror of what has been touched, because FUSE asks for the same
+// attributes many thousands of times a second.
+//
+// What must stay true:
+// - an object's id never changes and is never reused (it is the inode number users see);
+// - (fsid, fh) -> id is one-to-one, so hard links share one object and a rename keeps data;
+// - a name entry points at an existing object, or is negative (null).
+import type { Attr, Node } from '../backends/types.js';
+import type { Db } from './db.js';
+
+export interface CachedObject {
+  readonly id: number;
+  fh: Buffer;
+  attr: Attr;
+  /** When attributes were last confirmed with the backend (ms, monotonic clock); 0 = stale. Not persisted. */
+  attrAt: number;
+  /** Backend version the cached data belongs to; null = nothing cached. */
+  dataVersion: string | null;
+  /** Directories: backend version the cached names belong to. */
+  namesVersion: string | null;
+  /** Directories: the name cache holds the complete listing. */
+  complete: boolean;
+  symlink: string | null;
+  cachedBytes: number;
+  lastAccess: number;
+  /** Loaded lazily: indexes of cached chunks. */
+  chunks: Set<number> | null;
+  /** Loaded lazily, directories only: name -> child id, null = known absent. */
+  names: Map<string, number | null> | null;
+}
+
+interface ObjectRow {
+  id: number; fh: Buffer; type: string; mode: number; uid: number; gid: number; size: number;
+  nlink: number; rdev: number; used: number; atime_ns: string; mtime_ns: string; ctime_ns: string;
+  version: string; data_version: string | null; names_version: string | null; complete: number;
+  symlink: string | null; cached_bytes: number; last_access: number;
+}
+
+export class ObjectIndex {
+  private readonly byId = new Map<number, CachedObject>();
+  private readonly byFh = new Map<string, number>();
+  private readonly st;
+
+  constructor(private readonly db: Db, readonly fsid: string) {
+    this.st = {
+      byId: db.prepare(`SELECT * FROM objects WHERE id = ? AND fsid = ?`),
+      byFh: db.prepare(`SELECT * FROM objects WHERE fsid = ? AND fh = ?`),
+      insert: db.prepare(`INSERT INTO objects (fsid, fh, type, mode, uid, gid, size, nlink, rdev, used,
+          atime_ns, mtime_ns, ctime_ns, version) VALUES (@fsid, @fh, @type, @mode, @uid, @gid, @size,
+          @nlink, @rdev, @used, @atime_ns, @mtime_ns, @ctime_ns, @version)`),
+      saveAttr: db.prepare(`UPDATE objects SET type=@type, mode=@mode, uid=@uid, gid=@gid, size=@size,
+          nlink=@nlink, rdev=@rdev, used=@used, atime_ns=@atime_ns, mtime_ns=@mtime_ns, ctime_ns=@ctime_ns,
+          version=@version WHERE id=@id`),
+      saveData: db.prepare(`UPDATE objects SET data_version=?, cached_bytes=?, last_access=? WHERE id=?`),
+      saveDir: db.prepare(`UPDATE objects SET names_version=?, complete=? WHERE id=?`),
+      saveSymlink: db.prepare(`UPDATE objects SET symlink=? WHERE id=?`),
+      saveFh: db.prepare(`UPDATE objects SET fh=? WHERE id=?`),
+      remove: db.prepare(`DELETE FROM objects WHERE id = ?`),
+      removeChunks: db.prepare(`DELETE FROM chunks WHERE object = ?`),
+      removeChunksFrom: db.prepare(`DELETE FROM chunks WHERE object = ? AND idx >= ?`),
+      chunks: db.prepare(`SELECT idx FROM chunks WHERE object = ?`),
+      addChunk: db.prepare(`INSERT OR IGNORE INTO chunks (object, idx) VALUES (?, ?)`),
+      names: db.prepare(`SELECT name, child FROM names WHERE parent = ?`),
+      setName: db.prepare(`INSERT INTO names (parent, name, child) VALUES (?, ?, ?)
+          ON CONFLICT(parent, name) DO UPDATE SET child = excluded.child`),
+      delName: db.prepare(`DELETE FROM names WHERE parent = ? AND name = ?`),
+      delNames: db.prepare(`DELETE FROM names WHERE parent = ?`),
+      delNamesTo: db.prepare(`DELETE FROM names WHERE child = ?`),
+      count: db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(cached_bytes), 0) AS bytes FROM objects WHERE fsid = ?`),
+    };
+  }
+
+  private fromRow(r: ObjectRow): CachedObject {
+    const o: CachedObject = {
+      id: r.id,
+      fh: Buffer.from(r.fh),
+      attr: {
+        type: r.type as Attr['type'], mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, nlink: r.nlink,
+        rdev: r.rdev, used: r.used, atimeNs: BigInt(r.atime_ns), mtimeNs: BigInt(r.mtime_ns),
+        ctimeNs: BigInt(r.ctime_ns), version: r.version,
+      },
+      attrAt: 0,
+      dataVersion: r.data_version,
+      namesVersion: r.names_version,
+      complete: r.complete === 1,
+      symlink: r.symlink,
+      cachedBytes: r.cached_bytes,
+      lastAccess: r.last_access,
+      chunks: null,
+      names: null,
+    };
+    this.byId.set(o.id, o);
+    this.byFh.set(o.fh.toString('hex'), o.id);
+    return o;
+  }
+
+  get(id: number): CachedObject | undefined {
+    const have = this.byId.get(id);
+    if (have) return have;
+    const row = this.st.byId.get(id, this.fsid) as ObjectRow | undefined;
+    return row ? this.fromRow(row) : undefined;
+  }
+
+  byHandle(fh: Buffer): CachedObject | undefined {
+    const key = fh.toString('hex');
+    const id = this.byFh.get(key);
+    if (id !== undefined) return this.get(id);
+    const row = this.st.byFh.get(this.fsid, fh) as ObjectRow | undefined;
+    return row ? this.fromRow(row) : undefined;
+  }
+
+  /**
+   * The object for a node the backend just reported, created if new. Attributes are updated;
+   * the caller decides what a changed version means for cached data (see `invalidateData`).
+   */
+  upsert(node: Node, now: number): { obj: CachedObject; previousVersion: string | null } {
+    const have = this.byHandle(node.fh);
+    if (have) {
+      const previousVersion = have.attr.version;
+      if (!sameAttr(have.attr, node.attr)) {
+        have.attr = node.attr;
+        this.st.saveAttr.run(attrParams(have.id, node.attr));
+      }
+      have.attrAt = now;
+      return { obj: have, previousVersion };
+    }
+    const info = this.st.insert.run({ fsid: this.fsid, fh: node.fh, ...attrParams(0, node.attr) });
+    const obj = this.get(Number(info.lastInsertRowid))!;
+    obj.attrAt = now;
+    obj.chunks = new Set();
+    return { obj, previousVersion: null };
+  }
+
+  setAttr(obj: CachedObject, attr: Attr, now: number): void {
+    const changed = !sameAttr(obj.attr, attr);
+    obj.attr = attr;
+    obj.attrAt = now;
+    if (changed) this.st.saveAttr.run(attrParams(obj.id, attr));
+  }
+
+  /** Changes attributes locally (our own write, before the backend confirms them). */
+  patchAttr(obj: CachedObject, patch: Partial<Attr>): void {
+    obj.attr = { ...obj.attr, ...patch };
+    this.st.saveAttr.run(attrParams(obj.id, obj.attr));
+  }
+
+  setHandle(obj: CachedObject, fh: Buffer): void {
+    this.byFh.delete(obj.fh.toString('hex'));
+    obj.fh = fh;
+    this.byFh.set(fh.toString('hex'), obj.id);
+    this.st.saveFh.run(fh, obj.id);
+  }
+
+  setSymlink(obj: CachedObject, target: string | null): void {
+    obj.symlink = target;
+    this.st.saveSymlink.run(target, obj.id);
+  }
+
+  // ---- data chunks ----
+
+  chunksOf(obj: CachedObject): Set<number> {
+    if (!obj.chunks) {
+      obj.chunks = new Set((this.st.chunks.all(obj.id) as { idx: number }[]).map((r) => r.idx));
+    }
+    return obj.chunks;
+  }
+
+  addChunk(obj: CachedObject, idx: number, bytes: number, dataVersion: string): void {
+    const set = this.chunksOf(obj);
+    const had = set.has(idx);
+    if (had && obj.dataVersion === dataVersion) return;
+    set.add(idx);
+    if (!had) obj.cachedBytes += bytes;
+    obj.dataVersion = dataVersion;
+    this.st.addChunk.run(obj.id, idx);
+    this.st.saveData.run(obj.dataVersion, obj.cachedBytes, obj.lastAccess, obj.id);
+  }
+
+  /** Forgets every cached chunk (the data file is truncated by the caller). */
+  clearChunks(obj: CachedObject): void {
+    obj.chunks = new Set();
+    obj.cachedBytes = 0;
+    obj.dataVersion = null;
+    this.st.removeChunks.run(obj.id);
+    this.st.saveData.run(null, 0, obj.lastAccess, obj.id);
+  }
+
+  /** Forgets chunks from `idx` on (after a truncate). */
+  dropChunksFrom(obj: CachedObject, idx: number, chunkSize: number): void {
+    const set = this.chunksOf(obj);
+    let dropped = 0;
+    for (const i of set) if (i >= idx) { set.delete(i); dropped++; }
+    if (dropped === 0) return;
+    obj.cachedBytes = Math.max(0, obj.cachedBytes - dropped * chunkSize);
+    this.st.removeChunksFrom.run(obj.id, idx);
+    this.st.saveData.run(obj.dataVersion, obj.cachedBytes, obj.lastAccess, obj.id);
+  }
+
+  setDataVersion(obj: CachedObject, v: string | null): void {
+    if (obj.dataVersion === v) return;
+    obj.dataVersion = v;
+    this.st.saveData.run(v, obj.cachedBytes, obj.lastAccess, obj.id);
+  }
+
+  touch(obj: CachedObject, now: number): void {
+    obj.lastAccess = now; // persisted with the next data change; LRU order need not be exact
+  }
+
+  // ---- names ----
+
+  namesOf(dir: CachedObject): Map<string, number | null> {
+    if (!dir.names) {
+      dir.names = new Map((this.st.names.all(dir.id) as { name: string; child: number | null }[])
+        .map((r) => [r.name, r.child]));
+    }
+    return dir.names;
+  }
+
+  setName(dir: CachedObject, name: string, child: number | null): void {
+    this.namesOf(dir).set(name, child);
+    this.st.setName.run(dir.id, name, child);
+  }
+
+  forgetName(dir: CachedObject, name: string): void {
+    const names = this.namesOf(dir);
+    if (!names.has(name)) return;
+    names.delete(name);
+    dir.complete = false;
+    this.st.delName.run(dir.id, name);
+    this.st.saveDir.run(dir.namesVersion, 0, dir.id);
+  }
+
+  /** Replaces a directory's whole name cache with a fresh listing, in one transaction. */
+  replaceListing(dir: CachedObject, entries: { name: string; id: number }[], version: string): void {
+    this.db.transaction(() => {
+      this.st.delNames.run(dir.id);
+      const m = new Map<string, number | null>();
+      for (const e of entries) { m.set(e.name, e.id); this.st.setName.run(dir.id, e.name, e.id); }
+      dir.names = m;
+      dir.complete = true;
+      dir.namesVersion = version;
+      this.st.saveDir.run(version, 1, dir.id);
+    })();
+  }
+
+  /** Drops the name cache of a directory (its version changed under us). */
+  invalidateNames(dir: CachedObject): void {
+    dir.names = new Map();
+    dir.complete = false;
+    dir.namesVersion = null;
+    this.st.delNames.run(dir.id);
+    this.st.saveDir.run(null, 0, dir.id);
+  }
+
+  setNamesVersion(dir: CachedObject, version: string): void {
+    dir.namesVersion = version;
+    this.st.saveDir.run(version, dir.complete ? 1 : 0, dir.id);
+  }
+
+  /** Removes an object that no name reaches any more. Its data file is removed by the caller. */
+  remove(obj: CachedObject): void {
+    this.db.transaction(() => {
+      this.st.remove.run(obj.id);
+      this.st.removeChunks.run(obj.id);
+      this.st.delNames.run(obj.id);
+      this.st.delNamesTo.run(obj.id);
+    })();
+    this.byId.delete(obj.id);
+    this.byFh.delete(obj.fh.toString('hex'));
+  }
+
+  stats(): { objects: number; bytes: number } {
+    const r = this.st.count.get(this.fsid) as { n: number; bytes: number };
+    return { objects: r.n, bytes: r.bytes };
+  }
+}
+
+function sameAttr(a: Attr, b: Attr): boolean {
+  return a.version === b.version && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid &&
+    a.size === b.size && a.nlink === b.nlink && a.atimeNs === b.atimeNs && a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs && a.used === b.used && a.type === b.type && a.rdev === b.rdev;
+}
+
+function attrParams(id: number, a: Attr) {
+  return {
+    id, type: a.type, mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, nlink: a.nlink, rdev: a.rdev,
+    used: a.used, atime_ns: a.atimeNs.toString(), mtime_ns: a.mtimeNs.toString(),
+    ctime_ns: a.ctimeNs.toString(), version: a.version,
+  };
+}

@@ -1,0 +1,69 @@
+// The replay journal: an ordered, persistent list of mutations not yet applied to the
+// backend. One SQLite transaction per append (it is committed before the caller is told
+// anything), and a record is deleted only after the backend has applied it, so a crash at
+// any point leaves every unapplied mutation in the journal.
+import type { Db } from '../index/db.js';
+import { JournalRecordSchema, type JournalRecord } from './records.js';
+import { log } from '../core/log.js';
+
+export interface JournalEntry {
+  seq: number;
+  record: JournalRecord;
+  createdAt: number;
+  attempts: number;
+  lastError: string | null;
+}
+
+interface Row { seq: number; record: string; created_at: number; attempts: number; last_error: string | null }
+
+export class Journal {
+  private readonly st;
+
+  constructor(db: Db) {
+    this.st = {
+      append: db.prepare(`INSERT INTO journal (record, created_at) VALUES (?, ?)`),
+      remove: db.prepare(`DELETE FROM journal WHERE seq = ?`),
+      next: db.prepare(`SELECT * FROM journal WHERE seq > ? ORDER BY seq LIMIT ?`),
+      count: db.prepare(`SELECT COUNT(*) AS n FROM journal`),
+      fail: db.prepare(`UPDATE journal SET attempts = attempts + 1, last_error = ? WHERE seq = ?`),
+    };
+  }
+
+  append(record: JournalRecord): number {
+    const info = this.st.append.run(JSON.stringify(record), Date.now());
+    return Number(info.lastInsertRowid);
+  }
+
+  remove(seq: number): void {
+    this.st.remove.run(seq);
+  }
+
+  noteFailure(seq: number, error: string): void {
+    this.st.fail.run(error, seq);
+  }
+
+  /** Up to `limit` entries after `afterSeq`, in order. Rows that fail validation are logged and skipped. */
+  after(afterSeq: number, limit: number): JournalEntry[] {
+    const rows = this.st.next.all(afterSeq, limit) as Row[];
+    const out: JournalEntry[] = [];
+    for (const r of rows) {
+      let parsed;
+      try {
+        parsed = JournalRecordSchema.safeParse(JSON.parse(r.record));
+      } catch {
+        parsed = { success: false as const };
+      }
+      if (!parsed.success) {
+        // Keep the row (never drop a user's change silently); it is reported by `status`.
+        log.error(`journal record ${r.seq} is unreadable and is left in place`);
+        continue;
+      }
+      out.push({ seq: r.seq, record: parsed.data, createdAt: r.created_at, attempts: r.attempts, lastError: r.last_error });
+    }
+    return out;
+  }
+
+  pending(): number {
+    return (this.st.count.get() as { n: number }).n;
+  }
+}

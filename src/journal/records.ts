@@ -1,0 +1,42 @@
+// Journal records: every mutation of the mount, as a discriminated union with a zod schema
+// (records are persisted as JSON and read back after a crash, so they are validated).
+// Objects are named by their index id (the stable inode number), never by path: a record
+// stays meaningful after renames, and provisional objects can be mapped to real handles.
+import { z } from 'zod';
+
+const id = z.number().int().positive();
+const name = z.string().min(1).max(255).refine((s) => !s.includes('/') && s !== '.' && s !== '..', 'not a file name');
+const nsTime = z.union([
+  z.object({ kind: z.literal('set'), ns: z.string().regex(/^-?\d+$/) }),
+  z.object({ kind: z.literal('now') }),
+]);
+
+export const SetAttrSchema = z.object({
+  mode: z.number().int().nonnegative().optional(),
+  uid: z.number().int().nonnegative().optional(),
+  gid: z.number().int().nonnegative().optional(),
+  size: z.number().int().nonnegative().optional(),
+  atime: nsTime.optional(),
+  mtime: nsTime.optional(),
+}).strict();
+
+/** The version of the modified object as last seen from the backend (for conflict checks). */
+const base = z.string().nullable();
+
+export const JournalRecordSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(), base }),
+  z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, base }),
+  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
+  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
+  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), base }),
+  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
+  z.object({ op: z.literal('link'), obj: id, parent: id, name, base }),
+  z.object({ op: z.literal('unlink'), parent: id, name, base }),
+  z.object({ op: z.literal('rmdir'), parent: id, name, base }),
+  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, base }),
+  z.object({ op: z.literal('commit'), obj: id, base }),
+]);
+
+export type JournalRecord = z.infer<typeof JournalRecordSchema>;
+export type JournalOp = JournalRecord['op'];
+export type SetAttrRecord = z.infer<typeof SetAttrSchema>;

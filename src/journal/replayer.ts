@@ -1,0 +1,125 @@
+// The replayer drains the journal to the backend, strictly in journal order, one record at a
+// time (a later record may depend on an earlier one: create before write, mkdir before
+// create inside it). Connected callers wait for their own record (`waitFor`); when the mount
+// is disconnected the replayer is paused and records accumulate.
+//
+// What must stay true: a record leaves the journal only after the backend applied it, or
+// after the backend refused it and the refusal was handed to the waiting caller.
+import type { Journal, JournalEntry } from './journal.js';
+import type { JournalRecord } from './records.js';
+import { FsError, isFsError } from '../core/errors.js';
+import { log } from '../core/log.js';
+
+/** What the replayer needs from the world: somewhere to apply a record. */
+export interface ReplayTarget<O extends { kind: string } = { kind: string }> {
+  apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<O>;
+}
+
+/** In-memory help for a record appended by this process (e.g. the bytes of a write). */
+export interface ReplayHint { data?: Buffer }
+
+/** What applying a record produced (the target's outcome, or the backend's refusal). */
+export type ReplayOutcome<O> = O | { kind: 'refused'; error: FsError };
+
+/** Errors that mean "the backend cannot be reached", not "the backend said no". */
+export function isConnectionError(e: unknown): boolean {
+  return isFsError(e) && ['ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH',
+    'EPIPE', 'ENOTCONN', 'ECONNABORTED'].includes(e.code);
+}
+
+interface Waiter<O> { resolve(o: ReplayOutcome<O>): void; reject(e: unknown): void }
+
+export class Replayer<O extends { kind: string }> {
+  private readonly waiters = new Map<number, Waiter<O>>();
+  private readonly hints = new Map<number, ReplayHint>();
+  private running = false;
+  private paused = false;
+  private lastSeq = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly journal: Journal, private readonly target: ReplayTarget<O>) {}
+
+  /** Appends a record and returns its sequence number; the record is durable on return. */
+  append(record: JournalRecord, hint?: ReplayHint): number {
+    const seq = this.journal.append(record);
+    if (hint) this.hints.set(seq, hint);
+    return seq;
+  }
+
+  /** Resolves once record `seq` has been applied (or refused) by the backend. */
+  waitFor(seq: number): Promise<ReplayOutcome<O>> {
+    const p = new Promise<ReplayOutcome<O>>((resolve, reject) => this.waiters.set(seq, { resolve, reject }));
+    this.kick();
+    return p;
+  }
+
+  pause(): void { this.paused = true; }
+  resume(): void { this.paused = false; this.kick(); }
+  get isPaused(): boolean { return this.paused; }
+
+  /** Resolves when the journal is empty (or the replayer is paused with records left). */
+  drained(): Promise<void> {
+    if (!this.running && (this.paused || this.journal.pending() === 0)) return Promise.resolve();
+    this.kick();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  kick(): void {
+    if (this.running || this.paused) return;
+    this.running = true;
+    void this.loop().finally(() => {
+      this.running = false;
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of w) r();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.paused) {
+      const batch = this.journal.after(this.lastSeq, 64);
+      if (batch.length === 0) {
+        this.lastSeq = 0; // next time start from the beginning: unreadable rows were skipped
+        return;
+      }
+      for (const entry of batch) {
+        if (this.paused) return;
+        const stop = await this.applyOne(entry);
+        if (stop) { this.lastSeq = 0; return; }
+        this.lastSeq = entry.seq;
+      }
+    }
+  }
+
+  /** Returns true if replay must stop (the backend is unreachable). */
+  private async applyOne(entry: JournalEntry): Promise<boolean> {
+    const hint = this.hints.get(entry.seq);
+    let outcome: ReplayOutcome<O>;
+    let refusal: FsError | null = null;
+    try {
+      outcome = await this.target.apply(entry, hint);
+    } catch (e) {
+      if (isConnectionError(e)) {
+        // Keep the record: it is replayed when the backend answers again.
+        this.journal.noteFailure(entry.seq, (e as Error).message);
+        this.paused = true;
+        log.warn(`replay of record ${entry.seq} (${entry.record.op}) stopped: backend unreachable`, e);
+        const w = this.waiters.get(entry.seq);
+        if (w) { this.waiters.delete(entry.seq); w.reject(e); }
+        return true;
+      }
+      const error = isFsError(e) ? e : new FsError('EIO', String((e as Error)?.message ?? e));
+      if (!isFsError(e)) log.error(`replay of record ${entry.seq} (${entry.record.op}) failed`, e);
+      refusal = error;
+      outcome = { kind: 'refused', error };
+    }
+    this.journal.remove(entry.seq);
+    this.hints.delete(entry.seq);
+    const w = this.waiters.get(entry.seq);
+    if (w) { this.waiters.delete(entry.seq); w.resolve(outcome); }
+    else if (refusal) {
+      log.warn(`backend refused journal record ${entry.seq} (${entry.record.op}): ${refusal.code}`);
+    }
+    return false;
+  }
+}

@@ -1,0 +1,676 @@
+// The cache layer: the upper layer over a backend (the lower). It resolves paths to objects
+// through the name cache, serves attributes, directories and data from the cache, fetches
+// what is missing in aligned chunks, and sends every mutation through the journal.
+//
+// Consistency (ARCHITECTURE §4):
+// - attributes are trusted for an NFS-style time (acregmin..acregmax, acdirmin..acdirmax,
+//   growing with the time since the object last changed), then revalidated;
+// - open() always revalidates (close-to-open); a changed version drops clean cached data;
+// - flush()/fsync() of a written file return once its data is on the backend.
+//
+// Mutations (ARCHITECTURE §5): append a record, wait for the replayer to apply it to the
+// backend, then record the result in the cache. A refused record reaches the caller as the
+// backend's errno and leaves the cache as it was (or drops data we can no longer vouch for).
+//
+// Locking: everything runs on Node's one thread; the await points are where other requests
+// interleave. Chunk fetches are coalesced per (object, chunk) in `inflight`, and a write
+// waits for any fetch of the chunks it touches before writing into the data file.
+import PQueue from 'p-queue';
+import path from 'node:path';
+import { FsError, isFsError } from '../core/errors.js';
+import { withDeadline } from '../core/deadline.js';
+import { log } from '../core/log.js';
+import type { Attr, Backend, Creds, OutsideChange, StatFs } from '../backends/types.js';
+import type { CachedObject, ObjectIndex } from '../index/objects.js';
+import type { DataStore } from '../store/data-store.js';
+import type { Replayer } from '../journal/replayer.js';
+import type { JournalRecord, SetAttrRecord } from '../journal/records.js';
+import type { Journal } from '../journal/journal.js';
+import type { Config } from '../config/schema.js';
+import { BackendTarget, type AppliedOutcome, type BackendCall } from './backend-target.js';
+import type { Connectivity } from './connectivity.js';
+
+/**
+ * Marks a data or names version as "changed by us, adopt the next version the backend
+ * reports": our own writes change the backend's version, which must not drop our cache.
+ */
+const SELF = 'self';
+
+export interface OpenFile {
+  obj: CachedObject;
+  flags: number;
+  /** Data was written through this open file since the last flush. */
+  written: boolean;
+  /** Where a sequential reader will read next (for read-ahead). */
+  nextPos: number;
+}
+
+export interface Counters {
+  hits: number;
+  misses: number;
+  bytesFromCache: number;
+  bytesFromBackend: number;
+  backendCalls: number;
+}
+
+export type TimeArg = bigint | 'now' | 'omit';
+
+export interface LayerDeps {
+  backend: Backend;
+  index: ObjectIndex;
+  store: DataStore;
+  journal: Journal;
+  connectivity: Connectivity;
+  config: Config;
+}
+
+const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_RDWR = 2;
+
+export class CacheLayer {
+  readonly counters: Counters = { hits: 0, misses: 0, bytesFromCache: 0, bytesFromBackend: 0, backendCalls: 0 };
+  readonly replayer: Replayer<AppliedOutcome>;
+  private readonly backend: Backend;
+  private readonly index: ObjectIndex;
+  private readonly store: DataStore;
+  private readonly cfg: Config;
+  private readonly queue: PQueue;
+  private readonly chunk: number;
+  private rootId = 0;
+  private readonly openFiles = new Map<number, OpenFile>();
+  private readonly openCount = new Map<number, number>();
+  private nextFd = 1;
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private statfsCache: { at: number; value: StatFs } | null = null;
+  readonly call: BackendCall;
+
+  constructor(private readonly deps: LayerDeps, replayerFactory: (target: BackendTarget) => Replayer<AppliedOutcome>) {
+    this.backend = deps.backend;
+    this.index = deps.index;
+    this.store = deps.store;
+    this.cfg = deps.config;
+    this.chunk = deps.config.cache.chunkSize;
+    this.queue = new PQueue({ concurrency: deps.config.cache.backendConcurrency });
+    const timeout = deps.config.backendTimeoutMs;
+    this.call = <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      this.counters.backendCalls++;
+      return this.queue.add(() => withDeadline(fn(), timeout, `backend ${what}`), { throwOnTimeout: true }) as Promise<T>;
+    };
+    this.replayer = replayerFactory(new BackendTarget(this.backend, this.index, this.store, this.call));
+  }
+
+  async init(): Promise<void> {
+    const root = await this.call('root', () => this.backend.root());
+    const { obj } = this.index.upsert(root, now());
+    this.rootId = obj.id;
+    this.replayer.kick(); // records left by a previous run go first
+  }
+
+  get rootObjectId(): number { return this.rootId; }
+
+  // ---------------------------------------------------------------- freshness
+
+  private timeoutFor(obj: CachedObject): number {
+    const c = this.cfg.consistency;
+    const [lo, hi] = obj.attr.type === 'dir' ? [c.acdirmin, c.acdirmax] : [c.acregmin, c.acregmax];
+    // NFS's heuristic: the longer an object has gone unchanged, the longer we trust it.
+    const ageS = Math.max(0, Date.now() / 1000 - Number(obj.attr.mtimeNs / 1_000_000_000n));
+    return Math.min(hi, Math.max(lo, ageS / 10)) * 1000;
+  }
+
+  private isFresh(obj: CachedObject): boolean {
+    return obj.attrAt !== 0 && now() - obj.attrAt < this.timeoutFor(obj);
+  }
+
+  /** Records attributes the backend reported and drops what they make stale. */
+  private applyAttr(obj: CachedObject, attr: Attr): void {
+    const v = attr.version;
+    if (obj.dataVersion !== null && obj.dataVersion !== v) {
+      if (obj.dataVersion === SELF) this.index.setDataVersion(obj, v);
+      else if (!this.hasOpenWriters(obj)) this.dropData(obj);
+    }
+    if (attr.type === 'dir' && obj.namesVersion !== null && obj.namesVersion !== v) {
+      if (obj.namesVersion === SELF) this.index.setNamesVersion(obj, v);
+      else this.index.invalidateNames(obj);
+    }
+    this.index.setAttr(obj, attr, now());
+  }
+
+  private dropData(obj: CachedObject): void {
+    if (obj.cachedBytes === 0 && obj.dataVersion === null) return;
+    this.index.clearChunks(obj);
+    void this.store.truncate(obj.id, 0).catch((e) => log.warn(`cannot truncate cache file ${obj.id}`, e));
+  }
+
+  private hasOpenWriters(obj: CachedObject): boolean {
+    for (const of of this.openFiles.values()) if (of.obj === obj && of.written) return true;
+    return false;
+  }
+
+  async revalidate(obj: CachedObject, force: boolean): Promise<void> {
+    if (!force && this.isFresh(obj)) return;
+    let attr: Attr;
+    try {
+      attr = await this.call('getattr', () => this.backend.getattr(obj.fh));
+    } catch (e) {
+      if (isFsError(e, 'ESTALE')) {
+        this.forgetObject(obj);
+        throw new FsError('ENOENT', 'the object was removed on the backend');
+      }
+      throw e;
+    }
+    this.applyAttr(obj, attr);
+  }
+
+  /** The object is gone from the backend: unlink it from every cached name. */
+  private forgetObject(obj: CachedObject): void {
+    if (obj.id === this.rootId) return;
+    if (this.openCount.get(obj.id)) return; // still open here: kept until released
+    this.index.remove(obj);
+    void this.store.remove(obj.id).catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- resolution
+
+  private obj(id: number): CachedObject {
+    const o = this.index.get(id);
+    if (!o) throw new FsError('ESTALE', `object ${id} vanished from the index`);
+    return o;
+  }
+
+  async lookup(dir: CachedObject, name: string): Promise<CachedObject> {
+    if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
+    if (name.length > 255) throw new FsError('ENAMETOOLONG');
+    await this.revalidate(dir, false);
+    const names = this.index.namesOf(dir);
+    const known = names.get(name);
+    if (known === null) throw new FsError('ENOENT');
+    if (known !== undefined) {
+      const o = this.index.get(known);
+      if (o) return o;
+    } else if (dir.complete) {
+      throw new FsError('ENOENT');
+    }
+    try {
+      const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
+      const { obj, previousVersion } = this.index.upsert(node, now());
+      if (previousVersion !== null && previousVersion !== node.attr.version) {
+        // Re-apply so stale data is dropped (upsert already stored the new attributes).
+        if (obj.dataVersion !== null && obj.dataVersion !== SELF && obj.dataVersion !== node.attr.version &&
+            !this.hasOpenWriters(obj)) this.dropData(obj);
+      }
+      this.index.setName(dir, name, obj.id);
+      return obj;
+    } catch (e) {
+      if (isFsError(e, 'ENOENT')) this.index.setName(dir, name, null);
+      throw e;
+    }
+  }
+
+  async resolve(p: string): Promise<CachedObject> {
+    let cur = this.obj(this.rootId);
+    if (p === '/' || p === '') return cur;
+    for (const part of p.split('/')) {
+      if (part === '') continue;
+      cur = await this.lookup(cur, part);
+    }
+    return cur;
+  }
+
+  async resolveParent(p: string): Promise<{ dir: CachedObject; name: string }> {
+    const name = path.posix.basename(p);
+    if (name === '' || p === '/') throw new FsError('EBUSY', 'the mount root');
+    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG');
+    const dir = await this.resolve(path.posix.dirname(p));
+    if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
+    return { dir, name };
+  }
+
+  // ---------------------------------------------------------------- attributes
+
+  async getattr(p: string): Promise<CachedObject> {
+    const o = await this.resolve(p);
+    await this.revalidate(o, false);
+    return o;
+  }
+
+  fileOf(fd: number): OpenFile {
+    const of = this.openFiles.get(fd);
+    if (!of) throw new FsError('EBADF');
+    return of;
+  }
+
+  async readdir(p: string): Promise<{ dir: CachedObject; entries: { name: string; obj: CachedObject }[] }> {
+    const dir = await this.resolve(p);
+    if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
+    await this.revalidate(dir, false);
+    if (!dir.complete) {
+      const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
+      const t = now();
+      const entries: { name: string; id: number }[] = [];
+      for (const e of listed) {
+        const { obj } = this.index.upsert(e, t);
+        entries.push({ name: e.name, id: obj.id });
+      }
+      this.index.replaceListing(dir, entries, dir.attr.version);
+    }
+    const out: { name: string; obj: CachedObject }[] = [];
+    for (const [name, id] of this.index.namesOf(dir)) {
+      if (id === null) continue;
+      const o = this.index.get(id);
+      if (o) out.push({ name, obj: o });
+    }
+    return { dir, entries: out };
+  }
+
+  async readlink(p: string): Promise<string> {
+    const o = await this.resolve(p);
+    if (o.attr.type !== 'symlink') throw new FsError('EINVAL');
+    await this.revalidate(o, false);
+    if (o.symlink !== null && o.dataVersion === o.attr.version) return o.symlink;
+    const target = await this.call('readlink', () => this.backend.readlink(o.fh));
+    this.index.setSymlink(o, target);
+    this.index.setDataVersion(o, o.attr.version);
+    return target;
+  }
+
+  async statfs(): Promise<StatFs> {
+    if (this.statfsCache && now() - this.statfsCache.at < 1000) return this.statfsCache.value;
+    const value = await this.call('statfs', () => this.backend.statfs());
+    this.statfsCache = { at: now(), value };
+    return value;
+  }
+
+  // ---------------------------------------------------------------- open files
+
+  async open(p: string, flags: number): Promise<number> {
+    const o = await this.resolve(p);
+    if (this.cfg.consistency.closeToOpen) await this.revalidate(o, true);
+    if (o.attr.type === 'dir' && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
+    return this.addOpen(o, flags);
+  }
+
+  private addOpen(obj: CachedObject, flags: number): number {
+    const fd = this.nextFd++;
+    if (this.nextFd > 0x7fffffff) this.nextFd = 1;
+    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1 });
+    this.openCount.set(obj.id, (this.openCount.get(obj.id) ?? 0) + 1);
+    this.index.touch(obj, Date.now());
+    return fd;
+  }
+
+  async release(fd: number): Promise<void> {
+    const of = this.openFiles.get(fd);
+    if (!of) return;
+    if (of.written) await this.flush(fd).catch((e) => log.warn('flush on release failed', e));
+    this.openFiles.delete(fd);
+    const n = (this.openCount.get(of.obj.id) ?? 1) - 1;
+    if (n <= 0) this.openCount.delete(of.obj.id); else this.openCount.set(of.obj.id, n);
+  }
+
+  /** close(): the data written through `fd` is on the backend when this returns. */
+  async flush(fd: number): Promise<void> {
+    const of = this.fileOf(fd);
+    if (!of.written) return;
+    await this.replayer.drained();
+    of.written = false;
+    // Adopt the version our writes produced, so our own writes never look like someone else's.
+    const attr = await this.call('getattr', () => this.backend.getattr(of.obj.fh));
+    if (of.obj.dataVersion !== null) this.index.setDataVersion(of.obj, SELF);
+    this.applyAttr(of.obj, attr);
+  }
+
+  async fsync(fd: number): Promise<void> {
+    const of = this.fileOf(fd);
+    await this.replayer.drained();
+    await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
+    if (of.written) await this.flush(fd);
+  }
+
+  // ---------------------------------------------------------------- data
+
+  private chunkKey(obj: CachedObject, idx: number): string { return `${obj.id}:${idx}`; }
+
+  /** Fetches chunk `idx` of `obj` into the cache (coalesced with concurrent fetches). */
+  private fetchChunk(obj: CachedObject, idx: number): Promise<Buffer> {
+    const key = this.chunkKey(obj, idx);
+    const have = this.inflight.get(key);
+    if (have) return have;
+    const p = (async () => {
+      const version = obj.attr.version;
+      const buf = await this.call('read', () => this.backend.read(obj.fh, idx * this.chunk, this.chunk));
+      if (obj.attr.version !== version) {
+        // The object changed while we read: these bytes may be from either side of it.
+        throw new FsError('EAGAIN', 'object changed during fetch');
+      }
+      if (obj.dataVersion !== null && obj.dataVersion !== version && obj.dataVersion !== SELF) this.dropData(obj);
+      await this.store.write(obj.id, idx * this.chunk, buf);
+      this.index.addChunk(obj, idx, buf.length, obj.dataVersion === SELF ? SELF : version);
+      this.counters.bytesFromBackend += buf.length;
+      return buf;
+    })();
+    this.inflight.set(key, p);
+    const clear = () => { if (this.inflight.get(key) === p) this.inflight.delete(key); };
+    p.then(clear, clear);
+    return p;
+  }
+
+  private async fetchWithRetry(obj: CachedObject, idx: number): Promise<Buffer> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.fetchChunk(obj, idx);
+      } catch (e) {
+        if (!isFsError(e, 'EAGAIN') || attempt >= 2) throw e;
+      }
+    }
+  }
+
+  async read(fd: number, pos: number, len: number): Promise<Buffer> {
+    const of = this.fileOf(fd);
+    const obj = of.obj;
+    if (obj.attr.type !== 'file') throw new FsError(obj.attr.type === 'dir' ? 'EISDIR' : 'EINVAL');
+    const size = obj.attr.size;
+    if (pos >= size || len <= 0) return Buffer.alloc(0);
+    const n = Math.min(len, size - pos);
+    const first = Math.floor(pos / this.chunk);
+    const last = Math.floor((pos + n - 1) / this.chunk);
+    const chunks = this.index.chunksOf(obj);
+    const fetched = new Map<number, Buffer>();
+    const waits: Promise<void>[] = [];
+    for (let i = first; i <= last; i++) {
+      if (chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) continue;
+      waits.push(this.fetchWithRetry(obj, i).then((b) => { fetched.set(i, b); }));
+    }
+    if (waits.length) {
+      this.counters.misses++;
+      await Promise.all(waits);
+    } else {
+      this.counters.hits++;
+      this.counters.bytesFromCache += n;
+    }
+    // Sequential reader: fetch ahead so the next reads find their chunks cached.
+    if (of.nextPos === pos && this.cfg.cache.readAheadChunks > 0) this.readAhead(obj, last + 1);
+    of.nextPos = pos + n;
+    this.index.touch(obj, Date.now());
+    if (first === last && fetched.has(first)) {
+      const b = fetched.get(first)!;
+      const off = pos - first * this.chunk;
+      const out = b.subarray(off, Math.min(b.length, off + n));
+      if (out.length === n) return out;
+    }
+    return this.store.read(obj.id, pos, n);
+  }
+
+  private readAhead(obj: CachedObject, from: number): void {
+    const chunks = this.index.chunksOf(obj);
+    const lastChunk = Math.floor(Math.max(0, obj.attr.size - 1) / this.chunk);
+    const to = Math.min(lastChunk, from + this.cfg.cache.readAheadChunks - 1);
+    for (let i = from; i <= to; i++) {
+      if (chunks.has(i) || this.inflight.has(this.chunkKey(obj, i))) continue;
+      this.fetchWithRetry(obj, i).catch((e) => log.debug('read-ahead failed', e));
+    }
+  }
+
+  async write(fd: number, pos: number, data: Buffer): Promise<number> {
+    const of = this.fileOf(fd);
+    const obj = of.obj;
+    if ((of.flags & O_ACCMODE) !== O_WRONLY && (of.flags & O_ACCMODE) !== O_RDWR) throw new FsError('EBADF');
+    if (data.length === 0) return 0;
+    const end = pos + data.length;
+    const first = Math.floor(pos / this.chunk);
+    const last = Math.floor((end - 1) / this.chunk);
+    const chunks = this.index.chunksOf(obj);
+    // Make every touched chunk whole in the cache before writing into it: a chunk the write
+    // covers entirely, or that lies past the end of the file, needs nothing from the backend.
+    for (let i = first; i <= last; i++) {
+      const inflight = this.inflight.get(this.chunkKey(obj, i));
+      if (inflight) await inflight.catch(() => undefined);
+      if (chunks.has(i)) continue;
+      const cStart = i * this.chunk;
+      const covered = pos <= cStart && end >= cStart + this.chunk;
+      if (covered || cStart >= obj.attr.size) {
+        this.index.addChunk(obj, i, Math.min(this.chunk, Math.max(0, end - cStart)), obj.dataVersion ?? SELF);
+      } else {
+        await this.fetchWithRetry(obj, i);
+      }
+    }
+    await this.store.write(obj.id, pos, data);
+    const base = obj.attr.version;
+    if (end > obj.attr.size) this.index.patchAttr(obj, { size: end });
+    this.index.setDataVersion(obj, SELF);
+    of.written = true;
+    try {
+      await this.mutate({ op: 'write', obj: obj.id, offset: pos, length: data.length, base }, { data });
+    } catch (e) {
+      // We can no longer vouch for the cached bytes of this object.
+      this.dropData(obj);
+      obj.attrAt = 0;
+      throw e;
+    }
+    return data.length;
+  }
+
+  // ---------------------------------------------------------------- mutations
+
+  /** Appends a record, waits for the backend to apply it, and returns what it produced. */
+  private async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<AppliedOutcome> {
+    const seq = this.replayer.append(record, hint);
+    const outcome = await this.replayer.waitFor(seq);
+    if (outcome.kind === 'refused') throw outcome.error;
+    return outcome;
+  }
+
+  private afterDirChange(dir: CachedObject): void {
+    // Our own change moves the directory's version: adopt the next one instead of
+    // throwing the name cache away, if the names were current before the change.
+    if (dir.namesVersion !== null && dir.namesVersion === dir.attr.version) this.index.setNamesVersion(dir, SELF);
+    dir.attrAt = 0;
+  }
+
+  private async newObject(dir: CachedObject, name: string, outcome: AppliedOutcome): Promise<CachedObject> {
+    if (outcome.kind !== 'created') throw new FsError('EIO', 'backend returned no handle for a new object');
+    const { obj } = this.index.upsert({ fh: outcome.fh, attr: outcome.attr }, now());
+    this.index.setName(dir, name, obj.id);
+    this.afterDirChange(dir);
+    if (outcome.attr.type === 'dir') this.index.replaceListing(obj, [], outcome.attr.version);
+    if (outcome.attr.type === 'file' && outcome.attr.size === 0 && obj.dataVersion === null) {
+      this.index.setDataVersion(obj, outcome.attr.version); // an empty file is fully cached
+    }
+    return obj;
+  }
+
+  async create(p: string, mode: number, flags: number, creds: Creds): Promise<number> {
+    const { dir, name } = await this.resolveParent(p);
+    const out = await this.mutate({ op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    const obj = await this.newObject(dir, name, out);
+    return this.addOpen(obj, flags);
+  }
+
+  async mkdir(p: string, mode: number, creds: Creds): Promise<void> {
+    const { dir, name } = await this.resolveParent(p);
+    await this.ensureAbsent(dir, name);
+    const out = await this.mutate({ op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    await this.newObject(dir, name, out);
+  }
+
+  async mknod(p: string, mode: number, rdev: number, creds: Creds): Promise<void> {
+    const { dir, name } = await this.resolveParent(p);
+    await this.ensureAbsent(dir, name);
+    const out = await this.mutate({ op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    await this.newObject(dir, name, out);
+  }
+
+  async symlink(target: string, p: string, creds: Creds): Promise<void> {
+    const { dir, name } = await this.resolveParent(p);
+    await this.ensureAbsent(dir, name);
+    const out = await this.mutate({ op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    const obj = await this.newObject(dir, name, out);
+    this.index.setSymlink(obj, target);
+    this.index.setDataVersion(obj, obj.attr.version);
+  }
+
+  private async ensureAbsent(dir: CachedObject, name: string): Promise<void> {
+    try {
+      await this.lookup(dir, name);
+    } catch (e) {
+      if (isFsError(e, 'ENOENT')) return;
+      throw e;
+    }
+    throw new FsError('EEXIST');
+  }
+
+  async link(src: string, dst: string): Promise<void> {
+    const obj = await this.resolve(src);
+    if (obj.attr.type === 'dir') throw new FsError('EPERM');
+    const { dir, name } = await this.resolveParent(dst);
+    await this.ensureAbsent(dir, name);
+    const out = await this.mutate({ op: 'link', obj: obj.id, parent: dir.id, name, base: obj.attr.version });
+    this.index.setName(dir, name, obj.id);
+    this.afterDirChange(dir);
+    if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
+    else obj.attrAt = 0;
+  }
+
+  /** Our own metadata change: the new attributes must not drop our cached data. */
+  private adoptOwnChange(obj: CachedObject, attr: Attr): void {
+    if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
+    if (obj.attr.type === 'dir' && obj.namesVersion !== null && obj.namesVersion === obj.attr.version) {
+      this.index.setNamesVersion(obj, SELF);
+    }
+    this.applyAttr(obj, attr);
+  }
+
+  async unlink(p: string): Promise<void> {
+    const { dir, name } = await this.resolveParent(p);
+    const obj = await this.lookup(dir, name);
+    if (obj.attr.type === 'dir') throw new FsError('EISDIR');
+    await this.mutate({ op: 'unlink', parent: dir.id, name, base: dir.attr.version });
+    this.index.setName(dir, name, null);
+    this.afterDirChange(dir);
+    this.dropLink(obj);
+  }
+
+  /** One name less for `obj`: forget it when it was the last one. */
+  private dropLink(obj: CachedObject): void {
+    if (obj.attr.nlink <= 1 || obj.attr.type === 'dir') this.forgetObject(obj);
+    else {
+      this.index.patchAttr(obj, { nlink: obj.attr.nlink - 1 });
+      obj.attrAt = 0;
+    }
+  }
+
+  async rmdir(p: string): Promise<void> {
+    const { dir, name } = await this.resolveParent(p);
+    const obj = await this.lookup(dir, name);
+    if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
+    await this.mutate({ op: 'rmdir', parent: dir.id, name, base: dir.attr.version });
+    this.index.setName(dir, name, null);
+    this.afterDirChange(dir);
+    this.forgetObject(obj);
+  }
+
+  async rename(src: string, dst: string): Promise<void> {
+    const from = await this.resolveParent(src);
+    const to = await this.resolveParent(dst);
+    const obj = await this.lookup(from.dir, from.name);
+    let target: CachedObject | null = null;
+    try { target = await this.lookup(to.dir, to.name); } catch (e) { if (!isFsError(e, 'ENOENT')) throw e; }
+    if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
+    if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
+    await this.mutate({ op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, base: obj.attr.version });
+    this.index.setName(from.dir, from.name, null);
+    this.index.setName(to.dir, to.name, obj.id);
+    this.afterDirChange(from.dir);
+    if (to.dir !== from.dir) this.afterDirChange(to.dir);
+    obj.attrAt = 0; // ctime moves; a directory's ".." changes
+    if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
+    if (target) this.dropLink(target);
+  }
+
+  async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {
+    const out = await this.mutate({ op: 'setattr', obj: obj.id, set, base: obj.attr.version });
+    if (set.size !== undefined) await this.truncateCache(obj, set.size);
+    if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
+    else obj.attrAt = 0;
+  }
+
+  private async truncateCache(obj: CachedObject, size: number): Promise<void> {
+    if (size < obj.attr.size || obj.cachedBytes > 0) {
+      await this.store.truncate(obj.id, size);
+      this.index.dropChunksFrom(obj, Math.ceil(size / this.chunk), this.chunk);
+    }
+  }
+
+  async truncate(p: string, size: number): Promise<void> {
+    const obj = await this.resolve(p);
+    if (obj.attr.type === 'dir') throw new FsError('EISDIR');
+    await this.setattr(obj, { size });
+  }
+
+  async ftruncate(fd: number, size: number): Promise<void> {
+    await this.setattr(this.fileOf(fd).obj, { size });
+  }
+
+  async chmod(p: string, mode: number): Promise<void> {
+    await this.setattr(await this.resolve(p), { mode: mode & 0o7777 });
+  }
+
+  async chown(p: string, uid: number | undefined, gid: number | undefined): Promise<void> {
+    const set: SetAttrRecord = {};
+    if (uid !== undefined) set.uid = uid;
+    if (gid !== undefined) set.gid = gid;
+    const obj = await this.resolve(p);
+    if (!('uid' in set) && !('gid' in set)) return;
+    await this.setattr(obj, set);
+  }
+
+  async utimens(p: string, atime: TimeArg, mtime: TimeArg): Promise<void> {
+    const set: SetAttrRecord = {};
+    const conv = (t: TimeArg) => (t === 'now' ? { kind: 'now' as const } : { kind: 'set' as const, ns: String(t) });
+    if (atime !== 'omit') set.atime = conv(atime);
+    if (mtime !== 'omit') set.mtime = conv(mtime);
+    const obj = await this.resolve(p);
+    if (!set.atime && !set.mtime) return;
+    await this.setattr(obj, set);
+  }
+
+  // ---------------------------------------------------------------- outside changes
+
+  /** The backend told us (chokidar) that something changed behind our back. */
+  noticeOutsideChange(change: OutsideChange): void {
+    const dir = change.dir ? this.index.byHandle(change.dir) : undefined;
+    if (dir) {
+      dir.attrAt = 0;
+      if (change.name !== undefined && dir.names) {
+        const child = dir.names.get(change.name);
+        if (child !== undefined && child !== null) {
+          const o = this.index.get(child);
+          if (o) o.attrAt = 0;
+        }
+        this.index.forgetName(dir, change.name);
+      }
+    }
+    if (change.fh) {
+      const o = this.index.byHandle(change.fh);
+      if (o) o.attrAt = 0;
+    }
+  }
+
+  // ---------------------------------------------------------------- status
+
+  openFileCount(): number { return this.openFiles.size; }
+
+  /** Waits until every journaled change is on the backend (used by unmount). */
+  async flushAll(): Promise<void> {
+    await this.replayer.drained();
+  }
+
+  async close(): Promise<void> {
+    await this.queue.onIdle();
+  }
+}
+
+function now(): number {
+  return performance.now() || 1;
+}

@@ -1,0 +1,104 @@
+// The cache store: one sparse file per object under <cache>/data/, at the object's offsets.
+// Which ranges are valid is recorded in the index (chunks), not here: a hole and a cached
+// run of zeros look the same in the file. Files are created 0600 inside the 0700 cache dir.
+import { promises as fsp, constants as fsc } from 'node:fs';
+import path from 'node:path';
+import { fromNodeError } from '../core/errors.js';
+
+const MAX_OPEN = 256;
+
+export class DataStore {
+  private readonly open = new Map<number, Promise<fsp.FileHandle>>();
+  private readonly dir: string;
+
+  constructor(cacheDir: string) {
+    this.dir = path.join(cacheDir, 'data');
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  private fileOf(id: number): string {
+    return path.join(this.dir, (id % 256).toString(16).padStart(2, '0'), String(id));
+  }
+
+  private handle(id: number): Promise<fsp.FileHandle> {
+    const have = this.open.get(id);
+    if (have) {
+      this.open.delete(id);
+      this.open.set(id, have);
+      return have;
+    }
+    const p = (async () => {
+      const file = this.fileOf(id);
+      try {
+        return await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'ENOENT') throw fromNodeError(e, 'cache store open');
+        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+        return await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+      }
+    })();
+    p.catch(() => this.open.delete(id));
+    this.open.set(id, p);
+    while (this.open.size > MAX_OPEN) {
+      const [oldId, old] = this.open.entries().next().value as [number, Promise<fsp.FileHandle>];
+      this.open.delete(oldId);
+      void old.then((h) => h.close()).catch(() => undefined);
+    }
+    return p;
+  }
+
+  /** Reads what the file holds at [offset, offset+length); short at the file's end. */
+  async read(id: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const h = await this.handle(id);
+    const buf = into ?? Buffer.allocUnsafe(length);
+    let got = 0;
+    try {
+      while (got < length) {
+        const { bytesRead } = await h.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+    } catch (e) { throw fromNodeError(e, 'cache store read'); }
+    if (got < length) buf.fill(0, got, length); // a hole at the end reads as zeros
+    return buf;
+  }
+
+  async write(id: number, offset: number, data: Buffer): Promise<void> {
+    const h = await this.handle(id);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await h.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (e) { throw fromNodeError(e, 'cache store write'); }
+  }
+
+  async truncate(id: number, size: number): Promise<void> {
+    const h = await this.handle(id);
+    try { await h.truncate(size); } catch (e) { throw fromNodeError(e, 'cache store truncate'); }
+  }
+
+  async sync(id: number): Promise<void> {
+    const h = await this.handle(id);
+    try { await h.datasync(); } catch (e) { throw fromNodeError(e, 'cache store sync'); }
+  }
+
+  async remove(id: number): Promise<void> {
+    const have = this.open.get(id);
+    if (have) {
+      this.open.delete(id);
+      await have.then((h) => h.close()).catch(() => undefined);
+    }
+    await fsp.rm(this.fileOf(id), { force: true });
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.open.values()];
+    this.open.clear();
+    await Promise.all(all.map((p) => p.then((h) => h.close()).catch(() => undefined)));
+  }
+}
