@@ -146,6 +146,14 @@ export class ObjectIndex {
     this.st.saveAttr.run(attrParams(obj.id, obj.attr));
   }
 
+  /**
+   * Our own write grew the file: the size is updated in memory only (persisting it on every
+   * write would cost a transaction each); flush() stores the backend's attributes after.
+   */
+  setLocalSize(obj: CachedObject, size: number): void {
+    obj.attr = { ...obj.attr, size };
+  }
+
   setHandle(obj: CachedObject, fh: Buffer): void {
     this.byFh.delete(obj.fh.toString('hex'));
     obj.fh = fh;

@@ -24,7 +24,9 @@ export const SetAttrSchema = z.object({
 const base = z.string().nullable();
 
 export const JournalRecordSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(), base }),
+  // crc: CRC-32 of the bytes, checked when the bytes are read back from the cache file.
+  z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(),
+    crc: z.number().int().nonnegative(), base }),
   z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, base }),
   z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
   z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),

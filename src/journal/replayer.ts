@@ -4,7 +4,11 @@
 // is disconnected the replayer is paused and records accumulate.
 //
 // What must stay true: a record leaves the journal only after the backend applied it, or
-// after the backend refused it and the refusal was handed to the waiting caller.
+// after the backend refused it and the refusal was handed to the waiting caller (or logged,
+// for a record left by an earlier run).
+//
+// The queue is kept in memory (loaded from SQLite at start, appended to as records are
+// written), so the hot path never reads the journal table back.
 import type { Journal, JournalEntry } from './journal.js';
 import type { JournalRecord } from './records.js';
 import { FsError, isFsError } from '../core/errors.js';
@@ -32,17 +36,27 @@ interface Waiter<O> { resolve(o: ReplayOutcome<O>): void; reject(e: unknown): vo
 export class Replayer<O extends { kind: string }> {
   private readonly waiters = new Map<number, Waiter<O>>();
   private readonly hints = new Map<number, ReplayHint>();
+  private readonly queue: JournalEntry[] = [];
+  private head = 0;
   private running = false;
   private paused = false;
-  private lastSeq = 0;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(private readonly journal: Journal, private readonly target: ReplayTarget<O>) {}
+  constructor(private readonly journal: Journal, private readonly target: ReplayTarget<O>) {
+    // Records a previous run left behind go first, in their order.
+    for (let after = 0; ;) {
+      const batch = journal.after(after, 1000);
+      if (batch.length === 0) break;
+      this.queue.push(...batch);
+      after = batch[batch.length - 1]!.seq;
+    }
+  }
 
   /** Appends a record and returns its sequence number; the record is durable on return. */
   append(record: JournalRecord, hint?: ReplayHint): number {
     const seq = this.journal.append(record);
     if (hint) this.hints.set(seq, hint);
+    this.queue.push({ seq, record, createdAt: Date.now(), attempts: 0, lastError: null });
     return seq;
   }
 
@@ -56,10 +70,12 @@ export class Replayer<O extends { kind: string }> {
   pause(): void { this.paused = true; }
   resume(): void { this.paused = false; this.kick(); }
   get isPaused(): boolean { return this.paused; }
+  /** Records not yet applied. */
+  get pendingCount(): number { return this.queue.length - this.head; }
 
-  /** Resolves when the journal is empty (or the replayer is paused with records left). */
+  /** Resolves when the queue is empty (or the replayer is paused with records left). */
   drained(): Promise<void> {
-    if (!this.running && (this.paused || this.journal.pending() === 0)) return Promise.resolve();
+    if (!this.running && (this.paused || this.pendingCount === 0)) return Promise.resolve();
     this.kick();
     return new Promise((r) => this.idleWaiters.push(r));
   }
@@ -76,22 +92,19 @@ export class Replayer<O extends { kind: string }> {
   }
 
   private async loop(): Promise<void> {
-    while (!this.paused) {
-      const batch = this.journal.after(this.lastSeq, 64);
-      if (batch.length === 0) {
-        this.lastSeq = 0; // next time start from the beginning: unreadable rows were skipped
-        return;
-      }
-      for (const entry of batch) {
-        if (this.paused) return;
-        const stop = await this.applyOne(entry);
-        if (stop) { this.lastSeq = 0; return; }
-        this.lastSeq = entry.seq;
+    while (!this.paused && this.head < this.queue.length) {
+      const entry = this.queue[this.head]!;
+      const stop = await this.applyOne(entry);
+      if (stop) return;
+      this.head++;
+      if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue.splice(0, this.head);
+        this.head = 0;
       }
     }
   }
 
-  /** Returns true if replay must stop (the backend is unreachable). */
+  /** Returns true if replay must stop (the backend is unreachable); the record stays. */
   private async applyOne(entry: JournalEntry): Promise<boolean> {
     const hint = this.hints.get(entry.seq);
     let outcome: ReplayOutcome<O>;
@@ -100,7 +113,6 @@ export class Replayer<O extends { kind: string }> {
       outcome = await this.target.apply(entry, hint);
     } catch (e) {
       if (isConnectionError(e)) {
-        // Keep the record: it is replayed when the backend answers again.
         this.journal.noteFailure(entry.seq, (e as Error).message);
         this.paused = true;
         log.warn(`replay of record ${entry.seq} (${entry.record.op}) stopped: backend unreachable`, e);

@@ -1,6 +1,7 @@
 // Applies journal records to the backend: the ReplayTarget the composition root gives the
 // replayer. Records name objects by index id; this is where ids become backend handles.
 // Every backend call goes through `call`, which bounds concurrency and sets a deadline.
+import { crc32 } from 'node:zlib';
 import { FsError } from '../core/errors.js';
 import type { Attr, Backend, SetAttr } from '../backends/types.js';
 import type { ObjectIndex } from '../index/objects.js';
@@ -36,8 +37,18 @@ export class BackendTarget implements ReplayTarget {
     const b = this.backend;
     switch (r.op) {
       case 'write': {
-        // The bytes are in the cache file (hint: still in memory if this process wrote them).
-        const data = hint?.data ?? (await this.store.read(r.obj, r.offset, r.length));
+        // The bytes are in memory when this process wrote them, else in the cache file.
+        let data = hint?.data;
+        if (!data) {
+          data = await this.store.read(r.obj, r.offset, r.length);
+          if (crc32(data) !== r.crc) {
+            // The process died before these bytes reached the cache file, so the write was
+            // never acknowledged to anyone: drop it rather than send other bytes.
+            const o = this.index.get(r.obj);
+            if (o) { this.index.clearChunks(o); await this.store.truncate(o.id, 0).catch(() => undefined); }
+            throw new FsError('EIO', `write record for object ${r.obj} lost its bytes in a crash; it was never acknowledged`);
+          }
+        }
         const fh = this.fhOf(r.obj);
         await this.call('write', () => b.write(fh, r.offset, data));
         return { kind: 'done' };

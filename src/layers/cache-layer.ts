@@ -17,6 +17,7 @@
 // waits for any fetch of the chunks it touches before writing into the data file.
 import PQueue from 'p-queue';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { FsError, isFsError } from '../core/errors.js';
 import { withDeadline } from '../core/deadline.js';
 import { log } from '../core/log.js';
@@ -43,6 +44,8 @@ export interface OpenFile {
   written: boolean;
   /** Where a sequential reader will read next (for read-ahead). */
   nextPos: number;
+  /** A write-behind failure not yet reported to the application. */
+  error: FsError | null;
 }
 
 export interface Counters {
@@ -65,6 +68,8 @@ export interface LayerDeps {
 }
 
 const O_ACCMODE = 3;
+/** Bytes of acknowledged writes that may wait in memory for the backend at once. */
+const WRITE_BEHIND_LIMIT = 64 * 1024 * 1024;
 const O_WRONLY = 1;
 const O_RDWR = 2;
 
@@ -83,6 +88,7 @@ export class CacheLayer {
   private nextFd = 1;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private statfsCache: { at: number; value: StatFs } | null = null;
+  private writeBehindBytes = 0;
   readonly call: BackendCall;
 
   constructor(private readonly deps: LayerDeps, replayerFactory: (target: BackendTarget) => Replayer<AppliedOutcome>) {
@@ -294,7 +300,7 @@ export class CacheLayer {
   private addOpen(obj: CachedObject, flags: number): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
-    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1 });
+    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null });
     this.openCount.set(obj.id, (this.openCount.get(obj.id) ?? 0) + 1);
     this.index.touch(obj, Date.now());
     return fd;
@@ -312,9 +318,10 @@ export class CacheLayer {
   /** close(): the data written through `fd` is on the backend when this returns. */
   async flush(fd: number): Promise<void> {
     const of = this.fileOf(fd);
-    if (!of.written) return;
+    if (!of.written) { this.throwPendingError(of); return; }
     await this.replayer.drained();
     of.written = false;
+    this.throwPendingError(of);
     // Adopt the version our writes produced, so our own writes never look like someone else's.
     const attr = await this.call('getattr', () => this.backend.getattr(of.obj.fh));
     if (of.obj.dataVersion !== null) this.index.setDataVersion(of.obj, SELF);
@@ -356,12 +363,23 @@ export class CacheLayer {
     return p;
   }
 
-  private async fetchWithRetry(obj: CachedObject, idx: number): Promise<Buffer> {
+  /**
+   * Makes chunk `idx` present in the cache: waits for a fetch or write already under way,
+   * else fetches it. Returns the chunk's bytes when this call fetched them, null otherwise.
+   */
+  private async ensureChunk(obj: CachedObject, idx: number): Promise<Buffer | null> {
     for (let attempt = 0; ; attempt++) {
+      const busy = this.inflight.get(this.chunkKey(obj, idx));
       try {
+        if (busy) {
+          const b = await busy;
+          if (b.length > 0) return b;
+          continue; // a write's guard: look again
+        }
+        if (this.index.chunksOf(obj).has(idx)) return null;
         return await this.fetchChunk(obj, idx);
       } catch (e) {
-        if (!isFsError(e, 'EAGAIN') || attempt >= 2) throw e;
+        if (!isFsError(e, 'EAGAIN') || attempt >= 3) throw e;
       }
     }
   }
@@ -380,7 +398,7 @@ export class CacheLayer {
     const waits: Promise<void>[] = [];
     for (let i = first; i <= last; i++) {
       if (chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) continue;
-      waits.push(this.fetchWithRetry(obj, i).then((b) => { fetched.set(i, b); }));
+      waits.push(this.ensureChunk(obj, i).then((b) => { if (b) fetched.set(i, b); }));
     }
     if (waits.length) {
       this.counters.misses++;
@@ -408,7 +426,7 @@ export class CacheLayer {
     const to = Math.min(lastChunk, from + this.cfg.cache.readAheadChunks - 1);
     for (let i = from; i <= to; i++) {
       if (chunks.has(i) || this.inflight.has(this.chunkKey(obj, i))) continue;
-      this.fetchWithRetry(obj, i).catch((e) => log.debug('read-ahead failed', e));
+      this.ensureChunk(obj, i).catch((e) => log.debug('read-ahead failed', e));
     }
   }
 
@@ -423,32 +441,77 @@ export class CacheLayer {
     const chunks = this.index.chunksOf(obj);
     // Make every touched chunk whole in the cache before writing into it: a chunk the write
     // covers entirely, or that lies past the end of the file, needs nothing from the backend.
+    const fresh: number[] = [];
     for (let i = first; i <= last; i++) {
-      const inflight = this.inflight.get(this.chunkKey(obj, i));
-      if (inflight) await inflight.catch(() => undefined);
+      const busy = this.inflight.get(this.chunkKey(obj, i));
+      if (busy) await busy.catch(() => undefined);
       if (chunks.has(i)) continue;
       const cStart = i * this.chunk;
       const covered = pos <= cStart && end >= cStart + this.chunk;
-      if (covered || cStart >= obj.attr.size) {
-        this.index.addChunk(obj, i, Math.min(this.chunk, Math.max(0, end - cStart)), obj.dataVersion ?? SELF);
-      } else {
-        await this.fetchWithRetry(obj, i);
-      }
+      if (covered || cStart >= obj.attr.size) fresh.push(i);
+      else await this.ensureChunk(obj, i);
     }
-    await this.store.write(obj.id, pos, data);
     const base = obj.attr.version;
-    if (end > obj.attr.size) this.index.patchAttr(obj, { size: end });
-    this.index.setDataVersion(obj, SELF);
     of.written = true;
-    try {
-      await this.mutate({ op: 'write', obj: obj.id, offset: pos, length: data.length, base }, { data });
-    } catch (e) {
-      // We can no longer vouch for the cached bytes of this object.
-      this.dropData(obj);
-      obj.attrAt = 0;
-      throw e;
-    }
+    this.index.setDataVersion(obj, SELF);
+    // The record is committed first and carries a CRC of the bytes: the backend write (from
+    // memory) and the cache-file write then run side by side. If the process dies between
+    // them, a replay from the cache file finds a CRC mismatch, knows this write was never
+    // acknowledged, and drops it instead of sending other bytes (see BackendTarget).
+    const seq = this.replayer.append(
+      { op: 'write', obj: obj.id, offset: pos, length: data.length, crc: crc32(data), base },
+      { data },
+    );
+    const release = this.guardChunks(obj, fresh);
+    const stored = this.store.write(obj.id, pos, data).then(
+      () => { for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF); },
+      (e) => { log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e); this.dropData(obj); },
+    ).finally(release);
+    // Write-behind, as an NFS client does: the write is acknowledged once it is in the cache
+    // file and a committed journal record (safe across a crash); the backend gets it in
+    // journal order, and flush()/fsync() (close) wait until it has. A refusal by the backend
+    // is reported by the next write, flush or fsync of this file.
+    this.writeBehindBytes += data.length;
+    const applied = this.replayer.waitFor(seq).then(
+      (outcome) => {
+        if (outcome.kind === 'refused') this.writeFailed(of, outcome.error);
+      },
+      (e) => this.writeFailed(of, e),
+    ).finally(() => { this.writeBehindBytes -= data.length; });
+    await stored;
+    if (end > obj.attr.size) this.index.setLocalSize(obj, end);
+    // Back-pressure: never hold more than this many bytes waiting for the backend.
+    if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await applied;
+    this.throwPendingError(of);
     return data.length;
+  }
+
+  private writeFailed(of: OpenFile, e: unknown): void {
+    // We can no longer vouch for the cached bytes of this object.
+    this.dropData(of.obj);
+    of.obj.attrAt = 0;
+    of.error ??= isFsError(e) ? e : new FsError('EIO', String((e as Error)?.message ?? e));
+  }
+
+  private throwPendingError(of: OpenFile): void {
+    const e = of.error;
+    if (e) { of.error = null; throw e; }
+  }
+
+  /**
+   * Marks chunks as being written so no fetch from the backend can land in them meanwhile
+   * (a fetch would bring the old bytes and could overwrite the new ones in the cache file).
+   */
+  private guardChunks(obj: CachedObject, idxs: number[]): () => void {
+    if (idxs.length === 0) return () => undefined;
+    let done!: () => void;
+    const p = new Promise<Buffer>((r) => { done = () => r(Buffer.alloc(0)); });
+    const keys = idxs.map((i) => this.chunkKey(obj, i));
+    for (const k of keys) if (!this.inflight.has(k)) this.inflight.set(k, p);
+    return () => {
+      for (const k of keys) if (this.inflight.get(k) === p) this.inflight.delete(k);
+      done();
+    };
   }
 
   // ---------------------------------------------------------------- mutations
@@ -637,18 +700,20 @@ export class CacheLayer {
 
   // ---------------------------------------------------------------- outside changes
 
-  /** The backend told us (chokidar) that something changed behind our back. */
+  /**
+   * The backend told us (chokidar) that something changed behind our back. Cheap on purpose
+   * (it also fires for our own writes): it only makes the directory and the named object
+   * revalidate at their next use. A created, removed or renamed entry changes the
+   * directory's version, which drops its name cache then; a modified file changes its own.
+   */
   noticeOutsideChange(change: OutsideChange): void {
     const dir = change.dir ? this.index.byHandle(change.dir) : undefined;
     if (dir) {
       dir.attrAt = 0;
-      if (change.name !== undefined && dir.names) {
-        const child = dir.names.get(change.name);
-        if (child !== undefined && child !== null) {
-          const o = this.index.get(child);
-          if (o) o.attrAt = 0;
-        }
-        this.index.forgetName(dir, change.name);
+      const child = change.name !== undefined ? dir.names?.get(change.name) : undefined;
+      if (child !== undefined && child !== null) {
+        const o = this.index.get(child);
+        if (o) o.attrAt = 0;
       }
     }
     if (change.fh) {

@@ -361,16 +361,47 @@ export class LocalBackend implements Backend {
 
   async watch(onChange: (change: OutsideChange) => void): Promise<void> {
     const { watch } = await import('chokidar');
-    const w = watch(this.rootPath, { ignoreInitial: true, persistent: true, alwaysStat: false, followSymlinks: false });
-    const notify = (abs: string) => {
-      const rel = path.relative(this.rootPath, abs);
-      if (rel.startsWith('..')) return;
-      const parentRel = path.dirname(rel) === '.' ? '' : path.dirname(rel);
-      let dir: Buffer | undefined;
-      try { dir = this.handleForExisting(parentRel); } catch { dir = undefined; }
-      onChange({ ...(dir ? { dir } : {}), name: path.basename(rel) });
+    // Directories only: chokidar would otherwise put a watcher on every file and stat it on
+    // every write (our own writes too), which halved write throughput. A directory's inotify
+    // watch already reports creates, deletes, renames and writes of its entries; we take
+    // those raw events and let the cache revalidate the named entry lazily.
+    const w = watch(this.rootPath, {
+      ignoreInitial: true,
+      persistent: true,
+      followSymlinks: false,
+      ignored: (_p: string, stats?: { isDirectory(): boolean }) => stats !== undefined && !stats.isDirectory(),
+    });
+    // Events come in bursts (every write() of a big file is one): collect them for a moment
+    // and report each changed name once.
+    const pending = new Set<string>();
+    let timer: NodeJS.Timeout | null = null;
+    const flush = () => {
+      timer = null;
+      const dirs = new Map<string, Buffer | null>();
+      for (const abs of pending) {
+        const rel = path.relative(this.rootPath, abs);
+        if (rel.startsWith('..') || rel === '') continue;
+        const parentRel = path.dirname(rel) === '.' ? '' : path.dirname(rel);
+        let dir = dirs.get(parentRel);
+        if (dir === undefined) {
+          try { dir = this.handleForExisting(parentRel); } catch { dir = null; }
+          dirs.set(parentRel, dir);
+        }
+        onChange({ ...(dir ? { dir } : {}), name: path.basename(rel) });
+      }
+      pending.clear();
     };
-    w.on('all', (_event: string, p: string) => notify(p));
+    const notify = (abs: string) => {
+      pending.add(abs);
+      if (!timer) { timer = setTimeout(flush, 50); timer.unref(); }
+    };
+    w.on('raw', (_event: string, evPath: string, details: unknown) => {
+      const watched = (details as { watchedPath?: unknown } | null)?.watchedPath;
+      if (!evPath || typeof watched !== 'string') return;
+      notify(path.isAbsolute(evPath) ? evPath : path.join(watched, evPath));
+    });
+    w.on('addDir', (p: string) => notify(p));
+    w.on('unlinkDir', (p: string) => notify(p));
     w.on('error', (e: unknown) => log.warn('backend watcher', e));
     await new Promise<void>((resolve) => w.once('ready', () => resolve()));
     this.watcher = w;
