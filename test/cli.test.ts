@@ -1,0 +1,105 @@
+// The CLI contract: help on every command, clear errors for bad configuration and bad
+// flags (naming the field, the value and the fix), and nothing mounted or written then.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { cli, tempRoot, fuseMounted } from './helpers/cachefs.js';
+
+describe('cli', () => {
+  const root = tempRoot('cli');
+  const backend = path.join(root, 'backend');
+  const mnt = path.join(root, 'mnt');
+  const cache = path.join(root, 'cache');
+  mkdirSync(backend);
+  mkdirSync(mnt);
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  for (const cmd of [[], ['mount'], ['umount'], ['status']]) {
+    it(`--help works for "cachefs ${cmd.join(' ')}"`, async () => {
+      const r = await cli([...cmd, '--help']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Usage: cachefs/);
+    });
+  }
+
+  async function expectRejected(config: unknown, field: RegExp, extra: string[] = []): Promise<string> {
+    const file = path.join(root, 'bad.json');
+    writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config));
+    const r = await cli(['mount', backend, mnt, '--cache-dir', cache, '--config', file, ...extra]);
+    assert.notEqual(r.code, 0, 'a bad configuration must not mount');
+    assert.match(r.stderr, field);
+    assert.equal(existsSync(cache), false, 'nothing may be written');
+    assert.equal(await fuseMounted(mnt), false, 'nothing may be mounted');
+    return r.stderr;
+  }
+
+  it('a wrong type names the field, the bad value and the fix', async () => {
+    const err = await expectRejected({ consistency: { acregmin: 'soon' } }, /consistency\.acregmin/);
+    assert.match(err, /"soon"/);
+    assert.match(err, /Fix: set it to seconds/);
+  });
+
+  it('an unknown field is named with the known ones', async () => {
+    const err = await expectRejected({ cache: { chunksize: 4096 } }, /unknown field "cache\.chunksize"/);
+    assert.match(err, /chunkSize/);
+  });
+
+  it('a chunk size that is not a power of two is refused', async () => {
+    await expectRejected({ cache: { chunkSize: 100000 } }, /cache\.chunkSize.*power of two/s);
+  });
+
+  it('a backend deadline at or above fuse-native\'s 15 s timeout is refused', async () => {
+    await expectRejected({ backendTimeoutMs: 20000 }, /backendTimeoutMs/);
+  });
+
+  it('acregmin above acregmax is refused', async () => {
+    await expectRejected({ consistency: { acregmin: 100, acregmax: 10 } }, /acregmin.*acregmax/s);
+  });
+
+  it('a file that is not JSON says so', async () => {
+    await expectRejected('{ "log": "info", }', /not valid JSON/);
+  });
+
+  it('an unknown flag and a bad flag value are refused', async () => {
+    let r = await cli(['mount', backend, mnt, '--cache-dir', cache, '--bogus']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown option '--bogus'/);
+    r = await cli(['mount', backend, mnt, '--cache-dir', cache, '--log-level', 'loud']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /loud/);
+    assert.equal(existsSync(cache), false);
+  });
+
+  it('a missing backend is a clear error and mounts nothing', async () => {
+    const r = await cli(['mount', path.join(root, 'no-such-dir'), mnt, '--cache-dir', cache]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /does not exist/);
+    assert.match(r.stderr, /hint:/);
+    assert.equal(await fuseMounted(mnt), false);
+  });
+
+  it('an unsupported URL scheme is named', async () => {
+    const r = await cli(['mount', 'ftp://example.invalid/x', mnt, '--cache-dir', cache]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /ftp:\/\/ scheme is not supported/);
+  });
+
+  it('status and umount of something that is not mounted say so', async () => {
+    let r = await cli(['status', mnt]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not a cachefs mount/);
+    r = await cli(['umount', mnt]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not a cachefs mount/);
+  });
+
+  it('the embedded default configuration is valid', async () => {
+    const { loadConfig } = await import('../src/config/load.js');
+    const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
+    const { config, file } = loadConfig({ cwd: repo });
+    assert.equal(file, path.join(repo, 'cache.config.json'));
+    assert.equal(config.backend, path.join(repo, 'demo'));
+    assert.equal(config.mountpoint, path.join(repo, 'mnt'));
+  });
+});

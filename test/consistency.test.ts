@@ -1,0 +1,111 @@
+// Close-to-open consistency, outside changes, the cache surviving a remount, and stable
+// identity (inode numbers across renames and remounts).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mountFresh, sleep, type Mounted } from './helpers/cachefs.js';
+
+describe('consistency and identity', () => {
+  let m: Mounted;
+  before(async () => { m = await mountFresh('cto'); });
+  after(async () => { await m.cleanup(); });
+
+  it('an outside change to a file is seen by the next open', async () => {
+    await fsp.writeFile(m.b('cto.txt'), 'version one');
+    assert.equal(await fsp.readFile(m.m('cto.txt'), 'utf8'), 'version one');
+    await fsp.writeFile(m.b('cto.txt'), 'version two, longer');
+    assert.equal(await fsp.readFile(m.m('cto.txt'), 'utf8'), 'version two, longer');
+    // Same size, new bytes: only the version (ctime/mtime) tells.
+    await sleep(5);
+    await fsp.writeFile(m.b('cto.txt'), 'VERSION TWO, LONGER');
+    assert.equal(await fsp.readFile(m.m('cto.txt'), 'utf8'), 'VERSION TWO, LONGER');
+  });
+
+  it('outside creates, deletes and renames show up', async () => {
+    await fsp.mkdir(m.m('watch'));
+    assert.deepEqual(await fsp.readdir(m.m('watch')), []);
+    await fsp.writeFile(m.b('watch/new.txt'), 'n');
+    await sleep(1500); // the kernel's entry/attr timeouts (1 s) plus the watcher's batching
+    assert.deepEqual(await fsp.readdir(m.m('watch')), ['new.txt']);
+    await fsp.rename(m.b('watch/new.txt'), m.b('watch/renamed.txt'));
+    await sleep(1500);
+    assert.deepEqual(await fsp.readdir(m.m('watch')), ['renamed.txt']);
+    assert.equal(await fsp.readFile(m.m('watch/renamed.txt'), 'utf8'), 'n');
+    await fsp.rm(m.b('watch/renamed.txt'));
+    await sleep(1500);
+    assert.deepEqual(await fsp.readdir(m.m('watch')), []);
+    await assert.rejects(fsp.readFile(m.m('watch/renamed.txt')), { code: 'ENOENT' });
+  });
+
+  it('a file replaced from outside (new object, same name) is read fresh', async () => {
+    await fsp.writeFile(m.b('replaced.txt'), 'old object');
+    assert.equal(await fsp.readFile(m.m('replaced.txt'), 'utf8'), 'old object');
+    await fsp.writeFile(m.b('replaced.tmp'), 'new object!');
+    await fsp.rename(m.b('replaced.tmp'), m.b('replaced.txt'));
+    await sleep(1200);
+    assert.equal(await fsp.readFile(m.m('replaced.txt'), 'utf8'), 'new object!');
+  });
+
+  it('hard links and renames keep identity and inode numbers', async () => {
+    await fsp.writeFile(m.m('id-a'), 'identity');
+    const ino = (await fsp.stat(m.m('id-a'))).ino;
+    await fsp.link(m.m('id-a'), m.m('id-b'));
+    assert.equal((await fsp.stat(m.m('id-b'))).ino, ino);
+    await fsp.mkdir(m.m('id-dir'));
+    await fsp.rename(m.m('id-a'), m.m('id-dir/id-c'));
+    assert.equal((await fsp.stat(m.m('id-dir/id-c'))).ino, ino);
+    // A rename done on the backend behind our back keeps the object too (same handle).
+    await fsp.rename(m.b('id-dir/id-c'), m.b('id-dir/id-d'));
+    await sleep(1200);
+    assert.equal((await fsp.stat(m.m('id-dir/id-d'))).ino, ino);
+  });
+
+  it('a remount keeps the cache: the second read of a file is a hit', async () => {
+    const data = randomBytes(2 * 1024 * 1024);
+    await fsp.writeFile(m.b('warm.bin'), data);
+    const dirIno = (await fsp.stat(m.m('id-dir'))).ino;
+    const fileIno = (await fsp.stat(m.m('id-dir/id-d'))).ino;
+    assert.ok(data.equals(await fsp.readFile(m.m('warm.bin'))), 'first read (from the backend)');
+    await m.remount();
+    const before = await m.status();
+    assert.equal(before.counters.hits, 0);
+    assert.ok(data.equals(await fsp.readFile(m.m('warm.bin'))), 'second read (from the cache)');
+    const afterRead = await m.status();
+    assert.ok(afterRead.counters.hits > 0, 'served from the cache');
+    assert.equal(afterRead.counters.misses, 0, 'nothing fetched from the backend');
+    assert.equal(afterRead.counters.bytesFromBackend, 0);
+    assert.ok(afterRead.cache.bytes >= data.length);
+    // Inode numbers are the same after the remount.
+    assert.equal((await fsp.stat(m.m('id-dir'))).ino, dirIno);
+    assert.equal((await fsp.stat(m.m('id-dir/id-d'))).ino, fileIno);
+  });
+
+  it('a file changed on the backend while unmounted is fetched again after remount', async () => {
+    await fsp.writeFile(m.b('offline-edit.txt'), 'before');
+    assert.equal(await fsp.readFile(m.m('offline-edit.txt'), 'utf8'), 'before');
+    const r = await m.umount();
+    assert.equal(r.code, 0, r.stderr);
+    await fsp.writeFile(m.b('offline-edit.txt'), 'after the remount');
+    await m.mount();
+    assert.equal(await fsp.readFile(m.m('offline-edit.txt'), 'utf8'), 'after the remount');
+  });
+
+  it('status --json has the fields the contract promises', async () => {
+    const s = await m.status();
+    assert.equal(s.state, 'connected');
+    assert.match(s.backend, /^file:\/\//);
+    for (const k of ['bytes', 'objects'] as const) assert.equal(typeof s.cache[k], 'number');
+    assert.equal(s.journal.pending, 0);
+    assert.equal(s.conflicts, 0);
+    assert.equal(typeof s.counters.hits, 'number');
+    assert.equal(typeof s.counters.misses, 'number');
+    assert.ok(s.rssBytes < 150 * 1024 * 1024, `RSS ${s.rssBytes}`);
+  });
+
+  it('the cache directory is 0700 and the control socket 0600', async () => {
+    const s = await m.status();
+    assert.equal((await fsp.stat(s.cacheDir)).mode & 0o777, 0o700);
+    assert.equal((await fsp.stat(`${s.cacheDir}/control.sock`)).mode & 0o777, 0o600);
+  });
+});

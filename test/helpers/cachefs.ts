@@ -1,0 +1,123 @@
+// Test helpers: run the real CLI in a child process, mount real FUSE file systems over
+// temporary backend directories, and always clean up (cachefs umount, then fusermount -u -z).
+// The test process is never the one serving a mount, so synchronous I/O on it is safe here.
+import { execFile, spawn } from 'node:child_process';
+import { promises as fsp, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
+
+export interface CliResult { code: number; stdout: string; stderr: string }
+
+export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd ?? process.cwd(),
+      env: { ...process.env, ...opts.env },
+      timeout: opts.timeoutMs ?? 90_000,
+      maxBuffer: 16 * 1024 * 1024,
+    }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+export function sh(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number; uid?: number; gid?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid ?? opts.uid } : {}) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? 1, stdout, stderr }); });
+    child.on('error', (e) => { clearTimeout(t); resolve({ code: 127, stdout, stderr: String(e) }); });
+  });
+}
+
+export function tempRoot(tag: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `cachefs-${tag}-`));
+}
+
+export interface MountOpts {
+  /** Merged into the generated config file. */
+  config?: Record<string, unknown>;
+  root?: string;
+}
+
+export class Mounted {
+  readonly backend: string;
+  readonly mnt: string;
+  readonly cache: string;
+  readonly configFile: string;
+  constructor(readonly root: string) {
+    this.backend = path.join(root, 'backend');
+    this.mnt = path.join(root, 'mnt');
+    this.cache = path.join(root, 'cache');
+    this.configFile = path.join(root, 'cache.config.json');
+  }
+
+  m(...p: string[]): string { return path.join(this.mnt, ...p); }
+  b(...p: string[]): string { return path.join(this.backend, ...p); }
+
+  async mount(): Promise<void> {
+    const r = await cli(['mount', this.backend, this.mnt, '--cache-dir', this.cache, '--config', this.configFile]);
+    if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
+  }
+
+  async umount(): Promise<CliResult> {
+    return cli(['umount', this.mnt]);
+  }
+
+  async remount(): Promise<void> {
+    const r = await this.umount();
+    if (r.code !== 0) throw new Error(`umount failed: ${r.stderr}`);
+    await this.mount();
+  }
+
+  async status(): Promise<StatusJson> {
+    const r = await cli(['status', this.mnt, '--json']);
+    if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as StatusJson;
+  }
+
+  /** Unmounts whatever is left, however it is left. */
+  async cleanup(): Promise<void> {
+    await this.umount().catch(() => undefined);
+    await sh('fusermount', ['-u', '-z', this.mnt]).catch(() => undefined);
+    await fsp.rm(this.root, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+export interface StatusJson {
+  state: string; backend: string; pid: number; mountpoint: string; cacheDir: string;
+  cache: { bytes: number; objects: number };
+  journal: { pending: number };
+  conflicts: number;
+  counters: { hits: number; misses: number; bytesFromCache: number; bytesFromBackend: number; backendCalls: number };
+  rssBytes: number;
+}
+
+/** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
+export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
+  const m = new Mounted(opts.root ?? tempRoot(tag));
+  await fsp.mkdir(m.backend, { recursive: true });
+  await fsp.mkdir(m.mnt, { recursive: true });
+  writeFileSync(m.configFile, JSON.stringify({
+    backend: m.backend, mountpoint: m.mnt, cacheDir: m.cache, log: 'debug', ...(opts.config ?? {}),
+  }, null, 2));
+  await m.mount();
+  return m;
+}
+
+/** True while `/proc/mounts` lists a FUSE mount at `mnt`. */
+export async function fuseMounted(mnt: string): Promise<boolean> {
+  const text = await fsp.readFile('/proc/mounts', 'utf8');
+  return text.split('\n').some((l) => l.split(' ')[1] === mnt && (l.split(' ')[2] ?? '').startsWith('fuse'));
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
