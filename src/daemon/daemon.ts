@@ -14,6 +14,7 @@ import { log, setLogLevel, setLogSink } from '../core/log.js';
 import type { Config } from '../config/schema.js';
 import { LocalBackend } from '../backends/local/local-backend.js';
 import type { Backend } from '../backends/types.js';
+import { faultsFromEnv, withFaults } from '../backends/faulty.js';
 import { openDb, getMeta, setMeta, type Db } from '../index/db.js';
 import { ObjectIndex } from '../index/objects.js';
 import { DataStore } from '../store/data-store.js';
@@ -58,6 +59,14 @@ async function openBackend(spec: string): Promise<Backend> {
       throw new UserError(`cannot use backend ${spec}: ${e.message}`, { hint: 'give an existing directory (path or file:// URL)' });
     }
     throw e;
+  }
+  let faults;
+  try { faults = faultsFromEnv(process.env); } catch (e) {
+    throw new UserError(`CACHEFS_FAULTS is malformed: ${(e as Error).message}`, { hint: 'it is for tests only; unset it' });
+  }
+  if (faults) {
+    log.warn('fault injection is on (CACHEFS_FAULTS)', faults);
+    return withFaults(b, faults);
   }
   return b;
 }

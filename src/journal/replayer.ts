@@ -41,6 +41,7 @@ export class Replayer<O extends { kind: string }> {
   private running = false;
   private paused = false;
   private idleWaiters: (() => void)[] = [];
+  private settledWaiters: { seq: number; resolve: () => void }[] = [];
 
   constructor(private readonly journal: Journal, private readonly target: ReplayTarget<O>) {
     // Records a previous run left behind go first, in their order.
@@ -65,6 +66,25 @@ export class Replayer<O extends { kind: string }> {
     const p = new Promise<ReplayOutcome<O>>((resolve, reject) => this.waiters.set(seq, { resolve, reject }));
     this.kick();
     return p;
+  }
+
+  /**
+   * Resolves once every record up to and including `seq` has left the queue (applied or
+   * refused). Unlike waitFor it may be called any time, even after the record was applied.
+   */
+  settled(seq: number): Promise<void> {
+    if (this.pendingCount === 0 || this.queue[this.head]!.seq > seq) return Promise.resolve();
+    const p = new Promise<void>((r) => this.settledWaiters.push({ seq, resolve: r }));
+    this.kick();
+    return p;
+  }
+
+  private wakeSettled(): void {
+    if (this.settledWaiters.length === 0) return;
+    const next = this.pendingCount === 0 ? Infinity : this.queue[this.head]!.seq;
+    const keep: { seq: number; resolve: () => void }[] = [];
+    for (const w of this.settledWaiters) (w.seq < next ? w.resolve() : keep.push(w));
+    this.settledWaiters = keep;
   }
 
   pause(): void { this.paused = true; }
@@ -97,6 +117,7 @@ export class Replayer<O extends { kind: string }> {
       const stop = await this.applyOne(entry);
       if (stop) return;
       this.head++;
+      this.wakeSettled();
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue.splice(0, this.head);
         this.head = 0;

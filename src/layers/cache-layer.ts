@@ -89,6 +89,8 @@ export class CacheLayer {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private statfsCache: { at: number; value: StatFs } | null = null;
   private writeBehindBytes = 0;
+  /** The last journal record written for each object (flush waits for it). */
+  private readonly lastSeq = new Map<number, number>();
   readonly call: BackendCall;
 
   constructor(private readonly deps: LayerDeps, replayerFactory: (target: BackendTarget) => Replayer<AppliedOutcome>) {
@@ -312,14 +314,18 @@ export class CacheLayer {
     if (of.written) await this.flush(fd).catch((e) => log.warn('flush on release failed', e));
     this.openFiles.delete(fd);
     const n = (this.openCount.get(of.obj.id) ?? 1) - 1;
-    if (n <= 0) this.openCount.delete(of.obj.id); else this.openCount.set(of.obj.id, n);
+    if (n <= 0) {
+      this.openCount.delete(of.obj.id);
+      this.lastSeq.delete(of.obj.id);
+    } else this.openCount.set(of.obj.id, n);
   }
 
   /** close(): the data written through `fd` is on the backend when this returns. */
   async flush(fd: number): Promise<void> {
     const of = this.fileOf(fd);
     if (!of.written) { this.throwPendingError(of); return; }
-    await this.replayer.drained();
+    // Wait for this object's own records only, not for everything in the journal.
+    await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
     of.written = false;
     this.throwPendingError(of);
     // Adopt the version our writes produced, so our own writes never look like someone else's.
@@ -330,7 +336,7 @@ export class CacheLayer {
 
   async fsync(fd: number): Promise<void> {
     const of = this.fileOf(fd);
-    await this.replayer.drained();
+    await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
     await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
     if (of.written) await this.flush(fd);
   }
@@ -462,6 +468,7 @@ export class CacheLayer {
       { op: 'write', obj: obj.id, offset: pos, length: data.length, crc: crc32(data), base },
       { data },
     );
+    this.lastSeq.set(obj.id, seq);
     const release = this.guardChunks(obj, fresh);
     const stored = this.store.write(obj.id, pos, data).then(
       () => { for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF); },

@@ -47,6 +47,7 @@ export interface MountOpts {
   /** Merged into the generated config file. */
   config?: Record<string, unknown>;
   root?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 export class Mounted {
@@ -64,8 +65,11 @@ export class Mounted {
   m(...p: string[]): string { return path.join(this.mnt, ...p); }
   b(...p: string[]): string { return path.join(this.backend, ...p); }
 
+  /** Environment of the next mount process (e.g. CACHEFS_FAULTS for fault injection). */
+  env: NodeJS.ProcessEnv = {};
+
   async mount(): Promise<void> {
-    const r = await cli(['mount', this.backend, this.mnt, '--cache-dir', this.cache, '--config', this.configFile]);
+    const r = await cli(['mount', this.backend, this.mnt, '--cache-dir', this.cache, '--config', this.configFile], { env: this.env });
     if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
   }
 
@@ -83,6 +87,16 @@ export class Mounted {
     const r = await cli(['status', this.mnt, '--json']);
     if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as StatusJson;
+  }
+
+  /**
+   * Status over the control socket from this process. Use it while this process holds files
+   * of the mount open: spawning the CLI would close those descriptors in the child
+   * (close-on-exec), and each such close is a FUSE flush that waits for the backend.
+   */
+  async statusDirect(): Promise<StatusJson> {
+    const { sendControl } = await import('../../src/daemon/control.js');
+    return await sendControl(path.join(this.cache, 'control.sock'), { op: 'status' }) as StatusJson;
   }
 
   /** Unmounts whatever is left, however it is left. */
@@ -105,6 +119,7 @@ export interface StatusJson {
 /** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
 export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
   const m = new Mounted(opts.root ?? tempRoot(tag));
+  if (opts.env) m.env = opts.env;
   await fsp.mkdir(m.backend, { recursive: true });
   await fsp.mkdir(m.mnt, { recursive: true });
   writeFileSync(m.configFile, JSON.stringify({

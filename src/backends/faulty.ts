@@ -1,0 +1,61 @@
+// Fault injection on top of a real backend, for tests only: delays, errors and hangs on
+// chosen operations. Enabled by the CACHEFS_FAULTS environment variable of the mount process
+// (JSON, validated); never used otherwise.
+import { z } from 'zod';
+import { FsError, type ErrnoName } from '../core/errors.js';
+import type { Backend } from './types.js';
+
+const OpName = z.enum(['getattr', 'lookup', 'readdir', 'readlink', 'read', 'write', 'commit', 'create', 'mkdir',
+  'symlink', 'mknod', 'link', 'unlink', 'rmdir', 'rename', 'setattr', 'statfs', 'root']);
+type OpName = z.infer<typeof OpName>;
+
+export const FaultsSchema = z.object({
+  /** Milliseconds to wait before each call of these operations. */
+  delayMs: z.record(OpName, z.number().int().nonnegative()).optional(),
+  /** Fail every call of these operations with this errno. */
+  fail: z.record(OpName, z.string()).optional(),
+  /** These operations never answer (the deadline must save the caller). */
+  hang: z.array(OpName).optional(),
+}).strict();
+export type Faults = z.infer<typeof FaultsSchema>;
+
+export function faultsFromEnv(env: NodeJS.ProcessEnv): Faults | null {
+  const raw = env.CACHEFS_FAULTS;
+  if (!raw) return null;
+  return FaultsSchema.parse(JSON.parse(raw));
+}
+
+export function withFaults(inner: Backend, faults: Faults): Backend {
+  const wrap = <A extends unknown[], R>(op: OpName, fn: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => {
+    const d = faults.delayMs?.[op];
+    if (d) await new Promise((r) => setTimeout(r, d));
+    if (faults.hang?.includes(op)) return new Promise<R>(() => undefined);
+    const f = faults.fail?.[op];
+    if (f) throw new FsError(f as ErrnoName, `injected fault on ${op}`);
+    return fn(...a);
+  };
+  return {
+    get fsid() { return inner.fsid; },
+    get description() { return inner.description; },
+    root: wrap('root', () => inner.root()),
+    getattr: wrap('getattr', (fh: Buffer) => inner.getattr(fh)),
+    lookup: wrap('lookup', (d: Buffer, n: string) => inner.lookup(d, n)),
+    readdir: wrap('readdir', (d: Buffer) => inner.readdir(d)),
+    readlink: wrap('readlink', (fh: Buffer) => inner.readlink(fh)),
+    read: wrap('read', (fh: Buffer, o: number, l: number) => inner.read(fh, o, l)),
+    write: wrap('write', (fh: Buffer, o: number, d: Buffer) => inner.write(fh, o, d)),
+    commit: wrap('commit', (fh: Buffer) => inner.commit(fh)),
+    create: wrap('create', (d: Buffer, n: string, m: number, c, o) => inner.create(d, n, m, c, o)),
+    mkdir: wrap('mkdir', (d: Buffer, n: string, m: number, c) => inner.mkdir(d, n, m, c)),
+    symlink: wrap('symlink', (d: Buffer, n: string, t: string, c) => inner.symlink(d, n, t, c)),
+    mknod: wrap('mknod', (d: Buffer, n: string, m: number, r: number, c) => inner.mknod(d, n, m, r, c)),
+    link: wrap('link', (fh: Buffer, d: Buffer, n: string) => inner.link(fh, d, n)),
+    unlink: wrap('unlink', (d: Buffer, n: string) => inner.unlink(d, n)),
+    rmdir: wrap('rmdir', (d: Buffer, n: string) => inner.rmdir(d, n)),
+    rename: wrap('rename', (a: Buffer, an: string, b: Buffer, bn: string) => inner.rename(a, an, b, bn)),
+    setattr: wrap('setattr', (fh: Buffer, s) => inner.setattr(fh, s)),
+    statfs: wrap('statfs', () => inner.statfs()),
+    ...(inner.watch ? { watch: (cb: Parameters<NonNullable<Backend['watch']>>[0]) => inner.watch!(cb) } : {}),
+    close: () => inner.close(),
+  };
+}
