@@ -25,7 +25,7 @@ export const ConfigSchema = z.object({
     acregmin: seconds, acregmax: seconds, acdirmin: seconds, acdirmax: seconds,
     /** open() revalidates with the backend (close-to-open consistency). */
     closeToOpen: z.boolean(),
-    /** Watch a local backend for outside changes (chokidar). */
+    /** Watch a local backend for outside changes (inotify on its directories). */
     watch: z.boolean(),
   }).strict(),
   fuse: z.object({

@@ -23,7 +23,7 @@ import { Replayer } from '../journal/replayer.js';
 import { ConflictStore } from '../conflict/store.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
-import { makeOps } from '../fuse/ops.js';
+import { makeOps, opStats } from '../fuse/ops.js';
 import { FuseMount, forceUnmount, isMounted } from '../fuse/mount.js';
 import { serveControl } from './control.js';
 import { CONTROL_SOCKET, LOG_FILE, PID_FILE, type Status } from './protocol.js';
@@ -154,6 +154,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
       counters: { ...layer.counters },
       openFiles: layer.openFileCount(),
       rssBytes: process.memoryUsage.rss(),
+      ops: Object.fromEntries(Object.entries(opStats).map(([k, v]) => [k, { ...v, ms: Math.round(v.ms) }])),
     };
   };
 

@@ -28,6 +28,8 @@ export const StatusSchema = z.object({
   }),
   openFiles: z.number(),
   rssBytes: z.number(),
+  /** FUSE requests by operation: how many, total time in the handler (ms), how many failed. */
+  ops: z.record(z.object({ count: z.number(), ms: z.number(), errors: z.number() })),
 });
 export type Status = z.infer<typeof StatusSchema>;
 

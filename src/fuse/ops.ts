@@ -39,11 +39,19 @@ export function statOf(o: CachedObject) {
  * Runs `fn` and answers `cb` once: `cb(0, ...result)` for results given as an array,
  * `cb(n)` for a number result (read/write sizes), `cb(-errno)` for errors.
  */
+/** Per-operation counts and total handler time (ms), shown by `cachefs status --json`. */
+export const opStats: Record<string, { count: number; ms: number; errors: number }> = {};
+
 function answer(op: string, cb: Cb, fn: () => Promise<unknown[] | number | void>): void {
   let done = false;
+  const t0 = performance.now();
   const reply = (...args: unknown[]) => {
     if (done) return;
     done = true;
+    const s = (opStats[op] ??= { count: 0, ms: 0, errors: 0 });
+    s.count++;
+    s.ms += performance.now() - t0;
+    if (typeof args[0] === 'number' && args[0] < 0) s.errors++;
     try { cb(...args); } catch (e) { log.error(`fuse-native rejected the answer to ${op}`, e); }
   };
   let p: Promise<unknown[] | number | void>;

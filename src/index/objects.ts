@@ -279,6 +279,12 @@ export class ObjectIndex {
     this.byFh.delete(obj.fh.toString('hex'));
   }
 
+  /** Ids of objects whose cached data has this data version. */
+  idsWithDataVersion(v: string): number[] {
+    return (this.db.prepare(`SELECT id FROM objects WHERE fsid = ? AND data_version = ?`).all(this.fsid, v) as { id: number }[])
+      .map((r) => r.id);
+  }
+
   stats(): { objects: number; bytes: number } {
     const r = this.st.count.get(this.fsid) as { n: number; bytes: number };
     return { objects: r.n, bytes: r.bytes };

@@ -105,6 +105,9 @@ export class Replayer<O extends { kind: string }> {
     this.running = true;
     void this.loop().finally(() => {
       this.running = false;
+      // A record appended while the loop was finishing (its kick() saw `running`) must not
+      // be left waiting for the next append.
+      if (!this.paused && this.pendingCount > 0) { this.kick(); return; }
       const w = this.idleWaiters;
       this.idleWaiters = [];
       for (const r of w) r();

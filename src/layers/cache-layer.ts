@@ -70,6 +70,19 @@ export interface LayerDeps {
 const O_ACCMODE = 3;
 /** Bytes of acknowledged writes that may wait in memory for the backend at once. */
 const WRITE_BEHIND_LIMIT = 64 * 1024 * 1024;
+/** A dirty run becomes a journal record once it holds this many bytes. */
+const DIRTY_RUN_MAX = 1024 * 1024;
+
+/** Consecutive writes to one object not yet journaled (bytes also in the cache file). */
+interface DirtyRun {
+  obj: CachedObject;
+  of: OpenFile;
+  offset: number;
+  parts: Buffer[];
+  length: number;
+  /** The object's version before the run: the base of the record. */
+  base: string;
+}
 const O_WRONLY = 1;
 const O_RDWR = 2;
 
@@ -89,6 +102,7 @@ export class CacheLayer {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private statfsCache: { at: number; value: StatFs } | null = null;
   private writeBehindBytes = 0;
+  private readonly dirty = new Map<number, DirtyRun>();
   /** The last journal record written for each object (flush waits for it). */
   private readonly lastSeq = new Map<number, number>();
   readonly call: BackendCall;
@@ -112,7 +126,19 @@ export class CacheLayer {
     const root = await this.call('root', () => this.backend.root());
     const { obj } = this.index.upsert(root, now());
     this.rootId = obj.id;
+    // Objects whose cached data we were changing when the last run ended may hold bytes the
+    // backend never got (a dirty run not yet journaled, or dropped by its CRC check). Once
+    // the records left behind are replayed, their cached data is dropped and fetched anew.
+    const suspect = this.index.idsWithDataVersion(SELF);
     this.replayer.kick(); // records left by a previous run go first
+    if (suspect.length > 0) {
+      void this.replayer.drained().then(() => {
+        for (const id of suspect) {
+          const o = this.index.get(id);
+          if (o && !this.openCount.has(id)) this.dropData(o);
+        }
+      });
+    }
   }
 
   get rootObjectId(): number { return this.rootId; }
@@ -324,6 +350,8 @@ export class CacheLayer {
   async flush(fd: number): Promise<void> {
     const of = this.fileOf(fd);
     if (!of.written) { this.throwPendingError(of); return; }
+    const run = this.dirty.get(of.obj.id);
+    if (run) void this.commitRun(run);
     // Wait for this object's own records only, not for everything in the journal.
     await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
     of.written = false;
@@ -336,6 +364,8 @@ export class CacheLayer {
 
   async fsync(fd: number): Promise<void> {
     const of = this.fileOf(fd);
+    const run = this.dirty.get(of.obj.id);
+    if (run) void this.commitRun(run);
     await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
     await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
     if (of.written) await this.flush(fd);
@@ -457,40 +487,65 @@ export class CacheLayer {
       if (covered || cStart >= obj.attr.size) fresh.push(i);
       else await this.ensureChunk(obj, i);
     }
-    const base = obj.attr.version;
     of.written = true;
     this.index.setDataVersion(obj, SELF);
-    // The record is committed first and carries a CRC of the bytes: the backend write (from
-    // memory) and the cache-file write then run side by side. If the process dies between
-    // them, a replay from the cache file finds a CRC mismatch, knows this write was never
-    // acknowledged, and drops it instead of sending other bytes (see BackendTarget).
-    const seq = this.replayer.append(
-      { op: 'write', obj: obj.id, offset: pos, length: data.length, crc: crc32(data), base },
-      { data },
-    );
-    this.lastSeq.set(obj.id, seq);
     const release = this.guardChunks(obj, fresh);
-    const stored = this.store.write(obj.id, pos, data).then(
-      () => { for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF); },
-      (e) => { log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e); this.dropData(obj); },
-    ).finally(release);
-    // Write-behind, as an NFS client does: the write is acknowledged once it is in the cache
-    // file and a committed journal record (safe across a crash); the backend gets it in
-    // journal order, and flush()/fsync() (close) wait until it has. A refusal by the backend
-    // is reported by the next write, flush or fsync of this file.
-    this.writeBehindBytes += data.length;
-    const applied = this.replayer.waitFor(seq).then(
-      (outcome) => {
-        if (outcome.kind === 'refused') this.writeFailed(of, outcome.error);
-      },
-      (e) => this.writeFailed(of, e),
-    ).finally(() => { this.writeBehindBytes -= data.length; });
-    await stored;
+    try {
+      await this.store.write(obj.id, pos, data);
+      for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
+    } catch (e) {
+      log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e);
+      this.dropData(obj);
+      throw e;
+    } finally {
+      release();
+    }
     if (end > obj.attr.size) this.index.setLocalSize(obj, end);
-    // Back-pressure: never hold more than this many bytes waiting for the backend.
-    if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await applied;
+    // Write-back, as an NFS client does: consecutive writes gather in a dirty run (in memory
+    // and in the cache file) that becomes one journal record when it reaches DIRTY_RUN_MAX,
+    // when a write does not continue it, before any other mutation, and at flush()/fsync().
+    // close() and fsync() return once the backend has it, and report a backend refusal.
+    let run = this.dirty.get(obj.id);
+    if (run && run.offset + run.length !== pos) { this.commitRun(run); run = undefined; }
+    if (!run) {
+      run = { obj, of, offset: pos, parts: [], length: 0, base: obj.attr.version };
+      this.dirty.set(obj.id, run);
+    }
+    run.parts.push(data);
+    run.length += data.length;
+    if (run.length >= DIRTY_RUN_MAX) {
+      const applied = this.commitRun(run);
+      // Back-pressure: never hold more than this many bytes waiting for the backend.
+      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await applied;
+    }
     this.throwPendingError(of);
     return data.length;
+  }
+
+  /**
+   * Turns a dirty run into a journal record. The record carries a CRC of the bytes: if the
+   * process dies before the backend has them, the replay reads them back from the cache
+   * file and, should they differ, drops the record rather than send other bytes.
+   */
+  private commitRun(run: DirtyRun): Promise<void> {
+    this.dirty.delete(run.obj.id);
+    const data = run.parts.length === 1 ? run.parts[0]! : Buffer.concat(run.parts, run.length);
+    const seq = this.replayer.append(
+      { op: 'write', obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base },
+      { data },
+    );
+    this.lastSeq.set(run.obj.id, seq);
+    this.writeBehindBytes += run.length;
+    const of = run.of;
+    return this.replayer.waitFor(seq).then(
+      (outcome) => { if (outcome.kind === 'refused') this.writeFailed(of, outcome.error); },
+      (e) => this.writeFailed(of, e),
+    ).finally(() => { this.writeBehindBytes -= run.length; });
+  }
+
+  /** Journals every dirty run (before any other mutation, so the journal keeps order). */
+  private commitAllDirty(): void {
+    for (const run of [...this.dirty.values()]) void this.commitRun(run);
   }
 
   private writeFailed(of: OpenFile, e: unknown): void {
@@ -525,6 +580,7 @@ export class CacheLayer {
 
   /** Appends a record, waits for the backend to apply it, and returns what it produced. */
   private async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<AppliedOutcome> {
+    this.commitAllDirty();
     const seq = this.replayer.append(record, hint);
     const outcome = await this.replayer.waitFor(seq);
     if (outcome.kind === 'refused') throw outcome.error;
@@ -708,7 +764,7 @@ export class CacheLayer {
   // ---------------------------------------------------------------- outside changes
 
   /**
-   * The backend told us (chokidar) that something changed behind our back. Cheap on purpose
+   * The backend told us (its watcher) that something changed behind our back. Cheap on purpose
    * (it also fires for our own writes): it only makes the directory and the named object
    * revalidate at their next use. A created, removed or renamed entry changes the
    * directory's version, which drops its name cache then; a modified file changes its own.
@@ -735,6 +791,7 @@ export class CacheLayer {
 
   /** Waits until every journaled change is on the backend (used by unmount). */
   async flushAll(): Promise<void> {
+    this.commitAllDirty();
     await this.replayer.drained();
   }
 

@@ -14,6 +14,7 @@ import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs } from '../types.js';
 import { handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
+import { DirWatcher } from './watcher.js';
 
 interface Where { rel: string; ino: bigint }
 
@@ -27,7 +28,9 @@ export class LocalBackend implements Backend {
   private useKernelHandles = true;
   private mountFd: fsp.FileHandle | null = null;
   private readonly fds = new Map<string, { fh: fsp.FileHandle; writable: boolean }>();
-  private watcher: { close(): Promise<void> } | null = null;
+  private watcher: DirWatcher | null = null;
+  /** Directories (relative paths) seen through this adapter; the watcher watches these. */
+  private readonly knownDirs = new Set<string>(['']);
   private rootFh: Buffer = Buffer.alloc(0);
 
   constructor(rootPath: string) {
@@ -143,7 +146,15 @@ export class LocalBackend implements Backend {
     } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
     const fh = this.handleFor(abs, st);
     this.remember(fh, rel, st.ino);
+    if (st.isDirectory()) this.noteDir(rel);
     return { fh, attr: toAttr(st) };
+  }
+
+  /** A directory we know of: the watcher watches it (see watch()). */
+  private noteDir(rel: string): void {
+    if (this.knownDirs.has(rel)) return;
+    this.knownDirs.add(rel);
+    this.watcher?.add(this.abs(rel));
   }
 
   async root(): Promise<Node> {
@@ -317,6 +328,9 @@ export class LocalBackend implements Backend {
     const d = await this.pathOf(dir);
     const abs = this.abs(this.childRel(d.rel, name));
     try { await fsp.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
+    const rel = this.childRel(d.rel, name);
+    for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
+    this.watcher?.remove(abs);
   }
 
   async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void> {
@@ -331,6 +345,13 @@ export class LocalBackend implements Backend {
       if (w.rel === fromRel) w.rel = toRel;
       else if (w.rel.startsWith(prefix)) w.rel = toRel + w.rel.slice(fromRel.length);
     }
+    for (const d of [...this.knownDirs]) {
+      if (d === fromRel || d.startsWith(prefix)) {
+        this.knownDirs.delete(d);
+        this.knownDirs.add(toRel + d.slice(fromRel.length));
+      }
+    }
+    this.watcher?.rename(this.abs(fromRel), this.abs(toRel));
   }
 
   async setattr(fh: Buffer, set: SetAttr): Promise<Attr> {
@@ -360,17 +381,6 @@ export class LocalBackend implements Backend {
   }
 
   async watch(onChange: (change: OutsideChange) => void): Promise<void> {
-    const { watch } = await import('chokidar');
-    // Directories only: chokidar would otherwise put a watcher on every file and stat it on
-    // every write (our own writes too), which halved write throughput. A directory's inotify
-    // watch already reports creates, deletes, renames and writes of its entries; we take
-    // those raw events and let the cache revalidate the named entry lazily.
-    const w = watch(this.rootPath, {
-      ignoreInitial: true,
-      persistent: true,
-      followSymlinks: false,
-      ignored: (_p: string, stats?: { isDirectory(): boolean }) => stats !== undefined && !stats.isDirectory(),
-    });
     // Events come in bursts (every write() of a big file is one): collect them for a moment
     // and report each changed name once.
     const pending = new Set<string>();
@@ -391,20 +401,11 @@ export class LocalBackend implements Backend {
       }
       pending.clear();
     };
-    const notify = (abs: string) => {
-      pending.add(abs);
+    this.watcher = new DirWatcher((dirAbs, name) => {
+      pending.add(path.join(dirAbs, name));
       if (!timer) { timer = setTimeout(flush, 50); timer.unref(); }
-    };
-    w.on('raw', (_event: string, evPath: string, details: unknown) => {
-      const watched = (details as { watchedPath?: unknown } | null)?.watchedPath;
-      if (!evPath || typeof watched !== 'string') return;
-      notify(path.isAbsolute(evPath) ? evPath : path.join(watched, evPath));
     });
-    w.on('addDir', (p: string) => notify(p));
-    w.on('unlinkDir', (p: string) => notify(p));
-    w.on('error', (e: unknown) => log.warn('backend watcher', e));
-    await new Promise<void>((resolve) => w.once('ready', () => resolve()));
-    this.watcher = w;
+    for (const rel of this.knownDirs) this.watcher.add(this.abs(rel));
   }
 
   private handleForExisting(rel: string): Buffer {
@@ -415,7 +416,7 @@ export class LocalBackend implements Backend {
   }
 
   async close(): Promise<void> {
-    await this.watcher?.close();
+    this.watcher?.close();
     for (const { fh } of this.fds.values()) await fh.close().catch(() => undefined);
     this.fds.clear();
     await this.mountFd?.close().catch(() => undefined);

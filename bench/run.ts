@@ -1,0 +1,224 @@
+// Benchmarks of the local backend against the native directory and Debian's bindfs (a C
+// FUSE passthrough, -o big_writes), all measured in this one run, reported as ratios.
+// Usage (as root, after scripts/setup.sh):  node dist/bench/run.js [--runs N] [--size-mib N]
+//   [--files N] [--out docs/PERFORMANCE.md]
+// Every workload runs in a child process (dd, cat, ls, find, tar): this process never
+// serves a mount. "cold" drops the kernel's page cache first (needs root).
+import { spawn, execFileSync } from 'node:child_process';
+import { promises as fsp, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
+const RUNS = Number(arg('runs', '3'));
+const SIZE_MIB = Number(arg('size-mib', '512'));
+const FILES = Number(arg('files', '10000'));
+const OUT = arg('out', path.join(REPO, 'docs', 'PERFORMANCE.md'));
+const WORK = arg('work', path.join(os.tmpdir(), 'cachefs-bench'));
+
+function run(cmd: string, args: string[], opts: { shell?: boolean } = {}): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = opts.shell ? spawn('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d) => { err += d; });
+    c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err}`))));
+  });
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+}
+
+function dropCaches(): void {
+  execFileSync('sync');
+  try { writeFileSync('/proc/sys/vm/drop_caches', '3'); } catch { /* not root: "cold" is then only FUSE-cold */ }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+interface Target {
+  name: 'native' | 'bindfs' | 'cachefs';
+  /** Where workloads run. */
+  dir: string;
+  mount(opts: { freshCache: boolean }): Promise<void>;
+  umount(): Promise<void>;
+  pid(): number | null;
+}
+
+function makeTargets(backend: string): Target[] {
+  const native: Target = { name: 'native', dir: backend, mount: async () => undefined, umount: async () => undefined, pid: () => null };
+  const bindMnt = path.join(WORK, 'bindfs-mnt');
+  const bindfs: Target = {
+    name: 'bindfs', dir: bindMnt,
+    mount: async () => { await fsp.mkdir(bindMnt, { recursive: true }); await run('bindfs', ['-o', 'big_writes', backend, bindMnt]); },
+    umount: async () => { await run('fusermount', ['-u', bindMnt]).catch(() => run('fusermount', ['-u', '-z', bindMnt])); },
+    pid: () => null,
+  };
+  const cMnt = path.join(WORK, 'cachefs-mnt');
+  const cache = path.join(WORK, 'cachefs-cache');
+  let pid: number | null = null;
+  const cachefs: Target = {
+    name: 'cachefs', dir: cMnt,
+    mount: async ({ freshCache }) => {
+      if (freshCache) await fsp.rm(cache, { recursive: true, force: true });
+      await fsp.mkdir(cMnt, { recursive: true });
+      await run(process.execPath, [CLI, 'mount', backend, cMnt, '--cache-dir', cache, '--log-level', 'warn']);
+      const status = execFileSync(process.execPath, [CLI, 'status', cMnt, '--json'], { encoding: 'utf8' });
+      pid = (JSON.parse(status) as { pid: number }).pid;
+    },
+    umount: async () => { await run(process.execPath, [CLI, 'umount', cMnt]); pid = null; },
+    pid: () => pid,
+  };
+  return [native, bindfs, cachefs];
+}
+
+/** Peak RSS of the cachefs mount process, sampled while the benchmark runs. */
+class RssSampler {
+  peak = 0;
+  private t: NodeJS.Timeout | null = null;
+  start(pid: () => number | null): void {
+    this.t = setInterval(() => {
+      const p = pid();
+      if (!p) return;
+      try {
+        const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+        if (m) this.peak = Math.max(this.peak, Number(m[1]) * 1024);
+      } catch { /* between mounts */ }
+    }, 50);
+  }
+  stop(): void { if (this.t) clearInterval(this.t); }
+}
+
+async function makeBigFile(file: string, mib: number): Promise<void> {
+  const h = await fsp.open(file, 'w');
+  const block = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
+  for (let i = 0; i < mib; i++) { block.writeUInt32LE(i, 0); await h.write(block); }
+  await h.close();
+}
+
+async function makeTree(root: string, files: number): Promise<void> {
+  const perDir = 100;
+  for (let d = 0; d < Math.ceil(files / perDir); d++) {
+    const dir = path.join(root, `d${String(d).padStart(3, '0')}`);
+    await fsp.mkdir(dir, { recursive: true });
+    const n = Math.min(perDir, files - d * perDir);
+    await Promise.all(Array.from({ length: n }, (_, i) => fsp.writeFile(path.join(dir, `f${i}.txt`), `file ${d}/${i}\n`)));
+  }
+}
+
+type Row = { workload: string; note: string; secs: Record<string, number> };
+
+async function main(): Promise<void> {
+  if (!existsSync('/dev/fuse')) throw new Error('no /dev/fuse');
+  await fsp.rm(WORK, { recursive: true, force: true });
+  const backend = path.join(WORK, 'backend');
+  await fsp.mkdir(backend, { recursive: true });
+  process.stderr.write(`preparing ${SIZE_MIB} MiB file and ${FILES}-file tree in ${backend}\n`);
+  await makeBigFile(path.join(backend, 'big.bin'), SIZE_MIB);
+  await makeTree(path.join(backend, 'tree'), FILES);
+  const srcTar = path.join(WORK, 'src.tar');
+  const srcDir = existsSync('/usr/include') ? '/usr/include' : path.join(REPO, 'node_modules');
+  await run('tar', ['-C', path.dirname(srcDir), '-cf', srcTar, path.basename(srcDir)]);
+
+  const targets = makeTargets(backend);
+  const results: Row[] = [];
+  const add = (workload: string, note: string, t: Target, s: number) => {
+    let row = results.find((r) => r.workload === workload);
+    if (!row) { row = { workload, note, secs: {} }; results.push(row); }
+    (row.secs[`${t.name}:all`] as unknown) ??= 0;
+    const key = t.name;
+    const all = (row as unknown as { all?: Record<string, number[]> }).all ??= {};
+    (all[key] ??= []).push(s);
+    row.secs[key] = median(all[key]!);
+  };
+  const rss = new RssSampler();
+  const cachefs = targets.find((t) => t.name === 'cachefs')!;
+  rss.start(() => cachefs.pid());
+
+  for (let r = 0; r < RUNS; r++) {
+    for (const t of targets) {
+      process.stderr.write(`run ${r + 1}/${RUNS}: ${t.name}\n`);
+      const big = path.join(t.dir, 'big.bin');
+      // Sequential read, cold: empty cachefs cache, kernel page cache dropped.
+      await t.mount({ freshCache: true });
+      dropCaches();
+      add(`read ${SIZE_MIB} MiB, cold`, 'first read: from the backend disk', t, await timed(() => run('cat', [big], {})));
+      add(`read ${SIZE_MIB} MiB, warm`, 'second read in the same mount', t, await timed(() => run('cat', [big])));
+      // Warm after a remount: the kernel's FUSE page cache is gone; cachefs serves its cache files.
+      await t.umount();
+      await t.mount({ freshCache: false });
+      add(`read ${SIZE_MIB} MiB, warm after remount`, 'cachefs: from its cache files; others: backend page cache', t, await timed(() => run('cat', [big])));
+      // Sequential write with fsync.
+      const w = path.join(t.dir, 'written.bin');
+      add(`write ${SIZE_MIB} MiB + fsync`, 'dd bs=1M conv=fsync', t,
+        await timed(() => run('dd', ['if=/dev/zero', `of=${w}`, 'bs=1M', `count=${SIZE_MIB}`, 'conv=fsync'])));
+      await fsp.rm(w);
+      // Metadata: ls -lR and stat of the tree, cold then warm.
+      await t.umount();
+      await t.mount({ freshCache: true });
+      dropCaches();
+      const tree = path.join(t.dir, 'tree');
+      add(`ls -lR ${FILES} files, cold`, 'fresh cache, page cache dropped', t, await timed(() => run(`ls -lR '${tree}' > /dev/null`, [], { shell: true })));
+      add(`ls -lR ${FILES} files, warm`, 'second pass', t, await timed(() => run(`ls -lR '${tree}' > /dev/null`, [], { shell: true })));
+      add(`stat ${FILES} files, warm`, 'find -printf size+mtime, third pass', t,
+        await timed(() => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true })));
+      await t.umount();
+      await t.mount({ freshCache: false });
+      add(`stat ${FILES} files, after remount`, 'cachefs: attributes revalidated from its index', t,
+        await timed(() => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true })));
+      // tar x into the mount, tar c out of it.
+      const into = path.join(t.dir, 'untar');
+      await fsp.mkdir(into);
+      add(`tar x ${path.basename(srcDir)}`, `${srcDir} tarball into the mount`, t, await timed(() => run('tar', ['-C', into, '-xf', srcTar])));
+      add(`tar c ${path.basename(srcDir)}`, 'out of the mount, piped to /dev/null', t,
+        await timed(() => run(`tar -C '${into}' -cf - . | cat > /dev/null`, [], { shell: true })));
+      await fsp.rm(into, { recursive: true, force: true });
+      await t.umount();
+    }
+  }
+  rss.stop();
+
+  const lines: string[] = [];
+  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES}`;
+  lines.push('# Performance', '');
+  lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
+    `kernel ${os.release()}, Node ${process.version}. Produced by (as root, after \`bash scripts/setup.sh\`):`, '');
+  lines.push('```sh', cmd, '```', '');
+  lines.push(`Median of ${RUNS} runs; every baseline measured in the same run. Ratios are time relative to bindfs ` +
+    '(a C FUSE passthrough, `-o big_writes`): below 1 is faster than bindfs.', '');
+  lines.push('| workload | native s | bindfs s | cachefs s | cachefs / bindfs | cachefs / native | note |');
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const r of results) {
+    const n = r.secs.native!, b = r.secs.bindfs!, c = r.secs.cachefs!;
+    lines.push(`| ${r.workload} | ${n.toFixed(3)} | ${b.toFixed(3)} | ${c.toFixed(3)} | ${(c / b).toFixed(2)}× | ${(c / n).toFixed(2)}× | ${r.note} |`);
+  }
+  lines.push('', `Peak RSS of the cachefs mount process over the whole run: ${(rss.peak / 2 ** 20).toFixed(0)} MiB.`, '');
+  const table = lines.join('\n');
+  process.stdout.write(table + '\n');
+  // Keep the hand-written analysis below the generated part.
+  let rest = '';
+  if (existsSync(OUT)) {
+    const old = readFileSync(OUT, 'utf8');
+    const i = old.indexOf('<!-- analysis -->');
+    if (i >= 0) rest = old.slice(i);
+  }
+  await fsp.mkdir(path.dirname(OUT), { recursive: true });
+  writeFileSync(OUT, table + '\n' + (rest || '<!-- analysis -->\n'));
+  await fsp.rm(WORK, { recursive: true, force: true });
+}
+
+main().catch((e) => { process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`); process.exit(1); });
