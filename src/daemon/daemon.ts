@@ -154,6 +154,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
       counters: { ...layer.counters },
       openFiles: layer.openFileCount(),
       rssBytes: process.memoryUsage.rss(),
+      memory: (({ heapUsed, heapTotal, external, arrayBuffers }) => ({ heapUsed, heapTotal, external, arrayBuffers }))(process.memoryUsage()),
       ops: Object.fromEntries(Object.entries(opStats).map(([k, v]) => [k, { ...v, ms: Math.round(v.ms) }])),
     };
   };

@@ -28,6 +28,7 @@ export const StatusSchema = z.object({
   }),
   openFiles: z.number(),
   rssBytes: z.number(),
+  memory: z.object({ heapUsed: z.number(), heapTotal: z.number(), external: z.number(), arrayBuffers: z.number() }),
   /** FUSE requests by operation: how many, total time in the handler (ms), how many failed. */
   ops: z.record(z.object({ count: z.number(), ms: z.number(), errors: z.number() })),
 });

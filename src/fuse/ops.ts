@@ -8,6 +8,7 @@ import type { Creds } from '../backends/types.js';
 import { FsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { toFuseErrno } from './errno.js';
+import { BufferPool } from '../core/buffer-pool.js';
 
 type Cb = (...args: unknown[]) => void;
 
@@ -15,6 +16,7 @@ type Cb = (...args: unknown[]) => void;
 export interface CallerContext { caller(): Creds }
 
 const UNSET_ID = 0xffffffff; // chown's "-1": leave unchanged
+const readPool = new BufferPool(128 * 1024, 64);
 
 export function statOf(o: CachedObject) {
   const a = o.attr;
@@ -114,10 +116,16 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext) {
     },
     read(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
       answer('read', cb, async () => {
-        const data = await layer.read(fd, pos, len);
-        // fuse-native detaches `buf` if we answer after its timeout: copy only while it lives.
-        if (buf.length) data.copy(buf, 0, 0, Math.min(data.length, buf.length));
-        return data.length;
+        // Never read into `buf` itself: fuse-native detaches it if we answer after its
+        // timeout. Read into pooled scratch space and copy only while `buf` lives.
+        const scratch = readPool.acquire(len);
+        try {
+          const data = await layer.read(fd, pos, len, scratch);
+          if (buf.length) data.copy(buf, 0, 0, Math.min(data.length, buf.length));
+          return data.length;
+        } finally {
+          readPool.release(scratch);
+        }
       });
     },
     write(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {

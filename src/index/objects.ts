@@ -96,6 +96,11 @@ export class ObjectIndex {
     return o;
   }
 
+  /** Runs `fn` in one SQLite transaction: one commit for several index changes. */
+  batch<T>(fn: () => T): T {
+    return this.db.inTransaction ? fn() : this.db.transaction(fn)();
+  }
+
   get(id: number): CachedObject | undefined {
     const have = this.byId.get(id);
     if (have) return have;

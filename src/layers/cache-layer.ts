@@ -69,7 +69,7 @@ export interface LayerDeps {
 
 const O_ACCMODE = 3;
 /** Bytes of acknowledged writes that may wait in memory for the backend at once. */
-const WRITE_BEHIND_LIMIT = 64 * 1024 * 1024;
+const WRITE_BEHIND_LIMIT = 16 * 1024 * 1024;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 const DIRTY_RUN_MAX = 1024 * 1024;
 
@@ -100,6 +100,10 @@ export class CacheLayer {
   private readonly openCount = new Map<number, number>();
   private nextFd = 1;
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Chunks whose fetched bytes are still on their way into the cache file. */
+  private readonly landing = new Map<string, Promise<void>>();
+  /** Bumped whenever an object's cached data is dropped (late landings are then ignored). */
+  private readonly dataGen = new Map<number, number>();
   private statfsCache: { at: number; value: StatFs } | null = null;
   private writeBehindBytes = 0;
   private readonly dirty = new Map<number, DirtyRun>();
@@ -172,6 +176,7 @@ export class CacheLayer {
   }
 
   private dropData(obj: CachedObject): void {
+    this.dataGen.set(obj.id, (this.dataGen.get(obj.id) ?? 0) + 1);
     if (obj.cachedBytes === 0 && obj.dataVersion === null) return;
     this.index.clearChunks(obj);
     void this.store.truncate(obj.id, 0).catch((e) => log.warn(`cannot truncate cache file ${obj.id}`, e));
@@ -279,15 +284,22 @@ export class CacheLayer {
     const dir = await this.resolve(p);
     if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
     await this.revalidate(dir, false);
-    if (!dir.complete) {
+    // A listing with attributes (READDIRPLUS-style) when the names are not all cached, or
+    // when many of the entries' attributes are stale (after a remount, say): one backend
+    // listing then refreshes them all, instead of one getattr round trip per entry later.
+    if (!dir.complete || this.staleChildren(dir) > 8) {
       const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
-      const t = now();
-      const entries: { name: string; id: number }[] = [];
-      for (const e of listed) {
-        const { obj } = this.index.upsert(e, t);
-        entries.push({ name: e.name, id: obj.id });
-      }
-      this.index.replaceListing(dir, entries, dir.attr.version);
+      this.index.batch(() => {
+        const t = now();
+        const entries: { name: string; id: number }[] = [];
+        for (const e of listed) {
+          const known = this.index.byHandle(e.fh);
+          let obj: CachedObject;
+          if (known) { this.applyAttr(known, e.attr); obj = known; } else obj = this.index.upsert(e, t).obj;
+          entries.push({ name: e.name, id: obj.id });
+        }
+        this.index.replaceListing(dir, entries, dir.attr.version);
+      });
     }
     const out: { name: string; obj: CachedObject }[] = [];
     for (const [name, id] of this.index.namesOf(dir)) {
@@ -296,6 +308,16 @@ export class CacheLayer {
       if (o) out.push({ name, obj: o });
     }
     return { dir, entries: out };
+  }
+
+  private staleChildren(dir: CachedObject): number {
+    let stale = 0;
+    for (const id of this.index.namesOf(dir).values()) {
+      if (id === null) continue;
+      const o = this.index.get(id);
+      if (!o || !this.isFresh(o)) stale++;
+    }
+    return stale;
   }
 
   async readlink(p: string): Promise<string> {
@@ -380,22 +402,39 @@ export class CacheLayer {
     const key = this.chunkKey(obj, idx);
     const have = this.inflight.get(key);
     if (have) return have;
+    let landed!: () => void;
+    const landing = new Promise<void>((r) => { landed = r; });
+    this.landing.set(key, landing);
     const p = (async () => {
       const version = obj.attr.version;
+      const gen = this.dataGen.get(obj.id) ?? 0;
       const buf = await this.call('read', () => this.backend.read(obj.fh, idx * this.chunk, this.chunk));
       if (obj.attr.version !== version) {
         // The object changed while we read: these bytes may be from either side of it.
         throw new FsError('EAGAIN', 'object changed during fetch');
       }
       if (obj.dataVersion !== null && obj.dataVersion !== version && obj.dataVersion !== SELF) this.dropData(obj);
-      await this.store.write(obj.id, idx * this.chunk, buf);
-      this.index.addChunk(obj, idx, buf.length, obj.dataVersion === SELF ? SELF : version);
       this.counters.bytesFromBackend += buf.length;
+      // The reader gets the bytes now; the cache file gets them in the background, and the
+      // chunk counts as cached only once they have landed there (unless the data was
+      // dropped meanwhile). Writers wait for `landing` so they never race this write.
+      const dataVersion = obj.dataVersion === SELF ? SELF : version;
+      this.store.write(obj.id, idx * this.chunk, buf).then(
+        () => { if ((this.dataGen.get(obj.id) ?? 0) === gen) this.index.addChunk(obj, idx, buf.length, dataVersion); },
+        (e) => log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e),
+      ).finally(() => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+        if (this.landing.get(key) === landing) this.landing.delete(key);
+        landed();
+      });
       return buf;
     })();
     this.inflight.set(key, p);
-    const clear = () => { if (this.inflight.get(key) === p) this.inflight.delete(key); };
-    p.then(clear, clear);
+    p.catch(() => {
+      if (this.inflight.get(key) === p) this.inflight.delete(key);
+      if (this.landing.get(key) === landing) this.landing.delete(key);
+      landed();
+    });
     return p;
   }
 
@@ -420,7 +459,8 @@ export class CacheLayer {
     }
   }
 
-  async read(fd: number, pos: number, len: number): Promise<Buffer> {
+  /** Reads up to `len` bytes at `pos`; `scratch` (if given, ≥ len bytes) may hold the result. */
+  async read(fd: number, pos: number, len: number, scratch?: Buffer): Promise<Buffer> {
     const of = this.fileOf(fd);
     const obj = of.obj;
     if (obj.attr.type !== 'file') throw new FsError(obj.attr.type === 'dir' ? 'EISDIR' : 'EINVAL');
@@ -447,13 +487,26 @@ export class CacheLayer {
     if (of.nextPos === pos && this.cfg.cache.readAheadChunks > 0) this.readAhead(obj, last + 1);
     of.nextPos = pos + n;
     this.index.touch(obj, Date.now());
-    if (first === last && fetched.has(first)) {
-      const b = fetched.get(first)!;
-      const off = pos - first * this.chunk;
-      const out = b.subarray(off, Math.min(b.length, off + n));
-      if (out.length === n) return out;
+    if (fetched.size === 0) {
+      return this.store.read(obj.id, pos, n, scratch && scratch.length >= n ? scratch.subarray(0, n) : undefined);
     }
-    return this.store.read(obj.id, pos, n);
+    // Some chunks came from the backend just now (their bytes may not have landed in the
+    // cache file yet): take those from memory and the others from the cache file.
+    const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
+    for (let i = first; i <= last; i++) {
+      const cStart = i * this.chunk;
+      const from = Math.max(pos, cStart);
+      const to = Math.min(pos + n, cStart + this.chunk);
+      const b = fetched.get(i);
+      if (b) {
+        const part = b.subarray(from - cStart, to - cStart);
+        part.copy(out, from - pos);
+        if (part.length < to - from) out.fill(0, from - pos + part.length, to - pos);
+      } else {
+        await this.store.read(obj.id, from, to - from, out.subarray(from - pos, to - pos));
+      }
+    }
+    return out;
   }
 
   private readAhead(obj: CachedObject, from: number): void {
@@ -479,8 +532,11 @@ export class CacheLayer {
     // covers entirely, or that lies past the end of the file, needs nothing from the backend.
     const fresh: number[] = [];
     for (let i = first; i <= last; i++) {
-      const busy = this.inflight.get(this.chunkKey(obj, i));
+      const key = this.chunkKey(obj, i);
+      const busy = this.inflight.get(key);
       if (busy) await busy.catch(() => undefined);
+      const landing = this.landing.get(key);
+      if (landing) await landing;
       if (chunks.has(i)) continue;
       const cStart = i * this.chunk;
       const covered = pos <= cStart && end >= cStart + this.chunk;
@@ -596,6 +652,10 @@ export class CacheLayer {
 
   private async newObject(dir: CachedObject, name: string, outcome: AppliedOutcome): Promise<CachedObject> {
     if (outcome.kind !== 'created') throw new FsError('EIO', 'backend returned no handle for a new object');
+    return this.index.batch(() => this.recordNewObject(dir, name, outcome));
+  }
+
+  private recordNewObject(dir: CachedObject, name: string, outcome: AppliedOutcome & { kind: 'created' }): CachedObject {
     const { obj } = this.index.upsert({ fh: outcome.fh, attr: outcome.attr }, now());
     this.index.setName(dir, name, obj.id);
     this.afterDirChange(dir);
@@ -660,11 +720,18 @@ export class CacheLayer {
 
   /** Our own metadata change: the new attributes must not drop our cached data. */
   private adoptOwnChange(obj: CachedObject, attr: Attr): void {
-    if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
-    if (obj.attr.type === 'dir' && obj.namesVersion !== null && obj.namesVersion === obj.attr.version) {
-      this.index.setNamesVersion(obj, SELF);
-    }
-    this.applyAttr(obj, attr);
+    this.index.batch(() => {
+      // Cached data and names that were current before our change are current after it.
+      if (obj.dataVersion !== null && obj.dataVersion === obj.attr.version && !this.hasOpenWriters(obj)) {
+        this.index.setDataVersion(obj, attr.version);
+      } else if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) {
+        this.index.setDataVersion(obj, SELF);
+      }
+      if (obj.attr.type === 'dir' && obj.namesVersion !== null && obj.namesVersion === obj.attr.version) {
+        this.index.setNamesVersion(obj, attr.version);
+      }
+      this.applyAttr(obj, attr);
+    });
   }
 
   async unlink(p: string): Promise<void> {
@@ -672,9 +739,11 @@ export class CacheLayer {
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
     await this.mutate({ op: 'unlink', parent: dir.id, name, base: dir.attr.version });
-    this.index.setName(dir, name, null);
-    this.afterDirChange(dir);
-    this.dropLink(obj);
+    this.index.batch(() => {
+      this.index.setName(dir, name, null);
+      this.afterDirChange(dir);
+      this.dropLink(obj);
+    });
   }
 
   /** One name less for `obj`: forget it when it was the last one. */
@@ -691,9 +760,11 @@ export class CacheLayer {
     const obj = await this.lookup(dir, name);
     if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
     await this.mutate({ op: 'rmdir', parent: dir.id, name, base: dir.attr.version });
-    this.index.setName(dir, name, null);
-    this.afterDirChange(dir);
-    this.forgetObject(obj);
+    this.index.batch(() => {
+      this.index.setName(dir, name, null);
+      this.afterDirChange(dir);
+      this.forgetObject(obj);
+    });
   }
 
   async rename(src: string, dst: string): Promise<void> {
@@ -705,13 +776,15 @@ export class CacheLayer {
     if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
     if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
     await this.mutate({ op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, base: obj.attr.version });
-    this.index.setName(from.dir, from.name, null);
-    this.index.setName(to.dir, to.name, obj.id);
-    this.afterDirChange(from.dir);
-    if (to.dir !== from.dir) this.afterDirChange(to.dir);
-    obj.attrAt = 0; // ctime moves; a directory's ".." changes
-    if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
-    if (target) this.dropLink(target);
+    this.index.batch(() => {
+      this.index.setName(from.dir, from.name, null);
+      this.index.setName(to.dir, to.name, obj.id);
+      this.afterDirChange(from.dir);
+      if (to.dir !== from.dir) this.afterDirChange(to.dir);
+      obj.attrAt = 0; // ctime moves; a directory's ".." changes
+      if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
+      if (target) this.dropLink(target);
+    });
   }
 
   async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {

@@ -267,6 +267,7 @@ export class LocalBackend implements Backend {
 
   private async chownNew(abs: string, creds: Creds): Promise<void> {
     if (process.getuid?.() !== 0) return; // only root can give objects away
+    if (creds.uid === 0 && creds.gid === (process.getgid?.() ?? 0)) return; // already ours
     try { await fsp.lchown(abs, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
   }
 
