@@ -129,9 +129,9 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext) {
       });
     },
     write(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
-      // fuse-native reuses `buf` after we answer: keep our own copy.
-      const data = Buffer.from(buf.subarray(0, len));
-      answer('write', cb, async () => layer.write(fd, pos, data));
+      // `buf` is the kernel's and is reused after we answer: the layer copies it (into its
+      // dirty run) before answering, and checks it was not detached by a timeout.
+      answer('write', cb, async () => layer.write(fd, pos, buf.subarray(0, len)));
     },
     flush(_path: string, fd: number, cb: Cb) {
       answer('flush', cb, async () => { if (fd) await layer.flush(fd); });

@@ -18,6 +18,7 @@
 import PQueue from 'p-queue';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
+import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import { withDeadline } from '../core/deadline.js';
 import { log } from '../core/log.js';
@@ -78,7 +79,8 @@ interface DirtyRun {
   obj: CachedObject;
   of: OpenFile;
   offset: number;
-  parts: Buffer[];
+  /** The run's bytes (from a pool), `length` of them used. */
+  buf: Buffer;
   length: number;
   /** The object's version before the run: the base of the record. */
   base: string;
@@ -107,6 +109,7 @@ export class CacheLayer {
   private statfsCache: { at: number; value: StatFs } | null = null;
   private writeBehindBytes = 0;
   private readonly dirty = new Map<number, DirtyRun>();
+  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, 16);
   /** The last journal record written for each object (flush waits for it). */
   private readonly lastSeq = new Map<number, number>();
   readonly call: BackendCall;
@@ -543,33 +546,41 @@ export class CacheLayer {
       if (covered || cStart >= obj.attr.size) fresh.push(i);
       else await this.ensureChunk(obj, i);
     }
+    // `data` may be the kernel's buffer: if fuse-native gave up on this request meanwhile
+    // (its 14 s timeout) the buffer is detached and reads as empty.
+    if (data.length !== end - pos) throw new FsError('EIO', 'the request timed out while the chunk was fetched');
     of.written = true;
     this.index.setDataVersion(obj, SELF);
-    const release = this.guardChunks(obj, fresh);
-    try {
-      await this.store.write(obj.id, pos, data);
-      for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
-    } catch (e) {
-      log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e);
-      this.dropData(obj);
-      throw e;
-    } finally {
-      release();
-    }
-    if (end > obj.attr.size) this.index.setLocalSize(obj, end);
     // Write-back, as an NFS client does: consecutive writes gather in a dirty run (in memory
     // and in the cache file) that becomes one journal record when it reaches DIRTY_RUN_MAX,
     // when a write does not continue it, before any other mutation, and at flush()/fsync().
     // close() and fsync() return once the backend has it, and report a backend refusal.
     let run = this.dirty.get(obj.id);
-    if (run && run.offset + run.length !== pos) { this.commitRun(run); run = undefined; }
+    if (run && (run.offset + run.length !== pos || run.length + data.length > run.buf.length)) {
+      void this.commitRun(run);
+      run = undefined;
+    }
     if (!run) {
-      run = { obj, of, offset: pos, parts: [], length: 0, base: obj.attr.version };
+      run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0, base: obj.attr.version };
       this.dirty.set(obj.id, run);
     }
-    run.parts.push(data);
+    const own = run.buf.subarray(run.length, run.length + data.length);
+    data.copy(own);
     run.length += data.length;
-    if (run.length >= DIRTY_RUN_MAX) {
+    const release = this.guardChunks(obj, fresh);
+    try {
+      await this.store.write(obj.id, pos, own);
+      for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
+    } catch (e) {
+      // The bytes still reach the backend (they are in the run); the cache just cannot
+      // vouch for this object any more.
+      log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e);
+      this.dropData(obj);
+    } finally {
+      release();
+    }
+    if (end > obj.attr.size) this.index.setLocalSize(obj, end);
+    if (run.length >= DIRTY_RUN_MAX && this.dirty.get(obj.id) === run) {
       const applied = this.commitRun(run);
       // Back-pressure: never hold more than this many bytes waiting for the backend.
       if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await applied;
@@ -584,8 +595,8 @@ export class CacheLayer {
    * file and, should they differ, drops the record rather than send other bytes.
    */
   private commitRun(run: DirtyRun): Promise<void> {
-    this.dirty.delete(run.obj.id);
-    const data = run.parts.length === 1 ? run.parts[0]! : Buffer.concat(run.parts, run.length);
+    if (this.dirty.get(run.obj.id) === run) this.dirty.delete(run.obj.id);
+    const data = run.buf.subarray(0, run.length);
     const seq = this.replayer.append(
       { op: 'write', obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base },
       { data },
@@ -594,8 +605,11 @@ export class CacheLayer {
     this.writeBehindBytes += run.length;
     const of = run.of;
     return this.replayer.waitFor(seq).then(
-      (outcome) => { if (outcome.kind === 'refused') this.writeFailed(of, outcome.error); },
-      (e) => this.writeFailed(of, e),
+      (outcome) => {
+        if (outcome.kind === 'refused') this.writeFailed(of, outcome.error);
+        this.runPool.release(run.buf); // the record has left the journal: nobody reads it
+      },
+      (e) => this.writeFailed(of, e), // kept: the record waits in the journal with its bytes
     ).finally(() => { this.writeBehindBytes -= run.length; });
   }
 

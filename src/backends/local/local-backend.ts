@@ -15,6 +15,7 @@ import { log } from '../../core/log.js';
 import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs } from '../types.js';
 import { handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
 import { DirWatcher } from './watcher.js';
+import { metaCallsFor, type MetaCalls } from './meta.js';
 
 interface Where { rel: string; ino: bigint }
 
@@ -32,6 +33,8 @@ export class LocalBackend implements Backend {
   /** Directories (relative paths) seen through this adapter; the watcher watches these. */
   private readonly knownDirs = new Set<string>(['']);
   private rootFh: Buffer = Buffer.alloc(0);
+  /** Metadata calls: synchronous on a local disk, asynchronous on a network file system. */
+  private meta: MetaCalls = metaCallsFor('/');
 
   constructor(rootPath: string) {
     this.rootPath = path.resolve(rootPath);
@@ -61,6 +64,8 @@ export class LocalBackend implements Backend {
     this.rootFh = this.handleFor(this.rootPath, st);
     this.remember(this.rootFh, '', st.ino);
     const real = await fsp.realpath(this.rootPath);
+    this.meta = metaCallsFor(real);
+    log.info(`backend ${real}: ${this.meta.sync ? 'local disk, synchronous' : 'asynchronous'} metadata calls`);
     this.fsid = `local:${real}#${this.rootFh.toString('hex')}`;
   }
 
@@ -96,7 +101,7 @@ export class LocalBackend implements Backend {
     if (w) {
       const abs = this.abs(w.rel);
       try {
-        const st = await fsp.lstat(abs, { bigint: true });
+        const st = await this.meta.lstat(abs);
         if (st.ino === w.ino) return { abs, rel: w.rel, st };
       } catch (e) {
         if (!isMissing(e)) throw fromNodeError(e, 'lstat');
@@ -114,7 +119,7 @@ export class LocalBackend implements Backend {
         const target = await fsp.readlink(`/proc/self/fd/${fd}`);
         const rel = path.relative(this.rootPath, target);
         if (!rel.startsWith('..') && !path.isAbsolute(rel) && !target.endsWith(' (deleted)')) {
-          const st = await fsp.lstat(target, { bigint: true });
+          const st = await this.meta.lstat(target);
           this.remember(fh, rel, st.ino);
           return { abs: target, rel, st };
         }
@@ -142,7 +147,7 @@ export class LocalBackend implements Backend {
     const abs = this.abs(rel);
     let st: BigIntStats;
     try {
-      st = await fsp.lstat(abs, { bigint: true });
+      st = await this.meta.lstat(abs);
     } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
     const fh = this.handleFor(abs, st);
     this.remember(fh, rel, st.ino);
@@ -177,7 +182,7 @@ export class LocalBackend implements Backend {
     const d = await this.pathOf(dir);
     let names: string[];
     try {
-      names = await fsp.readdir(d.abs);
+      names = await this.meta.readdir(d.abs);
     } catch (e) { throw fromNodeError(e, `readdir ${d.rel}`); }
     const out: DirEntry[] = [];
     // lstat in bounded batches: enough parallelism to hide latency on a network filesystem
@@ -200,7 +205,7 @@ export class LocalBackend implements Backend {
 
   async readlink(fh: Buffer): Promise<string> {
     const { abs } = await this.pathOf(fh);
-    try { return await fsp.readlink(abs); } catch (e) { throw fromNodeError(e, 'readlink'); }
+    try { return await this.meta.readlink(abs); } catch (e) { throw fromNodeError(e, 'readlink'); }
   }
 
   private async fdFor(fh: Buffer, writable: boolean): Promise<fsp.FileHandle> {
@@ -268,7 +273,7 @@ export class LocalBackend implements Backend {
   private async chownNew(abs: string, creds: Creds): Promise<void> {
     if (process.getuid?.() !== 0) return; // only root can give objects away
     if (creds.uid === 0 && creds.gid === (process.getgid?.() ?? 0)) return; // already ours
-    try { await fsp.lchown(abs, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
+    try { await this.meta.lchown(abs, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
   }
 
   async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
@@ -276,12 +281,12 @@ export class LocalBackend implements Backend {
     const rel = this.childRel(d.rel, name);
     const abs = this.abs(rel);
     const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
-    let h: fsp.FileHandle;
-    try { h = await fsp.open(abs, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
-    try {
-      await this.chownNew(abs, creds);
-      if ((mode & 0o7000) !== 0) await h.chmod(mode & 0o7777); // set-id bits are dropped by open()
-    } finally { await h.close(); }
+    try { await this.meta.createFile(abs, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
+    await this.chownNew(abs, creds);
+    if ((mode & 0o7000) !== 0) {
+      // open() drops set-id bits; chown() too, so this comes after it.
+      await this.meta.chmod(abs, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+    }
     return this.nodeAt(rel);
   }
 
@@ -289,16 +294,16 @@ export class LocalBackend implements Backend {
     const d = await this.pathOf(dir);
     const rel = this.childRel(d.rel, name);
     const abs = this.abs(rel);
-    try { await fsp.mkdir(abs, { mode: mode & 0o7777 }); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
+    try { await this.meta.mkdir(abs, mode & 0o7777); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
     await this.chownNew(abs, creds);
-    if ((mode & 0o7000) !== 0) await fsp.chmod(abs, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+    if ((mode & 0o7000) !== 0) await this.meta.chmod(abs, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
     return this.nodeAt(rel);
   }
 
   async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
     const rel = this.childRel(d.rel, name);
-    try { await fsp.symlink(target, this.abs(rel)); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
+    try { await this.meta.symlink(target, this.abs(rel)); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
     await this.chownNew(this.abs(rel), creds);
     return this.nodeAt(rel);
   }
@@ -315,20 +320,20 @@ export class LocalBackend implements Backend {
     const src = await this.pathOf(fh);
     const d = await this.pathOf(dir);
     const rel = this.childRel(d.rel, name);
-    try { await fsp.link(src.abs, this.abs(rel)); } catch (e) { throw fromNodeError(e, `link ${rel}`); }
-    return toAttr(await fsp.lstat(src.abs, { bigint: true }));
+    try { await this.meta.link(src.abs, this.abs(rel)); } catch (e) { throw fromNodeError(e, `link ${rel}`); }
+    return toAttr(await this.meta.lstat(src.abs));
   }
 
   async unlink(dir: Buffer, name: string): Promise<void> {
     const d = await this.pathOf(dir);
     const abs = this.abs(this.childRel(d.rel, name));
-    try { await fsp.unlink(abs); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
+    try { await this.meta.unlink(abs); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
   }
 
   async rmdir(dir: Buffer, name: string): Promise<void> {
     const d = await this.pathOf(dir);
     const abs = this.abs(this.childRel(d.rel, name));
-    try { await fsp.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
+    try { await this.meta.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
     const rel = this.childRel(d.rel, name);
     for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
     this.watcher?.remove(abs);
@@ -339,7 +344,7 @@ export class LocalBackend implements Backend {
     const b = await this.pathOf(toDir);
     const fromRel = this.childRel(a.rel, fromName);
     const toRel = this.childRel(b.rel, toName);
-    try { await fsp.rename(this.abs(fromRel), this.abs(toRel)); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
+    try { await this.meta.rename(this.abs(fromRel), this.abs(toRel)); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
     // Keep remembered paths right for the moved object and everything below it.
     const prefix = fromRel + '/';
     for (const w of this.where.values()) {
@@ -359,20 +364,20 @@ export class LocalBackend implements Backend {
     const { abs, st } = await this.pathOf(fh);
     try {
       if (set.uid !== undefined || set.gid !== undefined) {
-        await fsp.lchown(abs, set.uid ?? -1, set.gid ?? -1);
+        await this.meta.lchown(abs, set.uid ?? -1, set.gid ?? -1);
       }
-      if (set.mode !== undefined && !st.isSymbolicLink()) await fsp.chmod(abs, set.mode & 0o7777);
+      if (set.mode !== undefined && !st.isSymbolicLink()) await this.meta.chmod(abs, set.mode & 0o7777);
       if (set.size !== undefined) {
         const have = this.fds.get(fh.toString('hex'));
         if (have?.writable) await have.fh.truncate(set.size);
-        else await fsp.truncate(abs, set.size);
+        else await this.meta.truncate(abs, set.size);
       }
       if (set.atime || set.mtime) {
         const omit: TimeSpec = { kind: 'omit' };
         setTimes(abs, set.atime ?? omit, set.mtime ?? omit);
       }
     } catch (e) { throw fromNodeError(e, 'setattr'); }
-    return toAttr(await fsp.lstat(abs, { bigint: true }));
+    return toAttr(await this.meta.lstat(abs));
   }
 
   async statfs(): Promise<StatFs> {

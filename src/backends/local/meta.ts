@@ -1,0 +1,86 @@
+// Metadata system calls of the local backend, in two flavours. On a local disk file system
+// a metadata call (lstat, mkdir, rename…) takes a few microseconds, while a trip through
+// libuv's thread pool costs 50-150 µs under load, and FUSE sends most of them one at a
+// time: there they run synchronously. On a network or FUSE file system (NFS, SMB, sshfs)
+// a call may block for long, so there they stay asynchronous. Data transfers are always
+// asynchronous (see LocalBackend.read/write).
+import { promises as fsp, readFileSync, type BigIntStats } from 'node:fs';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface MetaCalls {
+  readonly sync: boolean;
+  lstat(p: string): Promise<BigIntStats>;
+  readdir(p: string): Promise<string[]>;
+  readlink(p: string): Promise<string>;
+  lchown(p: string, uid: number, gid: number): Promise<void>;
+  chmod(p: string, mode: number): Promise<void>;
+  mkdir(p: string, mode: number): Promise<void>;
+  symlink(target: string, p: string): Promise<void>;
+  link(existing: string, p: string): Promise<void>;
+  unlink(p: string): Promise<void>;
+  rmdir(p: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  truncate(p: string, size: number): Promise<void>;
+  /** Creates (or opens) a regular file and closes it again. */
+  createFile(p: string, flags: number, mode: number): Promise<void>;
+}
+
+const asyncCalls: MetaCalls = {
+  sync: false,
+  lstat: (p) => fsp.lstat(p, { bigint: true }),
+  readdir: (p) => fsp.readdir(p),
+  readlink: (p) => fsp.readlink(p),
+  lchown: (p, u, g) => fsp.lchown(p, u, g),
+  chmod: (p, m) => fsp.chmod(p, m),
+  mkdir: async (p, m) => { await fsp.mkdir(p, { mode: m }); },
+  symlink: (t, p) => fsp.symlink(t, p),
+  link: (a, b) => fsp.link(a, b),
+  unlink: (p) => fsp.unlink(p),
+  rmdir: (p) => fsp.rmdir(p),
+  rename: (a, b) => fsp.rename(a, b),
+  truncate: (p, n) => fsp.truncate(p, n),
+  createFile: async (p, flags, mode) => { const h = await fsp.open(p, flags, mode); await h.close(); },
+};
+
+// Each wrapper is async so that a thrown error becomes a rejection, as with fs.promises.
+const syncCalls: MetaCalls = {
+  sync: true,
+  lstat: async (p) => fs.lstatSync(p, { bigint: true }),
+  readdir: async (p) => fs.readdirSync(p),
+  readlink: async (p) => fs.readlinkSync(p),
+  lchown: async (p, u, g) => fs.lchownSync(p, u, g),
+  chmod: async (p, m) => fs.chmodSync(p, m),
+  mkdir: async (p, m) => { fs.mkdirSync(p, { mode: m }); },
+  symlink: async (t, p) => fs.symlinkSync(t, p),
+  link: async (a, b) => fs.linkSync(a, b),
+  unlink: async (p) => fs.unlinkSync(p),
+  rmdir: async (p) => fs.rmdirSync(p),
+  rename: async (a, b) => fs.renameSync(a, b),
+  truncate: async (p, n) => fs.truncateSync(p, n),
+  createFile: async (p, flags, mode) => { fs.closeSync(fs.openSync(p, flags, mode)); },
+};
+
+const LOCAL_DISK_TYPES = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'tmpfs', 'f2fs', 'zfs', 'jfs',
+  'reiserfs', 'overlay', 'ramfs', 'bcachefs']);
+
+/** The file system type holding `dir`, from /proc/self/mountinfo (null if unknown). */
+export function fsTypeOf(dir: string): string | null {
+  let text: string;
+  try { text = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return null; }
+  let best: { mp: string; type: string } | null = null;
+  for (const line of text.split('\n')) {
+    const parts = line.split(' ');
+    const sep = parts.indexOf('-');
+    if (sep < 0 || parts.length < sep + 2) continue;
+    const mp = parts[4]!.replace(/\\040/g, ' ');
+    const inside = dir === mp || dir.startsWith(mp.endsWith('/') ? mp : mp + '/');
+    if (inside && (!best || mp.length >= best.mp.length)) best = { mp, type: parts[sep + 1]! };
+  }
+  return best?.type ?? null;
+}
+
+export function metaCallsFor(dir: string): MetaCalls {
+  const type = fsTypeOf(path.resolve(dir));
+  return type !== null && LOCAL_DISK_TYPES.has(type) ? syncCalls : asyncCalls;
+}
