@@ -120,7 +120,24 @@ async function makeTree(root: string, files: number): Promise<void> {
   }
 }
 
-type Row = { workload: string; note: string; secs: Record<string, number> };
+type OpsDelta = { requests: number; handlerMs: number };
+type Row = { workload: string; note: string; secs: Record<string, number>; profile?: OpsDelta };
+type OpsTable = Record<string, { count: number; ms: number }>;
+
+function opsOf(mnt: string): OpsTable {
+  const out = execFileSync(process.execPath, [CLI, 'status', mnt, '--json'], { encoding: 'utf8' });
+  return (JSON.parse(out) as { ops: OpsTable }).ops;
+}
+
+function deltaOps(a: OpsTable, b: OpsTable): OpsDelta {
+  let requests = 0;
+  let handlerMs = 0;
+  for (const [k, v] of Object.entries(b)) {
+    requests += v.count - (a[k]?.count ?? 0);
+    handlerMs += v.ms - (a[k]?.ms ?? 0);
+  }
+  return { requests, handlerMs };
+}
 
 async function main(): Promise<void> {
   if (!existsSync('/dev/fuse')) throw new Error('no /dev/fuse');
@@ -136,14 +153,23 @@ async function main(): Promise<void> {
 
   const targets = makeTargets(backend);
   const results: Row[] = [];
-  const add = (workload: string, note: string, t: Target, s: number) => {
+  const samples = new Map<string, number[]>();
+  const add = (workload: string, note: string, t: Target, s: number, prof?: OpsDelta) => {
     let row = results.find((r) => r.workload === workload);
     if (!row) { row = { workload, note, secs: {} }; results.push(row); }
-    (row.secs[`${t.name}:all`] as unknown) ??= 0;
-    const key = t.name;
-    const all = (row as unknown as { all?: Record<string, number[]> }).all ??= {};
-    (all[key] ??= []).push(s);
-    row.secs[key] = median(all[key]!);
+    const key = `${workload}\0${t.name}`;
+    const all = samples.get(key) ?? [];
+    all.push(s);
+    samples.set(key, all);
+    row.secs[t.name] = median(all);
+    if (prof) row.profile = prof;
+  };
+  /** Times `fn`; for cachefs also how many FUSE requests it made and their handler time. */
+  const measure = async (workload: string, note: string, t: Target, fn: () => Promise<void>) => {
+    const before = t.name === 'cachefs' ? opsOf(t.dir) : null;
+    const secs = await timed(fn);
+    const after = t.name === 'cachefs' ? opsOf(t.dir) : null;
+    add(workload, note, t, secs, before && after ? deltaOps(before, after) : undefined);
   };
   const rss = new RssSampler();
   const cachefs = targets.find((t) => t.name === 'cachefs')!;
@@ -156,36 +182,32 @@ async function main(): Promise<void> {
       // Sequential read, cold: empty cachefs cache, kernel page cache dropped.
       await t.mount({ freshCache: true });
       dropCaches();
-      add(`read ${SIZE_MIB} MiB, cold`, 'first read: from the backend disk', t, await timed(() => run('cat', [big], {})));
-      add(`read ${SIZE_MIB} MiB, warm`, 'second read in the same mount', t, await timed(() => run('cat', [big])));
+      await measure(`read ${SIZE_MIB} MiB, cold`, 'first read: from the backend disk', t, () => run('cat', [big], {}));
+      await measure(`read ${SIZE_MIB} MiB, warm`, 'second read in the same mount', t, () => run('cat', [big]));
       // Warm after a remount: the kernel's FUSE page cache is gone; cachefs serves its cache files.
       await t.umount();
       await t.mount({ freshCache: false });
-      add(`read ${SIZE_MIB} MiB, warm after remount`, 'cachefs: from its cache files; others: backend page cache', t, await timed(() => run('cat', [big])));
+      await measure(`read ${SIZE_MIB} MiB, warm after remount`, 'cachefs: from its cache files; others: backend page cache', t, () => run('cat', [big]));
       // Sequential write with fsync.
       const w = path.join(t.dir, 'written.bin');
-      add(`write ${SIZE_MIB} MiB + fsync`, 'dd bs=1M conv=fsync', t,
-        await timed(() => run('dd', ['if=/dev/zero', `of=${w}`, 'bs=1M', `count=${SIZE_MIB}`, 'conv=fsync'])));
+      await measure(`write ${SIZE_MIB} MiB + fsync`, 'dd bs=1M conv=fsync', t, () => run('dd', ['if=/dev/zero', `of=${w}`, 'bs=1M', `count=${SIZE_MIB}`, 'conv=fsync']));
       await fsp.rm(w);
       // Metadata: ls -lR and stat of the tree, cold then warm.
       await t.umount();
       await t.mount({ freshCache: true });
       dropCaches();
       const tree = path.join(t.dir, 'tree');
-      add(`ls -lR ${FILES} files, cold`, 'fresh cache, page cache dropped', t, await timed(() => run(`ls -lR '${tree}' > /dev/null`, [], { shell: true })));
-      add(`ls -lR ${FILES} files, warm`, 'second pass', t, await timed(() => run(`ls -lR '${tree}' > /dev/null`, [], { shell: true })));
-      add(`stat ${FILES} files, warm`, 'find -printf size+mtime, third pass', t,
-        await timed(() => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true })));
+      await measure(`ls -lR ${FILES} files, cold`, 'fresh cache, page cache dropped', t, () => run(`ls -lR '${tree}' > /dev/null`, [], { shell: true }));
+      await measure(`ls -lR ${FILES} files, warm`, 'second pass', t, () => run(`ls -lR '${tree}' > /dev/null`, [], { shell: true }));
+      await measure(`stat ${FILES} files, warm`, 'find -printf size+mtime, third pass', t, () => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true }));
       await t.umount();
       await t.mount({ freshCache: false });
-      add(`stat ${FILES} files, after remount`, 'cachefs: attributes revalidated from its index', t,
-        await timed(() => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true })));
+      await measure(`stat ${FILES} files, after remount`, 'cachefs: attributes revalidated from its index', t, () => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true }));
       // tar x into the mount, tar c out of it.
       const into = path.join(t.dir, 'untar');
       await fsp.mkdir(into);
-      add(`tar x ${path.basename(srcDir)}`, `${srcDir} tarball into the mount`, t, await timed(() => run('tar', ['-C', into, '-xf', srcTar])));
-      add(`tar c ${path.basename(srcDir)}`, 'out of the mount, piped to /dev/null', t,
-        await timed(() => run(`tar -C '${into}' -cf - . | cat > /dev/null`, [], { shell: true })));
+      await measure(`tar x ${path.basename(srcDir)}`, `${srcDir} tarball into the mount`, t, () => run('tar', ['-C', into, '-xf', srcTar]));
+      await measure(`tar c ${path.basename(srcDir)}`, 'out of the mount, piped to /dev/null', t, () => run(`tar -C '${into}' -cf - . | cat > /dev/null`, [], { shell: true }));
       await fsp.rm(into, { recursive: true, force: true });
       await t.umount();
     }
@@ -205,6 +227,20 @@ async function main(): Promise<void> {
   for (const r of results) {
     const n = r.secs.native!, b = r.secs.bindfs!, c = r.secs.cachefs!;
     lines.push(`| ${r.workload} | ${n.toFixed(3)} | ${b.toFixed(3)} | ${c.toFixed(3)} | ${(c / b).toFixed(2)}× | ${(c / n).toFixed(2)}× | ${r.note} |`);
+  }
+  lines.push('', '### Where cachefs spends a workload\'s time (last run)', '');
+  lines.push('FUSE requests the workload made, the time cachefs\'s handlers spent on them (from ' +
+    '`cachefs status --json`, `ops`), and the rest of the wall time: the kernel, fuse-native\'s ' +
+    'dispatch to the JS thread and back, and the application itself.', '');
+  lines.push('| workload | requests | in cachefs handlers s | rest of wall time s | per request: handler µs / rest µs |');
+  lines.push('| --- | ---: | ---: | ---: | ---: |');
+  for (const r of results) {
+    const p = r.profile;
+    if (!p || p.requests === 0) continue;
+    const wall = r.secs.cachefs!;
+    const rest = Math.max(0, wall - p.handlerMs / 1000);
+    lines.push(`| ${r.workload} | ${p.requests} | ${(p.handlerMs / 1000).toFixed(3)} | ${rest.toFixed(3)} | ` +
+      `${(p.handlerMs * 1000 / p.requests).toFixed(0)} / ${(rest * 1e6 / p.requests).toFixed(0)} |`);
   }
   lines.push('', `Peak RSS of the cachefs mount process over the whole run: ${(rss.peak / 2 ** 20).toFixed(0)} MiB.`, '');
   const table = lines.join('\n');

@@ -100,6 +100,8 @@ export class CacheLayer {
   private rootId = 0;
   private readonly openFiles = new Map<number, OpenFile>();
   private readonly openCount = new Map<number, number>();
+  /** Objects no name reaches any more, kept while they are open. */
+  private readonly orphans = new Set<number>();
   private nextFd = 1;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** Chunks whose fetched bytes are still on their way into the cache file. */
@@ -208,7 +210,10 @@ export class CacheLayer {
   /** The object is gone from the backend: unlink it from every cached name. */
   private forgetObject(obj: CachedObject): void {
     if (obj.id === this.rootId) return;
-    if (this.openCount.get(obj.id)) return; // still open here: kept until released
+    if (this.openCount.get(obj.id)) {
+      this.orphans.add(obj.id); // still open here: removed when the last opener releases it
+      return;
+    }
     this.index.remove(obj);
     void this.store.remove(obj.id).catch(() => undefined);
   }
@@ -368,6 +373,7 @@ export class CacheLayer {
     if (n <= 0) {
       this.openCount.delete(of.obj.id);
       this.lastSeq.delete(of.obj.id);
+      if (this.orphans.delete(of.obj.id)) this.forgetObject(of.obj);
     } else this.openCount.set(of.obj.id, n);
   }
 
