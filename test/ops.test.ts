@@ -66,6 +66,33 @@ describe('operations through the mount', () => {
     assert.equal((await fsp.readFile(m.b('patch.bin'))).subarray(-3).toString(), 'END');
   });
 
+  it('a write past the write-around threshold (64 MiB) reads back right, during and after', async () => {
+    const f = m.m('around.bin');
+    const h = await fsp.open(f, 'w+');
+    const block = Buffer.alloc(1024 * 1024);
+    const blocks = 72;
+    for (let i = 0; i < blocks; i++) {
+      block.fill(i % 251);
+      block.writeUInt32LE(i, 0);
+      await h.write(block, 0, block.length, i * block.length);
+    }
+    // Read back while still open and writing: the newest bytes are not in the cache.
+    const probe = Buffer.alloc(8);
+    for (const i of [0, 40, 70, 71]) {
+      await h.read(probe, 0, 8, i * block.length);
+      assert.equal(probe.readUInt32LE(0), i, `block ${i} while open`);
+      assert.equal(probe[4], i % 251);
+    }
+    block.fill(0xee);
+    await h.write(block, 0, 100, 70 * block.length + 10); // overwrite inside, after a read
+    await h.close();
+    const all = await fsp.readFile(f);
+    assert.equal(all.length, blocks * block.length);
+    assert.ok(all.equals(await fsp.readFile(m.b('around.bin'))), 'mount and backend agree');
+    assert.equal(all[70 * block.length + 10], 0xee);
+    assert.equal(all.readUInt32LE(71 * block.length), 71);
+  });
+
   it('read and write through one O_RDWR descriptor interleave correctly', async () => {
     const h = await fsp.open(m.m('rw.txt'), 'w+');
     await h.write('hello world', 0);

@@ -47,6 +47,8 @@ export interface OpenFile {
   nextPos: number;
   /** A write-behind failure not yet reported to the application. */
   error: FsError | null;
+  /** Bytes written through this descriptor (for the write-around threshold). */
+  writtenBytes: number;
 }
 
 export interface Counters {
@@ -71,6 +73,14 @@ export interface LayerDeps {
 const O_ACCMODE = 3;
 /** Bytes of acknowledged writes that may wait in memory for the backend at once. */
 const WRITE_BEHIND_LIMIT = 16 * 1024 * 1024;
+/** Fetched bytes that may wait in memory for the cache file at once. */
+const LANDING_LIMIT = 24 * 1024 * 1024;
+/**
+ * While connected, a file written through one descriptor past this many bytes stops being
+ * copied into the cache (write-around): the backend has it after close, a later read
+ * fetches it, and a big sequential write does not cost a second copy on the cache disk.
+ */
+const WRITE_AROUND_BYTES = 64 * 1024 * 1024;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 const DIRTY_RUN_MAX = 1024 * 1024;
 
@@ -100,6 +110,8 @@ export class CacheLayer {
   private rootId = 0;
   private readonly openFiles = new Map<number, OpenFile>();
   private readonly openCount = new Map<number, number>();
+  /** Objects written past WRITE_AROUND_BYTES while open: their writes skip the cache. */
+  private readonly writeAround = new Set<number>();
   /** Objects no name reaches any more, kept while they are open. */
   private readonly orphans = new Set<number>();
   private nextFd = 1;
@@ -110,6 +122,8 @@ export class CacheLayer {
   private readonly dataGen = new Map<number, number>();
   private statfsCache: { at: number; value: StatFs } | null = null;
   private writeBehindBytes = 0;
+  /** Bytes fetched from the backend still on their way into cache files. */
+  private landingBytes = 0;
   private readonly dirty = new Map<number, DirtyRun>();
   private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, 16);
   /** The last journal record written for each object (flush waits for it). */
@@ -358,7 +372,7 @@ export class CacheLayer {
   private addOpen(obj: CachedObject, flags: number): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
-    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null });
+    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null, writtenBytes: 0 });
     this.openCount.set(obj.id, (this.openCount.get(obj.id) ?? 0) + 1);
     this.index.touch(obj, Date.now());
     return fd;
@@ -373,6 +387,7 @@ export class CacheLayer {
     if (n <= 0) {
       this.openCount.delete(of.obj.id);
       this.lastSeq.delete(of.obj.id);
+      this.writeAround.delete(of.obj.id);
       if (this.orphans.delete(of.obj.id)) this.forgetObject(of.obj);
     } else this.openCount.set(of.obj.id, n);
   }
@@ -428,14 +443,19 @@ export class CacheLayer {
       // chunk counts as cached only once they have landed there (unless the data was
       // dropped meanwhile). Writers wait for `landing` so they never race this write.
       const dataVersion = obj.dataVersion === SELF ? SELF : version;
-      this.store.write(obj.id, idx * this.chunk, buf).then(
+      this.landingBytes += buf.length;
+      const stored = this.store.write(obj.id, idx * this.chunk, buf).then(
         () => { if ((this.dataGen.get(obj.id) ?? 0) === gen) this.index.addChunk(obj, idx, buf.length, dataVersion); },
         (e) => log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e),
       ).finally(() => {
+        this.landingBytes -= buf.length;
         if (this.inflight.get(key) === p) this.inflight.delete(key);
         if (this.landing.get(key) === landing) this.landing.delete(key);
         landed();
       });
+      // Back-pressure: when the cache disk lags behind the backend, fetched bytes would pile
+      // up in memory; past this bound the reader waits for its chunk to land.
+      if (this.landingBytes > LANDING_LIMIT) await stored;
       return buf;
     })();
     this.inflight.set(key, p);
@@ -473,6 +493,14 @@ export class CacheLayer {
     const of = this.fileOf(fd);
     const obj = of.obj;
     if (obj.attr.type !== 'file') throw new FsError(obj.attr.type === 'dir' ? 'EISDIR' : 'EINVAL');
+    if (this.writeAround.has(obj.id)) {
+      // Its newest bytes are only in memory and on their way to the backend: let them land
+      // there, then read (and cache) from the backend.
+      const run = this.dirty.get(obj.id);
+      if (run) void this.commitRun(run);
+      await this.replayer.settled(this.lastSeq.get(obj.id) ?? 0);
+      if (obj.cachedBytes > 0) this.dropData(obj);
+    }
     const size = obj.attr.size;
     if (pos >= size || len <= 0) return Buffer.alloc(0);
     const n = Math.min(len, size - pos);
@@ -537,10 +565,16 @@ export class CacheLayer {
     const first = Math.floor(pos / this.chunk);
     const last = Math.floor((end - 1) / this.chunk);
     const chunks = this.index.chunksOf(obj);
+    of.writtenBytes += data.length;
+    if (!this.writeAround.has(obj.id) && of.writtenBytes > WRITE_AROUND_BYTES && this.deps.connectivity.state === 'connected') {
+      this.writeAround.add(obj.id);
+    }
+    const around = this.writeAround.has(obj.id);
+    if (around && obj.cachedBytes > 0) this.dropData(obj); // what is cached is about to be stale
     // Make every touched chunk whole in the cache before writing into it: a chunk the write
     // covers entirely, or that lies past the end of the file, needs nothing from the backend.
     const fresh: number[] = [];
-    for (let i = first; i <= last; i++) {
+    for (let i = first; i <= last && !around; i++) {
       const key = this.chunkKey(obj, i);
       const busy = this.inflight.get(key);
       if (busy) await busy.catch(() => undefined);
@@ -575,7 +609,7 @@ export class CacheLayer {
     run.length += data.length;
     const release = this.guardChunks(obj, fresh);
     try {
-      await this.store.write(obj.id, pos, own);
+      if (!around) await this.store.write(obj.id, pos, own);
       for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
     } catch (e) {
       // The bytes still reach the backend (they are in the run); the cache just cannot
