@@ -290,6 +290,17 @@ describe('operations through the mount', () => {
     await rejectsCode(fsp.writeFile(m.m('x'.repeat(256)), 'x'), 'ENAMETOOLONG');
   });
 
+  it('a path that fits PATH_MAX inside the mount works, though root + path would not on the backend', async () => {
+    // 16 components of 250 characters: 4015 bytes below the mount root.
+    const comps = Array.from({ length: 16 }, (_, i) => String(i).padStart(3, '0') + 'd'.repeat(247));
+    const rel = comps.join('/');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('sh', ['-c', `cd '${m.mnt}' && mkdir -p '${rel}' && echo deep > '${rel}/f' && cat '${rel}/f' && mv '${rel}/f' '${rel}/g'`]);
+    const out = execFileSync('sh', ['-c', `cd '${m.mnt}' && cat '${rel}/g' && stat -c %s '${rel}/g'`], { encoding: 'utf8' });
+    assert.equal(out, 'deep\n5\n');
+    execFileSync('sh', ['-c', `cd '${m.backend}' && test -f '${rel}/g'`]);
+  });
+
   it('mkfifo creates a FIFO on the backend', async () => {
     const { execFileSync } = await import('node:child_process');
     execFileSync('mkfifo', [m.m('fifo')]);

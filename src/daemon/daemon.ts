@@ -51,7 +51,9 @@ async function claimPidFile(cacheDir: string): Promise<string> {
 }
 
 async function openBackend(spec: string): Promise<Backend> {
-  const b = new LocalBackend(spec);
+  // The mount process works inside the backend directory (see LocalBackend.abs): every
+  // other path it uses was made absolute when the configuration was loaded.
+  const b = new LocalBackend(spec, { workInRoot: true });
   try {
     await b.open();
   } catch (e) {

@@ -37,9 +37,13 @@ export class LocalBackend implements Backend {
   /** Metadata calls: synchronous on a local disk, asynchronous on a network file system. */
   private meta: MetaCalls = metaCallsFor('/');
 
-  constructor(rootPath: string) {
+  private readonly workInRoot: boolean;
+
+  /** `workInRoot`: chdir into the backend and use relative paths (one backend per process). */
+  constructor(rootPath: string, opts: { workInRoot?: boolean } = {}) {
     this.rootPath = path.resolve(rootPath);
     this.description = `file://${this.rootPath}`;
+    this.workInRoot = opts.workInRoot ?? false;
   }
 
   /** Checks the directory and fixes the fsid. Must be called before anything else. */
@@ -62,6 +66,7 @@ export class LocalBackend implements Backend {
     try {
       this.mountFd = await fsp.open(this.rootPath, fsc.O_RDONLY | fsc.O_DIRECTORY);
     } catch { this.mountFd = null; }
+    if (this.workInRoot) process.chdir(this.rootPath);
     this.rootFh = this.handleFor(this.rootPath, st);
     this.remember(this.rootFh, '', st.ino);
     const real = await fsp.realpath(this.rootPath);
@@ -91,7 +96,14 @@ export class LocalBackend implements Backend {
     this.where.set(fh.toString('hex'), { rel, ino });
   }
 
+  /**
+   * The path to hand to a system call. With `workInRoot` the process works inside the
+   * backend directory and uses paths relative to it: a path that fits PATH_MAX inside the
+   * mount then fits on the backend too (root + path would not), and a rename of the backend
+   * directory itself does not break the mount.
+   */
   private abs(rel: string): string {
+    if (this.workInRoot) return rel === '' ? '.' : rel;
     return rel === '' ? this.rootPath : path.join(this.rootPath, rel);
   }
 
