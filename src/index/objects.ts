@@ -120,22 +120,21 @@ export class ObjectIndex {
    * The object for a node the backend just reported, created if new. Attributes are updated;
    * the caller decides what a changed version means for cached data (see `invalidateData`).
    */
-  upsert(node: Node, now: number): { obj: CachedObject; previousVersion: string | null } {
+  upsert(node: Node, now: number): CachedObject {
     const have = this.byHandle(node.fh);
     if (have) {
-      const previousVersion = have.attr.version;
       if (!sameAttr(have.attr, node.attr)) {
         have.attr = node.attr;
         this.st.saveAttr.run(attrParams(have.id, node.attr));
       }
       have.attrAt = now;
-      return { obj: have, previousVersion };
+      return have;
     }
     const info = this.st.insert.run({ fsid: this.fsid, fh: node.fh, ...attrParams(0, node.attr) });
     const obj = this.get(Number(info.lastInsertRowid))!;
     obj.attrAt = now;
     obj.chunks = new Set();
-    return { obj, previousVersion: null };
+    return obj;
   }
 
   setAttr(obj: CachedObject, attr: Attr, now: number): void {

@@ -22,7 +22,7 @@ import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import { withDeadline } from '../core/deadline.js';
 import { log } from '../core/log.js';
-import type { Attr, Backend, Creds, OutsideChange, StatFs } from '../backends/types.js';
+import type { Attr, Backend, Creds, Node, OutsideChange, StatFs } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
@@ -147,7 +147,7 @@ export class CacheLayer {
 
   async init(): Promise<void> {
     const root = await this.call('root', () => this.backend.root());
-    const { obj } = this.index.upsert(root, now());
+    const obj = this.adopt(root);
     this.rootId = obj.id;
     // Objects whose cached data we were changing when the last run ended may hold bytes the
     // backend never got (a dirty run not yet journaled, or dropped by its CRC check). Once
@@ -192,6 +192,14 @@ export class CacheLayer {
       else this.index.invalidateNames(obj);
     }
     this.index.setAttr(obj, attr, now());
+  }
+
+  /** The cached object for a node the backend reported: known ones get the new attributes. */
+  private adopt(node: Node, t = now()): CachedObject {
+    const known = this.index.byHandle(node.fh);
+    if (!known) return this.index.upsert(node, t);
+    this.applyAttr(known, node.attr);
+    return known;
   }
 
   private dropData(obj: CachedObject): void {
@@ -255,12 +263,7 @@ export class CacheLayer {
     }
     try {
       const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
-      const { obj, previousVersion } = this.index.upsert(node, now());
-      if (previousVersion !== null && previousVersion !== node.attr.version) {
-        // Re-apply so stale data is dropped (upsert already stored the new attributes).
-        if (obj.dataVersion !== null && obj.dataVersion !== SELF && obj.dataVersion !== node.attr.version &&
-            !this.hasOpenWriters(obj)) this.dropData(obj);
-      }
+      const obj = this.adopt(node);
       this.index.setName(dir, name, obj.id);
       return obj;
     } catch (e) {
@@ -314,12 +317,7 @@ export class CacheLayer {
       this.index.batch(() => {
         const t = now();
         const entries: { name: string; id: number }[] = [];
-        for (const e of listed) {
-          const known = this.index.byHandle(e.fh);
-          let obj: CachedObject;
-          if (known) { this.applyAttr(known, e.attr); obj = known; } else obj = this.index.upsert(e, t).obj;
-          entries.push({ name: e.name, id: obj.id });
-        }
+        for (const e of listed) entries.push({ name: e.name, id: this.adopt(e, t).id });
         this.index.replaceListing(dir, entries, dir.attr.version);
       });
     }
@@ -710,7 +708,7 @@ export class CacheLayer {
   }
 
   private recordNewObject(dir: CachedObject, name: string, outcome: AppliedOutcome & { kind: 'created' }): CachedObject {
-    const { obj } = this.index.upsert({ fh: outcome.fh, attr: outcome.attr }, now());
+    const obj = this.adopt({ fh: outcome.fh, attr: outcome.attr });
     this.index.setName(dir, name, obj.id);
     this.afterDirChange(dir);
     if (outcome.attr.type === 'dir') this.index.replaceListing(obj, [], outcome.attr.version);
