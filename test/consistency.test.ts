@@ -109,3 +109,21 @@ describe('consistency and identity', () => {
     assert.equal((await fsp.stat(`${s.cacheDir}/control.sock`)).mode & 0o777, 0o600);
   });
 });
+
+describe('outside changes with the polling watcher (for network backends)', () => {
+  let m: Mounted;
+  before(async () => { m = await mountFresh('poll', { config: { consistency: { watch: 'poll', pollIntervalS: 0.2 } } }); });
+  after(async () => { await m.cleanup(); });
+
+  it('creates and removes in a cached directory show up within the poll interval', async () => {
+    await fsp.mkdir(m.b('polled'));
+    assert.deepEqual(await fsp.readdir(m.m('polled')), []);
+    await sleep(300); // the directory is being polled from now on
+    await fsp.writeFile(m.b('polled/new.txt'), 'n');
+    await sleep(1600); // poll interval, batching, then the kernel's 1 s entry/attr timeouts
+    assert.deepEqual(await fsp.readdir(m.m('polled')), ['new.txt']);
+    await fsp.rm(m.b('polled/new.txt'));
+    await sleep(1600);
+    assert.deepEqual(await fsp.readdir(m.m('polled')), []);
+  });
+});

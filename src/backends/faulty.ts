@@ -55,7 +55,7 @@ export function withFaults(inner: Backend, faults: Faults): Backend {
     rename: wrap('rename', (a: Buffer, an: string, b: Buffer, bn: string) => inner.rename(a, an, b, bn)),
     setattr: wrap('setattr', (fh: Buffer, s) => inner.setattr(fh, s)),
     statfs: wrap('statfs', () => inner.statfs()),
-    ...(inner.watch ? { watch: (cb: Parameters<NonNullable<Backend['watch']>>[0]) => inner.watch!(cb) } : {}),
+    ...(inner.watch ? { watch: (...a: Parameters<NonNullable<Backend['watch']>>) => inner.watch!(...a) } : {}),
     close: () => inner.close(),
   };
 }

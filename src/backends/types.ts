@@ -91,8 +91,14 @@ export interface Backend {
   setattr(fh: Buffer, set: SetAttr): Promise<Attr>;
   statfs(): Promise<StatFs>;
   /** Starts noticing changes made to the backend from outside (if the backend can). */
-  watch?(onChange: (change: OutsideChange) => void): Promise<void>;
+  watch?(onChange: (change: OutsideChange) => void, opts?: WatchOptions): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface WatchOptions {
+  /** auto: inotify on a local disk, polling (chokidar) on a network file system. */
+  mode: 'auto' | 'inotify' | 'poll';
+  pollIntervalMs: number;
 }
 
 /** A change made to the backend by someone else, as far as the adapter can tell. */

@@ -25,8 +25,13 @@ export const ConfigSchema = z.object({
     acregmin: seconds, acregmax: seconds, acdirmin: seconds, acdirmax: seconds,
     /** open() revalidates with the backend (close-to-open consistency). */
     closeToOpen: z.boolean(),
-    /** Watch a local backend for outside changes (inotify on its directories). */
-    watch: z.boolean(),
+    /**
+     * Notice outside changes to a local backend: true (auto: inotify on a local disk,
+     * polling on a network file system), "inotify", "poll", or false.
+     */
+    watch: z.union([z.boolean(), z.enum(['inotify', 'poll'])]),
+    /** How often the polling watcher looks, in seconds. */
+    pollIntervalS: z.number().finite().min(0.1).max(3600),
   }).strict(),
   fuse: z.object({
     /** "auto": allow_other when mounted by root (so other users get real permission checks). */
@@ -50,7 +55,7 @@ export const DEFAULTS: Config = {
   mountpoint: './mnt',
   cacheDir: './.cache/cachefs',
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
-  consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true },
+  consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
   fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 131072, autoCache: true },
   backendTimeoutMs: 5000,
   log: 'info',
@@ -69,7 +74,8 @@ export const FIELD_HINTS: Record<string, string> = {
   'consistency.acdirmin': 'seconds, e.g. 30',
   'consistency.acdirmax': 'seconds, e.g. 60',
   'consistency.closeToOpen': 'true or false',
-  'consistency.watch': 'true or false',
+  'consistency.watch': 'true (automatic), "inotify", "poll" or false',
+  'consistency.pollIntervalS': 'seconds between 0.1 and 3600, e.g. 5',
   'fuse.allowOther': 'true, false or "auto"',
   'fuse.entryTimeout': 'seconds, e.g. 1',
   'fuse.attrTimeout': 'seconds, e.g. 1',

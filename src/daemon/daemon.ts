@@ -134,8 +134,12 @@ export async function runMount(config: Config): Promise<RunningMount> {
   await fuse.mount();
   log.info(`mounted ${backend.description} on ${mp} (cache ${config.cacheDir})`);
 
-  if (config.consistency.watch && backend.watch) {
-    backend.watch((c) => layer.noticeOutsideChange(c)).catch((e) => log.warn('cannot watch the backend', e));
+  const watch = config.consistency.watch;
+  if (watch !== false && backend.watch) {
+    backend.watch((c) => layer.noticeOutsideChange(c), {
+      mode: watch === true ? 'auto' : watch,
+      pollIntervalMs: Math.round(config.consistency.pollIntervalS * 1000),
+    }).catch((e) => log.warn('cannot watch the backend', e));
   }
 
   const status = (): Status => {

@@ -12,9 +12,9 @@ import { promises as fsp, constants as fsc, writeSync, type BigIntStats } from '
 import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
-import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs } from '../types.js';
+import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
 import { handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
-import { DirWatcher } from './watcher.js';
+import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, type MetaCalls } from './meta.js';
 
 interface Where { rel: string; ino: bigint }
@@ -30,7 +30,7 @@ export class LocalBackend implements Backend {
   private useKernelHandles = true;
   private mountFd: fsp.FileHandle | null = null;
   private readonly fds = new Map<string, { fh: fsp.FileHandle; writable: boolean }>();
-  private watcher: DirWatcher | null = null;
+  private watcher: DirWatching | null = null;
   /** Directories (relative paths) seen through this adapter; the watcher watches these. */
   private readonly knownDirs = new Set<string>(['']);
   private rootFh: Buffer = Buffer.alloc(0);
@@ -172,7 +172,7 @@ export class LocalBackend implements Backend {
   private noteDir(rel: string): void {
     if (this.knownDirs.has(rel)) return;
     this.knownDirs.add(rel);
-    this.watcher?.add(this.abs(rel));
+    this.watcher?.add(this.watchPath(rel));
   }
 
   async root(): Promise<Node> {
@@ -356,7 +356,7 @@ export class LocalBackend implements Backend {
     try { await this.meta.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
     const rel = this.childRel(d.rel, name);
     for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
-    this.watcher?.remove(abs);
+    this.watcher?.remove(this.watchPath(rel));
   }
 
   async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void> {
@@ -377,7 +377,7 @@ export class LocalBackend implements Backend {
         this.knownDirs.add(toRel + d.slice(fromRel.length));
       }
     }
-    this.watcher?.rename(this.abs(fromRel), this.abs(toRel));
+    this.watcher?.rename(this.watchPath(fromRel), this.watchPath(toRel));
   }
 
   async setattr(fh: Buffer, set: SetAttr): Promise<Attr> {
@@ -406,32 +406,42 @@ export class LocalBackend implements Backend {
       files: s.files, ffree: s.ffree, namemax: 255 };
   }
 
-  async watch(onChange: (change: OutsideChange) => void): Promise<void> {
+  async watch(onChange: (change: OutsideChange) => void, opts: WatchOptions = { mode: 'auto', pollIntervalMs: 5000 }): Promise<void> {
     // Events come in bursts (every write() of a big file is one): collect them for a moment
     // and report each changed name once.
-    const pending = new Set<string>();
+    const pending = new Map<string, { dirAbs: string; name: string }>();
     let timer: NodeJS.Timeout | null = null;
     const flush = () => {
       timer = null;
       const dirs = new Map<string, Buffer | null>();
-      for (const abs of pending) {
-        const rel = path.relative(this.rootPath, abs);
-        if (rel.startsWith('..') || rel === '') continue;
-        const parentRel = path.dirname(rel) === '.' ? '' : path.dirname(rel);
-        let dir = dirs.get(parentRel);
+      for (const { dirAbs, name } of pending.values()) {
+        const dirRel = path.relative(this.rootPath, path.resolve(this.rootPath, dirAbs));
+        if (dirRel.startsWith('..')) continue;
+        let dir = dirs.get(dirRel);
         if (dir === undefined) {
-          try { dir = this.handleForExisting(parentRel); } catch { dir = null; }
-          dirs.set(parentRel, dir);
+          try { dir = this.handleForExisting(dirRel); } catch { dir = null; }
+          dirs.set(dirRel, dir);
         }
-        onChange({ ...(dir ? { dir } : {}), name: path.basename(rel) });
+        if (!dir) continue;
+        onChange(name ? { dir, name } : { dir });
       }
       pending.clear();
     };
-    this.watcher = new DirWatcher((dirAbs, name) => {
-      pending.add(path.join(dirAbs, name));
+    const onEvent = (dirAbs: string, name: string) => {
+      pending.set(`${dirAbs}\0${name}`, { dirAbs, name });
       if (!timer) { timer = setTimeout(flush, 50); timer.unref(); }
-    });
-    for (const rel of this.knownDirs) this.watcher.add(this.abs(rel));
+    };
+    const mode = opts.mode === 'auto' ? (this.meta.sync ? 'inotify' : 'poll') : opts.mode;
+    this.watcher = mode === 'inotify'
+      ? new InotifyDirWatcher(onEvent)
+      : await PollingDirWatcher.start(onEvent, opts.pollIntervalMs);
+    log.info(`watching the backend for outside changes (${mode})`);
+    for (const rel of this.knownDirs) this.watcher.add(this.watchPath(rel));
+  }
+
+  /** Watchers get absolute paths (their events are matched against the root). */
+  private watchPath(rel: string): string {
+    return rel === '' ? this.rootPath : path.join(this.rootPath, rel);
   }
 
   private handleForExisting(rel: string): Buffer {
