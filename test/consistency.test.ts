@@ -91,6 +91,27 @@ describe('consistency and identity', () => {
     assert.equal(await fsp.readFile(m.m('offline-edit.txt'), 'utf8'), 'after the remount');
   });
 
+  it('concurrent readers of one cold file share its fetches; a sequential reader gets read-ahead', async () => {
+    const data = randomBytes(8 * 1024 * 1024);
+    await fsp.writeFile(m.b('shared-fetch.bin'), data);
+    const before = await m.status();
+    const reads = await Promise.all([1, 2, 3, 4].map(() => fsp.readFile(m.m('shared-fetch.bin'))));
+    for (const r of reads) assert.ok(data.equals(r));
+    const after1 = await m.status();
+    const fetched = after1.counters.bytesFromBackend - before.counters.bytesFromBackend;
+    assert.equal(fetched, data.length, 'each chunk came from the backend once');
+    // One sequential reader of another cold file: read-ahead makes most requests hits.
+    await fsp.writeFile(m.b('sequential.bin'), data);
+    const h = await fsp.open(m.m('sequential.bin'), 'r');
+    const buf = Buffer.alloc(128 * 1024);
+    for (let off = 0; off < data.length; off += buf.length) await h.read(buf, 0, buf.length, off);
+    await h.close();
+    const after2 = await m.status();
+    const misses = after2.counters.misses - after1.counters.misses;
+    const hits = after2.counters.hits - after1.counters.hits;
+    assert.ok(hits > misses * 4, `read-ahead: ${hits} hits, ${misses} misses`);
+  });
+
   it('status --json has the fields the contract promises', async () => {
     const s = await m.status();
     assert.equal(s.state, 'connected');

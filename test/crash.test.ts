@@ -94,6 +94,18 @@ describe('crash and recovery', () => {
     assert.ok(data.equals(await fsp.readFile(m.m('synced.bin'))));
   });
 
+  it('a backend that refuses writes (ENOSPC): close reports it, and the cache keeps nothing it refused', async () => {
+    const m = await mountFresh('enospc', { env: { CACHEFS_FAULTS: JSON.stringify({ fail: { write: 'ENOSPC' } }) } });
+    mounts.push(m);
+    await fsp.writeFile(m.b('full.txt'), 'what the backend has');
+    const h = await fsp.open(m.m('full.txt'), 'r+');
+    await h.write('NEW BYTES', 0); // acknowledged into the cache and a dirty run
+    await assert.rejects(h.close(), { code: 'ENOSPC' });
+    assert.equal(await fsp.readFile(m.b('full.txt'), 'utf8'), 'what the backend has');
+    assert.equal(await fsp.readFile(m.m('full.txt'), 'utf8'), 'what the backend has', 'the refused bytes are not served');
+    assert.equal((await m.status()).journal.pending, 0);
+  });
+
   it('a backend that never answers gives an error within the deadline, not a hang', async () => {
     const m = await mountFresh('crash4', {
       config: { backendTimeoutMs: 1000 },
