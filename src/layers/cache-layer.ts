@@ -11,10 +11,12 @@
 // Mutations (ARCHITECTURE §5): append a record, wait for the replayer to apply it to the
 // backend, then record the result in the cache. A refused record reaches the caller as the
 // backend's errno and leaves the cache as it was (or drops data we can no longer vouch for).
+// Data writes gather in dirty runs (one record per run); flush()/fsync() wait for them.
 //
 // Locking: everything runs on Node's one thread; the await points are where other requests
-// interleave. Chunk fetches are coalesced per (object, chunk) in `inflight`, and a write
-// waits for any fetch of the chunks it touches before writing into the data file.
+// interleave. Chunk fetches are coalesced per (object, chunk) in `inflight`; a write waits
+// for any fetch of the chunks it touches, and for its bytes to land in the cache file
+// (`landing`), before writing there; chunks being written are guarded the same way.
 import PQueue from 'p-queue';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -71,6 +73,8 @@ export interface LayerDeps {
 }
 
 const O_ACCMODE = 3;
+const O_WRONLY = 1;
+const O_RDWR = 2;
 /** Bytes of acknowledged writes that may wait in memory for the backend at once. */
 const WRITE_BEHIND_LIMIT = 16 * 1024 * 1024;
 /** Fetched bytes that may wait in memory for the cache file at once. */
@@ -95,8 +99,6 @@ interface DirtyRun {
   /** The object's version before the run: the base of the record. */
   base: string;
 }
-const O_WRONLY = 1;
-const O_RDWR = 2;
 
 export class CacheLayer {
   readonly counters: Counters = { hits: 0, misses: 0, bytesFromCache: 0, bytesFromBackend: 0, backendCalls: 0 };
