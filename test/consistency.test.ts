@@ -112,6 +112,21 @@ describe('consistency and identity', () => {
     assert.ok(hits > misses * 4, `read-ahead: ${hits} hits, ${misses} misses`);
   });
 
+  it('access times for LRU are kept in the index across an unmount', async () => {
+    await fsp.writeFile(m.b('lru.txt'), 'used');
+    const ino = (await fsp.stat(m.m('lru.txt'))).ino;
+    const t0 = Date.now();
+    await fsp.readFile(m.m('lru.txt'));
+    const r = await m.umount();
+    assert.equal(r.code, 0, r.stderr);
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(`${m.cache}/index.sqlite`, { readonly: true });
+    const row = db.prepare('SELECT last_access FROM objects WHERE id = ?').get(ino) as { last_access: number };
+    db.close();
+    assert.ok(row.last_access >= t0 - 1000, `last_access ${row.last_access} recorded`);
+    await m.mount();
+  });
+
   it('status --json has the fields the contract promises', async () => {
     const s = await m.status();
     assert.equal(s.state, 'connected');

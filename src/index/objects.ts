@@ -41,6 +41,8 @@ interface ObjectRow {
 export class ObjectIndex {
   private readonly byId = new Map<number, CachedObject>();
   private readonly byFh = new Map<string, number>();
+  /** Objects whose lastAccess changed since flushAccessTimes. */
+  private readonly touched = new Set<number>();
   private readonly st;
 
   constructor(private readonly db: Db, readonly fsid: string) {
@@ -56,6 +58,7 @@ export class ObjectIndex {
       saveData: db.prepare(`UPDATE objects SET data_version=?, cached_bytes=?, last_access=? WHERE id=?`),
       saveDir: db.prepare(`UPDATE objects SET names_version=?, complete=? WHERE id=?`),
       saveSymlink: db.prepare(`UPDATE objects SET symlink=? WHERE id=?`),
+      saveAccess: db.prepare(`UPDATE objects SET last_access=? WHERE id=?`),
       saveFh: db.prepare(`UPDATE objects SET fh=? WHERE id=?`),
       remove: db.prepare(`DELETE FROM objects WHERE id = ?`),
       removeChunks: db.prepare(`DELETE FROM chunks WHERE object = ?`),
@@ -216,8 +219,27 @@ export class ObjectIndex {
     this.st.saveData.run(v, obj.cachedBytes, obj.lastAccess, obj.id);
   }
 
+  /** Records a use of the object (ms since the epoch) for LRU culling; see flushAccessTimes. */
   touch(obj: CachedObject, now: number): void {
-    obj.lastAccess = now; // persisted with the next data change; LRU order need not be exact
+    obj.lastAccess = now;
+    this.touched.add(obj.id);
+  }
+
+  /**
+   * Persists the access times recorded since the last call, in one transaction. Called
+   * now and then and at unmount: LRU order need not be exact, and writing a row on every
+   * read would cost more than the read.
+   */
+  flushAccessTimes(): void {
+    if (this.touched.size === 0) return;
+    const ids = [...this.touched];
+    this.touched.clear();
+    this.batch(() => {
+      for (const id of ids) {
+        const o = this.byId.get(id);
+        if (o) this.st.saveAccess.run(o.lastAccess, id);
+      }
+    });
   }
 
   // ---- names ----

@@ -85,6 +85,8 @@ const LANDING_LIMIT = 24 * 1024 * 1024;
  * fetches it, and a big sequential write does not cost a second copy on the cache disk.
  */
 const WRITE_AROUND_BYTES = 64 * 1024 * 1024;
+/** How often access times (for LRU culling) are written to the index. */
+const ACCESS_FLUSH_MS = 30_000;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 const DIRTY_RUN_MAX = 1024 * 1024;
 
@@ -123,6 +125,7 @@ export class CacheLayer {
   /** Bumped whenever an object's cached data is dropped (late landings are then ignored). */
   private readonly dataGen = new Map<number, number>();
   private statfsCache: { at: number; value: StatFs } | null = null;
+  private accessTimer: NodeJS.Timeout | null = null;
   private writeBehindBytes = 0;
   /** Bytes fetched from the backend still on their way into cache files. */
   private landingBytes = 0;
@@ -151,6 +154,8 @@ export class CacheLayer {
     const root = await this.call('root', () => this.backend.root());
     const obj = this.adopt(root);
     this.rootId = obj.id;
+    this.accessTimer = setInterval(() => this.index.flushAccessTimes(), ACCESS_FLUSH_MS);
+    this.accessTimer.unref();
     // Objects whose cached data we were changing when the last run ended may hold bytes the
     // backend never got (a dirty run not yet journaled, or dropped by its CRC check). Once
     // the records left behind are replayed, their cached data is dropped and fetched anew.
@@ -923,6 +928,8 @@ export class CacheLayer {
   }
 
   async close(): Promise<void> {
+    if (this.accessTimer) clearInterval(this.accessTimer);
+    this.index.flushAccessTimes();
     await this.queue.onIdle();
   }
 }
