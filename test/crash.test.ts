@@ -39,6 +39,19 @@ describe('crash and recovery', () => {
     assert.equal(await fsp.readFile(m.m('before.txt'), 'utf8'), 'written before the crash');
   });
 
+  it('SIGTERM to the mount process writes pending changes and unmounts cleanly', async () => {
+    const m = await mountFresh('sigterm');
+    mounts.push(m);
+    await fsp.writeFile(m.m('kept.txt'), 'kept');
+    const { pid } = await m.status();
+    process.kill(pid, 'SIGTERM');
+    await waitGone(pid);
+    assert.equal(await fuseMounted(m.mnt), false, 'unmounted');
+    assert.equal(await fsp.readFile(m.b('kept.txt'), 'utf8'), 'kept');
+    const st = await cli(['status', m.mnt]);
+    assert.match(st.stderr, /not a cachefs mount/);
+  });
+
   it('a mount on top of a dead mount recovers it by itself', async () => {
     const m = await mountFresh('crash2');
     mounts.push(m);
