@@ -56,10 +56,12 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   if (flags.allowOther === true) args.push('--allow-other');
   if (flags.allowOther === false) args.push('--no-allow-other');
   if (flags.logLevel) args.push('--log-level', flags.logLevel);
-  // glibc's dynamic mmap threshold makes freed 128 KiB-1 MiB request buffers stay in the
-  // brk heap, which then never shrinks: a fixed threshold returns them to the system.
+  // glibc's dynamic mmap threshold lets freed buffers pile up in a brk heap that never
+  // shrinks; a fixed one bounds that. 4 MiB and not less: 1 MiB chunk buffers mapped and
+  // unmapped one by one cost a page fault per 4 KiB (cold reads 0.84 s -> 0.66 s for 512 MiB,
+  // same peak RSS). The trim threshold hands freed heap tops back early.
   const env = {
-    MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072',
+    MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '4194304', MALLOC_TRIM_THRESHOLD_: '131072',
     // Backend and cache-file I/O share libuv's thread pool; 4 threads queue up under load.
     UV_THREADPOOL_SIZE: '16',
     ...process.env,
