@@ -116,12 +116,14 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext) {
     },
     read(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
       answer('read', cb, async () => {
-        // Never read into `buf` itself: fuse-native detaches it if we answer after its
-        // timeout. Read into pooled scratch space and copy only while `buf` lives.
+        // `buf` is detached by fuse-native if we answer after its timeout: the layer reads
+        // into it only when the read completes without waiting on I/O; otherwise into pooled
+        // scratch space, copied only while `buf` lives.
         const scratch = readPool.acquire(len);
         try {
-          const data = await layer.read(fd, pos, len, scratch);
-          if (buf.length) data.copy(buf, 0, 0, Math.min(data.length, buf.length));
+          const data = await layer.read(fd, pos, len, scratch, buf);
+          const inPlace = data.buffer === buf.buffer && data.byteOffset === buf.byteOffset;
+          if (!inPlace && buf.length) data.copy(buf, 0, 0, Math.min(data.length, buf.length));
           return data.length;
         } finally {
           readPool.release(scratch);

@@ -494,11 +494,18 @@ export class CacheLayer {
   }
 
   /** Reads up to `len` bytes at `pos`; `scratch` (if given, ≥ len bytes) may hold the result. */
-  async read(fd: number, pos: number, len: number, scratch?: Buffer): Promise<Buffer> {
+  /**
+   * Reads up to `len` bytes at `pos`. `scratch` (≥ len bytes, if given) may hold the result.
+   * `direct` is the kernel's own buffer: it is used only when the whole read is served from
+   * the cache file synchronously, with no await on I/O before it (so fuse-native cannot
+   * have given up on the request and detached it meanwhile).
+   */
+  async read(fd: number, pos: number, len: number, scratch?: Buffer, direct?: Buffer): Promise<Buffer> {
     const of = this.fileOf(fd);
     const obj = of.obj;
     if (obj.attr.type !== 'file') throw new FsError(obj.attr.type === 'dir' ? 'EISDIR' : 'EINVAL');
-    if (this.writeAround.has(obj.id)) {
+    const around = this.writeAround.has(obj.id);
+    if (around) {
       // Its newest bytes are only in memory and on their way to the backend: let them land
       // there, then read (and cache) from the backend.
       const run = this.dirty.get(obj.id);
@@ -530,6 +537,9 @@ export class CacheLayer {
     of.nextPos = pos + n;
     this.index.touch(obj, Date.now());
     if (fetched.size === 0) {
+      if (direct && waits.length === 0 && !around && direct.length >= n && this.store.readsSync(obj.id, n)) {
+        return this.store.read(obj.id, pos, n, direct.subarray(0, n));
+      }
       return this.store.read(obj.id, pos, n, scratch && scratch.length >= n ? scratch.subarray(0, n) : undefined);
     }
     // Some chunks came from the backend just now (their bytes may not have landed in the

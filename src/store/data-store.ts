@@ -10,6 +10,8 @@ const SYNC_READ_MAX = 128 * 1024;
 
 export class DataStore {
   private readonly open = new Map<number, Promise<fsp.FileHandle>>();
+  /** Ids whose file handle is open (their promise in `open` has resolved). */
+  private readonly ready = new Set<number>();
   private readonly dir: string;
 
   constructor(cacheDir: string) {
@@ -41,14 +43,20 @@ export class DataStore {
         return await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
       }
     })();
-    p.catch(() => this.open.delete(id));
+    p.then(() => { if (this.open.get(id) === p) this.ready.add(id); }, () => this.open.delete(id));
     this.open.set(id, p);
     while (this.open.size > MAX_OPEN) {
       const [oldId, old] = this.open.entries().next().value as [number, Promise<fsp.FileHandle>];
       this.open.delete(oldId);
+      this.ready.delete(oldId);
       void old.then((h) => h.close()).catch(() => undefined);
     }
     return p;
+  }
+
+  /** True when a read of `length` bytes of `id` completes without waiting on I/O. */
+  readsSync(id: number, length: number): boolean {
+    return length <= SYNC_READ_MAX && this.ready.has(id);
   }
 
   /** Reads what the file holds at [offset, offset+length); short at the file's end. */
@@ -111,6 +119,7 @@ export class DataStore {
     const have = this.open.get(id);
     if (have) {
       this.open.delete(id);
+      this.ready.delete(id);
       await have.then((h) => h.close()).catch(() => undefined);
     }
     await fsp.rm(this.fileOf(id), { force: true });
@@ -119,6 +128,7 @@ export class DataStore {
   async close(): Promise<void> {
     const all = [...this.open.values()];
     this.open.clear();
+    this.ready.clear();
     await Promise.all(all.map((p) => p.then((h) => h.close()).catch(() => undefined)));
   }
 }
