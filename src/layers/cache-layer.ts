@@ -78,7 +78,7 @@ const O_RDWR = 2;
 /** Bytes of acknowledged writes that may wait in memory for the backend at once. */
 const WRITE_BEHIND_LIMIT = 16 * 1024 * 1024;
 /** Fetched bytes that may wait in memory for the cache file at once. */
-const LANDING_LIMIT = 24 * 1024 * 1024;
+const LANDING_LIMIT = 16 * 1024 * 1024;
 /**
  * While connected, a file written through one descriptor past this many bytes stops being
  * copied into the cache (write-around): the backend has it after close, a later read
