@@ -16,7 +16,7 @@ type Cb = (...args: unknown[]) => void;
 export interface CallerContext { caller(): Creds }
 
 const UNSET_ID = 0xffffffff; // chown's "-1": leave unchanged
-const readPool = new BufferPool(128 * 1024, 64);
+const readPool = new BufferPool(128 * 1024, 16);
 
 export function statOf(o: CachedObject) {
   const a = o.attr;

@@ -130,7 +130,7 @@ export class CacheLayer {
   /** Bytes fetched from the backend still on their way into cache files. */
   private landingBytes = 0;
   private readonly dirty = new Map<number, DirtyRun>();
-  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, 16);
+  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, 4);
   /** The last journal record written for each object (flush waits for it). */
   private readonly lastSeq = new Map<number, number>();
   readonly call: BackendCall;
