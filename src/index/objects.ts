@@ -59,7 +59,6 @@ export class ObjectIndex {
       saveDir: db.prepare(`UPDATE objects SET names_version=?, complete=? WHERE id=?`),
       saveSymlink: db.prepare(`UPDATE objects SET symlink=? WHERE id=?`),
       saveAccess: db.prepare(`UPDATE objects SET last_access=? WHERE id=?`),
-      saveFh: db.prepare(`UPDATE objects SET fh=? WHERE id=?`),
       remove: db.prepare(`DELETE FROM objects WHERE id = ?`),
       removeChunks: db.prepare(`DELETE FROM chunks WHERE object = ?`),
       removeChunksFrom: db.prepare(`DELETE FROM chunks WHERE object = ? AND idx >= ?`),
@@ -68,7 +67,6 @@ export class ObjectIndex {
       names: db.prepare(`SELECT name, child FROM names WHERE parent = ?`),
       setName: db.prepare(`INSERT INTO names (parent, name, child) VALUES (?, ?, ?)
           ON CONFLICT(parent, name) DO UPDATE SET child = excluded.child`),
-      delName: db.prepare(`DELETE FROM names WHERE parent = ? AND name = ?`),
       delNames: db.prepare(`DELETE FROM names WHERE parent = ?`),
       delNamesTo: db.prepare(`DELETE FROM names WHERE child = ?`),
       count: db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(cached_bytes), 0) AS bytes FROM objects WHERE fsid = ?`),
@@ -161,13 +159,6 @@ export class ObjectIndex {
     obj.attr = { ...obj.attr, size };
   }
 
-  setHandle(obj: CachedObject, fh: Buffer): void {
-    this.byFh.delete(obj.fh.toString('hex'));
-    obj.fh = fh;
-    this.byFh.set(fh.toString('hex'), obj.id);
-    this.st.saveFh.run(fh, obj.id);
-  }
-
   setSymlink(obj: CachedObject, target: string | null): void {
     obj.symlink = target;
     this.st.saveSymlink.run(target, obj.id);
@@ -255,15 +246,6 @@ export class ObjectIndex {
   setName(dir: CachedObject, name: string, child: number | null): void {
     this.namesOf(dir).set(name, child);
     this.st.setName.run(dir.id, name, child);
-  }
-
-  forgetName(dir: CachedObject, name: string): void {
-    const names = this.namesOf(dir);
-    if (!names.has(name)) return;
-    names.delete(name);
-    dir.complete = false;
-    this.st.delName.run(dir.id, name);
-    this.st.saveDir.run(dir.namesVersion, 0, dir.id);
   }
 
   /** Replaces a directory's whole name cache with a fresh listing, in one transaction. */

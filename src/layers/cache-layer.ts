@@ -29,7 +29,6 @@ import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
 import type { JournalRecord, SetAttrRecord } from '../journal/records.js';
-import type { Journal } from '../journal/journal.js';
 import type { Config } from '../config/schema.js';
 import { BackendTarget, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
@@ -67,7 +66,6 @@ export interface LayerDeps {
   backend: Backend;
   index: ObjectIndex;
   store: DataStore;
-  journal: Journal;
   connectivity: Connectivity;
   config: Config;
 }

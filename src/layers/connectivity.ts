@@ -12,7 +12,6 @@ export interface ConnSnapshot {
 
 export class Connectivity {
   private snap: ConnSnapshot = { state: 'connected', since: Date.now(), reason: 'mounted' };
-  private readonly listeners = new Set<(s: ConnSnapshot) => void>();
 
   get state(): ConnState { return this.snap.state; }
   snapshot(): ConnSnapshot { return { ...this.snap }; }
@@ -20,11 +19,5 @@ export class Connectivity {
   set(state: ConnState, reason: string): void {
     if (state === this.snap.state) return;
     this.snap = { state, since: Date.now(), reason };
-    for (const l of this.listeners) l(this.snapshot());
-  }
-
-  onChange(fn: (s: ConnSnapshot) => void): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
   }
 }

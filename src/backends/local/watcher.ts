@@ -70,8 +70,6 @@ export class InotifyDirWatcher implements DirWatching {
     }
   }
 
-  get size(): number { return this.watchers.size; }
-
   close(): void {
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
