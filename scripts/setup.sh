@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Sets up everything cachefs needs on a Debian machine, as root: the system packages (FUSE,
 # libfuse2 for fuse-native, bindfs for the benchmarks' baseline, a C toolchain to build the
-# patched fuse-native and better-sqlite3), the npm packages (npm ci) and the build.
+# patched fuse-native and better-sqlite3; nfs-ganesha + its VFS backend, libnfs-utils, iproute2,
+# gcc and libc6-dev for the test/benchmark NFS server of scripts/nfs-server.sh), the npm
+# packages (npm ci) and the build.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fuse libfuse2 bindfs g++ make python3 ca-certificates)
+# nfs-ganesha* / libnfs-utils / iproute2 / gcc / libc6-dev: scripts/nfs-server.sh (a real NFS
+# server on 127.0.0.1 for the tests and benchmarks; gcc + libc6-dev build its LD_PRELOAD shim).
+APT_PACKAGES=(fuse libfuse2 bindfs g++ make python3 ca-certificates
+  nfs-ganesha nfs-ganesha-vfs libnfs-utils iproute2 gcc libc6-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,7 +25,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Where systemd runs, installing nfs-ganesha (and rpcbind, one of its Depends) would start the
+  # packaged services on 0.0.0.0:2049 / :111: a temporary policy-rc.d (exit 101) forbids that.
+  created_policy_rc=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    created_policy_rc=1
+  fi
+  apt_rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || apt_rc=$?
+  if [ "$created_policy_rc" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ "$apt_rc" = 0 ] || exit "$apt_rc"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
