@@ -53,6 +53,11 @@ export interface SetAttr {
   size?: number;
   atime?: SetTime;
   mtime?: SetTime;
+  /**
+   * Apply only if the object's ctime is still this (NFS's guarded SETATTR); otherwise
+   * reject with EAGAIN: someone changed the object since.
+   */
+  guardCtimeNs?: bigint;
 }
 
 export interface StatFs {
@@ -67,6 +72,11 @@ export interface StatFs {
 }
 
 export interface Backend {
+  /**
+   * True when data written is durable on the backend only after commit() (NFS UNSTABLE
+   * writes): the cache then commits at close, for close-to-open durability.
+   */
+  readonly commitOnClose?: boolean;
   /** Names the backend filesystem and the exported root (unique across servers/exports). */
   readonly fsid: string;
   /** A human-readable description (the URL it was opened from). */

@@ -1,5 +1,6 @@
 // What each CLI command does. These functions throw UserError for anything the user should
 // read; they print only their own command's output.
+import { isNfsUrl } from '../backends/nfs/url.js';
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -32,7 +33,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   if (flags.allowOther !== undefined) overrides.allowOther = flags.allowOther;
   if (flags.logLevel !== undefined) overrides.log = flags.logLevel;
   const { config } = loadConfig({ ...(flags.config ? { configFile: flags.config } : {}), overrides });
-  if (!existsSync(config.backend)) {
+  if (!isNfsUrl(config.backend) && !existsSync(config.backend)) {
     throw new UserError(`backend directory ${config.backend} does not exist`, { hint: 'give an existing directory to cache' });
   }
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ZodIssue } from 'zod';
 import { UserError } from '../core/errors.js';
+import { NfsUrlError, formatNfsUrl, parseNfsUrl } from '../backends/nfs/url.js';
 import { ConfigSchema, DEFAULTS, FIELD_HINTS, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_NAME = 'cache.config.json';
@@ -74,17 +75,23 @@ function validate(source: string, candidate: unknown): Config {
   return c;
 }
 
-/** Turns a backend argument (path or file:// URL) into an absolute path or a URL string. */
+/** Turns a backend argument (path, file:// or nfs:// URL) into an absolute path or a URL string. */
 export function normalizeBackend(spec: string, relativeTo: string): string {
   if (spec.startsWith('file://')) {
     try { return fileURLToPath(spec); } catch {
       throw new UserError(`backend "${spec}" is not a valid file:// URL`, { hint: 'use file:///absolute/path or a plain path' });
     }
   }
+  if (/^nfs:\/\//i.test(spec)) {
+    try { return formatNfsUrl(parseNfsUrl(spec)); } catch (e) {
+      if (!(e instanceof NfsUrlError)) throw e;
+      throw new UserError(`backend ${e.message}`, { hint: 'use nfs://host[:port]/export[/dir][?mountport=N&uid=N&gid=N]' });
+    }
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
     const scheme = spec.slice(0, spec.indexOf(':'));
-    throw new UserError(`backend "${spec}": the ${scheme}:// scheme is not supported by this version`, {
-      hint: 'give a directory path or a file:// URL',
+    throw new UserError(`backend "${spec}": the ${scheme}:// scheme is not supported`, {
+      hint: 'give a directory path, a file:// URL or an nfs://host/export URL',
     });
   }
   return path.resolve(relativeTo, spec);

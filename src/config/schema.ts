@@ -5,7 +5,7 @@ import { z } from 'zod';
 const seconds = z.number().finite().nonnegative();
 
 export const ConfigSchema = z.object({
-  /** What to cache: a directory path or file:// URL (nfs:// comes with the NFS backend). */
+  /** What to cache: a directory path, a file:// URL or an nfs://host/export URL. */
   backend: z.string().min(1),
   /** Where to mount it. */
   mountpoint: z.string().min(1),
@@ -63,7 +63,7 @@ export const DEFAULTS: Config = {
 
 /** One line of advice per field, shown with a validation error. */
 export const FIELD_HINTS: Record<string, string> = {
-  backend: 'a directory path (relative to the config file) or a file:// URL',
+  backend: 'a directory path (relative to the config file), a file:// URL or nfs://host[:port]/export',
   mountpoint: 'an empty directory to mount on, e.g. "./mnt"',
   cacheDir: 'a directory for the cache, e.g. "./.cache/cachefs"',
   'cache.chunkSize': 'a power of two between 4096 and 67108864, e.g. 1048576',

@@ -14,6 +14,8 @@ import { log, setLogLevel, setLogSink } from '../core/log.js';
 import type { Config } from '../config/schema.js';
 import { LocalBackend } from '../backends/local/local-backend.js';
 import type { Backend } from '../backends/types.js';
+import { NfsBackend } from '../backends/nfs/nfs-backend.js';
+import { isNfsUrl, parseNfsUrl } from '../backends/nfs/url.js';
 import { faultsFromEnv, withFaults } from '../backends/faulty.js';
 import { openDb, getMeta, setMeta, type Db } from '../index/db.js';
 import { ObjectIndex } from '../index/objects.js';
@@ -50,7 +52,20 @@ async function claimPidFile(cacheDir: string): Promise<string> {
   return file;
 }
 
-async function openBackend(spec: string): Promise<Backend> {
+async function openBackend(spec: string, config: Config): Promise<Backend> {
+  const b = isNfsUrl(spec) ? await openNfs(spec, config) : await openLocal(spec);
+  let faults;
+  try { faults = faultsFromEnv(process.env); } catch (e) {
+    throw new UserError(`CACHEFS_FAULTS is malformed: ${(e as Error).message}`, { hint: 'it is for tests only; unset it' });
+  }
+  if (faults) {
+    log.warn('fault injection is on (CACHEFS_FAULTS)', faults);
+    return withFaults(b, faults);
+  }
+  return b;
+}
+
+async function openLocal(spec: string): Promise<Backend> {
   // The mount process works inside the backend directory (see LocalBackend.abs): every
   // other path it uses was made absolute when the configuration was loaded.
   const b = new LocalBackend(spec, { workInRoot: true });
@@ -62,13 +77,23 @@ async function openBackend(spec: string): Promise<Backend> {
     }
     throw e;
   }
-  let faults;
-  try { faults = faultsFromEnv(process.env); } catch (e) {
-    throw new UserError(`CACHEFS_FAULTS is malformed: ${(e as Error).message}`, { hint: 'it is for tests only; unset it' });
-  }
-  if (faults) {
-    log.warn('fault injection is on (CACHEFS_FAULTS)', faults);
-    return withFaults(b, faults);
+  return b;
+}
+
+async function openNfs(spec: string, config: Config): Promise<Backend> {
+  const b = new NfsBackend(parseNfsUrl(spec), { deadlineMs: config.backendTimeoutMs });
+  try {
+    await b.open();
+  } catch (e) {
+    await b.close().catch(() => undefined);
+    if (isFsError(e)) {
+      throw new UserError(`cannot mount ${spec}: ${e.message}`, {
+        hint: e.code === 'ETIMEDOUT' || e.code === 'ECONNREFUSED'
+          ? 'is the NFS server running and reachable? give ?mountport=N (and :port) if it has no portmapper'
+          : 'check the export path (the MOUNT EXPORT list names what the server exports) and its access rules',
+      });
+    }
+    throw e;
   }
   return b;
 }
@@ -106,7 +131,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
     throw new UserError(`${mp} is already a FUSE mount`, { hint: `run \`cachefs umount ${mp}\` first` });
   }
 
-  const backend = await openBackend(config.backend);
+  const backend = await openBackend(config.backend, config);
   const db: Db = openDb(path.join(config.cacheDir, 'index.sqlite'));
   const knownFsid = getMeta(db, 'last_fsid');
   if (knownFsid && knownFsid !== backend.fsid) {

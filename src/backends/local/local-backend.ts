@@ -382,6 +382,10 @@ export class LocalBackend implements Backend {
 
   async setattr(fh: Buffer, set: SetAttr): Promise<Attr> {
     const { abs, st } = await this.pathOf(fh);
+    if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
+      // Best effort (not atomic, unlike NFS's guarded SETATTR): the object changed since.
+      throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
+    }
     try {
       if (set.uid !== undefined || set.gid !== undefined) {
         await this.meta.lchown(abs, set.uid ?? -1, set.gid ?? -1);

@@ -1,0 +1,592 @@
+// The NFSv3 backend: a user-space NFS client (no kernel NFS module, no root needed).
+//
+// Identity: a file handle is the server's opaque nfs_fh3 (at most 64 bytes); the fsid the
+// cache keys on is (server, port, export, fattr3.fsid) — a bare NFS fsid is not unique
+// across servers. The version of an object is ctime:mtime:size (NFSv3 has no change
+// attribute).
+//
+// What must stay true:
+// - every call has a deadline (the RPC layer's), shorter than fuse-native's 15 s;
+// - data written UNSTABLE is kept (a copy, bounded) until a COMMIT with the same write
+//   verifier covers it; a different verifier means the server restarted and lost it, so it
+//   is written again (FILE_SYNC) before commit() returns;
+// - NFS3ERR_JUKEBOX is retried until the deadline; STALE/BADHANDLE become ESTALE;
+// - a non-idempotent call the RPC layer had to send twice may find its own effect
+//   (EEXIST after a create, ENOENT after a remove): that counts as success.
+import os from 'node:os';
+import { FsError, isFsError } from '../../core/errors.js';
+import { log } from '../../core/log.js';
+import type { Attr, Backend, Creds, DirEntry, Node, SetAttr, StatFs } from '../types.js';
+import { DEFAULT_MOUNT_PORT, DEFAULT_NFS_PORT, MountClient, portmapGetPort } from './mount-client.js';
+import {
+  CreateMode, FTYPE_OF, MOUNT_PROGRAM, MOUNT_V3, NFS3_WRITEVERFSIZE, NFS_PROGRAM, NFS_V3, Proc, Stable,
+  decodeDirList, decodeFattr3, decodeFsInfo, decodeFsStat, decodeHandle, decodePathConf, decodePostOpAttr,
+  decodePostOpFh, decodeWcc, encodeDirop, encodeSattr3, splitdev, type Fattr3, type FsInfo, type PathConf,
+} from './nfs3-xdr.js';
+import { RpcClient, decodeWith, type AuthSys, type CallOptions } from './rpc.js';
+import {
+  NFS3ERR_BAD_COOKIE, NFS3ERR_EXIST, NFS3ERR_JUKEBOX, NFS3ERR_NOENT, NFS3ERR_NOTSUPP, NFS3ERR_TOOSMALL, NFS3_OK, nfsError,
+} from './status.js';
+import { formatNfsUrl, type NfsUrl } from './url.js';
+import { XdrWriter, xdrPadding, type XdrReader } from './xdr.js';
+
+export interface NfsBackendOptions {
+  /** Deadline of one backend operation (including JUKEBOX retries), ms. */
+  deadlineMs: number;
+}
+
+/** Largest READ/WRITE we send, whatever the server allows: bounds one reply's memory. */
+const MAX_TRANSFER = 1024 * 1024;
+/** Uncommitted bytes kept per file / in all, before a COMMIT is forced. */
+const UNCOMMITTED_FILE_LIMIT = 32 * 1024 * 1024;
+const UNCOMMITTED_TOTAL_LIMIT = 64 * 1024 * 1024;
+const READDIR_MAXCOUNT = 256 * 1024;
+const READDIR_DIRCOUNT = 64 * 1024;
+const MAX_DIR_ENTRIES_PER_REPLY = 100_000;
+const ACCESS_ALL = 0x3f;
+
+interface Uncommitted { fh: Buffer; bytes: number; writes: { offset: number; data: Buffer; verf: Buffer }[] }
+
+interface Answer { status: number; r: XdrReader; retransmitted: boolean }
+
+export class NfsBackend implements Backend {
+  readonly description: string;
+  fsid = '';
+  /** NFS needs a COMMIT at close for close-to-open durability (the cache asks for it). */
+  readonly commitOnClose = true;
+  private rpc: RpcClient | null = null;
+  private mount: MountClient | null = null;
+  private mountedPath = '';
+  private rootFh: Buffer = Buffer.alloc(0);
+  private rootAttr: Attr | null = null;
+  private info: FsInfo | null = null;
+  private pathconf: PathConf | null = null;
+  private rsize = MAX_TRANSFER;
+  private wsize = MAX_TRANSFER;
+  private readonly auth: AuthSys;
+  private readonly uncommitted = new Map<string, Uncommitted>();
+  private uncommittedTotal = 0;
+  private plusWorks = true;
+  private nfsPort = DEFAULT_NFS_PORT;
+  /** Counters for status and tests. */
+  readonly stats = { verifierChanges: 0, rewrites: 0, jukeboxRetries: 0 };
+
+  constructor(private readonly url: NfsUrl, private readonly o: NfsBackendOptions) {
+    this.description = formatNfsUrl(url);
+    const uid = url.uid ?? process.getuid?.() ?? 0;
+    const gid = url.gid ?? process.getgid?.() ?? 0;
+    const gids = url.uid === undefined ? (process.getgroups?.() ?? []).filter((g) => g !== gid).slice(0, 15) : [];
+    this.auth = { uid, gid, gids, machine: os.hostname() };
+  }
+
+  /** The RPC deadline leaves the layer above a margin to report a clear error first. */
+  private get rpcDeadline(): number { return Math.max(100, this.o.deadlineMs - 250); }
+
+  /** Finds the ports, mounts the export and learns the server's limits. */
+  async open(): Promise<void> {
+    const { host } = this.url;
+    const probe = Math.min(2000, this.rpcDeadline);
+    const nfsPort = this.url.port ?? (await portmapGetPort(host, NFS_PROGRAM, NFS_V3, probe)) ?? DEFAULT_NFS_PORT;
+    const mountPort = this.url.mountPort ?? (await portmapGetPort(host, MOUNT_PROGRAM, MOUNT_V3, probe)) ?? DEFAULT_MOUNT_PORT;
+    this.nfsPort = nfsPort;
+    this.mount = new MountClient(host, mountPort, this.auth, this.rpcDeadline);
+    this.rpc = new RpcClient({
+      host, port: nfsPort, prog: NFS_PROGRAM, vers: NFS_V3, deadlineMs: this.rpcDeadline,
+      // a READ reply of MAX_TRANSFER plus headers, or a READDIRPLUS reply of READDIR_MAXCOUNT
+      maxRecord: MAX_TRANSFER + 64 * 1024, auth: this.auth, name: `NFS ${host}:${nfsPort}`,
+    });
+    const { fh, inside } = await this.mountPath(this.url.path);
+    this.rootFh = fh;
+    for (const name of inside) {
+      const n = await this.lookup(this.rootFh, name);
+      if (n.attr.type !== 'dir') throw new FsError('ENOTDIR', `${this.url.path}: ${name} is not a directory`);
+      this.rootFh = n.fh;
+    }
+    const info = await this.fsinfo(this.rootFh);
+    this.info = info;
+    this.rsize = clampTransfer(info.rtpref || info.rtmax, info.rtmax);
+    this.wsize = clampTransfer(info.wtpref || info.wtmax, info.wtmax);
+    this.pathconf = await this.pathconfOf(this.rootFh).catch(() => null);
+    const root = await this.getattrFull(this.rootFh);
+    if (root.attr.type !== 'dir') throw new FsError('ENOTDIR', `${this.url.path} is not a directory`);
+    this.rootAttr = root.attr;
+    this.fsid = `nfs://${host.includes(':') ? `[${host}]` : host}:${nfsPort}${this.mountedPath}#${root.fsid.toString(16)}`;
+    log.info(`NFS ${host}:${nfsPort} ${this.url.path}: rsize ${this.rsize}, wsize ${this.wsize}, fsid ${root.fsid.toString(16)}`);
+  }
+
+  /** MNT the path; when it is a directory inside an export, MNT the export and walk the rest. */
+  private async mountPath(path: string): Promise<{ fh: Buffer; inside: string[] }> {
+    const m = this.mount!;
+    try {
+      const { fh } = await m.mnt(path);
+      this.mountedPath = path;
+      return { fh, inside: [] };
+    } catch (e) {
+      if (!isFsError(e) || !['ENOENT', 'EACCES', 'EPERM', 'ENOTDIR'].includes(e.code)) throw e;
+      const exports = await m.exports().catch(() => []);
+      const parts = path.split('/').filter(Boolean);
+      for (let n = parts.length - 1; n >= 1; n--) {
+        const prefix = '/' + parts.slice(0, n).join('/');
+        if (!exports.some((x) => x.dir.replace(/\/+$/, '') === prefix)) continue;
+        const { fh } = await m.mnt(prefix);
+        this.mountedPath = prefix;
+        return { fh, inside: parts.slice(n) };
+      }
+      const known = exports.map((x) => x.dir).join(', ');
+      throw new FsError(e.code, `${e.message}${known ? ` (the server exports: ${known})` : ''}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      for (const u of [...this.uncommitted.values()]) await this.commit(u.fh).catch((e) => log.warn('COMMIT at close failed', e));
+      if (this.mount && this.mountedPath) await this.mount.umnt(this.mountedPath);
+    } finally {
+      this.rpc?.close();
+    }
+  }
+
+  /** The server's limits, for status and tests. */
+  get limits(): { rsize: number; wsize: number; info: FsInfo | null; pathconf: PathConf | null; port: number } {
+    return { rsize: this.rsize, wsize: this.wsize, info: this.info, pathconf: this.pathconf, port: this.nfsPort };
+  }
+
+  get rpcStats(): RpcClient['stats'] | undefined { return this.rpc?.stats; }
+
+  // ---------------------------------------------------------------- calls
+
+  private authFor(creds: Creds | undefined): AuthSys | undefined {
+    if (!creds || (creds.uid === this.auth.uid && creds.gid === this.auth.gid)) return undefined;
+    return { uid: creds.uid, gid: creds.gid, gids: [], machine: this.auth.machine };
+  }
+
+  /** One NFS call: reads the status, retries JUKEBOX until the deadline. */
+  private async call(proc: Proc, args: Buffer | null, what: string, opts: CallOptions = {}): Promise<Answer> {
+    const rpc = this.rpc;
+    if (!rpc) throw new FsError('ENOTCONN', 'the NFS backend is not open');
+    const until = Date.now() + this.rpcDeadline;
+    let delay = 50;
+    for (;;) {
+      const left = until - Date.now();
+      if (left <= 0) throw new FsError('ETIMEDOUT', `${what}: the server stayed busy (NFS3ERR_JUKEBOX) past the deadline`);
+      const { body, retransmitted } = await rpc.call(proc, args, { ...opts, deadlineMs: left });
+      const status = decodeWith(rpc.name, what, () => body.u32('nfsstat3'));
+      if (status !== NFS3ERR_JUKEBOX) return { status, r: body, retransmitted };
+      this.stats.jukeboxRetries++;
+      await new Promise((res) => setTimeout(res, Math.min(delay, Math.max(1, until - Date.now()))));
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+
+  private decode<T>(what: string, fn: () => T): T {
+    return decodeWith(this.rpc?.name ?? 'NFS', what, fn);
+  }
+
+  private async getattrFull(fh: Buffer): Promise<Fattr3> {
+    const a = await this.call(Proc.GETATTR, new XdrWriter(80).opaque(fh).done(), 'GETATTR');
+    if (a.status !== NFS3_OK) throw nfsError(a.status, 'GETATTR');
+    return this.decode('GETATTR', () => decodeFattr3(a.r));
+  }
+
+  private async fsinfo(fh: Buffer): Promise<FsInfo> {
+    const a = await this.call(Proc.FSINFO, new XdrWriter(80).opaque(fh).done(), 'FSINFO');
+    return this.decode('FSINFO', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'FSINFO');
+      return decodeFsInfo(a.r);
+    });
+  }
+
+  private async pathconfOf(fh: Buffer): Promise<PathConf> {
+    const a = await this.call(Proc.PATHCONF, new XdrWriter(80).opaque(fh).done(), 'PATHCONF');
+    return this.decode('PATHCONF', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'PATHCONF');
+      return decodePathConf(a.r);
+    });
+  }
+
+  // ---------------------------------------------------------------- Backend
+
+  async root(): Promise<Node> {
+    if (!this.rootAttr) throw new FsError('ENOTCONN', 'the NFS backend is not open');
+    return { fh: this.rootFh, attr: (await this.getattrFull(this.rootFh)).attr };
+  }
+
+  async getattr(fh: Buffer): Promise<Attr> {
+    return (await this.getattrFull(fh)).attr;
+  }
+
+  async lookup(dir: Buffer, name: string): Promise<Node> {
+    const a = await this.call(Proc.LOOKUP, dirop(dir, name), 'LOOKUP');
+    const { fh, attr } = this.decode('LOOKUP', () => {
+      if (a.status !== NFS3_OK) throw nfsError(a.status, `LOOKUP ${name}`);
+      const fh = decodeHandle(a.r);
+      const attr = decodePostOpAttr(a.r);
+      decodePostOpAttr(a.r); // the directory's
+      return { fh, attr };
+    });
+    return { fh, attr: attr ? attr.attr : await this.getattr(fh) };
+  }
+
+  /** ACCESS: which of the asked rights (ACCESS3_* bits) the server grants the caller. */
+  async access(fh: Buffer, mask = ACCESS_ALL, creds?: Creds): Promise<number> {
+    const auth = this.authFor(creds);
+    const a = await this.call(Proc.ACCESS, new XdrWriter(84).opaque(fh).u32(mask).done(), 'ACCESS', auth ? { auth } : {});
+    return this.decode('ACCESS', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'ACCESS');
+      return a.r.u32('access');
+    });
+  }
+
+  async readdir(dir: Buffer): Promise<DirEntry[]> {
+    if (this.plusWorks) {
+      try {
+        return await this.readdirPlus(dir);
+      } catch (e) {
+        if (!isFsError(e, 'EOPNOTSUPP')) throw e;
+        log.info('the server has no READDIRPLUS: using READDIR and LOOKUP');
+        this.plusWorks = false;
+      }
+    }
+    return this.readdirPlain(dir);
+  }
+
+  private async readdirPlus(dir: Buffer): Promise<DirEntry[]> {
+    const out: DirEntry[] = [];
+    let cookie = 0n;
+    let verf = Buffer.alloc(8);
+    let restarts = 0;
+    let maxcount = READDIR_MAXCOUNT;
+    for (;;) {
+      const w = new XdrWriter(112).opaque(dir).u64(cookie).fixed(verf).u32(READDIR_DIRCOUNT).u32(maxcount);
+      const a = await this.call(Proc.READDIRPLUS, w.done(), 'READDIRPLUS');
+      if (a.status === NFS3ERR_NOTSUPP) throw nfsError(a.status, 'READDIRPLUS');
+      if (a.status === NFS3ERR_BAD_COOKIE && restarts++ < 2) { cookie = 0n; verf = Buffer.alloc(8); out.length = 0; continue; }
+      if (a.status === NFS3ERR_TOOSMALL && maxcount < 4 * READDIR_MAXCOUNT) { maxcount *= 2; continue; }
+      const page = this.decode('READDIRPLUS', () => {
+        decodePostOpAttr(a.r);
+        if (a.status !== NFS3_OK) throw nfsError(a.status, 'READDIRPLUS');
+        const v = Buffer.from(a.r.fixed(8, 'cookieverf3'));
+        return { verf: v, ...decodeDirList(a.r, true, MAX_DIR_ENTRIES_PER_REPLY) };
+      });
+      verf = page.verf;
+      for (const e of page.entries) {
+        cookie = e.cookie;
+        if (e.name === '.' || e.name === '..') continue;
+        if (e.fh && e.attr) out.push({ name: e.name, fh: e.fh, attr: e.attr.attr });
+        else {
+          // the server left this entry's handle or attributes out: ask for them
+          try { out.push({ name: e.name, ...(await this.lookup(dir, e.name)) }); } catch (err) {
+            if (!isFsError(err, 'ENOENT') && !isFsError(err, 'ESTALE')) throw err;
+          }
+        }
+      }
+      if (page.eof) return out;
+      if (page.entries.length === 0) throw new FsError('EIO', 'READDIRPLUS: the server sent an empty page without eof');
+    }
+  }
+
+  private async readdirPlain(dir: Buffer): Promise<DirEntry[]> {
+    const names: string[] = [];
+    let cookie = 0n;
+    let verf = Buffer.alloc(8);
+    for (;;) {
+      const w = new XdrWriter(104).opaque(dir).u64(cookie).fixed(verf).u32(READDIR_MAXCOUNT);
+      const a = await this.call(Proc.READDIR, w.done(), 'READDIR');
+      const page = this.decode('READDIR', () => {
+        decodePostOpAttr(a.r);
+        if (a.status !== NFS3_OK) throw nfsError(a.status, 'READDIR');
+        const v = Buffer.from(a.r.fixed(8, 'cookieverf3'));
+        return { verf: v, ...decodeDirList(a.r, false, MAX_DIR_ENTRIES_PER_REPLY) };
+      });
+      verf = page.verf;
+      for (const e of page.entries) {
+        cookie = e.cookie;
+        if (e.name !== '.' && e.name !== '..') names.push(e.name);
+      }
+      if (page.eof) break;
+      if (page.entries.length === 0) throw new FsError('EIO', 'READDIR: the server sent an empty page without eof');
+    }
+    const out: DirEntry[] = [];
+    for (const name of names) {
+      try { out.push({ name, ...(await this.lookup(dir, name)) }); } catch (e) {
+        if (!isFsError(e, 'ENOENT')) throw e; // removed meanwhile
+      }
+    }
+    return out;
+  }
+
+  async readlink(fh: Buffer): Promise<string> {
+    const a = await this.call(Proc.READLINK, new XdrWriter(80).opaque(fh).done(), 'READLINK');
+    return this.decode('READLINK', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'READLINK');
+      return a.r.string(4096, 'nfspath3');
+    });
+  }
+
+  async read(fh: Buffer, offset: number, length: number): Promise<Buffer> {
+    if (length <= this.rsize) return this.readOnce(fh, offset, length).then((x) => x.data);
+    // Larger than one READ: the pieces go out together; a short piece ends the file.
+    const pieces: Promise<{ data: Buffer; eof: boolean }>[] = [];
+    for (let o = 0; o < length; o += this.rsize) pieces.push(this.readOnce(fh, offset + o, Math.min(this.rsize, length - o)));
+    const got = await Promise.all(pieces);
+    const parts: Buffer[] = [];
+    for (const g of got) {
+      parts.push(g.data);
+      if (g.eof || g.data.length === 0) break;
+    }
+    return Buffer.concat(parts);
+  }
+
+  private async readOnce(fh: Buffer, offset: number, count: number): Promise<{ data: Buffer; eof: boolean }> {
+    const a = await this.call(Proc.READ, new XdrWriter(96).opaque(fh).u64(offset).u32(count).done(), 'READ');
+    return this.decode('READ', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'READ');
+      const n = a.r.u32('count');
+      const eof = a.r.bool('eof');
+      const data = a.r.opaque(count, 'data');
+      if (data.length !== n) throw new FsError('EIO', `READ: count ${n} but ${data.length} bytes of data`);
+      return { data, eof };
+    });
+  }
+
+  async write(fh: Buffer, offset: number, data: Buffer): Promise<void> {
+    for (let o = 0; o < data.length; o += this.wsize) {
+      const piece = data.subarray(o, Math.min(data.length, o + this.wsize));
+      const { committed, verf } = await this.writeOnce(fh, offset + o, piece, Stable.UNSTABLE);
+      if (committed !== Stable.UNSTABLE) continue;
+      const key = fh.toString('hex');
+      let u = this.uncommitted.get(key);
+      if (!u) { u = { fh: Buffer.from(fh), bytes: 0, writes: [] }; this.uncommitted.set(key, u); }
+      // A copy: the caller reuses its buffer once we return.
+      u.writes.push({ offset: offset + o, data: Buffer.from(piece), verf });
+      u.bytes += piece.length;
+      this.uncommittedTotal += piece.length;
+    }
+    const u = this.uncommitted.get(fh.toString('hex'));
+    if ((u && u.bytes > UNCOMMITTED_FILE_LIMIT) || this.uncommittedTotal > UNCOMMITTED_TOTAL_LIMIT) {
+      await this.commit(u && u.bytes > UNCOMMITTED_FILE_LIMIT ? fh : this.largestUncommitted());
+    }
+  }
+
+  private largestUncommitted(): Buffer {
+    let best: Uncommitted | null = null;
+    for (const u of this.uncommitted.values()) if (!best || u.bytes > best.bytes) best = u;
+    return best!.fh;
+  }
+
+  private async writeOnce(fh: Buffer, offset: number, data: Buffer, stable: Stable): Promise<{ committed: number; verf: Buffer }> {
+    const args = new XdrWriter(112).opaque(fh).u64(offset).u32(data.length).u32(stable).u32(data.length).done();
+    const a = await this.call(Proc.WRITE, args, 'WRITE', { tail: [data, xdrPadding(data.length)] });
+    return this.decode('WRITE', () => {
+      decodeWcc(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'WRITE');
+      const count = a.r.u32('count');
+      const committed = a.r.u32('committed');
+      const verf = Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3'));
+      if (count !== data.length) throw new FsError('EIO', `WRITE: the server took ${count} of ${data.length} bytes`);
+      if (committed > Stable.FILE_SYNC) throw new FsError('EIO', `WRITE: unknown stable_how ${committed}`);
+      return { committed, verf };
+    });
+  }
+
+  async commit(fh: Buffer): Promise<void> {
+    const key = fh.toString('hex');
+    const u = this.uncommitted.get(key);
+    if (!u) return;
+    const a = await this.call(Proc.COMMIT, new XdrWriter(96).opaque(fh).u64(0).u32(0).done(), 'COMMIT');
+    const verf = this.decode('COMMIT', () => {
+      decodeWcc(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'COMMIT');
+      return Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3'));
+    });
+    // Writes made under another verifier were lost by a server restart: write them again,
+    // durably this time. Only after that is the file's data safe to forget here.
+    const lost = u.writes.filter((w) => !w.verf.equals(verf));
+    if (lost.length > 0) {
+      this.stats.verifierChanges++;
+      log.warn(`NFS server restarted (write verifier changed): writing ${lost.length} uncommitted pieces again`);
+      for (const w of lost) {
+        await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC);
+        this.stats.rewrites++;
+      }
+    }
+    if (this.uncommitted.get(key) === u) {
+      this.uncommitted.delete(key);
+      this.uncommittedTotal -= u.bytes;
+    }
+  }
+
+  /** Creates with CREATE; exclusive uses GUARDED (EXCLUSIVE needs a second SETATTR for the mode). */
+  async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
+    const w = new XdrWriter(128);
+    encodeDirop(w, dir, name);
+    w.u32(opts.exclusive ? CreateMode.GUARDED : CreateMode.UNCHECKED);
+    encodeSattr3(w, { mode: mode & 0o7777 });
+    return this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, opts.exclusive);
+  }
+
+  /** CREATE with EXCLUSIVE semantics and a verifier (for replays that must not run twice). */
+  async createExclusive(dir: Buffer, name: string, verifier: Buffer, creds: Creds): Promise<Node> {
+    const w = new XdrWriter(128);
+    encodeDirop(w, dir, name);
+    w.u32(CreateMode.EXCLUSIVE).fixed(verifier.subarray(0, 8));
+    return this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, true);
+  }
+
+  async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
+    const w = new XdrWriter(128);
+    encodeDirop(w, dir, name);
+    encodeSattr3(w, { mode: mode & 0o7777 });
+    return this.made(Proc.MKDIR, w.done(), 'MKDIR', dir, name, creds, true);
+  }
+
+  async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
+    const w = new XdrWriter(160);
+    encodeDirop(w, dir, name);
+    encodeSattr3(w, { mode: 0o777 });
+    w.string(target);
+    return this.made(Proc.SYMLINK, w.done(), 'SYMLINK', dir, name, creds, true);
+  }
+
+  async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
+    const fmt = mode & 0o170000;
+    const type = fmt === 0o020000 ? 'chardev' : fmt === 0o060000 ? 'blockdev' : fmt === 0o010000 ? 'fifo' : fmt === 0o140000 ? 'socket' : null;
+    if (type === null) {
+      if (fmt === 0o100000 || fmt === 0) return this.create(dir, name, mode, creds, { exclusive: true });
+      throw new FsError('EINVAL', `mknod: unsupported file type ${fmt.toString(8)}`);
+    }
+    const w = new XdrWriter(160);
+    encodeDirop(w, dir, name);
+    w.u32(FTYPE_OF[type]);
+    encodeSattr3(w, { mode: mode & 0o7777 });
+    if (type === 'chardev' || type === 'blockdev') {
+      const [major, minor] = splitdev(rdev);
+      w.u32(major).u32(minor);
+    }
+    return this.made(Proc.MKNOD, w.done(), 'MKNOD', dir, name, creds, true);
+  }
+
+  /** The common tail of CREATE, MKDIR, SYMLINK and MKNOD: the new handle and attributes. */
+  private async made(proc: Proc, args: Buffer, what: string, dir: Buffer, name: string, creds: Creds, exclusive: boolean): Promise<Node> {
+    const auth = this.authFor(creds);
+    const a = await this.call(proc, args, `${what} ${name}`, auth ? { auth } : {});
+    if (a.status === NFS3ERR_EXIST && a.retransmitted) {
+      // Our first transmission made it; the retransmission found it. It is ours.
+      return this.lookup(dir, name);
+    }
+    const got = this.decode(what, () => {
+      if (a.status !== NFS3_OK) { decodeWcc(a.r); throw nfsError(a.status, `${what} ${name}`); }
+      const fh = decodePostOpFh(a.r);
+      const attr = decodePostOpAttr(a.r);
+      decodeWcc(a.r);
+      return { fh, attr };
+    });
+    void exclusive;
+    if (!got.fh) return this.lookup(dir, name);
+    return { fh: got.fh, attr: got.attr ? got.attr.attr : await this.getattr(got.fh) };
+  }
+
+  async link(fh: Buffer, dir: Buffer, name: string): Promise<Attr> {
+    const w = new XdrWriter(160).opaque(fh);
+    encodeDirop(w, dir, name);
+    const a = await this.call(Proc.LINK, w.done(), `LINK ${name}`);
+    if (a.status === NFS3ERR_EXIST && a.retransmitted) return this.getattr(fh);
+    const attr = this.decode('LINK', () => {
+      const at = decodePostOpAttr(a.r);
+      decodeWcc(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, `LINK ${name}`);
+      return at;
+    });
+    return attr ? attr.attr : this.getattr(fh);
+  }
+
+  async unlink(dir: Buffer, name: string): Promise<void> {
+    await this.removeLike(Proc.REMOVE, dir, name, 'REMOVE');
+  }
+
+  async rmdir(dir: Buffer, name: string): Promise<void> {
+    await this.removeLike(Proc.RMDIR, dir, name, 'RMDIR');
+  }
+
+  private async removeLike(proc: Proc, dir: Buffer, name: string, what: string): Promise<void> {
+    const a = await this.call(proc, dirop(dir, name), `${what} ${name}`);
+    if (a.status === NFS3ERR_NOENT && a.retransmitted) return; // our first transmission did it
+    this.decode(what, () => decodeWcc(a.r));
+    if (a.status !== NFS3_OK) throw nfsError(a.status, `${what} ${name}`);
+  }
+
+  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void> {
+    const w = new XdrWriter(192);
+    encodeDirop(w, fromDir, fromName);
+    encodeDirop(w, toDir, toName);
+    const a = await this.call(Proc.RENAME, w.done(), `RENAME ${fromName}`);
+    if (a.status === NFS3ERR_NOENT && a.retransmitted) {
+      // Done by our first transmission if the new name is there now.
+      if (await this.lookup(toDir, toName).then(() => true, () => false)) return;
+    }
+    this.decode('RENAME', () => { decodeWcc(a.r); decodeWcc(a.r); });
+    if (a.status !== NFS3_OK) throw nfsError(a.status, `RENAME ${fromName} -> ${toName}`);
+  }
+
+  async setattr(fh: Buffer, set: SetAttr & { guardCtimeNs?: bigint }): Promise<Attr> {
+    const w = new XdrWriter(128).opaque(fh);
+    encodeSattr3(w, set);
+    if (set.guardCtimeNs !== undefined) {
+      w.u32(1).u32(Number(set.guardCtimeNs / 1_000_000_000n)).u32(Number(set.guardCtimeNs % 1_000_000_000n));
+    } else w.u32(0);
+    const a = await this.call(Proc.SETATTR, w.done(), 'SETATTR');
+    const after = this.decode('SETATTR', () => decodeWcc(a.r).after);
+    if (a.status !== NFS3_OK) throw nfsError(a.status, 'SETATTR');
+    if (set.size !== undefined) this.dropUncommittedFrom(fh, set.size);
+    return after ? after.attr : this.getattr(fh);
+  }
+
+  /** A truncate makes uncommitted bytes past the new end meaningless: never write them again. */
+  private dropUncommittedFrom(fh: Buffer, size: number): void {
+    const u = this.uncommitted.get(fh.toString('hex'));
+    if (!u) return;
+    const kept: Uncommitted['writes'] = [];
+    for (const w of u.writes) {
+      if (w.offset >= size) { u.bytes -= w.data.length; this.uncommittedTotal -= w.data.length; continue; }
+      if (w.offset + w.data.length > size) {
+        const cut = w.offset + w.data.length - size;
+        u.bytes -= cut;
+        this.uncommittedTotal -= cut;
+        kept.push({ ...w, data: w.data.subarray(0, size - w.offset) });
+      } else kept.push(w);
+    }
+    u.writes = kept;
+  }
+
+  async statfs(): Promise<StatFs> {
+    const a = await this.call(Proc.FSSTAT, new XdrWriter(80).opaque(this.rootFh).done(), 'FSSTAT');
+    const s = this.decode('FSSTAT', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'FSSTAT');
+      return decodeFsStat(a.r);
+    });
+    const bsize = 4096;
+    return {
+      bsize, frsize: bsize,
+      blocks: Math.floor(s.tbytes / bsize), bfree: Math.floor(s.fbytes / bsize), bavail: Math.floor(s.abytes / bsize),
+      files: s.tfiles, ffree: s.afiles, namemax: this.pathconf?.nameMax || 255,
+    };
+  }
+}
+
+function dirop(dir: Buffer, name: string): Buffer {
+  const w = new XdrWriter(96);
+  encodeDirop(w, dir, name);
+  return w.done();
+}
+
+function clampTransfer(pref: number, max: number): number {
+  const limit = max > 0 ? Math.min(max, MAX_TRANSFER) : MAX_TRANSFER;
+  const v = pref > 0 ? Math.min(pref, limit) : limit;
+  return Math.max(4096, v - (v % 4096) || 4096);
+}

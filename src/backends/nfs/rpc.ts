@@ -1,0 +1,351 @@
+// ONC RPC version 2 (RFC 5531) over one TCP connection, with record marking.
+//
+// Many calls are in flight at once on one connection, matched by XID. Every call has a
+// deadline. When the connection breaks, it is re-established and every call still waiting
+// is sent again with its original XID, so the server's duplicate request cache can answer
+// a retransmitted non-idempotent call (the caller learns that it was retransmitted and can
+// interpret "already exists" / "no such entry" accordingly).
+//
+// What must stay true:
+// - bytes from the server are untrusted: a record larger than `maxRecord` drops the
+//   connection before anything is allocated for it, and every field is bounds-checked
+//   (XdrReader); nothing a server sends can throw out of an event handler;
+// - a reply whose XID is unknown (late, duplicated or forged) is ignored;
+// - every call settles exactly once, at the latest at its deadline;
+// - the socket never keeps the process alive on its own once nothing is pending.
+import net from 'node:net';
+import { FsError, type ErrnoName } from '../../core/errors.js';
+import { log } from '../../core/log.js';
+import { XdrError, XdrReader, XdrWriter } from './xdr.js';
+
+export const AUTH_NONE = 0;
+export const AUTH_SYS = 1;
+
+export interface AuthSys {
+  uid: number;
+  gid: number;
+  gids: number[];
+  machine: string;
+}
+
+export interface RpcClientOptions {
+  host: string;
+  port: number;
+  prog: number;
+  vers: number;
+  /** Default deadline of a call, in ms. */
+  deadlineMs: number;
+  /** Largest reply record accepted (bytes); larger drops the connection. */
+  maxRecord: number;
+  /** Credentials sent when a call names none; undefined means AUTH_NONE. */
+  auth?: AuthSys;
+  /** For messages: "NFS 127.0.0.1:2049". */
+  name: string;
+}
+
+export interface CallOptions {
+  deadlineMs?: number;
+  auth?: AuthSys;
+  /** Bytes appended after the encoded arguments without copying (WRITE data, padded). */
+  tail?: Buffer[];
+}
+
+export interface RpcReply {
+  /** Positioned at the procedure's results. */
+  body: XdrReader;
+  /** True when the call was sent more than once (the connection broke in between). */
+  retransmitted: boolean;
+}
+
+interface Pending {
+  xid: number;
+  parts: Buffer[];
+  sent: boolean;
+  sends: number;
+  resolve(r: RpcReply): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+  proc: number;
+}
+
+const MSG_CALL = 0;
+const MSG_REPLY = 1;
+const LAST_FRAGMENT = 0x80000000;
+const MAX_FRAGMENT = 0x7fffffff;
+
+/** Parses RPC record marking from a byte stream into whole records. */
+export class RecordParser {
+  private chunks: Buffer[] = [];
+  private fragLeft = -1; // -1: reading a fragment header
+  private header = Buffer.alloc(4);
+  private headerFill = 0;
+  private recordLen = 0;
+  private last = false;
+  private fragments: Buffer[] = [];
+
+  constructor(private readonly maxRecord: number, private readonly onRecord: (rec: Buffer) => void) {}
+
+  /** Feeds bytes; throws XdrError on a record that breaks the limit. */
+  push(data: Buffer): void {
+    let off = 0;
+    while (off < data.length) {
+      if (this.fragLeft < 0) {
+        const take = Math.min(4 - this.headerFill, data.length - off);
+        data.copy(this.header, this.headerFill, off, off + take);
+        this.headerFill += take;
+        off += take;
+        if (this.headerFill < 4) return;
+        this.headerFill = 0;
+        const h = this.header.readUInt32BE(0);
+        this.last = (h & LAST_FRAGMENT) !== 0;
+        this.fragLeft = h & MAX_FRAGMENT;
+        if (this.recordLen + this.fragLeft > this.maxRecord) {
+          throw new XdrError(`reply record of at least ${this.recordLen + this.fragLeft} bytes exceeds the limit of ${this.maxRecord}`);
+        }
+        if (this.fragLeft === 0) this.endFragment();
+        continue;
+      }
+      const take = Math.min(this.fragLeft, data.length - off);
+      this.chunks.push(data.subarray(off, off + take));
+      this.fragLeft -= take;
+      this.recordLen += take;
+      off += take;
+      if (this.fragLeft === 0) this.endFragment();
+    }
+  }
+
+  private endFragment(): void {
+    this.fragLeft = -1;
+    if (!this.last) return;
+    const rec = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.recordLen);
+    this.chunks = [];
+    this.recordLen = 0;
+    this.onRecord(rec);
+  }
+}
+
+export type RpcFailure =
+  | { kind: 'prog_unavail' } | { kind: 'prog_mismatch'; low: number; high: number }
+  | { kind: 'proc_unavail' } | { kind: 'garbage_args' } | { kind: 'system_err' }
+  | { kind: 'rpc_mismatch'; low: number; high: number } | { kind: 'auth_error'; stat: number };
+
+/** Decodes a reply header; returns the XID and either the results or why the call failed. */
+export function decodeReply(rec: Buffer): { xid: number; body: XdrReader } | { xid: number; failure: RpcFailure } {
+  const r = new XdrReader(rec);
+  const xid = r.u32('xid');
+  const mtype = r.u32('msg_type');
+  if (mtype !== MSG_REPLY) throw new XdrError(`message ${xid} is not a reply (msg_type ${mtype})`);
+  const stat = r.u32('reply_stat');
+  if (stat === 0) {
+    r.u32('verifier flavor');
+    r.opaque(400, 'verifier body');
+    const accept = r.u32('accept_stat');
+    switch (accept) {
+      case 0: return { xid, body: r };
+      case 1: return { xid, failure: { kind: 'prog_unavail' } };
+      case 2: return { xid, failure: { kind: 'prog_mismatch', low: r.u32(), high: r.u32() } };
+      case 3: return { xid, failure: { kind: 'proc_unavail' } };
+      case 4: return { xid, failure: { kind: 'garbage_args' } };
+      case 5: return { xid, failure: { kind: 'system_err' } };
+      default: throw new XdrError(`unknown accept_stat ${accept}`);
+    }
+  }
+  if (stat === 1) {
+    const reject = r.u32('reject_stat');
+    if (reject === 0) return { xid, failure: { kind: 'rpc_mismatch', low: r.u32(), high: r.u32() } };
+    if (reject === 1) return { xid, failure: { kind: 'auth_error', stat: r.u32('auth_stat') } };
+    throw new XdrError(`unknown reject_stat ${reject}`);
+  }
+  throw new XdrError(`unknown reply_stat ${stat}`);
+}
+
+function failureError(f: RpcFailure, name: string, proc: number): FsError {
+  const code: ErrnoName = f.kind === 'auth_error' ? 'EACCES' : f.kind === 'garbage_args' ? 'EINVAL' : 'EIO';
+  const detail = f.kind === 'prog_mismatch' || f.kind === 'rpc_mismatch' ? ` (server supports ${f.low}..${f.high})`
+    : f.kind === 'auth_error' ? ` (auth_stat ${f.stat}${f.stat === 5 ? ': AUTH_TOOWEAK, the export wants AUTH_SYS' : ''})` : '';
+  return new FsError(code, `${name}: procedure ${proc} failed: ${f.kind}${detail}`);
+}
+
+function encodeAuth(w: XdrWriter, auth: AuthSys | undefined): void {
+  if (!auth) {
+    w.u32(AUTH_NONE).u32(0);
+    return;
+  }
+  const body = new XdrWriter(64);
+  body.u32(Math.floor(Date.now() / 1000)).string(auth.machine.slice(0, 255)).u32(auth.uid).u32(auth.gid);
+  const gids = auth.gids.slice(0, 16);
+  body.u32(gids.length);
+  for (const g of gids) body.u32(g);
+  w.u32(AUTH_SYS).opaque(body.done());
+}
+
+export class RpcClient {
+  private sock: net.Socket | null = null;
+  private connected = false;
+  private connecting = false;
+  private closed = false;
+  private readonly pending = new Map<number, Pending>();
+  private xid = (Math.random() * 0xffffffff) >>> 0;
+  private reconnectDelay = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private lastError = '';
+  /** Counters for status and tests. */
+  readonly stats = { calls: 0, retransmits: 0, reconnects: 0, strayReplies: 0, badRecords: 0 };
+
+  constructor(private readonly o: RpcClientOptions) {}
+
+  get name(): string { return this.o.name; }
+
+  /** Sends a call; resolves with the reader positioned at the results. */
+  call(proc: number, args: Buffer | null, opts: CallOptions = {}): Promise<RpcReply> {
+    if (this.closed) return Promise.reject(new FsError('ENOTCONN', `${this.o.name}: client is closed`));
+    this.xid = (this.xid + 1) >>> 0;
+    const xid = this.xid;
+    const w = new XdrWriter(128);
+    w.u32(0); // record mark, filled in below
+    w.u32(xid).u32(MSG_CALL).u32(2).u32(this.o.prog).u32(this.o.vers).u32(proc);
+    encodeAuth(w, opts.auth ?? this.o.auth);
+    w.u32(AUTH_NONE).u32(0); // verifier
+    const head = w.done();
+    let len = head.length - 4 + (args?.length ?? 0);
+    for (const t of opts.tail ?? []) len += t.length;
+    head.writeUInt32BE((LAST_FRAGMENT | len) >>> 0, 0);
+    const parts = [head];
+    if (args && args.length) parts.push(args);
+    for (const t of opts.tail ?? []) if (t.length) parts.push(t);
+    const deadline = opts.deadlineMs ?? this.o.deadlineMs;
+    this.stats.calls++;
+    return new Promise<RpcReply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(xid)) return;
+        const why = this.lastError && !this.connected ? ` (${this.lastError})` : '';
+        reject(new FsError('ETIMEDOUT', `${this.o.name}: no answer to procedure ${proc} within ${deadline} ms${why}`));
+        this.idle();
+      }, deadline);
+      const p: Pending = { xid, parts, sent: false, sends: 0, resolve, reject, timer, proc };
+      this.pending.set(xid, p);
+      if (this.connected) this.send(p);
+      else this.connect();
+    });
+  }
+
+  /** Closes the connection and fails every waiting call. */
+  close(): void {
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new FsError('ENOTCONN', `${this.o.name}: client closed`));
+    }
+    this.pending.clear();
+    this.sock?.destroy();
+    this.sock = null;
+  }
+
+  private send(p: Pending): void {
+    const s = this.sock;
+    if (!s) return;
+    p.sent = true;
+    p.sends++;
+    if (p.sends > 1) this.stats.retransmits++;
+    if (p.parts.length === 1) s.write(p.parts[0]!);
+    else {
+      s.cork();
+      for (const b of p.parts) s.write(b);
+      process.nextTick(() => s.uncork());
+    }
+  }
+
+  private connect(): void {
+    if (this.connecting || this.connected || this.closed || this.reconnectTimer) return;
+    this.connecting = true;
+    const sock = net.connect({ host: this.o.host, port: this.o.port, noDelay: true });
+    this.sock = sock;
+    const parser = new RecordParser(this.o.maxRecord, (rec) => this.onRecord(rec));
+    sock.on('connect', () => {
+      if (this.sock !== sock) return;
+      this.connecting = false;
+      this.connected = true;
+      this.reconnectDelay = 0;
+      this.lastError = '';
+      // resend in XID order whatever was waiting (never sent, or sent on a dead connection)
+      for (const p of [...this.pending.values()].sort((a, b) => a.xid - b.xid)) this.send(p);
+    });
+    sock.on('data', (d: Buffer) => {
+      if (this.sock !== sock) return;
+      try {
+        parser.push(d);
+      } catch (e) {
+        this.stats.badRecords++;
+        this.lastError = (e as Error).message;
+        log.warn(`${this.o.name}: dropping the connection: ${this.lastError}`);
+        sock.destroy();
+      }
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      this.lastError = e.code ? `${e.code}: ${e.message}` : e.message;
+    });
+    sock.on('close', () => {
+      if (this.sock !== sock) return;
+      this.sock = null;
+      this.connected = false;
+      this.connecting = false;
+      for (const p of this.pending.values()) p.sent = false;
+      if (!this.lastError) this.lastError = 'the server closed the connection';
+      if (this.pending.size > 0 && !this.closed) {
+        this.stats.reconnects++;
+        this.reconnectDelay = Math.min(1000, this.reconnectDelay ? this.reconnectDelay * 2 : 50);
+        this.reconnectTimer = setTimeout(() => { this.reconnectTimer = null; if (this.pending.size) this.connect(); }, this.reconnectDelay);
+        this.reconnectTimer.unref();
+      }
+    });
+    this.idle();
+  }
+
+  /** Lets node exit when nothing is waiting (the connection stays open for later calls). */
+  private idle(): void {
+    if (!this.sock) return;
+    if (this.pending.size === 0) this.sock.unref();
+    else this.sock.ref();
+  }
+
+  private onRecord(rec: Buffer): void {
+    let decoded: ReturnType<typeof decodeReply>;
+    try {
+      decoded = decodeReply(rec);
+    } catch (e) {
+      // A reply we cannot even read a header of: if its XID is one of ours, fail that call.
+      this.stats.badRecords++;
+      const xid = rec.length >= 4 ? rec.readUInt32BE(0) : -1;
+      const p = this.pending.get(xid);
+      if (p) this.settle(p, new FsError('EIO', `${this.o.name}: malformed reply to procedure ${p.proc}: ${(e as Error).message}`));
+      else log.debug(`${this.o.name}: ignoring a malformed record: ${(e as Error).message}`);
+      return;
+    }
+    const p = this.pending.get(decoded.xid);
+    if (!p) {
+      this.stats.strayReplies++;
+      return;
+    }
+    if ('failure' in decoded) this.settle(p, failureError(decoded.failure, this.o.name, p.proc));
+    else this.settle(p, { body: decoded.body, retransmitted: p.sends > 1 });
+  }
+
+  private settle(p: Pending, out: RpcReply | Error): void {
+    this.pending.delete(p.xid);
+    clearTimeout(p.timer);
+    if (out instanceof Error) p.reject(out);
+    else p.resolve(out);
+    this.idle();
+  }
+}
+
+/** Wraps a result decoder so that a malformed body becomes an EIO naming the procedure. */
+export function decodeWith<T>(name: string, what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof XdrError || e instanceof RangeError) throw new FsError('EIO', `${name}: malformed ${what} reply: ${e.message}`);
+    throw e;
+  }
+}
