@@ -185,7 +185,11 @@ export class NfsBackend implements Backend {
   private async getattrFull(fh: Buffer): Promise<Fattr3> {
     const a = await this.call(Proc.GETATTR, new XdrWriter(80).opaque(fh).done(), 'GETATTR');
     if (a.status !== NFS3_OK) throw nfsError(a.status, 'GETATTR');
-    return this.decode('GETATTR', () => decodeFattr3(a.r));
+    const f = this.decode('GETATTR', () => decodeFattr3(a.r));
+    // A server that still holds the file open (ganesha's FSAL keeps descriptors) answers
+    // for an object unlinked behind its back, with no links left: to us it is gone.
+    if (f.attr.nlink === 0) throw new FsError('ESTALE', 'GETATTR: the object has no links left on the server');
+    return f;
   }
 
   private async fsinfo(fh: Buffer): Promise<FsInfo> {
@@ -574,7 +578,7 @@ export class NfsBackend implements Backend {
     return {
       bsize, frsize: bsize,
       blocks: Math.floor(s.tbytes / bsize), bfree: Math.floor(s.fbytes / bsize), bavail: Math.floor(s.abytes / bsize),
-      files: s.tfiles, ffree: s.afiles, namemax: this.pathconf?.nameMax || 255,
+      files: s.tfiles, ffree: s.afiles, namemax: Math.min(255, this.pathconf?.nameMax || 255), // the kernel's NAME_MAX
     };
   }
 }
