@@ -4,12 +4,19 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mountFresh, sleep, type Mounted } from './helpers/cachefs.js';
+import { mountFresh, sleep, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
-describe('consistency and identity', () => {
+
+for (const kind of BACKEND_KINDS) describe(`consistency and identity (${kind} backend)`, { skip: skipKind(kind) }, () => {
   let m: Mounted;
-  before(async () => { m = await mountFresh('cto'); });
-  after(async () => { await m.cleanup(); });
+  let srv: NfsServer | undefined;
+  before(async () => {
+    srv = kind === 'nfs' ? await startNfsServer('cto') : undefined;
+    // NFS has no change notifications: the mount polls the directories it has cached.
+    m = await mountFresh('cto', { nfs: srv, ...(kind === 'nfs' ? { config: { consistency: { pollIntervalS: 0.3 } } } : {}) });
+  });
+  after(async () => { await m?.cleanup(); await srv?.stop(); });
 
   it('an outside change to a file is seen by the next open', async () => {
     await fsp.writeFile(m.b('cto.txt'), 'version one');
@@ -109,7 +116,9 @@ describe('consistency and identity', () => {
     const after2 = await m.status();
     const misses = after2.counters.misses - after1.counters.misses;
     const hits = after2.counters.hits - after1.counters.hits;
-    assert.ok(hits > misses * 4, `read-ahead: ${hits} hits, ${misses} misses`);
+    // A read that waits for a fetch still in flight counts as a miss: over NFS each fetch
+    // takes longer, so the reader catches up with read-ahead more often at the start.
+    assert.ok(hits > misses * (kind === 'nfs' ? 2 : 4), `read-ahead: ${hits} hits, ${misses} misses`);
   });
 
   it('access times for LRU are kept in the index across an unmount', async () => {
@@ -130,7 +139,7 @@ describe('consistency and identity', () => {
   it('status --json has the fields the contract promises', async () => {
     const s = await m.status();
     assert.equal(s.state, 'connected');
-    assert.match(s.backend, /^file:\/\//);
+    assert.match(s.backend, kind === 'nfs' ? /^nfs:\/\/127\.0\.0\.1:\d+\/export\// : /^file:\/\//);
     for (const k of ['bytes', 'objects'] as const) assert.equal(typeof s.cache[k], 'number');
     assert.equal(s.journal.pending, 0);
     assert.equal(s.conflicts, 0);

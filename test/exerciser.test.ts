@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { mountFresh, type Mounted } from './helpers/cachefs.js';
+import { mountFresh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+
 
 const SEED = Number(process.env.CACHEFS_EXERCISER_SEED ?? 20261121);
 const OPS = Number(process.env.CACHEFS_EXERCISER_OPS ?? 6000);
@@ -79,14 +81,16 @@ function diff(a: Map<string, Entry>, b: Map<string, Entry>, labelA: string, labe
   return problems;
 }
 
-describe('random-operation exerciser', () => {
+for (const kind of BACKEND_KINDS) describe(`random-operation exerciser (${kind} backend)`, { skip: skipKind(kind) }, () => {
   let m: Mounted;
-  after(async () => { await m?.cleanup(); });
+  let srv: NfsServer | undefined;
+  after(async () => { await m?.cleanup(); await srv?.stop(); });
 
   it(`${OPS} seeded operations leave the mount identical to a reference directory (seed ${SEED})`, async () => {
     // Strict kernel caching (0 s): libfuse2's high-level API gives each name of a hard link
     // its own kernel inode, so cached attributes of one name go stale when another changes.
-    m = await mountFresh('exerciser', { config: { fuse: { entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0 } } });
+    srv = kind === 'nfs' ? await startNfsServer('exerciser') : undefined;
+    m = await mountFresh('exerciser', { nfs: srv, config: { fuse: { entryTimeout: 0, attrTimeout: 0, negativeTimeout: 0 } } });
     const ref = path.join(m.root, 'reference');
     await fsp.mkdir(ref);
     const r = rng(SEED);

@@ -1,10 +1,12 @@
 // Every operation a user expects, through a real FUSE mount over a real directory, with the
-// errnos POSIX prescribes; after each mutation the backend holds the same thing.
+// errnos POSIX prescribes; after each mutation the backend holds the same thing. Run over
+// both backends: a local directory, and the same through a real NFS server (nfs-ganesha).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mountFresh, sleep, type Mounted } from './helpers/cachefs.js';
+import { mountFresh, sleep, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 async function rejectsCode(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (e: NodeJS.ErrnoException) => {
@@ -13,12 +15,14 @@ async function rejectsCode(p: Promise<unknown>, code: string): Promise<void> {
   });
 }
 
-describe('operations through the mount', () => {
+for (const kind of BACKEND_KINDS) describe(`operations through the mount (${kind} backend)`, { skip: skipKind(kind) }, () => {
   let m: Mounted;
+  let srv: NfsServer | undefined;
   before(async () => {
-    m = await mountFresh('ops');
+    srv = kind === 'nfs' ? await startNfsServer('ops') : undefined;
+    m = await mountFresh('ops', { nfs: srv });
   });
-  after(async () => { await m.cleanup(); });
+  after(async () => { await m?.cleanup(); await srv?.stop(); });
 
   it('getattr, lookup and readdir see what the backend holds', async () => {
     await fsp.mkdir(m.b('pre/sub'), { recursive: true });

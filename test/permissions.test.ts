@@ -4,18 +4,22 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { mountFresh, sh, type Mounted } from './helpers/cachefs.js';
+import { mountFresh, sh, type Mounted, BACKEND_KINDS } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+
 
 const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
 
-describe('permissions for other users', { skip: !isRoot && 'needs root (mounts with allow_other)' }, () => {
+for (const kind of BACKEND_KINDS) describe(`permissions for other users (${kind} backend)`, { skip: !isRoot && 'needs root (mounts with allow_other)' }, () => {
   let m: Mounted;
+  let srv: NfsServer | undefined;
   before(async () => {
-    m = await mountFresh('perm');
+    srv = kind === 'nfs' ? await startNfsServer('perm') : undefined;
+    m = await mountFresh('perm', { nfs: srv });
     await fsp.chmod(m.root, 0o755); // mkdtemp makes it 0700; let nobody reach the mount
   });
-  after(async () => { await m.cleanup(); });
+  after(async () => { await m?.cleanup(); await srv?.stop(); });
 
   const asNobody = (cmd: string, args: string[]) => sh(cmd, args, { uid: NOBODY, gid: NOBODY });
 

@@ -6,18 +6,22 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { mountFresh, sh, type Mounted } from './helpers/cachefs.js';
+import { mountFresh, sh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+
 
 async function times(p: string) {
   const st = await fsp.lstat(p, { bigint: true });
   return { atime: st.atimeNs, mtime: st.mtimeNs };
 }
 
-describe('times', () => {
+for (const kind of BACKEND_KINDS) describe(`times (${kind} backend)`, { skip: skipKind(kind) }, () => {
+  let srv: NfsServer | undefined;
   let m: Mounted;
   let src: string;
   before(async () => {
-    m = await mountFresh('times');
+    srv = kind === 'nfs' ? await startNfsServer('times') : undefined;
+    m = await mountFresh('times', { nfs: srv });
     src = path.join(m.root, 'src');
     await fsp.mkdir(path.join(src, 'sub'), { recursive: true });
     await fsp.writeFile(path.join(src, 'a.txt'), 'a');
@@ -35,7 +39,7 @@ describe('times', () => {
     }
     assert.equal((await sh('touch', ['-h', '-m', '-d', '2018-05-05 05:05:05.555555555', path.join(src, 'link')])).code, 0);
   });
-  after(async () => { await m.cleanup(); });
+  after(async () => { await m?.cleanup(); await srv?.stop(); });
 
   it('touch -m -d sets only mtime, to the nanosecond', async () => {
     const f = m.m('touched.txt');
@@ -69,7 +73,9 @@ describe('times', () => {
       if (rel !== 'sub') assert.equal(got.atime, want.atime, `atime of ${rel}`);
       assert.equal((await times(m.b('copied', rel))).mtime, want.mtime, `backend mtime of ${rel}`);
     }
-    assert.equal((await times(m.m('copied', 'link'))).mtime, (await times(path.join(src, 'link'))).mtime, 'symlink mtime');
+    // nfs-ganesha's FSAL_VFS answers NFS3_OK to a SETATTR of a symlink's times but leaves
+    // them unchanged (checked with the adapter alone), so only the local backend keeps them.
+    if (kind === 'local') assert.equal((await times(m.m('copied', 'link'))).mtime, (await times(path.join(src, 'link'))).mtime, 'symlink mtime');
   });
 
   it('tar x preserves mtimes to the nanosecond (posix format)', async () => {

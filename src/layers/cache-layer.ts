@@ -192,9 +192,13 @@ export class CacheLayer {
       if (obj.dataVersion === SELF) this.index.setDataVersion(obj, v);
       else if (!this.hasOpenWriters(obj)) this.dropData(obj);
     }
-    if (attr.type === 'dir' && obj.namesVersion !== null && obj.namesVersion !== v) {
+    if (attr.type === 'dir') {
       if (obj.namesVersion === SELF) this.index.setNamesVersion(obj, v);
-      else this.index.invalidateNames(obj);
+      // Names learnt one lookup at a time carry no version of their own: the directory's
+      // version moving means any of them may now be wrong (renamed or replaced elsewhere).
+      else if (obj.namesVersion !== null ? obj.namesVersion !== v : obj.attr.version !== v && obj.names !== null && obj.names.size > 0) {
+        this.index.invalidateNames(obj);
+      }
     }
     this.index.setAttr(obj, attr, now());
   }
@@ -262,7 +266,17 @@ export class CacheLayer {
     if (known === null) throw new FsError('ENOENT');
     if (known !== undefined) {
       const o = this.index.get(known);
-      if (o) return o;
+      if (o && this.isFresh(o)) return o;
+      if (o) {
+        // Due for revalidation anyway: if the object is gone, the name may now be another
+        // object's (replaced from outside), so ask the backend rather than answer ENOENT.
+        try {
+          await this.revalidate(o, false);
+          return o;
+        } catch (e) {
+          if (!isFsError(e, 'ENOENT')) throw e;
+        }
+      }
     } else if (dir.complete) {
       throw new FsError('ENOENT');
     }

@@ -6,6 +6,7 @@ import { promises as fsp, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NfsServer } from './nfs-server.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
@@ -48,6 +49,11 @@ export interface MountOpts {
   config?: Record<string, unknown>;
   root?: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Mount over this NFS server instead of a local directory: the backend directory is a
+   * fresh directory inside its export, mounted as nfs://…/export/<dir>.
+   */
+  nfs?: NfsServer;
 }
 
 export class Mounted {
@@ -55,8 +61,11 @@ export class Mounted {
   readonly mnt: string;
   readonly cache: string;
   readonly configFile: string;
-  constructor(readonly root: string) {
-    this.backend = path.join(root, 'backend');
+  /** What `cachefs mount` is given: the backend directory, or an nfs:// URL naming it. */
+  source: string;
+  constructor(readonly root: string, backendDir?: string) {
+    this.backend = backendDir ?? path.join(root, 'backend');
+    this.source = this.backend;
     this.mnt = path.join(root, 'mnt');
     this.cache = path.join(root, 'cache');
     this.configFile = path.join(root, 'cache.config.json');
@@ -69,7 +78,7 @@ export class Mounted {
   env: NodeJS.ProcessEnv = {};
 
   async mount(): Promise<void> {
-    const r = await cli(['mount', this.backend, this.mnt, '--cache-dir', this.cache, '--config', this.configFile], { env: this.env });
+    const r = await cli(['mount', this.source, this.mnt, '--cache-dir', this.cache, '--config', this.configFile], { env: this.env });
     if (r.code !== 0) throw new Error(`mount failed (${r.code}): ${r.stderr}`);
   }
 
@@ -104,6 +113,7 @@ export class Mounted {
     await this.umount().catch(() => undefined);
     await sh('fusermount', ['-u', '-z', this.mnt]).catch(() => undefined);
     await fsp.rm(this.root, { recursive: true, force: true }).catch(() => undefined);
+    if (!this.backend.startsWith(this.root + path.sep)) await fsp.rm(this.backend, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
@@ -118,12 +128,18 @@ export interface StatusJson {
 
 /** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
 export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
-  const m = new Mounted(opts.root ?? tempRoot(tag));
+  const root = opts.root ?? tempRoot(tag);
+  const m = opts.nfs ? new Mounted(root, path.join(opts.nfs.exportDir, path.basename(root))) : new Mounted(root);
+  if (opts.nfs) {
+    const u = new URL(opts.nfs.url);
+    u.pathname = `${u.pathname.replace(/\/$/, '')}/${path.basename(root)}`;
+    m.source = u.toString();
+  }
   if (opts.env) m.env = opts.env;
   await fsp.mkdir(m.backend, { recursive: true });
   await fsp.mkdir(m.mnt, { recursive: true });
   writeFileSync(m.configFile, JSON.stringify({
-    backend: m.backend, mountpoint: m.mnt, cacheDir: m.cache, log: 'debug', ...(opts.config ?? {}),
+    backend: m.source, mountpoint: m.mnt, cacheDir: m.cache, log: 'debug', ...(opts.config ?? {}),
   }, null, 2));
   await m.mount();
   return m;
@@ -136,3 +152,12 @@ export async function fuseMounted(mnt: string): Promise<boolean> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The backends every end-to-end suite runs over. */
+export const BACKEND_KINDS = ['local', 'nfs'] as const;
+export type BackendKind = (typeof BACKEND_KINDS)[number];
+
+/** Why a backend's suite cannot run here (the NFS server needs root), or false. */
+export function skipKind(kind: BackendKind): string | false {
+  return kind === 'nfs' && process.getuid?.() !== 0 ? 'the NFS test server (nfs-ganesha) needs root' : false;
+}

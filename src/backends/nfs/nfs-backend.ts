@@ -16,7 +16,7 @@
 import os from 'node:os';
 import { FsError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
-import type { Attr, Backend, Creds, DirEntry, Node, SetAttr, StatFs } from '../types.js';
+import type { Attr, Backend, Creds, DirEntry, Node, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
 import { DEFAULT_MOUNT_PORT, DEFAULT_NFS_PORT, MountClient, portmapGetPort } from './mount-client.js';
 import {
   CreateMode, FTYPE_OF, MOUNT_PROGRAM, MOUNT_V3, NFS3_WRITEVERFSIZE, NFS_PROGRAM, NFS_V3, Proc, Stable,
@@ -44,6 +44,9 @@ const READDIR_MAXCOUNT = 256 * 1024;
 const READDIR_DIRCOUNT = 64 * 1024;
 const MAX_DIR_ENTRIES_PER_REPLY = 100_000;
 const ACCESS_ALL = 0x3f;
+/** Directories the poller revalidates per round, most recently listed first. */
+const POLL_MAX_DIRS = 2000;
+const POLL_CONCURRENCY = 8;
 
 interface Uncommitted { fh: Buffer; bytes: number; writes: { offset: number; data: Buffer; verf: Buffer }[] }
 
@@ -68,6 +71,9 @@ export class NfsBackend implements Backend {
   private uncommittedTotal = 0;
   private plusWorks = true;
   private nfsPort = DEFAULT_NFS_PORT;
+  /** Listed directories and the version their listing had (for watch()); newest last. */
+  private readonly listed = new Map<string, { fh: Buffer; version: string }>();
+  private pollTimer: NodeJS.Timeout | null = null;
   /** Counters for status and tests. */
   readonly stats = { verifierChanges: 0, rewrites: 0, jukeboxRetries: 0 };
 
@@ -137,7 +143,54 @@ export class NfsBackend implements Backend {
     }
   }
 
+  /**
+   * NFS has no change notifications: every `pollIntervalMs` the directories listed lately
+   * are asked for their attributes, and those whose version moved (or that are gone) are
+   * reported, so listings follow other clients' changes within a poll interval.
+   */
+  async watch(onChange: (change: OutsideChange) => void, opts: WatchOptions = { mode: 'poll', pollIntervalMs: 5000 }): Promise<void> {
+    if (this.pollTimer) return;
+    let running = false;
+    this.pollTimer = setInterval(() => {
+      if (running) return; // a slow round is never overlapped by the next
+      running = true;
+      this.pollOnce(onChange).catch((e) => log.debug('NFS directory poll failed', e)).finally(() => { running = false; });
+    }, Math.max(100, opts.pollIntervalMs));
+    this.pollTimer.unref();
+  }
+
+  /**
+   * Remembers a directory for the poller. A listing updates the version (the cache above has
+   * just seen it); any other sighting only adds a directory not yet known, so a change the
+   * poller has not reported yet is never hidden by it.
+   */
+  private noteListed(dir: Buffer, version: string, listing = true): void {
+    const key = dir.toString('hex');
+    if (!listing && this.listed.has(key)) return;
+    this.listed.delete(key); // re-inserted: newest last
+    this.listed.set(key, { fh: Buffer.from(dir), version });
+    if (this.listed.size > POLL_MAX_DIRS) this.listed.delete(this.listed.keys().next().value!);
+  }
+
+  private async pollOnce(onChange: (change: OutsideChange) => void): Promise<void> {
+    const dirs = [...this.listed.entries()].reverse();
+    for (let i = 0; i < dirs.length; i += POLL_CONCURRENCY) {
+      await Promise.all(dirs.slice(i, i + POLL_CONCURRENCY).map(async ([key, d]) => {
+        try {
+          const v = (await this.getattrFull(d.fh)).attr.version;
+          if (v === d.version) return;
+          d.version = v;
+        } catch (e) {
+          if (!isFsError(e, 'ESTALE')) throw e;
+          this.listed.delete(key);
+        }
+        onChange({ dir: d.fh });
+      }));
+    }
+  }
+
   async close(): Promise<void> {
+    if (this.pollTimer) clearInterval(this.pollTimer);
     try {
       for (const u of [...this.uncommitted.values()]) await this.commit(u.fh).catch((e) => log.warn('COMMIT at close failed', e));
       if (this.mount && this.mountedPath) await this.mount.umnt(this.mountedPath);
@@ -214,11 +267,13 @@ export class NfsBackend implements Backend {
 
   async root(): Promise<Node> {
     if (!this.rootAttr) throw new FsError('ENOTCONN', 'the NFS backend is not open');
-    return { fh: this.rootFh, attr: (await this.getattrFull(this.rootFh)).attr };
+    return { fh: this.rootFh, attr: await this.getattr(this.rootFh) };
   }
 
   async getattr(fh: Buffer): Promise<Attr> {
-    return (await this.getattrFull(fh)).attr;
+    const { attr } = await this.getattrFull(fh);
+    if (attr.type === 'dir') this.noteListed(fh, attr.version, false);
+    return attr;
   }
 
   async lookup(dir: Buffer, name: string): Promise<Node> {
@@ -227,7 +282,9 @@ export class NfsBackend implements Backend {
       if (a.status !== NFS3_OK) throw nfsError(a.status, `LOOKUP ${name}`);
       const fh = decodeHandle(a.r);
       const attr = decodePostOpAttr(a.r);
-      decodePostOpAttr(a.r); // the directory's
+      const dirAttr = decodePostOpAttr(a.r);
+      if (dirAttr) this.noteListed(dir, dirAttr.attr.version, false);
+      if (attr?.attr.type === 'dir') this.noteListed(fh, attr.attr.version, false);
       return { fh, attr };
     });
     return { fh, attr: attr ? attr.attr : await this.getattr(fh) };
@@ -270,7 +327,8 @@ export class NfsBackend implements Backend {
       if (a.status === NFS3ERR_BAD_COOKIE && restarts++ < 2) { cookie = 0n; verf = Buffer.alloc(8); out.length = 0; continue; }
       if (a.status === NFS3ERR_TOOSMALL && maxcount < 4 * READDIR_MAXCOUNT) { maxcount *= 2; continue; }
       const page = this.decode('READDIRPLUS', () => {
-        decodePostOpAttr(a.r);
+        const dirAttr = decodePostOpAttr(a.r);
+        if (dirAttr && cookie === 0n) this.noteListed(dir, dirAttr.attr.version);
         if (a.status !== NFS3_OK) throw nfsError(a.status, 'READDIRPLUS');
         const v = Buffer.from(a.r.fixed(8, 'cookieverf3'));
         return { verf: v, ...decodeDirList(a.r, true, MAX_DIR_ENTRIES_PER_REPLY) };
@@ -300,7 +358,8 @@ export class NfsBackend implements Backend {
       const w = new XdrWriter(104).opaque(dir).u64(cookie).fixed(verf).u32(READDIR_MAXCOUNT);
       const a = await this.call(Proc.READDIR, w.done(), 'READDIR');
       const page = this.decode('READDIR', () => {
-        decodePostOpAttr(a.r);
+        const dirAttr = decodePostOpAttr(a.r);
+        if (dirAttr && cookie === 0n) this.noteListed(dir, dirAttr.attr.version);
         if (a.status !== NFS3_OK) throw nfsError(a.status, 'READDIR');
         const v = Buffer.from(a.r.fixed(8, 'cookieverf3'));
         return { verf: v, ...decodeDirList(a.r, false, MAX_DIR_ENTRIES_PER_REPLY) };
@@ -492,7 +551,9 @@ export class NfsBackend implements Backend {
     });
     void exclusive;
     if (!got.fh) return this.lookup(dir, name);
-    return { fh: got.fh, attr: got.attr ? got.attr.attr : await this.getattr(got.fh) };
+    const node = { fh: got.fh, attr: got.attr ? got.attr.attr : await this.getattr(got.fh) };
+    if (node.attr.type === 'dir') this.noteListed(node.fh, node.attr.version, false);
+    return node;
   }
 
   async link(fh: Buffer, dir: Buffer, name: string): Promise<Attr> {
