@@ -58,5 +58,6 @@ export function withFaults(inner: Backend, faults: Faults): Backend {
     statfs: wrap('statfs', () => inner.statfs()),
     ...(inner.watch ? { watch: (...a: Parameters<NonNullable<Backend['watch']>>) => inner.watch!(...a) } : {}),
     close: () => inner.close(),
+    ...(inner.info ? { info: () => inner.info!() } : {}),
   };
 }

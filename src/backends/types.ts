@@ -88,8 +88,11 @@ export interface Backend {
   readlink(fh: Buffer): Promise<string>;
   read(fh: Buffer, offset: number, length: number): Promise<Buffer>;
   write(fh: Buffer, offset: number, data: Buffer): Promise<void>;
-  /** Makes written data durable on the backend (fsync / NFS COMMIT). */
-  commit(fh: Buffer): Promise<void>;
+  /**
+   * Makes written data durable on the backend (fsync / NFS COMMIT). May answer with the
+   * attributes after it (NFS wcc data), sparing the cache a getattr.
+   */
+  commit(fh: Buffer): Promise<Attr | void>;
   create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node>;
   mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node>;
   symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node>;
@@ -103,6 +106,8 @@ export interface Backend {
   /** Starts noticing changes made to the backend from outside (if the backend can). */
   watch?(onChange: (change: OutsideChange) => void, opts?: WatchOptions): Promise<void>;
   close(): Promise<void>;
+  /** Figures for `cachefs status` (transfer sizes, counters); plain JSON. */
+  info?(): Record<string, unknown>;
 }
 
 export interface WatchOptions {

@@ -162,5 +162,10 @@ export async function commandStatus(mountpoint: string, opts: { json?: boolean }
     `  reads      ${c.hits} hits, ${c.misses} misses; ${formatBytes(c.bytesFromCache)} from cache, ${formatBytes(c.bytesFromBackend)} from backend`,
     `  process    ${s.openFiles} open files, ${formatBytes(s.rssBytes)} resident`,
   ];
+  const nfs = s.backendInfo as { protocol?: string; rsize?: number; wsize?: number; rpc?: { calls?: number; retransmits?: number; reconnects?: number } } | undefined;
+  if (nfs?.protocol) {
+    lines.push(`  protocol   ${nfs.protocol}, rsize ${formatBytes(nfs.rsize ?? 0)}, wsize ${formatBytes(nfs.wsize ?? 0)}; `
+      + `${nfs.rpc?.calls ?? 0} calls, ${nfs.rpc?.retransmits ?? 0} resent, ${nfs.rpc?.reconnects ?? 0} reconnects`);
+  }
   process.stdout.write(lines.join('\n') + '\n');
 }

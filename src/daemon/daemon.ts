@@ -187,6 +187,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
       rssBytes: process.memoryUsage.rss(),
       memory: (({ heapUsed, heapTotal, external, arrayBuffers }) => ({ heapUsed, heapTotal, external, arrayBuffers }))(process.memoryUsage()),
       ops: Object.fromEntries(Object.entries(opStats).map(([k, v]) => [k, { ...v, ms: Math.round(v.ms) }])),
+      ...(backend.info ? { backendInfo: backend.info() } : {}),
     };
   };
 

@@ -31,6 +31,8 @@ export const StatusSchema = z.object({
   memory: z.object({ heapUsed: z.number(), heapTotal: z.number(), external: z.number(), arrayBuffers: z.number() }),
   /** FUSE requests by operation: how many, total time in the handler (ms), how many failed. */
   ops: z.record(z.object({ count: z.number(), ms: z.number(), errors: z.number() })),
+  /** What the backend adapter reports of itself (NFS: transfer sizes, RPC counters). */
+  backendInfo: z.record(z.unknown()).optional(),
 });
 export type Status = z.infer<typeof StatusSchema>;
 

@@ -55,8 +55,8 @@ export class BackendTarget implements ReplayTarget {
       }
       case 'commit': {
         const fh = this.fhOf(r.obj);
-        await this.call('commit', () => b.commit(fh));
-        return { kind: 'done' };
+        const attr = await this.call('commit', () => b.commit(fh));
+        return attr ? { kind: 'attr', attr } : { kind: 'done' };
       }
       case 'setattr': {
         const fh = this.fhOf(r.obj);

@@ -419,10 +419,13 @@ export class CacheLayer {
     await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
     of.written = false;
     this.throwPendingError(of);
-    // Close-to-open durability on backends that write unstably (NFS): COMMIT before close returns.
-    if (this.backend.commitOnClose) await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
+    // Close-to-open durability on backends that write unstably (NFS): COMMIT before close
+    // returns; its answer carries the attributes after our writes (wcc data) where it can.
+    const committed = this.backend.commitOnClose
+      ? await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version })
+      : null;
     // Adopt the version our writes produced, so our own writes never look like someone else's.
-    const attr = await this.call('getattr', () => this.backend.getattr(of.obj.fh));
+    const attr = committed?.kind === 'attr' ? committed.attr : await this.call('getattr', () => this.backend.getattr(of.obj.fh));
     if (of.obj.dataVersion !== null) this.index.setDataVersion(of.obj, SELF);
     this.applyAttr(of.obj, attr);
   }

@@ -62,7 +62,7 @@ export class NfsBackend implements Backend {
   private mountedPath = '';
   private rootFh: Buffer = Buffer.alloc(0);
   private rootAttr: Attr | null = null;
-  private info: FsInfo | null = null;
+  private fsInfo: FsInfo | null = null;
   private pathconf: PathConf | null = null;
   private rsize = MAX_TRANSFER;
   private wsize = MAX_TRANSFER;
@@ -109,7 +109,7 @@ export class NfsBackend implements Backend {
       this.rootFh = n.fh;
     }
     const info = await this.fsinfo(this.rootFh);
-    this.info = info;
+    this.fsInfo = info;
     this.rsize = clampTransfer(info.rtpref || info.rtmax, info.rtmax);
     this.wsize = clampTransfer(info.wtpref || info.wtmax, info.wtmax);
     this.pathconf = await this.pathconfOf(this.rootFh).catch(() => null);
@@ -201,10 +201,18 @@ export class NfsBackend implements Backend {
 
   /** The server's limits, for status and tests. */
   get limits(): { rsize: number; wsize: number; info: FsInfo | null; pathconf: PathConf | null; port: number } {
-    return { rsize: this.rsize, wsize: this.wsize, info: this.info, pathconf: this.pathconf, port: this.nfsPort };
+    return { rsize: this.rsize, wsize: this.wsize, info: this.fsInfo, pathconf: this.pathconf, port: this.nfsPort };
   }
 
   get rpcStats(): RpcClient['stats'] | undefined { return this.rpc?.stats; }
+
+  info(): Record<string, unknown> {
+    return {
+      protocol: 'NFSv3/TCP', rsize: this.rsize, wsize: this.wsize, export: this.mountedPath,
+      rpc: { ...this.rpc?.stats }, ...this.stats,
+      uncommittedBytes: this.uncommittedTotal, polledDirectories: this.listed.size,
+    };
+  }
 
   // ---------------------------------------------------------------- calls
 
@@ -457,15 +465,15 @@ export class NfsBackend implements Backend {
     });
   }
 
-  async commit(fh: Buffer): Promise<void> {
+  async commit(fh: Buffer): Promise<Attr | void> {
     const key = fh.toString('hex');
     const u = this.uncommitted.get(key);
     if (!u) return;
     const a = await this.call(Proc.COMMIT, new XdrWriter(96).opaque(fh).u64(0).u32(0).done(), 'COMMIT');
-    const verf = this.decode('COMMIT', () => {
-      decodeWcc(a.r);
+    const { verf, after } = this.decode('COMMIT', () => {
+      const wcc = decodeWcc(a.r);
       if (a.status !== NFS3_OK) throw nfsError(a.status, 'COMMIT');
-      return Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3'));
+      return { verf: Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3')), after: wcc.after?.attr };
     });
     // Writes made under another verifier were lost by a server restart: write them again,
     // durably this time. Only after that is the file's data safe to forget here.
@@ -482,6 +490,8 @@ export class NfsBackend implements Backend {
       this.uncommitted.delete(key);
       this.uncommittedTotal -= u.bytes;
     }
+    // Rewrites moved the attributes again: only an untouched answer is current.
+    return lost.length === 0 ? after : undefined;
   }
 
   /** Creates with CREATE; exclusive uses GUARDED (EXCLUSIVE needs a second SETATTR for the mode). */
