@@ -85,6 +85,34 @@ describe('cli', () => {
     assert.match(r.stderr, /ftp:\/\/ scheme is not supported/);
   });
 
+  it('malformed nfs:// URLs name the problem and the form, and mount nothing', async () => {
+    const cases: [string, RegExp][] = [
+      ['nfs://127.0.0.1', /names no export/],
+      ['nfs://127.0.0.1/export?uid=abc', /uid=abc is not valid/],
+      ['nfs://127.0.0.1/export?mountport=70000', /mountport=70000 is not valid/],
+      ['nfs://127.0.0.1/export?colour=blue', /unknown option colour/],
+      ['nfs://user:pw@127.0.0.1/export', /user names and passwords/],
+    ];
+    for (const [url, re] of cases) {
+      const r = await cli(['mount', url, mnt, '--cache-dir', cache]);
+      assert.equal(r.code, 2, url);
+      assert.match(r.stderr, re, url);
+      assert.match(r.stderr, /hint: use nfs:\/\/host/, url);
+    }
+    assert.equal(await fuseMounted(mnt), false);
+  });
+
+  it('an NFS server that is not there is a clear error at once, not after a deadline', async () => {
+    // Port 9 (discard) on loopback: nothing listens there, the connection is refused.
+    const t0 = Date.now();
+    const r = await cli(['mount', 'nfs://127.0.0.1:9/export?mountport=9', mnt, '--cache-dir', cache]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /ECONNREFUSED/);
+    assert.match(r.stderr, /hint: is the NFS server running/);
+    assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
+    assert.equal(await fuseMounted(mnt), false);
+  });
+
   it('status and umount of something that is not mounted say so', async () => {
     let r = await cli(['status', mnt]);
     assert.equal(r.code, 1);

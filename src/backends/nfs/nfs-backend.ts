@@ -104,7 +104,9 @@ export class NfsBackend implements Backend {
     const { fh, inside } = await this.mountPath(this.url.path);
     this.rootFh = fh;
     for (const name of inside) {
-      const n = await this.lookup(this.rootFh, name);
+      const n = await this.lookup(this.rootFh, name).catch((e) => {
+        throw isFsError(e) ? new FsError(e.code, `${this.url.path}: no directory "${name}" inside the export ${this.mountedPath} (${e.message})`) : e;
+      });
       if (n.attr.type !== 'dir') throw new FsError('ENOTDIR', `${this.url.path}: ${name} is not a directory`);
       this.rootFh = n.fh;
     }

@@ -68,6 +68,9 @@ interface Pending {
   proc: number;
 }
 
+/** Connection errors meaning no server is reachable at that address right now. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
 const MSG_CALL = 0;
 const MSG_REPLY = 1;
 const LAST_FRAGMENT = 0x80000000;
@@ -124,6 +127,10 @@ export class RecordParser {
       if (this.fragLeft === 0) this.endFragment();
     }
   }
+
+  /** True between the first byte of a record and its end; `received` counts its bytes so far. */
+  get midRecord(): boolean { return this.headerFill > 0 || this.fragLeft >= 0 || this.recordLen > 0; }
+  get received(): number { return this.recordLen; }
 
   /** Adds a piece of the current fragment (fragLeft already counts it as received). */
   private append(piece: Buffer): void {
@@ -221,6 +228,8 @@ export class RpcClient {
   private reconnectDelay = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastError = '';
+  /** The record parser of the current connection. */
+  private parser: RecordParser | null = null;
   /** Counters for status and tests. */
   readonly stats = { calls: 0, retransmits: 0, reconnects: 0, strayReplies: 0, badRecords: 0 };
 
@@ -250,8 +259,19 @@ export class RpcClient {
     return new Promise<RpcReply>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (!this.pending.delete(xid)) return;
-        const why = this.lastError && !this.connected ? ` (${this.lastError})` : '';
+        // A call timed out while the connection sits inside a record: the server stopped in
+        // the middle of a reply, or sent a record shorter than its mark said. Either way the
+        // stream cannot be trusted to line up with record boundaries again (every later reply
+        // would be swallowed as the rest of that record), so it is dropped; calls still
+        // waiting are resent on a new connection.
+        const stuck = this.sock && this.parser?.midRecord
+          ? ` (the connection stalled inside a reply record, ${this.parser.received} bytes into it: reconnecting)` : '';
+        const why = stuck || (this.lastError && !this.connected ? ` (${this.lastError})` : '');
         reject(new FsError('ETIMEDOUT', `${this.o.name}: no answer to procedure ${proc} within ${deadline} ms${why}`));
+        if (stuck) {
+          this.lastError = `stalled inside a reply record`;
+          this.sock!.destroy();
+        }
         this.idle();
       }, deadline);
       const p: Pending = { xid, parts, sent: false, sends: 0, resolve, reject, timer, proc };
@@ -294,6 +314,7 @@ export class RpcClient {
     const sock = net.connect({ host: this.o.host, port: this.o.port, noDelay: true });
     this.sock = sock;
     const parser = new RecordParser(this.o.maxRecord, (rec) => this.onRecord(rec));
+    this.parser = parser;
     sock.on('connect', () => {
       if (this.sock !== sock) return;
       this.connecting = false;
@@ -314,8 +335,10 @@ export class RpcClient {
         sock.destroy();
       }
     });
+    let refused: NodeJS.ErrnoException | null = null;
     sock.on('error', (e: NodeJS.ErrnoException) => {
       this.lastError = e.code ? `${e.code}: ${e.message}` : e.message;
+      if (!this.connected && e.code && UNREACHABLE.has(e.code)) refused = e;
     });
     sock.on('close', () => {
       if (this.sock !== sock) return;
@@ -323,6 +346,15 @@ export class RpcClient {
       this.connected = false;
       this.connecting = false;
       for (const p of this.pending.values()) p.sent = false;
+      if (refused) {
+        // Nobody listens there: a call never sent cannot have happened, so it fails now
+        // (the cache above switches to disconnected at once) instead of at its deadline.
+        // Calls sent before keep waiting for a reconnect: their outcome is unknown.
+        const code = refused.code as ErrnoName;
+        for (const p of [...this.pending.values()]) {
+          if (p.sends === 0) this.settle(p, new FsError(code, `${this.o.name}: ${this.lastError}`));
+        }
+      }
       if (!this.lastError) this.lastError = 'the server closed the connection';
       if (this.pending.size > 0 && !this.closed) {
         this.stats.reconnects++;

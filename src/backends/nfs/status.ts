@@ -56,11 +56,14 @@ export function nfsError(stat: number, what: string): FsError {
   return new FsError(known?.[0] ?? 'EIO', `${what}: ${known?.[1] ?? `unknown nfsstat3 ${stat}`}`);
 }
 
-const MNT3_ERRNO: ReadonlyMap<number, ErrnoName> = new Map([
-  [1, 'EPERM'], [2, 'ENOENT'], [5, 'EIO'], [13, 'EACCES'], [20, 'ENOTDIR'],
-  [22, 'EINVAL'], [63, 'ENAMETOOLONG'], [10004, 'EOPNOTSUPP'], [10006, 'EIO'],
+const MNT3_ERRNO: ReadonlyMap<number, [ErrnoName, string]> = new Map([
+  [1, ['EPERM', 'MNT3ERR_PERM (not the owner)']], [2, ['ENOENT', 'MNT3ERR_NOENT (no such directory)']],
+  [5, ['EIO', 'MNT3ERR_IO']], [13, ['EACCES', 'MNT3ERR_ACCES (not exported to this client, or no such export)']],
+  [20, ['ENOTDIR', 'MNT3ERR_NOTDIR']], [22, ['EINVAL', 'MNT3ERR_INVAL']], [63, ['ENAMETOOLONG', 'MNT3ERR_NAMETOOLONG']],
+  [10004, ['EOPNOTSUPP', 'MNT3ERR_NOTSUPP']], [10006, ['EIO', 'MNT3ERR_SERVERFAULT']],
 ]);
 
 export function mountError(stat: number, what: string): FsError {
-  return new FsError(MNT3_ERRNO.get(stat) ?? 'EIO', `${what}: mountstat3 ${stat}`);
+  const known = MNT3_ERRNO.get(stat);
+  return new FsError(known?.[0] ?? 'EIO', `${what}: ${known?.[1] ?? `mountstat3 ${stat}`}`);
 }
