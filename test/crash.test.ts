@@ -1,11 +1,12 @@
 // A killed mount process: what is left behind, how `cachefs umount` cleans it, and that an
 // acknowledged write survives kill -9 (it is in the cache file and a committed journal
 // record, and the next mount replays it).
-import { describe, it, after } from 'node:test';
+import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { cli, fuseMounted, mountFresh, sleep, type Mounted } from './helpers/cachefs.js';
+import { cli, fuseMounted, mountFresh as mountFreshOn, sleep, type Mounted, type MountOpts, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -15,9 +16,12 @@ async function waitGone(pid: number): Promise<void> {
   throw new Error(`process ${pid} did not die`);
 }
 
-describe('crash and recovery', () => {
+for (const kind of BACKEND_KINDS) describe(`crash and recovery (${kind} backend)`, { skip: skipKind(kind) }, () => {
   const mounts: Mounted[] = [];
-  after(async () => { for (const m of mounts) await m.cleanup(); });
+  let srv: NfsServer | undefined;
+  before(async () => { srv = kind === 'nfs' ? await startNfsServer('crash') : undefined; });
+  after(async () => { for (const m of mounts) await m.cleanup(); await srv?.stop(); });
+  const mountFresh = (tag: string, opts: MountOpts = {}) => mountFreshOn(tag, { ...opts, nfs: srv });
 
   it('kill -9 leaves a dead mount that status reports and umount cleans', async () => {
     const m = await mountFresh('crash');
