@@ -281,3 +281,104 @@ for (const [kind, make] of Object.entries(subjects)) {
     });
   });
 }
+
+// What only the NFS adapter has: the protocol's own features and limits.
+describe('NFS adapter specifics', { skip: !isRoot ? 'the NFS server needs root' : false }, () => {
+  let srv: NfsServer;
+  let b: NfsBackend;
+  let root: Node;
+  before(async () => {
+    srv = await startNfsServer('nfs-specifics');
+    b = new NfsBackend(parseNfsUrl(srv.url), { deadlineMs: 5000 });
+    await b.open();
+    root = await b.root();
+  });
+  after(async () => { await b?.close(); await srv?.stop(); rmSync(srv.dir, { recursive: true, force: true }); });
+
+  it('learns the transfer sizes (FSINFO) and limits (PATHCONF), capped at 1 MiB per call', () => {
+    const l = b.limits;
+    assert.ok(l.info && l.info.rtmax >= l.rsize);
+    assert.equal(l.rsize, 1024 * 1024, 'ganesha offers 64 MiB; we send at most 1 MiB');
+    assert.equal(l.wsize, 1024 * 1024);
+    assert.ok(l.pathconf && l.pathconf.nameMax >= 255);
+    const info = b.info();
+    assert.equal(info.protocol, 'NFSv3/TCP');
+    assert.ok((info.rpc as { calls: number }).calls > 0);
+  });
+
+  it('CREATE EXCLUSIVE with a verifier: the mode is set after it, another verifier is EEXIST', async () => {
+    const first = await b.createExclusive(root.fh, 'excl', Buffer.from('0123abcd'), 0o640, creds);
+    assert.equal(first.attr.type, 'file');
+    assert.equal(first.attr.mode & 0o7777, 0o640, 'the mode is set after the create');
+    assert.ok(first.attr.mtimeNs > BigInt(Date.now() - 60_000) * 1_000_000n, 'the verifier left the times');
+    const second = await b.createExclusive(root.fh, 'excl2', Buffer.from('zzzzzzzz'), 0o600, creds);
+    assert.notDeepEqual(second.fh, first.fh);
+    assert.equal(await codeOf(b.createExclusive(root.fh, 'excl', Buffer.from('otherone'), 0o644, creds)), 'EEXIST');
+    assert.equal(await codeOf(b.createExclusive(root.fh, 'excl', Buffer.from('short'), 0o644, creds)), 'EINVAL');
+  });
+
+  it('ACCESS tells what the caller may do', async () => {
+    const f = await b.create(root.fh, 'acc', 0o600, { uid: 0, gid: 0 }, { exclusive: true });
+    const READ = 0x1;
+    const MODIFY = 0x4;
+    assert.equal((await b.access(f.fh, READ | MODIFY)) & (READ | MODIFY), READ | MODIFY, 'root may');
+    const nobody = await b.access(f.fh, READ | MODIFY, { uid: 65534, gid: 65534 });
+    assert.equal(nobody & (READ | MODIFY), 0, 'nobody may not read a 0600 file of root');
+  });
+
+  it('mounts a directory inside an export (MNT the export, LOOKUP the rest)', async () => {
+    await fsp.mkdir(path.join(srv.exportDir, 'deep', 'er'), { recursive: true });
+    await fsp.writeFile(path.join(srv.exportDir, 'deep', 'er', 'f'), 'inside');
+    const u = new URL(srv.url);
+    u.pathname = '/export/deep/er';
+    const sub = new NfsBackend(parseNfsUrl(u.toString()), { deadlineMs: 5000 });
+    try {
+      await sub.open();
+      const r = await sub.root();
+      const f = await sub.lookup(r.fh, 'f');
+      assert.equal((await sub.read(f.fh, 0, 100)).toString(), 'inside');
+      assert.equal(sub.fsid, b.fsid, 'same export, same fsid: handles are of one namespace');
+    } finally { await sub.close(); }
+  });
+
+  it('a subdirectory that is not there, or an export that is not exported, is a clear error', async () => {
+    const u = new URL(srv.url);
+    u.pathname = '/export/not/here';
+    const sub = new NfsBackend(parseNfsUrl(u.toString()), { deadlineMs: 5000 });
+    await assert.rejects(sub.open(), /no directory "not" inside the export \/export/);
+    await sub.close();
+    u.pathname = '/elsewhere';
+    const other = new NfsBackend(parseNfsUrl(u.toString()), { deadlineMs: 5000 });
+    await assert.rejects(other.open(), /MNT3ERR_ACCES.*the server exports: \/export/);
+    await other.close();
+  });
+
+  it('a write answered while a COMMIT is on its way stays uncommitted, and survives a server restart', async () => {
+    const f = await b.create(root.fh, 'race.bin', 0o644, creds, { exclusive: true });
+    await b.write(f.fh, 0, Buffer.alloc(4096, 1));
+    const committing = b.commit(f.fh);
+    await b.write(f.fh, 4096, Buffer.alloc(4096, 2)); // sent after the COMMIT
+    await committing;
+    assert.equal(b.info().uncommittedBytes, 4096, 'the later write is still uncommitted');
+    const before = b.stats.rewrites;
+    // ganesha's write verifier is its start time in seconds: restart in a later second.
+    await new Promise((r) => setTimeout(r, 1100 - (Date.now() % 1000)));
+    await srv.restart(); // a new write verifier: whatever was not committed may be lost
+    await b.commit(f.fh);
+    assert.ok(b.stats.rewrites > before || b.stats.verifierChanges > 0, 'the later write was sent again');
+    assert.equal(b.info().uncommittedBytes, 0);
+    const disk = await fsp.readFile(path.join(srv.exportDir, 'race.bin'));
+    assert.ok(disk.equals(Buffer.concat([Buffer.alloc(4096, 1), Buffer.alloc(4096, 2)])));
+  });
+
+  it('big reads and writes are split into rsize/wsize calls and reassembled in order', async () => {
+    const f = await b.create(root.fh, 'big', 0o644, creds, { exclusive: true });
+    const data = randomBytes(5 * 1024 * 1024 + 333);
+    await b.write(f.fh, 0, data);
+    await b.commit(f.fh);
+    const back = await b.read(f.fh, 0, data.length + 1000);
+    assert.equal(back.length, data.length);
+    assert.ok(back.equals(data));
+    assert.ok((await fsp.readFile(path.join(srv.exportDir, 'big'))).equals(data));
+  });
+});

@@ -50,6 +50,20 @@ for (const kind of BACKEND_KINDS) describe(`permissions for other users (${kind}
     }
   });
 
+  it('a user writing through a supplementary group creates files there (the backend sees the group too)', async () => {
+    const GROUP = 4242;
+    await fsp.mkdir(m.m('team'), { mode: 0o770 });
+    await fsp.chown(m.m('team'), 0, GROUP);
+    await fsp.chmod(m.m('team'), 0o770);
+    const inGroup = await sh('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--groups', String(GROUP), 'sh', '-c',
+      `echo ours > '${m.m('team/by-member.txt')}' && mkdir '${m.m('team/sub')}'`]);
+    assert.equal(inGroup.code, 0, inGroup.stderr);
+    assert.equal((await fsp.stat(m.b('team/by-member.txt'))).uid, NOBODY);
+    assert.equal(await fsp.readFile(m.b('team/by-member.txt'), 'utf8'), 'ours\n');
+    const outsider = await asNobody('sh', ['-c', `echo no > '${m.m('team/by-outsider.txt')}'`]);
+    assert.notEqual(outsider.code, 0, 'without the group it is refused');
+  });
+
   it('chmod of someone else\'s file is EPERM; a directory without x cannot be entered', async () => {
     await fsp.writeFile(m.m('roots.txt'), 'x', { mode: 0o644 });
     const r = await asNobody('chmod', ['777', m.m('roots.txt')]);

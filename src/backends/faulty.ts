@@ -38,6 +38,7 @@ export function withFaults(inner: Backend, faults: Faults): Backend {
     get fsid() { return inner.fsid; },
     get description() { return inner.description; },
     ...(inner.commitOnClose ? { commitOnClose: true } : {}),
+    ...(inner.needsGroups ? { needsGroups: true } : {}),
     root: wrap('root', () => inner.root()),
     getattr: wrap('getattr', (fh: Buffer) => inner.getattr(fh)),
     lookup: wrap('lookup', (d: Buffer, n: string) => inner.lookup(d, n)),

@@ -41,6 +41,8 @@ export interface DirEntry extends Node {
 export interface Creds {
   uid: number;
   gid: number;
+  /** Supplementary groups, for backends that check permissions themselves (NFS AUTH_SYS). */
+  groups?: number[];
 }
 
 /** A time in a setattr: an exact time, or "now" on the backend's clock. */
@@ -77,6 +79,11 @@ export interface Backend {
    * writes): the cache then commits at close, for close-to-open durability.
    */
   readonly commitOnClose?: boolean;
+  /**
+   * True when the backend checks permissions itself as the creating user, so it needs the
+   * caller's supplementary groups too (NFS AUTH_SYS); the kernel has checked them already.
+   */
+  readonly needsGroups?: boolean;
   /** Names the backend filesystem and the exported root (unique across servers/exports). */
   readonly fsid: string;
   /** A human-readable description (the URL it was opened from). */

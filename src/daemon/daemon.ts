@@ -98,6 +98,20 @@ async function openNfs(spec: string, config: Config): Promise<Backend> {
   return b;
 }
 
+/**
+ * The supplementary groups of a caller, from /proc (FUSE passes only uid, gid and pid).
+ * Undefined when the process is gone already; the kernel checked its permissions anyway.
+ */
+function groupsOf(pid: number): number[] | undefined {
+  if (!pid) return undefined;
+  try {
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Groups:'));
+    return line ? line.slice(7).trim().split(/\s+/).filter(Boolean).map(Number).filter((g) => Number.isInteger(g) && g >= 0) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RunningMount {
   status(): Status;
   shutdown(reason: string): Promise<void>;
@@ -152,7 +166,9 @@ export async function runMount(config: Config): Promise<RunningMount> {
   const ops = makeOps(layer, {
     caller: () => {
       const c = fuse?.context;
-      return { uid: c?.[0] ?? 0, gid: c?.[1] ?? 0 };
+      const creds = { uid: c?.[0] ?? 0, gid: c?.[1] ?? 0 };
+      const groups = backend.needsGroups && c ? groupsOf(c[2] ?? 0) : undefined;
+      return groups ? { ...creds, groups } : creds;
     },
   });
   fuse = new FuseMount({ mountpoint: mp, fsname: `cachefs:${backend.description}`, config }, ops);

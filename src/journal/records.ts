@@ -21,6 +21,8 @@ export const SetAttrSchema = z.object({
 }).strict();
 
 /** The version of the modified object as last seen from the backend (for conflict checks). */
+/** The creator's supplementary groups (servers that check permissions themselves need them). */
+const groups = z.array(z.number().int().nonnegative()).max(64).optional();
 const base = z.string().nullable();
 
 export const JournalRecordSchema = z.discriminatedUnion('op', [
@@ -28,10 +30,10 @@ export const JournalRecordSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(),
     crc: z.number().int().nonnegative(), base }),
   z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, base }),
-  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
-  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
-  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), base }),
-  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), base }),
+  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, base }),
+  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, base }),
+  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, base }),
+  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, base }),
   z.object({ op: z.literal('link'), obj: id, parent: id, name, base }),
   z.object({ op: z.literal('unlink'), parent: id, name, base }),
   z.object({ op: z.literal('rmdir'), parent: id, name, base }),

@@ -3,7 +3,7 @@
 // Every backend call goes through `call`, which bounds concurrency and sets a deadline.
 import { crc32 } from 'node:zlib';
 import { FsError } from '../core/errors.js';
-import type { Attr, Backend, SetAttr } from '../backends/types.js';
+import type { Attr, Backend, Creds, SetAttr } from '../backends/types.js';
 import type { ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { JournalEntry } from '../journal/journal.js';
@@ -65,22 +65,22 @@ export class BackendTarget implements ReplayTarget {
       }
       case 'create': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('create', () => b.create(dir, r.name, r.mode, { uid: r.uid, gid: r.gid }, { exclusive: false }));
+        const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive: false }));
         return { kind: 'created', fh: n.fh, attr: n.attr };
       }
       case 'mkdir': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, { uid: r.uid, gid: r.gid }));
+        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r)));
         return { kind: 'created', fh: n.fh, attr: n.attr };
       }
       case 'symlink': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, { uid: r.uid, gid: r.gid }));
+        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r)));
         return { kind: 'created', fh: n.fh, attr: n.attr };
       }
       case 'mknod': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, { uid: r.uid, gid: r.gid }));
+        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r)));
         return { kind: 'created', fh: n.fh, attr: n.attr };
       }
       case 'link': {
@@ -118,4 +118,8 @@ export function toSetAttr(s: SetAttrRecord): SetAttr {
   if (s.atime) out.atime = s.atime.kind === 'now' ? { kind: 'now' } : { kind: 'set', ns: BigInt(s.atime.ns) };
   if (s.mtime) out.mtime = s.mtime.kind === 'now' ? { kind: 'now' } : { kind: 'set', ns: BigInt(s.mtime.ns) };
   return out;
+}
+
+function credsOf(r: { uid: number; gid: number; groups?: number[] | undefined }): Creds {
+  return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
 }

@@ -754,7 +754,7 @@ export class CacheLayer {
 
   async create(p: string, mode: number, flags: number, creds: Creds): Promise<number> {
     const { dir, name } = await this.resolveParent(p);
-    const out = await this.mutate({ op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    const out = await this.mutate({ op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
     const obj = await this.newObject(dir, name, out);
     return this.addOpen(obj, flags);
   }
@@ -762,21 +762,21 @@ export class CacheLayer {
   async mkdir(p: string, mode: number, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     await this.ensureAbsent(dir, name);
-    const out = await this.mutate({ op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    const out = await this.mutate({ op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
     await this.newObject(dir, name, out);
   }
 
   async mknod(p: string, mode: number, rdev: number, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     await this.ensureAbsent(dir, name);
-    const out = await this.mutate({ op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    const out = await this.mutate({ op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
     await this.newObject(dir, name, out);
   }
 
   async symlink(target: string, p: string, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     await this.ensureAbsent(dir, name);
-    const out = await this.mutate({ op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, base: dir.attr.version });
+    const out = await this.mutate({ op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
     const obj = await this.newObject(dir, name, out);
     this.index.setSymlink(obj, target);
     this.index.setDataVersion(obj, obj.attr.version);

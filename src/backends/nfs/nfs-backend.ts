@@ -57,6 +57,7 @@ export class NfsBackend implements Backend {
   fsid = '';
   /** NFS needs a COMMIT at close for close-to-open durability (the cache asks for it). */
   readonly commitOnClose = true;
+  readonly needsGroups = true;
   private rpc: RpcClient | null = null;
   private mount: MountClient | null = null;
   private mountedPath = '';
@@ -118,8 +119,21 @@ export class NfsBackend implements Backend {
     const root = await this.getattrFull(this.rootFh);
     if (root.attr.type !== 'dir') throw new FsError('ENOTDIR', `${this.url.path} is not a directory`);
     this.rootAttr = root.attr;
-    this.fsid = `nfs://${host.includes(':') ? `[${host}]` : host}:${nfsPort}${this.mountedPath}#${root.fsid.toString(16)}`;
+    // The export (not the directory mounted inside it) names the handles' namespace.
+    const exportRoot = await this.exportOf(this.mountedPath);
+    this.fsid = `nfs://${host.includes(':') ? `[${host}]` : host}:${nfsPort}${exportRoot}#${root.fsid.toString(16)}`;
     log.info(`NFS ${host}:${nfsPort} ${this.url.path}: rsize ${this.rsize}, wsize ${this.wsize}, fsid ${root.fsid.toString(16)}`);
+  }
+
+  /** The export a mounted path belongs to: the longest exported prefix (the path itself if unknown). */
+  private async exportOf(mounted: string): Promise<string> {
+    const exports = await this.mount!.exports().catch(() => []);
+    let best = '';
+    for (const x of exports) {
+      const dir = x.dir.replace(/\/+$/, '') || '/';
+      if ((mounted === dir || mounted.startsWith(dir === '/' ? '/' : `${dir}/`)) && dir.length > best.length) best = dir;
+    }
+    return best || mounted;
   }
 
   /** MNT the path; when it is a directory inside an export, MNT the export and walk the rest. */
@@ -219,8 +233,10 @@ export class NfsBackend implements Backend {
   // ---------------------------------------------------------------- calls
 
   private authFor(creds: Creds | undefined): AuthSys | undefined {
-    if (!creds || (creds.uid === this.auth.uid && creds.gid === this.auth.gid)) return undefined;
-    return { uid: creds.uid, gid: creds.gid, gids: [], machine: this.auth.machine };
+    if (!creds || (creds.uid === this.auth.uid && creds.gid === this.auth.gid && !creds.groups)) return undefined;
+    // AUTH_SYS carries at most 16 supplementary groups
+    const gids = (creds.groups ?? []).filter((g) => g !== creds.gid).slice(0, 16);
+    return { uid: creds.uid, gid: creds.gid, gids, machine: this.auth.machine };
   }
 
   /** One NFS call: reads the status, retries JUKEBOX until the deadline. */
@@ -470,28 +486,42 @@ export class NfsBackend implements Backend {
   async commit(fh: Buffer): Promise<Attr | void> {
     const key = fh.toString('hex');
     const u = this.uncommitted.get(key);
-    if (!u) return;
-    const a = await this.call(Proc.COMMIT, new XdrWriter(96).opaque(fh).u64(0).u32(0).done(), 'COMMIT');
-    const { verf, after } = this.decode('COMMIT', () => {
-      const wcc = decodeWcc(a.r);
-      if (a.status !== NFS3_OK) throw nfsError(a.status, 'COMMIT');
-      return { verf: Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3')), after: wcc.after?.attr };
-    });
-    // Writes made under another verifier were lost by a server restart: write them again,
-    // durably this time. Only after that is the file's data safe to forget here.
-    const lost = u.writes.filter((w) => !w.verf.equals(verf));
-    if (lost.length > 0) {
-      this.stats.verifierChanges++;
-      log.warn(`NFS server restarted (write verifier changed): writing ${lost.length} uncommitted pieces again`);
-      for (const w of lost) {
-        await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC);
-        this.stats.rewrites++;
+    if (!u || u.writes.length === 0) return;
+    // This COMMIT covers the writes answered before it is sent, no later ones: those stay.
+    const covered = u.writes;
+    const coveredBytes = u.bytes;
+    u.writes = [];
+    u.bytes = 0;
+    let lost: Uncommitted['writes'];
+    let after: Attr | undefined;
+    try {
+      const a = await this.call(Proc.COMMIT, new XdrWriter(96).opaque(fh).u64(0).u32(0).done(), 'COMMIT');
+      const got = this.decode('COMMIT', () => {
+        const wcc = decodeWcc(a.r);
+        if (a.status !== NFS3_OK) throw nfsError(a.status, 'COMMIT');
+        return { verf: Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3')), after: wcc.after?.attr };
+      });
+      after = got.after;
+      // Writes made under another verifier were lost by a server restart: write them again,
+      // durably this time. Only after that is the file's data safe to forget here.
+      lost = covered.filter((w) => !w.verf.equals(got.verf));
+      if (lost.length > 0) {
+        this.stats.verifierChanges++;
+        log.warn(`NFS server restarted (write verifier changed): writing ${lost.length} uncommitted pieces again`);
+        for (const w of lost) {
+          await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC);
+          this.stats.rewrites++;
+        }
       }
+    } catch (e) {
+      // Not known to be durable: keep them for the next commit (older first).
+      u.writes = covered.concat(u.writes);
+      u.bytes += coveredBytes;
+      if (!this.uncommitted.has(key)) this.uncommitted.set(key, u);
+      throw e;
     }
-    if (this.uncommitted.get(key) === u) {
-      this.uncommitted.delete(key);
-      this.uncommittedTotal -= u.bytes;
-    }
+    this.uncommittedTotal -= coveredBytes;
+    if (u.writes.length === 0 && this.uncommitted.get(key) === u) this.uncommitted.delete(key);
     // Rewrites moved the attributes again: only an untouched answer is current.
     return lost.length === 0 ? after : undefined;
   }
@@ -505,12 +535,20 @@ export class NfsBackend implements Backend {
     return this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, opts.exclusive);
   }
 
-  /** CREATE with EXCLUSIVE semantics and a verifier (for replays that must not run twice). */
-  async createExclusive(dir: Buffer, name: string, verifier: Buffer, creds: Creds): Promise<Node> {
+  /**
+   * CREATE EXCLUSIVE with an 8-byte verifier: sending it again (a replay after a crash)
+   * finds the file it made instead of failing, while anyone else's file of that name is
+   * EEXIST. The server keeps the verifier in the times, so the mode and the times are set
+   * afterwards (RFC 1813, CREATE).
+   */
+  async createExclusive(dir: Buffer, name: string, verifier: Buffer, mode: number, creds: Creds): Promise<Node> {
+    if (verifier.length !== 8) throw new FsError('EINVAL', 'an exclusive-create verifier has 8 bytes');
     const w = new XdrWriter(128);
     encodeDirop(w, dir, name);
-    w.u32(CreateMode.EXCLUSIVE).fixed(verifier.subarray(0, 8));
-    return this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, true);
+    w.u32(CreateMode.EXCLUSIVE).fixed(verifier);
+    const node = await this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, true);
+    const attr = await this.setattr(node.fh, { mode: mode & 0o7777, atime: { kind: 'now' }, mtime: { kind: 'now' } });
+    return { fh: node.fh, attr };
   }
 
   async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
