@@ -61,6 +61,15 @@ export class Replayer<O extends { kind: string }> {
     return seq;
   }
 
+  /** True while a record not yet applied changes object `id`'s data or attributes. */
+  hasPendingFor(id: number): boolean {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const r = this.queue[i]!.record;
+      if ('obj' in r && r.obj === id) return true;
+    }
+    return false;
+  }
+
   /** Resolves once record `seq` has been applied (or refused) by the backend. */
   waitFor(seq: number): Promise<ReplayOutcome<O>> {
     const p = new Promise<ReplayOutcome<O>>((resolve, reject) => this.waiters.set(seq, { resolve, reject }));

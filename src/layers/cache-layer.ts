@@ -241,6 +241,13 @@ export class CacheLayer {
   /** The object is gone from the backend: unlink it from every cached name. */
   private forgetObject(obj: CachedObject): void {
     if (obj.id === this.rootId) return;
+    if (this.replayer.hasPendingFor(obj.id)) {
+      // Gone on the backend (ESTALE) while changes of ours wait in the journal: the cached
+      // data is the only copy of them, so it stays until those records are dealt with.
+      log.warn(`object ${obj.id} is gone on the backend but has unsent changes: its cached data is kept`);
+      obj.attrAt = 0;
+      return;
+    }
     if (this.openCount.get(obj.id)) {
       this.orphans.add(obj.id); // still open here: removed when the last opener releases it
       return;
