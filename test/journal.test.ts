@@ -154,4 +154,56 @@ describe('journal and replayer', () => {
     }
     assert.equal(t.applied.length, 100);
   });
+
+  it('writes to disjoint ranges go out together; an overlapping write and other records wait their turn', async () => {
+    const db = freshDb();
+    const j = new Journal(db);
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const started: number[] = [];
+    const t: ReplayTarget<Out> = {
+      async apply(entry) {
+        started.push(entry.seq);
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await sleep(20);
+        inFlight--;
+        return { kind: 'done', seq: entry.seq };
+      },
+    };
+    const r = new Replayer(j, t);
+    r.pause();
+    const w = (obj: number, offset: number): JournalRecord => ({ op: 'write', obj, offset, length: 100, crc: 0, base: null });
+    const seqs = [w(1, 0), w(1, 100), w(2, 0), w(1, 50) /* overlaps the first */, rec(1), w(1, 0)].map((x) => r.append(x));
+    r.resume();
+    const outs = await Promise.all(seqs.map((s) => r.waitFor(s)));
+    assert.deepEqual(outs.map((o) => (o as Out).seq), seqs, 'outcomes in journal order');
+    assert.equal(maxInFlight, 3, 'the three disjoint writes were in flight together, no more');
+    assert.deepEqual(started.slice(0, 3).sort((a, b) => a - b), seqs.slice(0, 3));
+    assert.deepEqual(started.slice(3), seqs.slice(3), 'the overlapping write, the setattr and the last write one by one');
+    assert.equal(j.pending(), 0);
+  });
+
+  it('a connection lost in the middle of a write batch keeps the failed record and the rest queued', async () => {
+    const db = freshDb();
+    const j = new Journal(db);
+    const t = new ScriptedTarget();
+    const r = new Replayer(j, t);
+    r.pause();
+    const w = (offset: number): JournalRecord => ({ op: 'write', obj: 7, offset, length: 10, crc: 0, base: null });
+    const seqs = [0, 10, 20, 30].map((o) => r.append(w(o)));
+    t.failWith.set(seqs[1]!, new FsError('ETIMEDOUT', 'gone'));
+    const outs = seqs.map((s) => r.waitFor(s).then((o) => o, (e: unknown) => e));
+    r.resume();
+    assert.equal(((await outs[0]) as Out).seq, seqs[0]);
+    assert.ok(await outs[1] instanceof FsError, 'the failed record\'s caller hears of it');
+    await r.drained();
+    assert.ok(r.isPaused);
+    assert.equal(j.pending(), 3, 'the failed record and the two after it stay in the journal');
+    t.failWith.clear();
+    r.resume();
+    await r.drained();
+    assert.equal(j.pending(), 0);
+    for (const s of seqs.slice(1)) assert.ok(t.applied.includes(s), `record ${s} reached the backend`);
+  });
 });

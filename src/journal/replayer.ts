@@ -31,6 +31,9 @@ export function isConnectionError(e: unknown): boolean {
     'EPIPE', 'ENOTCONN', 'ECONNABORTED'].includes(e.code);
 }
 
+/** Most write records sent together (1 MiB each at most: bounded memory in flight). */
+const WRITE_BATCH_MAX = 8;
+
 interface Waiter<O> { resolve(o: ReplayOutcome<O>): void; reject(e: unknown): void }
 
 export class Replayer<O extends { kind: string }> {
@@ -125,11 +128,25 @@ export class Replayer<O extends { kind: string }> {
 
   private async loop(): Promise<void> {
     while (!this.paused && this.head < this.queue.length) {
-      const entry = this.queue[this.head]!;
-      const stop = await this.applyOne(entry);
-      if (stop) return;
-      this.head++;
-      this.wakeSettled();
+      // Consecutive writes to disjoint byte ranges commute, so they go out together (one
+      // round trip for several records on a network backend); outcomes are still taken in
+      // journal order. Everything else is applied alone, in order.
+      const batch = this.writeBatch();
+      const started = batch.map((entry) => this.target.apply(entry, this.hints.get(entry.seq)).then(
+        (outcome) => ({ ok: true as const, outcome }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ));
+      for (let i = 0; i < batch.length; i++) {
+        const stop = this.finish(batch[i]!, await started[i]!);
+        if (stop) {
+          // The rest of the batch stays queued; those that did reach the backend are sent
+          // again later, which is harmless: a write of the same bytes to the same range.
+          await Promise.all(started);
+          return;
+        }
+        this.head++;
+        this.wakeSettled();
+      }
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
         this.queue.splice(0, this.head);
         this.head = 0;
@@ -137,14 +154,31 @@ export class Replayer<O extends { kind: string }> {
     }
   }
 
-  /** Returns true if replay must stop (the backend is unreachable); the record stays. */
-  private async applyOne(entry: JournalEntry): Promise<boolean> {
-    const hint = this.hints.get(entry.seq);
+  /** From the head: one record, or a run of writes whose ranges do not overlap. */
+  private writeBatch(): JournalEntry[] {
+    const first = this.queue[this.head]!;
+    if (first.record.op !== 'write') return [first];
+    const out: JournalEntry[] = [];
+    const ranges: { obj: number; from: number; to: number }[] = [];
+    for (let i = this.head; i < this.queue.length && out.length < WRITE_BATCH_MAX; i++) {
+      const e = this.queue[i]!;
+      const r = e.record;
+      if (r.op !== 'write') break;
+      const to = r.offset + r.length;
+      if (ranges.some((x) => x.obj === r.obj && x.from < to && r.offset < x.to)) break;
+      ranges.push({ obj: r.obj, from: r.offset, to });
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** Takes a record's result; returns true if replay must stop (the backend is unreachable). */
+  private finish(entry: JournalEntry, result: { ok: true; outcome: ReplayOutcome<O> } | { ok: false; error: unknown }): boolean {
     let outcome: ReplayOutcome<O>;
     let refusal: FsError | null = null;
-    try {
-      outcome = await this.target.apply(entry, hint);
-    } catch (e) {
+    if (result.ok) outcome = result.outcome;
+    else {
+      const e = result.error;
       if (isConnectionError(e)) {
         this.journal.noteFailure(entry.seq, (e as Error).message);
         this.paused = true;
