@@ -532,7 +532,7 @@ export class NfsBackend implements Backend {
     encodeDirop(w, dir, name);
     w.u32(opts.exclusive ? CreateMode.GUARDED : CreateMode.UNCHECKED);
     encodeSattr3(w, { mode: mode & 0o7777 });
-    return this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, opts.exclusive);
+    return this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds);
   }
 
   /**
@@ -546,7 +546,7 @@ export class NfsBackend implements Backend {
     const w = new XdrWriter(128);
     encodeDirop(w, dir, name);
     w.u32(CreateMode.EXCLUSIVE).fixed(verifier);
-    const node = await this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds, true);
+    const node = await this.made(Proc.CREATE, w.done(), 'CREATE', dir, name, creds);
     const attr = await this.setattr(node.fh, { mode: mode & 0o7777, atime: { kind: 'now' }, mtime: { kind: 'now' } });
     return { fh: node.fh, attr };
   }
@@ -555,7 +555,7 @@ export class NfsBackend implements Backend {
     const w = new XdrWriter(128);
     encodeDirop(w, dir, name);
     encodeSattr3(w, { mode: mode & 0o7777 });
-    return this.made(Proc.MKDIR, w.done(), 'MKDIR', dir, name, creds, true);
+    return this.made(Proc.MKDIR, w.done(), 'MKDIR', dir, name, creds);
   }
 
   async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
@@ -563,7 +563,7 @@ export class NfsBackend implements Backend {
     encodeDirop(w, dir, name);
     encodeSattr3(w, { mode: 0o777 });
     w.string(target);
-    return this.made(Proc.SYMLINK, w.done(), 'SYMLINK', dir, name, creds, true);
+    return this.made(Proc.SYMLINK, w.done(), 'SYMLINK', dir, name, creds);
   }
 
   async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
@@ -581,11 +581,11 @@ export class NfsBackend implements Backend {
       const [major, minor] = splitdev(rdev);
       w.u32(major).u32(minor);
     }
-    return this.made(Proc.MKNOD, w.done(), 'MKNOD', dir, name, creds, true);
+    return this.made(Proc.MKNOD, w.done(), 'MKNOD', dir, name, creds);
   }
 
   /** The common tail of CREATE, MKDIR, SYMLINK and MKNOD: the new handle and attributes. */
-  private async made(proc: Proc, args: Buffer, what: string, dir: Buffer, name: string, creds: Creds, exclusive: boolean): Promise<Node> {
+  private async made(proc: Proc, args: Buffer, what: string, dir: Buffer, name: string, creds: Creds): Promise<Node> {
     const auth = this.authFor(creds);
     const a = await this.call(proc, args, `${what} ${name}`, auth ? { auth } : {});
     if (a.status === NFS3ERR_EXIST && a.retransmitted) {
@@ -599,7 +599,6 @@ export class NfsBackend implements Backend {
       decodeWcc(a.r);
       return { fh, attr };
     });
-    void exclusive;
     if (!got.fh) return this.lookup(dir, name);
     const node = { fh: got.fh, attr: got.attr ? got.attr.attr : await this.getattr(got.fh) };
     if (node.attr.type === 'dir') this.noteListed(node.fh, node.attr.version, false);
