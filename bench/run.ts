@@ -245,15 +245,20 @@ async function main(): Promise<void> {
   lines.push('', `Peak RSS of the cachefs mount process over the whole run: ${(rss.peak / 2 ** 20).toFixed(0)} MiB.`, '');
   const table = lines.join('\n');
   process.stdout.write(table + '\n');
-  // Keep the hand-written analysis below the generated part.
+  // Keep the hand-written analysis below the generated part, and the NFS section that
+  // bench/nfs.ts writes (between its markers) as it is.
   let rest = '';
+  let nfs = '';
   if (existsSync(OUT)) {
     const old = readFileSync(OUT, 'utf8');
     const i = old.indexOf('<!-- analysis -->');
     if (i >= 0) rest = old.slice(i);
+    const b = old.indexOf('<!-- nfs:begin -->');
+    const e = old.indexOf('<!-- nfs:end -->');
+    if (b >= 0 && e > b && (i < 0 || e < i)) nfs = old.slice(b, e + '<!-- nfs:end -->'.length) + '\n\n';
   }
   await fsp.mkdir(path.dirname(OUT), { recursive: true });
-  writeFileSync(OUT, table + '\n' + (rest || '<!-- analysis -->\n'));
+  writeFileSync(OUT, table + '\n' + nfs + (rest || '<!-- analysis -->\n'));
   await fsp.rm(WORK, { recursive: true, force: true });
 }
 
