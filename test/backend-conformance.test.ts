@@ -44,7 +44,7 @@ const subjects: Record<string, () => Promise<Subject>> = {
     return {
       dir: srv.exportDir,
       open: async () => { const b = new NfsBackend(parseNfsUrl(srv.url), { deadlineMs: 5000 }); await b.open(); return b; },
-      stop: async () => { await srv.stop(); rmSync(srv.dir, { recursive: true, force: true }); },
+      stop: () => srv.dispose(),
     };
   },
 };
@@ -293,7 +293,7 @@ describe('NFS adapter specifics', { skip: !isRoot ? 'the NFS server needs root' 
     await b.open();
     root = await b.root();
   });
-  after(async () => { await b?.close(); await srv?.stop(); rmSync(srv.dir, { recursive: true, force: true }); });
+  after(async () => { await b?.close(); await srv?.dispose(); });
 
   it('learns the transfer sizes (FSINFO) and limits (PATHCONF), capped at 1 MiB per call', () => {
     const l = b.limits;

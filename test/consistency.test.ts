@@ -16,7 +16,7 @@ for (const kind of BACKEND_KINDS) describe(`consistency and identity (${kind} ba
     // NFS has no change notifications: the mount polls the directories it has cached.
     m = await mountFresh('cto', { nfs: srv, ...(kind === 'nfs' ? { config: { consistency: { pollIntervalS: 0.3 } } } : {}) });
   });
-  after(async () => { await m?.cleanup(); await srv?.stop(); });
+  after(async () => { await m?.cleanup(); await srv?.dispose(); });
 
   it('an outside change to a file is seen by the next open', async () => {
     await fsp.writeFile(m.b('cto.txt'), 'version one');

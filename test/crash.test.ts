@@ -20,7 +20,7 @@ for (const kind of BACKEND_KINDS) describe(`crash and recovery (${kind} backend)
   const mounts: Mounted[] = [];
   let srv: NfsServer | undefined;
   before(async () => { srv = kind === 'nfs' ? await startNfsServer('crash') : undefined; });
-  after(async () => { for (const m of mounts) await m.cleanup(); await srv?.stop(); });
+  after(async () => { for (const m of mounts) await m.cleanup(); await srv?.dispose(); });
   const mountFresh = (tag: string, opts: MountOpts = {}) => mountFreshOn(tag, { ...opts, nfs: srv });
 
   it('kill -9 leaves a dead mount that status reports and umount cleans', async () => {

@@ -84,7 +84,7 @@ function diff(a: Map<string, Entry>, b: Map<string, Entry>, labelA: string, labe
 for (const kind of BACKEND_KINDS) describe(`random-operation exerciser (${kind} backend)`, { skip: skipKind(kind) }, () => {
   let m: Mounted;
   let srv: NfsServer | undefined;
-  after(async () => { await m?.cleanup(); await srv?.stop(); });
+  after(async () => { await m?.cleanup(); await srv?.dispose(); });
 
   it(`${OPS} seeded operations leave the mount identical to a reference directory (seed ${SEED})`, async () => {
     // Strict kernel caching (0 s): libfuse2's high-level API gives each name of a hard link

@@ -22,7 +22,7 @@ for (const kind of BACKEND_KINDS) describe(`operations through the mount (${kind
     srv = kind === 'nfs' ? await startNfsServer('ops') : undefined;
     m = await mountFresh('ops', { nfs: srv });
   });
-  after(async () => { await m?.cleanup(); await srv?.stop(); });
+  after(async () => { await m?.cleanup(); await srv?.dispose(); });
 
   it('getattr, lookup and readdir see what the backend holds', async () => {
     await fsp.mkdir(m.b('pre/sub'), { recursive: true });

@@ -19,7 +19,7 @@ for (const kind of BACKEND_KINDS) describe(`permissions for other users (${kind}
     m = await mountFresh('perm', { nfs: srv });
     await fsp.chmod(m.root, 0o755); // mkdtemp makes it 0700; let nobody reach the mount
   });
-  after(async () => { await m?.cleanup(); await srv?.stop(); });
+  after(async () => { await m?.cleanup(); await srv?.dispose(); });
 
   const asNobody = (cmd: string, args: string[]) => sh(cmd, args, { uid: NOBODY, gid: NOBODY });
 

@@ -622,7 +622,7 @@ describe('NfsBackend through a fault-injecting proxy before a real server, and t
     await b?.close().catch(() => {});
     await direct?.close().catch(() => {});
     await proxy?.stop();
-    await srv?.stop();
+    await srv?.dispose();
     if (srv) await fsp.rm(srv.dir, { recursive: true, force: true });
   });
 

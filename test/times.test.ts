@@ -39,7 +39,7 @@ for (const kind of BACKEND_KINDS) describe(`times (${kind} backend)`, { skip: sk
     }
     assert.equal((await sh('touch', ['-h', '-m', '-d', '2018-05-05 05:05:05.555555555', path.join(src, 'link')])).code, 0);
   });
-  after(async () => { await m?.cleanup(); await srv?.stop(); });
+  after(async () => { await m?.cleanup(); await srv?.dispose(); });
 
   it('touch -m -d sets only mtime, to the nanosecond', async () => {
     const f = m.m('touched.txt');

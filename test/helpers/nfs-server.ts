@@ -35,6 +35,8 @@ export interface NfsServer {
   /** pid of the running ganesha.nfsd; 0 while stopped */
   pid(): number;
   stop(): Promise<void>;
+  /** Stops the server and removes its state dir and export (end of a test file). */
+  dispose(): Promise<void>;
   start(): Promise<void>;
   restart(): Promise<void>;
 }
@@ -180,6 +182,10 @@ export async function startNfsServer(tag: string, opts: { nfsPort?: number; mntP
     async restart() {
       await server.stop();
       await server.start();
+    },
+    async dispose() {
+      await server.stop();
+      await fsp.rm(dir, { recursive: true, force: true });
     },
   };
   await server.start();
