@@ -15,6 +15,7 @@ import { FsError } from '../src/core/errors.js';
 import { setLogLevel } from '../src/core/log.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
 import { RecordParser, RpcClient, AUTH_NONE, AUTH_SYS, type AuthSys } from '../src/backends/nfs/rpc.js';
+import { portmapGetPort } from '../src/backends/nfs/mount-client.js';
 import { parseNfsUrl } from '../src/backends/nfs/url.js';
 import { XdrReader, XdrWriter } from '../src/backends/nfs/xdr.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
@@ -715,5 +716,43 @@ describe('NfsBackend through a fault-injecting proxy before a real server, and t
 
   it('nothing was left unhandled', () => {
     assert.deepEqual(unhandled, []);
+  });
+});
+
+// ---------------------------------------------------------------- portmapper
+
+describe('portmapper GETPORT', () => {
+  let srv: FakeServer;
+  before(async () => { srv = await new FakeServer().start(); });
+  after(async () => { await srv?.stop(); });
+
+  it('asks for the program, version and TCP, and takes the port from the answer', async () => {
+    const asked: number[][] = [];
+    srv.script = (c) => {
+      assert.equal(c.prog, 100000);
+      assert.equal(c.vers, 2);
+      assert.equal(c.proc, 3);
+      const r = new XdrReader(c.args);
+      const q = [r.u32(), r.u32(), r.u32(), r.u32()];
+      asked.push(q);
+      c.reply(u32(q[0] === NFS_PROG ? 2049 : 0)); // only NFS is registered
+      return true;
+    };
+    assert.equal(await portmapGetPort('127.0.0.1', NFS_PROG, 3, 2000, srv.port), 2049);
+    assert.equal(await portmapGetPort('127.0.0.1', MOUNT_PROG, 3, 2000, srv.port), undefined, 'port 0: not registered');
+    assert.deepEqual(asked, [[NFS_PROG, 3, 6, 0], [MOUNT_PROG, 3, 6, 0]]);
+  });
+
+  it('no portmapper (refused) or a silent one: undefined, within the deadline, so defaults apply', async () => {
+    const closed = await new FakeServer().start();
+    const port = closed.port;
+    await closed.stop();
+    let t0 = Date.now();
+    assert.equal(await portmapGetPort('127.0.0.1', NFS_PROG, 3, 2000, port), undefined);
+    assert.ok(Date.now() - t0 < 1000, 'a refused connection answers at once');
+    srv.script = () => true; // never answers
+    t0 = Date.now();
+    assert.equal(await portmapGetPort('127.0.0.1', NFS_PROG, 3, 500, srv.port), undefined);
+    withinDeadline(Date.now() - t0, 500, 'silent portmapper');
   });
 });

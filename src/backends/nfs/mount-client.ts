@@ -19,8 +19,8 @@ export const DEFAULT_NFS_PORT = 2049;
 export const DEFAULT_MOUNT_PORT = 20048;
 
 /** Asks the portmapper for a program's TCP port; undefined when it cannot tell. */
-export async function portmapGetPort(host: string, prog: number, vers: number, deadlineMs: number): Promise<number | undefined> {
-  const c = new RpcClient({ host, port: PMAP_PORT, prog: PMAP_PROGRAM, vers: PMAP_V2, deadlineMs, maxRecord: 4096, name: `portmapper ${host}:${PMAP_PORT}` });
+export async function portmapGetPort(host: string, prog: number, vers: number, deadlineMs: number, pmapPort = PMAP_PORT): Promise<number | undefined> {
+  const c = new RpcClient({ host, port: pmapPort, prog: PMAP_PROGRAM, vers: PMAP_V2, deadlineMs, maxRecord: 4096, name: `portmapper ${host}:${pmapPort}` });
   try {
     const w = new XdrWriter(16).u32(prog).u32(vers).u32(IPPROTO_TCP).u32(0);
     const { body } = await c.call(PMAPPROC_GETPORT, w.done());
