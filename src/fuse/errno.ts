@@ -12,5 +12,6 @@ export function toFuseErrno(e: unknown, op: string): number {
     if (fe.code === 'EIO') log.error(`unexpected error in ${op}`, e);
   }
   if (fe.code === 'EIO') log.warn(`${op}: EIO`, fe.message);
+  else log.debug(`${op}: ${fe.code}: ${fe.message}`);
   return -errnoNumber(fe.code);
 }

@@ -263,7 +263,7 @@ export class NfsBackend implements Backend {
 
   private async getattrFull(fh: Buffer): Promise<Fattr3> {
     const a = await this.call(Proc.GETATTR, new XdrWriter(80).opaque(fh).done(), 'GETATTR');
-    if (a.status !== NFS3_OK) throw nfsError(a.status, 'GETATTR');
+    if (a.status !== NFS3_OK) throw nfsError(a.status, `GETATTR ${fh.toString('hex')}`);
     const f = this.decode('GETATTR', () => decodeFattr3(a.r));
     // A server that still holds the file open (ganesha's FSAL keeps descriptors) answers
     // for an object unlinked behind its back, with no links left: to us it is gone.

@@ -1,5 +1,6 @@
 // NFSv3 (RFC 1813) and MOUNT v3 data types: encoders for arguments, decoders for results.
 // Only wire format lives here; what the calls mean to the cache is nfs-backend.ts.
+import { FsError } from '../../core/errors.js';
 import type { Attr, ObjType, SetAttr, SetTime } from '../types.js';
 import { XdrError, type XdrReader, type XdrWriter } from './xdr.js';
 
@@ -110,11 +111,15 @@ export function decodePostOpFh(r: XdrReader): Buffer | undefined {
   return r.optional('post_op_fh3', decodeHandle);
 }
 
+/** nfstime3 has unsigned 32-bit seconds: 1970-01-01 to 2106-02-07 (exclusive). */
+const MAX_NFSTIME_NS = 2n ** 32n * 1_000_000_000n;
+
 function encodeTime(w: XdrWriter, t: SetTime | undefined): void {
   if (!t) { w.u32(0); return; }
   if (t.kind === 'now') { w.u32(1); return; }
-  const ns = t.ns < 0n ? 0n : t.ns;
-  w.u32(2).u32(Number(ns / 1_000_000_000n)).u32(Number(ns % 1_000_000_000n));
+  // Refused rather than wrapped: a silently different time is worse than an error.
+  if (t.ns < 0n || t.ns >= MAX_NFSTIME_NS) throw new FsError('EINVAL', 'NFSv3 cannot store a time before 1970 or after 2106-02-07');
+  w.u32(2).u32(Number(t.ns / 1_000_000_000n)).u32(Number(t.ns % 1_000_000_000n));
 }
 
 export function encodeSattr3(w: XdrWriter, s: SetAttr): void {
