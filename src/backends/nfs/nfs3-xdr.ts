@@ -1,6 +1,5 @@
 // NFSv3 (RFC 1813) and MOUNT v3 data types: encoders for arguments, decoders for results.
 // Only wire format lives here; what the calls mean to the cache is nfs-backend.ts.
-import { FsError } from '../../core/errors.js';
 import type { Attr, ObjType, SetAttr, SetTime } from '../types.js';
 import { XdrError, type XdrReader, type XdrWriter } from './xdr.js';
 
@@ -111,15 +110,18 @@ export function decodePostOpFh(r: XdrReader): Buffer | undefined {
   return r.optional('post_op_fh3', decodeHandle);
 }
 
-/** nfstime3 has unsigned 32-bit seconds: 1970-01-01 to 2106-02-07 (exclusive). */
-const MAX_NFSTIME_NS = 2n ** 32n * 1_000_000_000n;
+/** nfstime3 has unsigned 32-bit seconds: 1970-01-01 to 2106-02-07. */
+const MAX_NFSTIME_S = 2n ** 32n - 1n;
 
 function encodeTime(w: XdrWriter, t: SetTime | undefined): void {
   if (!t) { w.u32(0); return; }
   if (t.kind === 'now') { w.u32(1); return; }
-  // Refused rather than wrapped: a silently different time is worse than an error.
-  if (t.ns < 0n || t.ns >= MAX_NFSTIME_NS) throw new FsError('EINVAL', 'NFSv3 cannot store a time before 1970 or after 2106-02-07');
-  w.u32(2).u32(Number(t.ns / 1_000_000_000n)).u32(Number(t.ns % 1_000_000_000n));
+  // Clamped to what the protocol can carry, as Linux clamps times to a file system's range
+  // (timestamp_truncate); never wrapped, which would turn 2106 into 1970.
+  if (t.ns < 0n) { w.u32(2).u32(0).u32(0); return; }
+  const s = t.ns / 1_000_000_000n;
+  if (s > MAX_NFSTIME_S) { w.u32(2).u32(Number(MAX_NFSTIME_S)).u32(0); return; }
+  w.u32(2).u32(Number(s)).u32(Number(t.ns % 1_000_000_000n));
 }
 
 export function encodeSattr3(w: XdrWriter, s: SetAttr): void {
