@@ -20,24 +20,30 @@ export const SetAttrSchema = z.object({
   mtime: nsTime.optional(),
 }).strict();
 
-/** The version of the modified object as last seen from the backend (for conflict checks). */
 /** The creator's supplementary groups (servers that check permissions themselves need them). */
 const groups = z.array(z.number().int().nonnegative()).max(64).optional();
+/** The version of the modified object as last seen from the backend (for conflict checks). */
 const base = z.string().nullable();
+/**
+ * The object a namespace record is about, when the cache knows it: the one unlinked,
+ * removed or renamed, or (for records of objects made while disconnected) the one created.
+ * Lets the journal optimizer follow an object through its records.
+ */
+const subject = id.optional();
 
 export const JournalRecordSchema = z.discriminatedUnion('op', [
   // crc: CRC-32 of the bytes, checked when the bytes are read back from the cache file.
   z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(),
     crc: z.number().int().nonnegative(), base }),
   z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, base }),
-  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, base }),
-  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, base }),
-  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, base }),
-  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, base }),
+  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
+  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
+  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
+  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
   z.object({ op: z.literal('link'), obj: id, parent: id, name, base }),
-  z.object({ op: z.literal('unlink'), parent: id, name, base }),
-  z.object({ op: z.literal('rmdir'), parent: id, name, base }),
-  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, base }),
+  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, base }),
+  z.object({ op: z.literal('rmdir'), parent: id, name, obj: subject, base }),
+  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, base }),
   z.object({ op: z.literal('commit'), obj: id, base }),
 ]);
 

@@ -831,7 +831,7 @@ export class CacheLayer {
     const { dir, name } = await this.resolveParent(p);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
-    await this.mutate({ op: 'unlink', parent: dir.id, name, base: dir.attr.version });
+    await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, base: dir.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir);
@@ -852,7 +852,7 @@ export class CacheLayer {
     const { dir, name } = await this.resolveParent(p);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
-    await this.mutate({ op: 'rmdir', parent: dir.id, name, base: dir.attr.version });
+    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, base: dir.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir);
@@ -868,7 +868,7 @@ export class CacheLayer {
     try { target = await this.lookup(to.dir, to.name); } catch (e) { if (!isFsError(e, 'ENOENT')) throw e; }
     if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
     if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
-    await this.mutate({ op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, base: obj.attr.version });
+    await this.mutate({ op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, base: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(from.dir, from.name, null);
       this.index.setName(to.dir, to.name, obj.id);
