@@ -1,6 +1,7 @@
 // Fault injection on top of a real backend, for tests only: delays, errors and hangs on
 // chosen operations. Enabled by the CACHEFS_FAULTS environment variable of the mount process
 // (JSON, validated); never used otherwise.
+import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { FsError, type ErrnoName } from '../core/errors.js';
 import type { Backend } from './types.js';
@@ -19,14 +20,46 @@ export const FaultsSchema = z.object({
 }).strict();
 export type Faults = z.infer<typeof FaultsSchema>;
 
-export function faultsFromEnv(env: NodeJS.ProcessEnv): Faults | null {
+/** Where the faults come from: fixed (CACHEFS_FAULTS) or a file tests rewrite at run time. */
+export type FaultSource = () => Faults;
+
+/**
+ * CACHEFS_FAULTS: JSON faults for the whole run. CACHEFS_FAULTS_FILE: a JSON file read again
+ * whenever it changes (at most every 50 ms), so a test can make the backend unreachable and
+ * reachable again under a running mount. An unreadable file means no faults.
+ */
+export function faultsFromEnv(env: NodeJS.ProcessEnv): FaultSource | null {
   const raw = env.CACHEFS_FAULTS;
-  if (!raw) return null;
-  return FaultsSchema.parse(JSON.parse(raw));
+  if (raw) {
+    const fixed = FaultsSchema.parse(JSON.parse(raw));
+    return () => fixed;
+  }
+  const file = env.CACHEFS_FAULTS_FILE;
+  if (!file) return null;
+  let current: Faults = {};
+  let mtime = -1;
+  let checked = 0;
+  return () => {
+    const t = Date.now();
+    if (t - checked < 50) return current;
+    checked = t;
+    try {
+      const st = statSync(file);
+      if (st.mtimeMs !== mtime) {
+        mtime = st.mtimeMs;
+        current = FaultsSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+      }
+    } catch {
+      current = {};
+      mtime = -1;
+    }
+    return current;
+  };
 }
 
-export function withFaults(inner: Backend, faults: Faults): Backend {
+export function withFaults(inner: Backend, source: FaultSource): Backend {
   const wrap = <A extends unknown[], R>(op: OpName, fn: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => {
+    const faults = source();
     const d = faults.delayMs?.[op];
     if (d) await new Promise((r) => setTimeout(r, d));
     if (faults.hang?.includes(op)) return new Promise<R>(() => undefined);

@@ -1,16 +1,17 @@
 // What each CLI command does. These functions throw UserError for anything the user should
 // read; they print only their own command's output.
-import { isNfsUrl } from '../backends/nfs/url.js';
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { isNfsUrl } from '../backends/nfs/url.js';
 import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { runMount, prepareCacheDir } from '../daemon/daemon.js';
 import { sendControl } from '../daemon/control.js';
-import { CONTROL_SOCKET, StatusSchema, type Status } from '../daemon/protocol.js';
+import { CONTROL_SOCKET, JournalItemSchema, StatusSchema, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { forceUnmount, isMounted } from '../fuse/mount.js';
 import { formatBytes } from './format.js';
@@ -168,4 +169,91 @@ export async function commandStatus(mountpoint: string, opts: { json?: boolean }
       + `${nfs.rpc?.calls ?? 0} calls, ${nfs.rpc?.retransmits ?? 0} resent, ${nfs.rpc?.reconnects ?? 0} reconnects`);
   }
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Finds a live mount's control socket (or says clearly why there is none). */
+async function controlOf(mountpointArg: string): Promise<string> {
+  const s = await fetchStatus(mountpointArg); // the same errors for dead and missing mounts
+  return path.join(s.cacheDir, CONTROL_SOCKET);
+}
+
+function printState(s: Status, json: boolean | undefined): void {
+  if (json) process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+  else {
+    const pending = s.journal.pending === 0 ? 'no pending changes' : `${s.journal.pending} change(s) in the journal`;
+    process.stdout.write(`cachefs: ${s.mountpoint} is ${s.state} (${s.reason}); ${pending}\n`);
+  }
+}
+
+export async function commandOffline(mountpoint: string, opts: { json?: boolean }): Promise<void> {
+  const sock = await controlOf(mountpoint);
+  const s = StatusSchema.parse(await sendControl(sock, { op: 'offline' }));
+  printState(s, opts.json);
+}
+
+/**
+ * `online` and `sync`: asks the mount to reintegrate and, while it replays, polls its status
+ * for a progress bar (records and bytes still pending, rate).
+ */
+export async function commandSync(mountpoint: string, opts: { json?: boolean; progress: boolean }): Promise<void> {
+  const sock = await controlOf(mountpoint);
+  const before = StatusSchema.parse(await sendControl(sock, { op: 'status' }));
+  const total = before.journal.pending;
+  const showBar = opts.progress && !opts.json && process.stderr.isTTY && total > 0;
+  const bar = showBar ? new cliProgress.SingleBar({
+    format: 'replaying |{bar}| {value}/{total} records | {rate} records/s | {eta_formatted} left',
+    hideCursor: true, stream: process.stderr,
+  }, cliProgress.Presets.shades_classic) : null;
+  const t0 = Date.now();
+  bar?.start(total, 0, { rate: '0' });
+  let done = false;
+  const poll = (async () => {
+    while (!done) {
+      await sleep(200);
+      if (done) break;
+      const s = StatusSchema.safeParse(await sendControl(sock, { op: 'status' }).catch(() => null));
+      if (!s.success) continue;
+      const replayed = Math.max(0, total - s.data.journal.pending);
+      bar?.update(replayed, { rate: (replayed / Math.max(0.001, (Date.now() - t0) / 1000)).toFixed(0) });
+    }
+  })();
+  try {
+    // Reintegration may take long: the answer comes when it is over.
+    const s = StatusSchema.parse(await sendControl(sock, { op: 'online' }, 3_600_000));
+    done = true;
+    await poll;
+    bar?.update(total - s.journal.pending);
+    bar?.stop();
+    if (!opts.json && opts.progress && total > 0) {
+      process.stderr.write(`cachefs: replayed ${total - s.journal.pending} record(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    }
+    printState(s, opts.json);
+  } catch (e) {
+    done = true;
+    bar?.stop();
+    throw e instanceof UserError ? new UserError(e.message, { hint: 'the mount keeps probing the backend and reintegrates by itself when it answers', exitCode: 1 }) : e;
+  }
+}
+
+export async function commandJournal(mountpoint: string, opts: { json?: boolean }): Promise<void> {
+  const sock = await controlOf(mountpoint);
+  const raw = await sendControl(sock, { op: 'journal' }) as { items?: unknown };
+  const items = JournalItemSchema.array().parse(raw.items);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(items, null, 2) + '\n');
+    return;
+  }
+  if (items.length === 0) {
+    process.stdout.write('cachefs: the journal is empty: every change is on the backend\n');
+    return;
+  }
+  const bytes = items.reduce((n, i) => n + i.bytes, 0);
+  process.stdout.write(`${items.length} change(s) waiting for the backend, ${formatBytes(bytes)} of data:\n`);
+  for (const i of items) {
+    const where = i.path ?? '(no longer named)';
+    const to = i.to ? ` -> ${i.to}` : '';
+    const size = i.bytes ? ` ${formatBytes(i.bytes)}` : '';
+    const err = i.lastError ? `  [last try: ${i.lastError}]` : '';
+    process.stdout.write(`  #${i.seq}  ${i.at}  ${i.op.padEnd(7)} ${where}${to}${size}${err}\n`);
+  }
 }

@@ -4,7 +4,7 @@
 // (`main`) that prints errors with their hint. Library code never prints or exits.
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
-import { commandMount, commandUmount, commandStatus } from './commands.js';
+import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal } from './commands.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -42,6 +42,30 @@ function buildProgram(): Command {
     .argument('<mountpoint>', 'where cachefs is mounted')
     .option('--json', 'print machine-readable JSON')
     .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandStatus(mountpoint, opts); });
+
+  program.command('offline')
+    .description('stop using the backend: work from the cache, journal every change')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print the resulting status as JSON')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandOffline(mountpoint, opts); });
+
+  program.command('online')
+    .description('use the backend again: replay the journal (reintegrate), then work connected')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print the resulting status as JSON')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandSync(mountpoint, { ...opts, progress: false }); });
+
+  program.command('sync')
+    .description('replay the journal to the backend now, with progress (goes online if it can)')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print the resulting status as JSON')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandSync(mountpoint, { ...opts, progress: true }); });
+
+  program.command('journal')
+    .description('list the changes waiting in the journal for the backend')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print machine-readable JSON')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandJournal(mountpoint, opts); });
 
   return program;
 }

@@ -59,7 +59,7 @@ async function openBackend(spec: string, config: Config): Promise<Backend> {
     throw new UserError(`CACHEFS_FAULTS is malformed: ${(e as Error).message}`, { hint: 'it is for tests only; unset it' });
   }
   if (faults) {
-    log.warn('fault injection is on (CACHEFS_FAULTS)', faults);
+    log.warn(`fault injection is on: ${process.env.CACHEFS_FAULTS ?? `file ${process.env.CACHEFS_FAULTS_FILE}`}`);
     return withFaults(b, faults);
   }
   return b;
@@ -249,6 +249,9 @@ export async function runMount(config: Config): Promise<RunningMount> {
       case 'status': return status();
       case 'flush': await layer.flushAll(); return { pending: journal.pending() };
       case 'shutdown': setImmediate(() => void shutdown('requested')); return { shuttingDown: true };
+      case 'offline': layer.goOffline(); return status();
+      case 'online': await layer.goOnline(); return status();
+      case 'journal': return { items: layer.journalItems() };
     }
   });
   await register({ version: 1, mountpoint: mp, cacheDir: config.cacheDir, backend: backend.description, pid: process.pid });

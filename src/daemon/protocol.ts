@@ -7,7 +7,27 @@ export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }).strict(),
   z.object({ op: z.literal('flush') }).strict(),
   z.object({ op: z.literal('shutdown') }).strict(),
+  z.object({ op: z.literal('offline') }).strict(),
+  z.object({ op: z.literal('online') }).strict(),
+  z.object({ op: z.literal('journal') }).strict(),
 ]);
+
+/** One pending journal record, as `cachefs journal` shows it. */
+export const JournalItemSchema = z.object({
+  seq: z.number(),
+  op: z.string(),
+  /** Where in the mount, as far as the cache knows (null: no name reaches it any more). */
+  path: z.string().nullable(),
+  /** For renames and links: the other name. */
+  to: z.string().nullable(),
+  /** Data bytes the record carries (writes). */
+  bytes: z.number(),
+  /** ISO time the change was made. */
+  at: z.string(),
+  attempts: z.number(),
+  lastError: z.string().nullable(),
+});
+export type JournalItem = z.infer<typeof JournalItemSchema>;
 export type ControlRequest = z.infer<typeof ControlRequestSchema>;
 
 export const StatusSchema = z.object({

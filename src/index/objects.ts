@@ -60,6 +60,8 @@ export class ObjectIndex {
       saveSymlink: db.prepare(`UPDATE objects SET symlink=? WHERE id=?`),
       saveAccess: db.prepare(`UPDATE objects SET last_access=? WHERE id=?`),
       remove: db.prepare(`DELETE FROM objects WHERE id = ?`),
+      setHandle: db.prepare(`UPDATE objects SET fh = ? WHERE id = ?`),
+      nameOf: db.prepare(`SELECT parent, name FROM names WHERE child = ? LIMIT 1`),
       removeChunks: db.prepare(`DELETE FROM chunks WHERE object = ?`),
       removeChunksFrom: db.prepare(`DELETE FROM chunks WHERE object = ? AND idx >= ?`),
       chunks: db.prepare(`SELECT idx FROM chunks WHERE object = ?`),
@@ -95,6 +97,35 @@ export class ObjectIndex {
     this.byId.set(o.id, o);
     this.byFh.set(o.fh.toString('hex'), o.id);
     return o;
+  }
+
+  /**
+   * Gives an object made while disconnected (a provisional handle) the handle the backend
+   * assigned when its create was replayed. Its id (inode number) and everything cached stay.
+   */
+  setHandle(obj: CachedObject, fh: Buffer): void {
+    this.byFh.delete(obj.fh.toString('hex'));
+    obj.fh = Buffer.from(fh);
+    this.byFh.set(obj.fh.toString('hex'), obj.id);
+    this.st.setHandle.run(obj.fh, obj.id);
+  }
+
+  /** A path of an object from the root, through the cached names (for people: journal lists). */
+  pathOf(id: number, rootId: number): string | null {
+    const parts: string[] = [];
+    for (let cur = id, hops = 0; cur !== rootId; hops++) {
+      if (hops > 4096) return null; // a cycle in a corrupt index: no path
+      const row = this.st.nameOf.get(cur) as { parent: number; name: string } | undefined;
+      if (!row) return null;
+      parts.push(row.name);
+      cur = row.parent;
+    }
+    return '/' + parts.reverse().join('/');
+  }
+
+  /** Every object currently loaded in memory (for revalidation after reconnecting). */
+  loaded(): IterableIterator<CachedObject> {
+    return this.byId.values();
   }
 
   /** Runs `fn` in one SQLite transaction: one commit for several index changes. */

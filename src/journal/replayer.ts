@@ -64,6 +64,18 @@ export class Replayer<O extends { kind: string }> {
     return seq;
   }
 
+  /** Whether a pending record after `seq` changes bytes [from, to) of object `obj`. */
+  laterChange(seq: number, obj: number, from: number, to: number): boolean {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const e = this.queue[i]!;
+      if (e.seq <= seq) continue;
+      const r = e.record;
+      if (r.op === 'write' && r.obj === obj && r.offset < to && from < r.offset + r.length) return true;
+      if (r.op === 'setattr' && r.obj === obj && r.set.size !== undefined && r.set.size < to) return true;
+    }
+    return false;
+  }
+
   /** True while a record not yet applied changes object `id`'s data or attributes. */
   hasPendingFor(id: number): boolean {
     for (let i = this.head; i < this.queue.length; i++) {
@@ -102,6 +114,11 @@ export class Replayer<O extends { kind: string }> {
   pause(): void { this.paused = true; }
   resume(): void { this.paused = false; this.kick(); }
   get isPaused(): boolean { return this.paused; }
+  /** The records not yet applied, in order (a copy). */
+  pendingEntries(): JournalEntry[] {
+    return this.queue.slice(this.head);
+  }
+
   /** Records not yet applied. */
   get pendingCount(): number { return this.queue.length - this.head; }
 

@@ -26,9 +26,24 @@ export class BackendTarget implements ReplayTarget {
     private readonly call: BackendCall,
   ) {}
 
+  /** Tells whether a later pending record changes bytes [from, to) of object `obj`. */
+  laterChange: (seq: number, obj: number, from: number, to: number) => boolean = () => false;
+
+  /**
+   * A create replayed: an object made while disconnected (its record names it) gets the
+   * backend's handle in place of its provisional one, keeping its id and cached data.
+   */
+  private created(obj: number | undefined, n: { fh: Buffer; attr: Attr }): AppliedOutcome {
+    const o = obj !== undefined ? this.index.get(obj) : undefined;
+    if (o && isProvisional(o.fh)) this.index.setHandle(o, n.fh);
+    return { kind: 'created', fh: n.fh, attr: n.attr };
+  }
+
   private fhOf(id: number): Buffer {
     const o = this.index.get(id);
     if (!o) throw new FsError('ESTALE', `object ${id} is no longer in the index`);
+    // Replay is in journal order, so an object's create comes before any record using it.
+    if (isProvisional(o.fh)) throw new FsError('ESTALE', `object ${id} was never created on the backend`);
     return o.fh;
   }
 
@@ -41,7 +56,10 @@ export class BackendTarget implements ReplayTarget {
         let data = hint?.data;
         if (!data) {
           data = await this.store.read(r.obj, r.offset, r.length);
-          if (crc32(data) !== r.crc) {
+          // A later record (a write over these bytes, a truncate below their end) explains a
+          // difference: the cache file holds the newer bytes, and sending them now is the
+          // same as sending the old ones and letting that record overwrite them.
+          if (crc32(data) !== r.crc && !this.laterChange(entry.seq, r.obj, r.offset, r.offset + r.length)) {
             // The process died before these bytes reached the cache file, so the write was
             // never acknowledged to anyone: drop it rather than send other bytes.
             const o = this.index.get(r.obj);
@@ -66,22 +84,22 @@ export class BackendTarget implements ReplayTarget {
       case 'create': {
         const dir = this.fhOf(r.parent);
         const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive: false }));
-        return { kind: 'created', fh: n.fh, attr: n.attr };
+        return this.created(r.obj, n);
       }
       case 'mkdir': {
         const dir = this.fhOf(r.parent);
         const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r)));
-        return { kind: 'created', fh: n.fh, attr: n.attr };
+        return this.created(r.obj, n);
       }
       case 'symlink': {
         const dir = this.fhOf(r.parent);
         const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r)));
-        return { kind: 'created', fh: n.fh, attr: n.attr };
+        return this.created(r.obj, n);
       }
       case 'mknod': {
         const dir = this.fhOf(r.parent);
         const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r)));
-        return { kind: 'created', fh: n.fh, attr: n.attr };
+        return this.created(r.obj, n);
       }
       case 'link': {
         const fh = this.fhOf(r.obj);
@@ -122,4 +140,11 @@ export function toSetAttr(s: SetAttrRecord): SetAttr {
 
 function credsOf(r: { uid: number; gid: number; groups?: number[] | undefined }): Creds {
   return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
+}
+
+/** Handles of objects made while disconnected start with this tag (never a backend's). */
+export const PROVISIONAL_TAG = Buffer.from('cachefs-provisional:');
+
+export function isProvisional(fh: Buffer): boolean {
+  return fh.length > PROVISIONAL_TAG.length && fh.subarray(0, PROVISIONAL_TAG.length).equals(PROVISIONAL_TAG);
 }

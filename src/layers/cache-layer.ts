@@ -30,8 +30,12 @@ import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
 import type { JournalRecord, SetAttrRecord } from '../journal/records.js';
 import type { Config } from '../config/schema.js';
-import { BackendTarget, type AppliedOutcome, type BackendCall } from './backend-target.js';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { isConnectionError } from '../journal/replayer.js';
+import { BackendTarget, PROVISIONAL_TAG, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
+import type { JournalItem } from '../daemon/protocol.js';
 
 /**
  * Marks a data or names version as "changed by us, adopt the next version the backend
@@ -87,6 +91,16 @@ const WRITE_AROUND_BYTES = 64 * 1024 * 1024;
 const ACCESS_FLUSH_MS = 30_000;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 const DIRTY_RUN_MAX = 1024 * 1024;
+/** While disconnected, how often the backend is probed. */
+const PROBE_INTERVAL_MS = 2000;
+
+/** What a mutation produced: the backend's answer, or (not connected) "kept in the journal". */
+type MutationOutcome = AppliedOutcome | { kind: 'journaled' };
+const JOURNALED: MutationOutcome = { kind: 'journaled' };
+
+const S_IFMT_OF: Record<Attr['type'], number> = {
+  file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000,
+};
 
 /** Consecutive writes to one object not yet journaled (bytes also in the cache file). */
 interface DirtyRun {
@@ -142,10 +156,20 @@ export class CacheLayer {
     this.queue = new PQueue({ concurrency: deps.config.cache.backendConcurrency });
     const timeout = deps.config.backendTimeoutMs;
     this.call = <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      // Disconnected: the backend is not asked at all, so nothing waits for a dead server.
+      if (deps.connectivity.state === 'disconnected') {
+        return Promise.reject(new FsError('EHOSTUNREACH', `${what}: the backend is unreachable (${deps.connectivity.snapshot().reason})`));
+      }
       this.counters.backendCalls++;
-      return this.queue.add(() => withDeadline(fn(), timeout, `backend ${what}`), { throwOnTimeout: true }) as Promise<T>;
+      const p = this.queue.add(() => withDeadline(fn(), timeout, `backend ${what}`), { throwOnTimeout: true }) as Promise<T>;
+      return p.catch((e: unknown) => {
+        if (isConnectionError(e)) this.lostConnection(`${what}: ${(e as Error).message}`);
+        throw e;
+      });
     };
-    this.replayer = replayerFactory(new BackendTarget(this.backend, this.index, this.store, this.call));
+    const target = new BackendTarget(this.backend, this.index, this.store, this.call);
+    this.replayer = replayerFactory(target);
+    target.laterChange = (seq, obj, from, to) => this.replayer.laterChange(seq, obj, from, to);
   }
 
   async init(): Promise<void> {
@@ -170,6 +194,134 @@ export class CacheLayer {
   }
 
   get rootObjectId(): number { return this.rootId; }
+
+  // ---------------------------------------------------------------- connectivity
+  //
+  // connected: backend calls go out; a mutation waits for its own record.
+  // disconnected: no backend call goes out (EHOSTUNREACH at once); the cache is served as it
+  //   is; mutations are journaled and return; a probe looks for the backend.
+  // reintegrating: the journal is replayed; calls go out, but mutations still only wait for
+  //   the journal (the backlog may take longer than FUSE waits).
+  // A backend call that fails with a connection error (or misses its deadline) switches to
+  // disconnected, long before FUSE's own 15 s timeout.
+
+  private get connected(): boolean { return this.deps.connectivity.state === 'connected'; }
+  private manualOffline = false;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private probing = false;
+  private offlineWaiters: (() => void)[] = [];
+  private reintegration: Promise<void> | null = null;
+
+  /** Resolves when the mount stops being connected (for waits that must not outlast it). */
+  private whenNotConnected(): Promise<typeof JOURNALED> {
+    if (!this.connected) return Promise.resolve(JOURNALED);
+    return new Promise((r) => this.offlineWaiters.push(() => r(JOURNALED)));
+  }
+
+  private lostConnection(reason: string): void {
+    if (this.deps.connectivity.state === 'disconnected') return;
+    log.warn(`backend unreachable, working disconnected: ${reason}`);
+    this.deps.connectivity.set('disconnected', reason);
+    this.replayer.pause();
+    const w = this.offlineWaiters;
+    this.offlineWaiters = [];
+    for (const f of w) f();
+    if (!this.manualOffline) this.startProbe();
+  }
+
+  private startProbe(): void {
+    if (this.probeTimer) return;
+    this.probeTimer = setInterval(() => { void this.probe().catch(() => undefined); }, PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
+  }
+
+  private stopProbe(): void {
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = null;
+  }
+
+  /** Asks the backend for the root's attributes (bypassing the disconnected gate). */
+  private async probe(): Promise<boolean> {
+    if (this.probing || this.deps.connectivity.state !== 'disconnected' || this.manualOffline) return false;
+    this.probing = true;
+    try {
+      const root = this.index.get(this.rootId);
+      if (!root) return false;
+      await withDeadline(this.backend.getattr(root.fh), Math.min(3000, this.cfg.backendTimeoutMs), 'probe');
+    } catch {
+      return false;
+    } finally {
+      this.probing = false;
+    }
+    void this.reintegrate('the backend answers again');
+    return true;
+  }
+
+  /** Replays the journal, then trusts nothing cached until it is revalidated. */
+  reintegrate(reason: string): Promise<void> {
+    if (this.reintegration) return this.reintegration;
+    this.stopProbe();
+    this.deps.connectivity.set('reintegrating', reason);
+    log.info(`reintegrating: ${reason}; ${this.replayer.pendingCount} journal records to replay`);
+    this.reintegration = (async () => {
+      this.replayer.resume();
+      await this.replayer.drained();
+      if (this.replayer.isPaused || this.deps.connectivity.state !== 'reintegrating') return; // lost it again
+      // Directory diffing happens as each cached directory is revalidated: a moved version
+      // drops its cached names, and the next listing shows what the server has now.
+      for (const o of this.index.loaded()) o.attrAt = 0;
+      this.deps.connectivity.set('connected', 'journal replayed');
+      log.info('connected: journal replayed');
+    })().finally(() => { this.reintegration = null; });
+    return this.reintegration;
+  }
+
+  /** The pending journal records, for people (`cachefs journal`). */
+  journalItems(): JournalItem[] {
+    const where = (id: number, name?: string): string | null => {
+      const p = this.index.pathOf(id, this.rootId);
+      if (p === null) return null;
+      return name === undefined ? p : path.posix.join(p, name);
+    };
+    return this.replayer.pendingEntries().map((e) => {
+      const r = e.record;
+      let p: string | null = null;
+      let to: string | null = null;
+      switch (r.op) {
+        case 'write': case 'setattr': case 'commit': p = where(r.obj); break;
+        case 'link': p = where(r.obj); to = where(r.parent, r.name); break;
+        case 'rename': p = where(r.fromParent, r.fromName); to = where(r.toParent, r.toName); break;
+        default: p = where(r.parent, r.name);
+      }
+      return {
+        seq: e.seq, op: r.op, path: p, to, bytes: r.op === 'write' ? r.length : 0,
+        at: new Date(e.createdAt).toISOString(), attempts: e.attempts, lastError: e.lastError,
+      };
+    });
+  }
+
+  /** `cachefs offline`: stop using the backend until `online`. */
+  goOffline(): void {
+    this.manualOffline = true;
+    this.stopProbe();
+    this.lostConnection('cachefs offline');
+    this.deps.connectivity.force('disconnected', 'cachefs offline');
+  }
+
+  /** `cachefs online`: probe now; replay and reconnect if the backend answers. */
+  async goOnline(): Promise<void> {
+    this.manualOffline = false;
+    if (this.deps.connectivity.state === 'connected') return;
+    if (this.deps.connectivity.state === 'reintegrating') { await this.reintegration; return; }
+    const root = this.index.get(this.rootId);
+    try {
+      await withDeadline(this.backend.getattr(root!.fh), Math.min(3000, this.cfg.backendTimeoutMs), 'probe');
+    } catch (e) {
+      this.startProbe();
+      throw new FsError('EHOSTUNREACH', `the backend does not answer (${(e as Error).message}); cachefs keeps trying`);
+    }
+    await this.reintegrate('cachefs online');
+  }
 
   // ---------------------------------------------------------------- freshness
 
@@ -225,10 +377,13 @@ export class CacheLayer {
 
   async revalidate(obj: CachedObject, force: boolean): Promise<void> {
     if (!force && this.isFresh(obj)) return;
+    // Not connected, what the cache holds is the answer (reintegration revalidates after).
+    if (!this.connected) return;
     let attr: Attr;
     try {
       attr = await this.call('getattr', () => this.backend.getattr(obj.fh));
     } catch (e) {
+      if (isConnectionError(e)) return; // just went offline: serve the cache
       if (isFsError(e, 'ESTALE')) {
         this.forgetObject(obj);
         throw new FsError('ENOENT', 'the object was removed on the backend');
@@ -244,7 +399,7 @@ export class CacheLayer {
     if (this.replayer.hasPendingFor(obj.id)) {
       // Gone on the backend (ESTALE) while changes of ours wait in the journal: the cached
       // data is the only copy of them, so it stays until those records are dealt with.
-      log.warn(`object ${obj.id} is gone on the backend but has unsent changes: its cached data is kept`);
+      log.info(`object ${obj.id} is gone (or has no name left) but has journal records to send: kept until they are`);
       obj.attrAt = 0;
       return;
     }
@@ -338,7 +493,10 @@ export class CacheLayer {
     // A listing with attributes (READDIRPLUS-style) when the names are not all cached, or
     // when many of the entries' attributes are stale (after a remount, say): one backend
     // listing then refreshes them all, instead of one getattr round trip per entry later.
-    if (!dir.complete || this.staleChildren(dir) > 8) {
+    if (!dir.complete && !this.connected) {
+      throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
+    }
+    if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
       const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
       this.index.batch(() => {
         const t = now();
@@ -370,7 +528,7 @@ export class CacheLayer {
     const o = await this.resolve(p);
     if (o.attr.type !== 'symlink') throw new FsError('EINVAL');
     await this.revalidate(o, false);
-    if (o.symlink !== null && o.dataVersion === o.attr.version) return o.symlink;
+    if (o.symlink !== null && (o.dataVersion === o.attr.version || !this.connected)) return o.symlink;
     const target = await this.call('readlink', () => this.backend.readlink(o.fh));
     this.index.setSymlink(o, target);
     this.index.setDataVersion(o, o.attr.version);
@@ -378,7 +536,12 @@ export class CacheLayer {
   }
 
   async statfs(): Promise<StatFs> {
-    if (this.statfsCache && now() - this.statfsCache.at < 1000) return this.statfsCache.value;
+    if (this.statfsCache && (now() - this.statfsCache.at < 1000 || !this.connected)) return this.statfsCache.value;
+    if (!this.connected) {
+      // Never asked while connected: the cache disk's figures are the honest answer now.
+      const s = await fsp.statfs(this.cfg.cacheDir);
+      return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 };
+    }
     const value = await this.call('statfs', () => this.backend.statfs());
     this.statfsCache = { at: now(), value };
     return value;
@@ -422,17 +585,26 @@ export class CacheLayer {
     if (!of.written) { this.throwPendingError(of); return; }
     const run = this.dirty.get(of.obj.id);
     if (run) void this.commitRun(run);
-    // Wait for this object's own records only, not for everything in the journal.
-    await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
+    // Wait for this object's own records only, not for everything in the journal. Not
+    // connected, the records are durable in the journal already: that is close()'s promise.
+    await this.settledOrOffline(of.obj.id);
     of.written = false;
     this.throwPendingError(of);
+    if (!this.connected) return;
     // Close-to-open durability on backends that write unstably (NFS): COMMIT before close
     // returns; its answer carries the attributes after our writes (wcc data) where it can.
     const committed = this.backend.commitOnClose
       ? await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version })
       : null;
+    if (!this.connected) return;
     // Adopt the version our writes produced, so our own writes never look like someone else's.
-    const attr = committed?.kind === 'attr' ? committed.attr : await this.call('getattr', () => this.backend.getattr(of.obj.fh));
+    let attr: Attr;
+    try {
+      attr = committed?.kind === 'attr' ? committed.attr : await this.call('getattr', () => this.backend.getattr(of.obj.fh));
+    } catch (e) {
+      if (isConnectionError(e)) return; // went offline just now: the data is journaled
+      throw e;
+    }
     if (of.obj.dataVersion !== null) this.index.setDataVersion(of.obj, SELF);
     this.applyAttr(of.obj, attr);
   }
@@ -441,7 +613,7 @@ export class CacheLayer {
     const of = this.fileOf(fd);
     const run = this.dirty.get(of.obj.id);
     if (run) void this.commitRun(run);
-    await this.replayer.settled(this.lastSeq.get(of.obj.id) ?? 0);
+    await this.settledOrOffline(of.obj.id);
     await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
     if (of.written) await this.flush(fd);
   }
@@ -534,7 +706,8 @@ export class CacheLayer {
       // there, then read (and cache) from the backend.
       const run = this.dirty.get(obj.id);
       if (run) void this.commitRun(run);
-      await this.replayer.settled(this.lastSeq.get(obj.id) ?? 0);
+      await this.settledOrOffline(obj.id);
+      if (!this.connected) throw new FsError('ENODATA', 'written past the cache while connected; readable again once reconnected');
       if (obj.cachedBytes > 0) this.dropData(obj);
     }
     const size = obj.attr.size;
@@ -551,7 +724,11 @@ export class CacheLayer {
     }
     if (waits.length) {
       this.counters.misses++;
-      await Promise.all(waits);
+      try {
+        await Promise.all(waits);
+      } catch (e) {
+        throw notCachedWhenOffline(e);
+      }
     } else {
       this.counters.hits++;
       this.counters.bytesFromCache += n;
@@ -623,7 +800,7 @@ export class CacheLayer {
       const cStart = i * this.chunk;
       const covered = pos <= cStart && end >= cStart + this.chunk;
       if (covered || cStart >= obj.attr.size) fresh.push(i);
-      else await this.ensureChunk(obj, i);
+      else await this.ensureChunk(obj, i).catch((e) => { throw notCachedWhenOffline(e); });
     }
     // `data` may be the kernel's buffer: if fuse-native gave up on this request meanwhile
     // (its 14 s timeout) the buffer is detached and reads as empty.
@@ -651,6 +828,13 @@ export class CacheLayer {
       if (!around) await this.store.write(obj.id, pos, own);
       for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
     } catch (e) {
+      if (!this.connected) {
+        // Disconnected, the cache file is the only home of these bytes until replay: if it
+        // cannot take them (a full cache disk), the write fails rather than lose them later.
+        run.length -= data.length;
+        if (run.length === 0 && this.dirty.get(obj.id) === run) { this.dirty.delete(obj.id); this.runPool.release(run.buf); }
+        throw isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
+      }
       // The bytes still reach the backend (they are in the run); the cache just cannot
       // vouch for this object any more.
       log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e);
@@ -676,10 +860,15 @@ export class CacheLayer {
   private commitRun(run: DirtyRun): Promise<void> {
     if (this.dirty.get(run.obj.id) === run) this.dirty.delete(run.obj.id);
     const data = run.buf.subarray(0, run.length);
-    const seq = this.replayer.append(
-      { op: 'write', obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base },
-      { data },
-    );
+    const record = { op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base };
+    if (!this.connected && !this.writeAround.has(run.obj.id)) {
+      // Disconnected: the bytes are in the cache file (written before write() returned), so
+      // the record needs no copy in memory; the replay reads them back from there.
+      this.lastSeq.set(run.obj.id, this.replayer.append(record));
+      this.runPool.release(run.buf);
+      return Promise.resolve();
+    }
+    const seq = this.replayer.append(record, { data });
     this.lastSeq.set(run.obj.id, seq);
     this.writeBehindBytes += run.length;
     const of = run.of;
@@ -688,8 +877,18 @@ export class CacheLayer {
         if (outcome.kind === 'refused') this.writeFailed(of, outcome.error);
         this.runPool.release(run.buf); // the record has left the journal: nobody reads it
       },
-      (e) => this.writeFailed(of, e), // kept: the record waits in the journal with its bytes
+      (e) => {
+        // The connection went: the record waits in the journal with its bytes (the replayer
+        // keeps this buffer as its hint, so it is not given back to the pool).
+        if (!isConnectionError(e)) this.writeFailed(of, e);
+      },
     ).finally(() => { this.writeBehindBytes -= run.length; });
+  }
+
+  /** Waits for an object's records to reach the backend, or for the mount to go offline. */
+  private async settledOrOffline(objId: number): Promise<void> {
+    if (!this.connected) return;
+    await Promise.race([this.replayer.settled(this.lastSeq.get(objId) ?? 0), this.whenNotConnected()]);
   }
 
   /** Journals every dirty run (before any other mutation, so the journal keeps order). */
@@ -727,13 +926,54 @@ export class CacheLayer {
 
   // ---------------------------------------------------------------- mutations
 
-  /** Appends a record, waits for the backend to apply it, and returns what it produced. */
-  private async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<AppliedOutcome> {
+  /**
+   * Appends a record (durable on return). Connected, it waits for the backend to apply it
+   * and returns what that produced; otherwise, or if the connection goes while it waits,
+   * the record stays in the journal for reintegration and the answer is JOURNALED.
+   */
+  private async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<MutationOutcome> {
     this.commitAllDirty();
     const seq = this.replayer.append(record, hint);
-    const outcome = await this.replayer.waitFor(seq);
+    if (!this.connected) return JOURNALED;
+    const applied = this.replayer.waitFor(seq);
+    let outcome: Awaited<typeof applied> | typeof JOURNALED;
+    try {
+      outcome = await Promise.race([applied, this.whenNotConnected()]);
+    } catch (e) {
+      if (isConnectionError(e)) return JOURNALED; // the record waits in the journal
+      throw e;
+    }
+    if (outcome.kind === 'journaled') applied.catch(() => undefined);
     if (outcome.kind === 'refused') throw outcome.error;
     return outcome;
+  }
+
+  /**
+   * A new object in the index before its create goes to the backend: it has a provisional
+   * handle (mapped to the backend's when the create is applied) and attributes made here.
+   */
+  private provisional(type: Attr['type'], mode: number, creds: Creds, extra: { size?: number; rdev?: number } = {}): CachedObject {
+    const t = BigInt(Date.now()) * 1_000_000n;
+    const fh = Buffer.concat([PROVISIONAL_TAG, randomBytes(16)]);
+    const attr: Attr = {
+      type, mode: S_IFMT_OF[type] | (mode & 0o7777), uid: creds.uid, gid: creds.gid,
+      size: extra.size ?? (type === 'dir' ? 4096 : 0), nlink: type === 'dir' ? 2 : 1, rdev: extra.rdev ?? 0, used: 0,
+      atimeNs: t, mtimeNs: t, ctimeNs: t, version: `provisional:${fh.subarray(PROVISIONAL_TAG.length).toString('hex')}`,
+    };
+    return this.index.upsert({ fh, attr }, now());
+  }
+
+  /** Creates through the journal; a refusal removes the provisional object again. */
+  private async createVia(dir: CachedObject, name: string, prov: CachedObject, record: JournalRecord): Promise<CachedObject> {
+    let out: MutationOutcome;
+    try {
+      out = await this.mutate(record);
+    } catch (e) {
+      this.index.remove(prov);
+      throw e;
+    }
+    const node = out.kind === 'created' ? { fh: out.fh, attr: out.attr } : { fh: prov.fh, attr: prov.attr };
+    return this.index.batch(() => this.recordNewObject(dir, name, { kind: 'created', ...node }));
   }
 
   private afterDirChange(dir: CachedObject): void {
@@ -741,11 +981,6 @@ export class CacheLayer {
     // throwing the name cache away, if the names were current before the change.
     if (dir.namesVersion !== null && dir.namesVersion === dir.attr.version) this.index.setNamesVersion(dir, SELF);
     dir.attrAt = 0;
-  }
-
-  private async newObject(dir: CachedObject, name: string, outcome: AppliedOutcome): Promise<CachedObject> {
-    if (outcome.kind !== 'created') throw new FsError('EIO', 'backend returned no handle for a new object');
-    return this.index.batch(() => this.recordNewObject(dir, name, outcome));
   }
 
   private recordNewObject(dir: CachedObject, name: string, outcome: AppliedOutcome & { kind: 'created' }): CachedObject {
@@ -761,30 +996,31 @@ export class CacheLayer {
 
   async create(p: string, mode: number, flags: number, creds: Creds): Promise<number> {
     const { dir, name } = await this.resolveParent(p);
-    const out = await this.mutate({ op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
-    const obj = await this.newObject(dir, name, out);
+    const prov = this.provisional('file', mode, creds);
+    const obj = await this.createVia(dir, name, prov, { op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
     return this.addOpen(obj, flags);
   }
 
   async mkdir(p: string, mode: number, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     await this.ensureAbsent(dir, name);
-    const out = await this.mutate({ op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
-    await this.newObject(dir, name, out);
+    const prov = this.provisional('dir', mode, creds);
+    await this.createVia(dir, name, prov, { op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
   }
 
   async mknod(p: string, mode: number, rdev: number, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     await this.ensureAbsent(dir, name);
-    const out = await this.mutate({ op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
-    await this.newObject(dir, name, out);
+    const type = typeOfMode(mode);
+    const prov = this.provisional(type, mode, creds, { rdev });
+    await this.createVia(dir, name, prov, { op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
   }
 
   async symlink(target: string, p: string, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     await this.ensureAbsent(dir, name);
-    const out = await this.mutate({ op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), base: dir.attr.version });
-    const obj = await this.newObject(dir, name, out);
+    const prov = this.provisional('symlink', 0o777, creds, { size: Buffer.byteLength(target) });
+    const obj = await this.createVia(dir, name, prov, { op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
     this.index.setSymlink(obj, target);
     this.index.setDataVersion(obj, obj.attr.version);
   }
@@ -808,6 +1044,7 @@ export class CacheLayer {
     this.index.setName(dir, name, obj.id);
     this.afterDirChange(dir);
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
+    else if (out.kind === 'journaled') this.index.patchAttr(obj, { nlink: obj.attr.nlink + 1, ctimeNs: nowNs() });
     else obj.attrAt = 0;
   }
 
@@ -884,6 +1121,7 @@ export class CacheLayer {
     const out = await this.mutate({ op: 'setattr', obj: obj.id, set, base: obj.attr.version });
     if (set.size !== undefined) await this.truncateCache(obj, set.size);
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
+    else if (out.kind === 'journaled') this.index.patchAttr(obj, localSetattr(obj.attr, set));
     else obj.attrAt = 0;
   }
 
@@ -966,6 +1204,42 @@ export class CacheLayer {
     this.index.flushAccessTimes();
     await this.queue.onIdle();
   }
+}
+
+/** Data the cache does not hold cannot be had while the backend is unreachable: ENODATA. */
+function notCachedWhenOffline(e: unknown): unknown {
+  if (!isConnectionError(e)) return e;
+  return new FsError('ENODATA', `not in the cache, and the backend is unreachable (${(e as Error).message})`);
+}
+
+function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
+function typeOfMode(mode: number): Attr['type'] {
+  switch (mode & 0o170000) {
+    case 0o020000: return 'chardev';
+    case 0o060000: return 'blockdev';
+    case 0o010000: return 'fifo';
+    case 0o140000: return 'socket';
+    default: return 'file';
+  }
+}
+
+/** The attributes a setattr leaves, worked out here while the backend cannot say. */
+function localSetattr(a: Attr, set: SetAttrRecord): Partial<Attr> {
+  const t = nowNs();
+  const time = (x: SetAttrRecord['atime']): bigint | undefined => (x ? (x.kind === 'now' ? t : BigInt(x.ns)) : undefined);
+  const out: Partial<Attr> = { ctimeNs: t };
+  if (set.mode !== undefined) out.mode = (a.mode & 0o170000) | (set.mode & 0o7777);
+  if (set.uid !== undefined) out.uid = set.uid;
+  if (set.gid !== undefined) out.gid = set.gid;
+  if (set.size !== undefined) { out.size = set.size; out.mtimeNs = t; }
+  const at = time(set.atime);
+  const mt = time(set.mtime);
+  if (at !== undefined) out.atimeNs = at;
+  if (mt !== undefined) out.mtimeNs = mt;
+  return out;
 }
 
 function now(): number {

@@ -20,4 +20,9 @@ export class Connectivity {
     if (state === this.snap.state) return;
     this.snap = { state, since: Date.now(), reason };
   }
+
+  /** Like set(), but also replaces the reason when the state stays the same. */
+  force(state: ConnState, reason: string): void {
+    this.snap = { state, since: state === this.snap.state ? this.snap.since : Date.now(), reason };
+  }
 }
