@@ -25,7 +25,7 @@ export type FaultSource = () => Faults;
 
 /**
  * CACHEFS_FAULTS: JSON faults for the whole run. CACHEFS_FAULTS_FILE: a JSON file read again
- * whenever it changes (at most every 50 ms), so a test can make the backend unreachable and
+ * whenever it changes (a stat per backend call: tests only), so a test can make the backend unreachable and
  * reachable again under a running mount. An unreadable file means no faults.
  */
 export function faultsFromEnv(env: NodeJS.ProcessEnv): FaultSource | null {
@@ -38,11 +38,7 @@ export function faultsFromEnv(env: NodeJS.ProcessEnv): FaultSource | null {
   if (!file) return null;
   let current: Faults = {};
   let mtime = -1;
-  let checked = 0;
   return () => {
-    const t = Date.now();
-    if (t - checked < 50) return current;
-    checked = t;
     try {
       const st = statSync(file);
       if (st.mtimeMs !== mtime) {

@@ -91,6 +91,8 @@ const WRITE_AROUND_BYTES = 64 * 1024 * 1024;
 const ACCESS_FLUSH_MS = 30_000;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 const DIRTY_RUN_MAX = 1024 * 1024;
+/** Directories listed again after a reconnection (the most recently used). */
+const DIFF_MAX_DIRS = 2000;
 /** While disconnected, how often the backend is probed. */
 const PROBE_INTERVAL_MS = 2000;
 
@@ -163,7 +165,11 @@ export class CacheLayer {
       this.counters.backendCalls++;
       const p = this.queue.add(() => withDeadline(fn(), timeout, `backend ${what}`), { throwOnTimeout: true }) as Promise<T>;
       return p.catch((e: unknown) => {
-        if (isConnectionError(e)) this.lostConnection(`${what}: ${(e as Error).message}`);
+        if (isConnectionError(e)) {
+          const msg = (e as Error).message;
+          const code = (e as FsError).code;
+          this.lostConnection(`${what}: ${msg.includes(code) ? msg : `${code}: ${msg}`}`);
+        }
         throw e;
       });
     };
@@ -211,6 +217,8 @@ export class CacheLayer {
   private probing = false;
   private offlineWaiters: (() => void)[] = [];
   private reintegration: Promise<void> | null = null;
+  /** Between resuming the replayer and its queue running dry, during reintegration. */
+  private replaying = false;
 
   /** Resolves when the mount stops being connected (for waits that must not outlast it). */
   private whenNotConnected(): Promise<typeof JOURNALED> {
@@ -264,12 +272,13 @@ export class CacheLayer {
     this.deps.connectivity.set('reintegrating', reason);
     log.info(`reintegrating: ${reason}; ${this.replayer.pendingCount} journal records to replay`);
     this.reintegration = (async () => {
+      this.replaying = true;
       this.replayer.resume();
-      await this.replayer.drained();
+      await this.replayer.drained().finally(() => { this.replaying = false; });
       if (this.replayer.isPaused || this.deps.connectivity.state !== 'reintegrating') return; // lost it again
-      // Directory diffing happens as each cached directory is revalidated: a moved version
-      // drops its cached names, and the next listing shows what the server has now.
       for (const o of this.index.loaded()) o.attrAt = 0;
+      await this.diffDirectories();
+      if (this.deps.connectivity.state !== 'reintegrating') return;
       this.deps.connectivity.set('connected', 'journal replayed');
       log.info('connected: journal replayed');
     })().finally(() => { this.reintegration = null; });
@@ -298,6 +307,37 @@ export class CacheLayer {
         at: new Date(e.createdAt).toISOString(), attempts: e.attempts, lastError: e.lastError,
       };
     });
+  }
+
+  /**
+   * Directory diffing after a reconnection: every fully cached directory is listed again, so
+   * what the server deleted or added meanwhile shows at once, and the directory stays fully
+   * cached (the next disconnection can create names in it again).
+   */
+  private async diffDirectories(): Promise<void> {
+    const dirs = [...this.index.loaded()].filter((o) => o.attr.type === 'dir' && o.complete)
+      .sort((a, b) => b.lastAccess - a.lastAccess).slice(0, DIFF_MAX_DIRS);
+    let gone = 0;
+    await Promise.all(dirs.map(async (dir) => {
+      try {
+        const seen = dir.attr.version;
+        await this.revalidate(dir, true);
+        // Unchanged: its names are current. Changed, even by our own replayed records (which
+        // the names already show), it is listed: the server may have changed it too.
+        if (dir.complete && dir.attr.version === seen) return;
+        const before = new Set(this.index.namesOf(dir).keys());
+        const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
+        this.index.batch(() => {
+          const t = now();
+          this.index.replaceListing(dir, listed.map((e) => ({ name: e.name, id: this.adopt(e, t).id })), dir.attr.version);
+        });
+        const after = new Set(listed.map((e) => e.name));
+        for (const n of before) if (!after.has(n)) gone++;
+      } catch (e) {
+        log.debug(`directory diffing of object ${dir.id} failed`, e);
+      }
+    }));
+    if (gone > 0) log.info(`directory diffing: ${gone} name(s) deleted on the backend meanwhile`);
   }
 
   /** `cachefs offline`: stop using the backend until `online`. */
@@ -377,8 +417,9 @@ export class CacheLayer {
 
   async revalidate(obj: CachedObject, force: boolean): Promise<void> {
     if (!force && this.isFresh(obj)) return;
-    // Not connected, what the cache holds is the answer (reintegration revalidates after).
-    if (!this.connected) return;
+    // Disconnected, or replaying the journal (the backend does not show all our changes
+    // yet), what the cache holds is the answer; reintegration revalidates after the replay.
+    if (this.deps.connectivity.state === 'disconnected' || this.replaying) return;
     let attr: Attr;
     try {
       attr = await this.call('getattr', () => this.backend.getattr(obj.fh));
