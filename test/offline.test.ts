@@ -182,6 +182,38 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.equal(await fsp.readFile(m.b('newdir/second-offline.txt'), 'utf8'), 'again');
   });
 
+  it('a file changed on the server too is parked as a conflict: neither side is overwritten or dropped', async () => {
+    await fsp.writeFile(m.m('both.txt'), 'base version');
+    await fsp.writeFile(m.m('gone.txt'), 'base of a file the server removes');
+    await fsp.writeFile(m.m('calm.txt'), 'only we change this');
+    assert.equal(await fsp.readFile(m.m('both.txt'), 'utf8'), 'base version');
+    assert.equal(await fsp.readFile(m.m('gone.txt'), 'utf8'), 'base of a file the server removes');
+    assert.equal((await cli(['offline', m.mnt])).code, 0);
+    await fsp.writeFile(m.m('both.txt'), 'client variant, written offline');
+    await fsp.writeFile(m.m('gone.txt'), 'client variant of a removed file');
+    await fsp.writeFile(m.m('calm.txt'), 'our change goes through');
+    await sleep(20); // a new ctime on the server
+    await fsp.writeFile(m.b('both.txt'), 'server variant, written meanwhile');
+    await fsp.rm(m.b('gone.txt'));
+    const r = await cli(['sync', m.mnt]);
+    assert.equal(r.code, 0, r.stderr);
+    const st = JSON.parse((await cli(['status', m.mnt, '--json'])).stdout) as { conflicts: number; state: string };
+    assert.equal(st.state, 'connected');
+    assert.equal(st.conflicts, 2, 'two conflicts counted');
+    assert.equal(await fsp.readFile(m.b('both.txt'), 'utf8'), 'server variant, written meanwhile', 'the server variant is not overwritten');
+    await assert.rejects(fsp.stat(m.b('gone.txt')), { code: 'ENOENT' }, 'a removal on the server is not undone either');
+    assert.equal(await fsp.readFile(m.b('calm.txt'), 'utf8'), 'our change goes through', 'no conflict, no parking');
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(path.join(m.cache, 'index.sqlite'), { readonly: true });
+    try {
+      const rows = db.prepare('SELECT kind, path, client_copy FROM conflicts ORDER BY id').all() as { kind: string; path: string; client_copy: string }[];
+      assert.deepEqual(rows.map((x) => [x.kind, x.path]), [['update-update', '/both.txt'], ['update-remove', '/gone.txt']]);
+      assert.equal(await fsp.readFile(rows[0]!.client_copy, 'utf8'), 'client variant, written offline', 'the client variant is kept');
+      assert.equal(await fsp.readFile(rows[1]!.client_copy, 'utf8'), 'client variant of a removed file');
+    } finally { db.close(); }
+    assert.equal(await fsp.readFile(m.m('both.txt'), 'utf8'), 'server variant, written meanwhile', 'the mount shows the server variant now');
+  });
+
   it('the backend going away switches the mount to disconnected by itself, and coming back reintegrates', async () => {
     const faults = path.join(os.tmpdir(), `cachefs-faults-${process.pid}.json`);
     const goAway = async (): Promise<void> => {

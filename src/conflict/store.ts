@@ -26,14 +26,25 @@ export class ConflictStore {
     this.st = {
       open: db.prepare(`SELECT * FROM conflicts WHERE resolved_at IS NULL ORDER BY id`),
       count: db.prepare(`SELECT COUNT(*) AS n FROM conflicts WHERE resolved_at IS NULL`),
-      add: db.prepare(`INSERT INTO conflicts (kind, path, object, record, base_version, server_version, detected_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      add: db.prepare(`INSERT INTO conflicts (kind, path, object, record, base_version, server_version, detected_at, client_copy, records)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      records: db.prepare(`SELECT records FROM conflicts WHERE id = ?`),
+      setRecords: db.prepare(`UPDATE conflicts SET records = ? WHERE id = ?`),
     };
   }
 
-  add(c: Omit<Conflict, 'id' | 'detectedAt'> & { record: unknown }): number {
-    const info = this.st.add.run(c.kind, c.path, c.object, JSON.stringify(c.record), c.baseVersion, c.serverVersion, Date.now());
+  add(c: Omit<Conflict, 'id' | 'detectedAt'> & { record: unknown; clientCopy?: string | null }): number {
+    const info = this.st.add.run(c.kind, c.path, c.object, JSON.stringify(c.record), c.baseVersion, c.serverVersion, Date.now(),
+      c.clientCopy ?? null, JSON.stringify([c.record]));
     return Number(info.lastInsertRowid);
+  }
+
+  /** Parks one more record with a conflict (a later change to the same object). */
+  addRecord(id: number, record: unknown): void {
+    const row = this.st.records.get(id) as { records: string | null } | undefined;
+    const list = row?.records ? JSON.parse(row.records) as unknown[] : [];
+    list.push(record);
+    this.st.setRecords.run(JSON.stringify(list), id);
   }
 
   openCount(): number {

@@ -159,7 +159,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
   const journal = new Journal(db);
   const conflicts = new ConflictStore(db);
   const connectivity = new Connectivity();
-  const layer = new CacheLayer({ backend, index, store, connectivity, config }, (t) => new Replayer(journal, t));
+  const layer = new CacheLayer({ backend, index, store, connectivity, config, conflicts }, (t) => new Replayer(journal, t));
   await layer.init();
 
   let fuse: FuseMount | null = null;

@@ -78,6 +78,12 @@ const MIGRATIONS: readonly string[] = [
     resolved_at INTEGER
   );
   `,
+  // v2: where a conflict's client variant was saved (a copy of the cached data), and every
+  // record parked with it (JSON array, the conflicting one first).
+  `
+  ALTER TABLE conflicts ADD COLUMN client_copy TEXT;
+  ALTER TABLE conflicts ADD COLUMN records TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -96,8 +96,14 @@ const PASSES: Pass[] = [
  *  - records of other objects that use it as a directory (made in it, moved into or out of
  *    it): it may vanish only if all those records vanish too (a fixed point: a new directory
  *    whose new children all vanish vanishes with them);
- *  - a rename of it over another name removes that name's object: allowed only when the
- *    target was known free, or held an object that vanishes as well;
+ *  - it changes who holds names: a rename of it over a name removes that name's occupant,
+ *    and without its records the names it held are free at other times. Every name its
+ *    records touch is replayed symbolically with and without the vanishing records
+ *    (`nameSurvivesVanishing`): each kept record must find the name as it needs it, and the
+ *    name must end with the same occupant. So a rename over a name that held an older
+ *    object is fine when a kept rename replaces that name later (the older object is then
+ *    removed by it instead): of N "write a temporary file, rename it over the file" saves,
+ *    the first N-1 temporary files vanish;
  *  - entry changes reset a directory's mtime: if dropping them would leave a directory with
  *    a different explicitly set mtime at the end (a setattr of its mtime followed only by
  *    vanishing entry changes), the objects whose records touch it stay.
@@ -107,10 +113,12 @@ function vanishProvisional(list: readonly JournalEntry[]): Edit {
   const a = analyze(list);
   const about = new Map<number, number[]>();   // object -> positions of records about it
   const inside = new Map<number, number[]>();  // directory -> positions of records using it as a parent
+  const naming = new Map<string, number[]>();  // name -> positions of records naming it
   list.forEach((e, i) => {
     const s = subjectOf(e.record);
     if (s !== undefined) push(about, s, i);
     for (const p of parentsOf(e.record)) push(inside, p, i);
+    for (const n of new Set(namesOf(e.record).map((n) => keyOf(n.parent, n.name)))) push(naming, n, i);
   });
   const vanishing = new Set<number>();
   for (const x of a.created) if (!a.pinned.has(x) && (a.names.get(x)?.size ?? 0) === 0) vanishing.add(x);
@@ -122,19 +130,22 @@ function vanishProvisional(list: readonly JournalEntry[]): Edit {
         const s = subjectOf(list[i]!.record);
         return s !== undefined && vanishing.has(s);
       });
-      const replacesOnlyVanishing = (about.get(x) ?? []).every((i) => {
-        if (list[i]!.record.op !== 'rename') return true;
-        const info = a.info[i]!;
-        if (info.move === 'noop') return true;
-        const t = info.targetBefore;
-        return info.move === 'real' && (t === FREE || (typeof t === 'number' && vanishing.has(t)));
-      });
-      if (!dependentsVanish || !replacesOnlyVanishing) { vanishing.delete(x); changed = true; }
+      if (!dependentsVanish) { vanishing.delete(x); changed = true; }
+    }
+    if (changed) continue;
+    const drops = new Set<number>();
+    for (const x of vanishing) for (const i of about.get(x) ?? []) drops.add(i);
+    // Names: the kept records must find them as they need them.
+    const keys = new Set<string>();
+    for (const i of drops) for (const n of namesOf(list[i]!.record)) keys.add(keyOf(n.parent, n.name));
+    for (const k of keys) {
+      if (nameSurvivesVanishing(list, a, k, naming.get(k) ?? [], vanishing)) continue;
+      for (const x of [...vanishing]) {
+        if ((about.get(x) ?? []).some((i) => namesOf(list[i]!.record).some((n) => keyOf(n.parent, n.name) === k))) { vanishing.delete(x); changed = true; }
+      }
     }
     if (changed) continue;
     // Directories that stay: their explicitly set mtime must end the same.
-    const drops = new Set<number>();
-    for (const x of vanishing) for (const i of about.get(x) ?? []) drops.add(i);
     const dirs = new Set<number>();
     for (const i of drops) for (const p of parentsOf(list[i]!.record)) if (!vanishing.has(p)) dirs.add(p);
     for (const p of dirs) {
@@ -149,6 +160,81 @@ function vanishProvisional(list: readonly JournalEntry[]): Edit {
       return edit;
     }
   }
+}
+
+/**
+ * Replays the records naming one name (at positions `at`, in order) twice, symbolically: as
+ * the journal has them, and without the records of vanishing objects. True when every kept
+ * record finds the name as it needs it and the name ends with the same occupant.
+ *
+ * Occupants are symbols: an object id, free, "what the server had", or "unknown since record
+ * i" (records without obj). Where the two replays differ, a kept create or link needs the
+ * name free, and a kept rename onto it needs it free or held by an object of the same kind
+ * (file over file, directory over directory: that object was displaced by a vanishing
+ * object's rename, so it is what the journal's rename replaced there; a displaced directory
+ * is empty, since nothing names it after) that cannot be the renamed object itself (a
+ * rename onto another link of the same file does nothing). Everything else must see the
+ * same occupant.
+ */
+function nameSurvivesVanishing(list: readonly JournalEntry[], a: Analysis, key: string, at: readonly number[], vanishing: ReadonlySet<number>): boolean {
+  interface Sym { v: number | string; kind?: 'dir' | 'nondir' | undefined }
+  let journal: Sym = { v: 'initial' };
+  let replay: Sym = { v: 'initial' };
+  const kindOf = (o: Sym): 'dir' | 'nondir' | undefined => o.kind ?? (typeof o.v === 'number' ? a.kinds.get(o.v) : undefined);
+  // Whether occupant `v` may be the renamed object itself (another link of it: the rename
+  // would then do nothing). Not when it is another known object, nor when the renamed
+  // object is a directory (one name) or was made by the journal (all its names are known).
+  const maybeSame = (obj: number, v: number | string): boolean =>
+    typeof v === 'number' ? v === obj : !(a.kinds.get(obj) === 'dir' || (a.created.has(obj) && !a.pinned.has(obj)));
+  for (const i of at) {
+    const r = list[i]!.record;
+    const s = subjectOf(r);
+    const info = a.info[i]!;
+    let role: 'make' | 'remove' | 'from' | 'onto' | 'self';
+    if (r.op === 'rename') {
+      const from = keyOf(r.fromParent, r.fromName);
+      const to = keyOf(r.toParent, r.toName);
+      role = from === to ? 'self' : to === key ? 'onto' : 'from';
+    } else role = r.op === 'unlink' || r.op === 'rmdir' ? 'remove' : 'make';
+    // What a record tells about the name just before it (the journal is valid): a create
+    // found it free, an unlink or a rename away found its object there. An unknown occupant
+    // ("what the server had") learnt this way is learnt for the replay too, if it still
+    // has the same one.
+    const t = info.targetBefore;
+    const pre = role === 'make' ? FREE : role === 'remove' || role === 'from' ? s
+      : role === 'onto' && (t === FREE || typeof t === 'number') ? t : undefined;
+    if (pre !== undefined && typeof journal.v === 'string' && journal.v !== FREE) {
+      if (replay.v === journal.v) replay = { v: pre };
+      journal = { v: pre };
+    }
+    // Who holds the name after this record, in the journal as it is.
+    let next: Sym;
+    switch (role) {
+      case 'make': next = { v: s ?? `?${i}` }; break;
+      case 'remove': next = { v: FREE }; break;
+      case 'from': next = info.move === 'real' ? { v: FREE } : info.move === 'noop' ? journal : { v: `?${i}` }; break;
+      case 'onto': next = info.move === 'noop' ? journal : { v: s ?? `?${i}` }; break;
+      case 'self': next = journal; break;
+    }
+    const same = journal.v === replay.v;
+    if (s !== undefined && vanishing.has(s)) {
+      // Dropped: the replay's occupant stays. A rename over the name displaced its occupant
+      // in the journal, which now stays: it is of the renamed object's kind.
+      if (role === 'onto' && same && journal.v !== FREE && info.move === 'real') replay = { v: journal.v, kind: a.kinds.get(s) };
+      journal = next;
+      continue;
+    }
+    if (!same) {
+      const ok = role === 'make' ? replay.v === FREE
+        : role === 'onto' ? info.move === 'real' && s !== undefined
+          && (replay.v === FREE || (a.kinds.get(s) !== undefined && a.kinds.get(s) === kindOf(replay) && !maybeSame(s, replay.v)))
+        : false;
+      if (!ok) return false;
+    }
+    journal = next;
+    replay = next;
+  }
+  return journal.v === replay.v;
 }
 
 /**
@@ -216,6 +302,9 @@ function collapseRenames(list: readonly JournalEntry[]): Edit {
   function tryMerge(c: Candidate, i: number, r: Extract<JournalRecord, { op: 'rename' }>): boolean {
     const info = a.info[i]!;
     if (info.move !== 'real') return false;
+    // The second rename may replace an (empty) directory: it must not be A's directory,
+    // which still holds the object in the merged history.
+    if (info.targetBefore === c.from.parent || (info.targetBefore === UNKNOWN && c.mayBeDir)) return false;
     const first = list[c.at]!.record as Extract<JournalRecord, { op: 'rename' }>;
     const identity = r.toParent === c.from.parent && r.toName === c.from.name;
     const dirs = new Set([c.from.parent, c.to.parent, r.toParent]);
@@ -438,10 +527,10 @@ function analyze(list: readonly JournalEntry[]): Analysis {
         const to = keyOf(r.toParent, r.toName);
         const target = lookup(r.toParent, r.toName);
         ri.targetBefore = target;
-        if (from === to) { ri.move = 'noop'; break; }
         if (r.obj === undefined) {
           pin(lookup(r.fromParent, r.fromName));
           pin(target);
+          if (from === to) { ri.move = 'noop'; break; }
           map.set(from, UNKNOWN);
           map.set(to, UNKNOWN);
           ri.move = 'maybe';
@@ -450,6 +539,7 @@ function analyze(list: readonly JournalEntry[]): Analysis {
           break;
         }
         const x = r.obj;
+        if (from === to) { ri.move = 'noop'; break; }
         if (target === x) { ri.move = 'noop'; break; } // onto another name of the same object: POSIX does nothing
         // A directory has one name; a created, unpinned object's names are all known.
         const notAnotherLink = kinds.get(x) === 'dir' || (created.has(x) && !pinned.has(x) && !namesOfObj(x).has(to));

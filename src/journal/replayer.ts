@@ -17,6 +17,8 @@ import { log } from '../core/log.js';
 /** What the replayer needs from the world: somewhere to apply a record. */
 export interface ReplayTarget<O extends { kind: string } = { kind: string }> {
   apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<O>;
+  /** False while records must go one at a time (e.g. while checking base versions). */
+  batchable?(): boolean;
 }
 
 /** In-memory help for a record appended by this process (e.g. the bytes of a write). */
@@ -174,7 +176,7 @@ export class Replayer<O extends { kind: string }> {
   /** From the head: one record, or a run of writes whose ranges do not overlap. */
   private writeBatch(): JournalEntry[] {
     const first = this.queue[this.head]!;
-    if (first.record.op !== 'write') return [first];
+    if (first.record.op !== 'write' || this.target.batchable?.() === false) return [first];
     const out: JournalEntry[] = [];
     const ranges: { obj: number; from: number; to: number }[] = [];
     for (let i = this.head; i < this.queue.length && out.length < WRITE_BATCH_MAX; i++) {

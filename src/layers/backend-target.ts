@@ -2,9 +2,12 @@
 // replayer. Records name objects by index id; this is where ids become backend handles.
 // Every backend call goes through `call`, which bounds concurrency and sets a deadline.
 import { crc32 } from 'node:zlib';
-import { FsError } from '../core/errors.js';
+import path from 'node:path';
+import { FsError, isFsError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import type { ConflictKind, ConflictStore } from '../conflict/store.js';
 import type { Attr, Backend, Creds, SetAttr } from '../backends/types.js';
-import type { ObjectIndex } from '../index/objects.js';
+import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { JournalEntry } from '../journal/journal.js';
 import type { SetAttrRecord } from '../journal/records.js';
@@ -17,6 +20,17 @@ export type AppliedOutcome =
   | { kind: 'done' }
   | { kind: 'created'; fh: Buffer; attr: Attr }
   | { kind: 'attr'; attr: Attr };
+
+/** What the target needs to check bases and park conflicts (provided by the layer). */
+export interface ConflictGuard {
+  /** True while replaying records made disconnected (reintegration). */
+  checking(): boolean;
+  store: ConflictStore;
+  cacheDir: string;
+  pathOf(id: number): string | null;
+  /** The object's cached data is now the client variant of a conflict: keep it out of reach. */
+  onConflict(o: CachedObject): void;
+}
 
 export class BackendTarget implements ReplayTarget {
   constructor(
@@ -47,7 +61,77 @@ export class BackendTarget implements ReplayTarget {
     return o.fh;
   }
 
+  /** Set by the layer: while it says so (reintegrating), bases are checked (see guarded). */
+  conflicts: ConflictGuard | null = null;
+  /** Per object: the base its offline records carry -> the version our replay has made since. */
+  private readonly advanced = new Map<number, { from: string; to: string }>();
+  /** Objects in conflict during this replay -> their conflict id: their later records park too. */
+  private readonly parked = new Map<number, number>();
+
+  batchable(): boolean { return !this.conflicts?.checking(); }
+
   async apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
+    const r = entry.record;
+    if (this.conflicts?.checking() && (r.op === 'write' || r.op === 'setattr' || r.op === 'link')) {
+      return this.guarded(entry, hint, r.obj, r.base);
+    }
+    if (!this.conflicts?.checking()) { this.advanced.clear(); this.parked.clear(); }
+    return this.applyPlain(entry, hint);
+  }
+
+  /**
+   * A record made while disconnected is applied only if the object on the backend is still
+   * the version the record was based on (or what our own replay made of it). Otherwise it is
+   * parked as a conflict with the client's variant (a copy of the cached data) saved: the
+   * server's variant is never overwritten, and the client's is never dropped.
+   */
+  private async guarded(entry: JournalEntry, hint: ReplayHint | undefined, objId: number, base: string | null): Promise<AppliedOutcome> {
+    const g = this.conflicts!;
+    const o = this.index.get(objId);
+    if (!o || isProvisional(o.fh) || base === null || base.startsWith('provisional:')) return this.applyPlain(entry, hint);
+    const parkedIn = this.parked.get(objId);
+    if (parkedIn !== undefined) {
+      g.store.addRecord(parkedIn, entry.record);
+      return { kind: 'done' };
+    }
+    const adv = this.advanced.get(objId);
+    const expected = adv && adv.from === base ? adv.to : base;
+    let current: string | null;
+    try {
+      current = (await this.call('getattr', () => this.backend.getattr(o.fh))).version;
+    } catch (e) {
+      if (!isFsError(e, 'ESTALE')) throw e;
+      current = null; // removed on the server while we changed it
+    }
+    if (current !== expected) {
+      const id = await this.park(o, entry, base, current);
+      this.parked.set(objId, id);
+      return { kind: 'done' };
+    }
+    const out = await this.applyPlain(entry, hint);
+    const after = out.kind === 'attr' ? out.attr.version : (await this.call('getattr', () => this.backend.getattr(o.fh))).version;
+    this.advanced.set(objId, { from: base, to: after });
+    return out;
+  }
+
+  private async park(o: CachedObject, entry: JournalEntry, base: string, serverVersion: string | null): Promise<number> {
+    const g = this.conflicts!;
+    const r = entry.record;
+    const dataChange = r.op === 'write' || (r.op === 'setattr' && r.set.size !== undefined);
+    const kind: ConflictKind = serverVersion === null ? 'update-remove' : dataChange ? 'update-update' : 'metadata';
+    const copy = path.join(g.cacheDir, 'conflicts', `${o.id}-${entry.seq}.client`);
+    await this.store.copyOut(o.id, copy);
+    const id = g.store.add({
+      kind, path: g.pathOf(o.id) ?? `(object ${o.id})`, object: o.id, record: r,
+      baseVersion: base, serverVersion, clientCopy: copy,
+    });
+    log.warn(`conflict ${id} (${kind}) on ${g.pathOf(o.id) ?? `object ${o.id}`}: the server changed it too; `
+      + `both variants are kept (ours: ${copy})`);
+    g.onConflict(o);
+    return id;
+  }
+
+  private async applyPlain(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
     const r = entry.record;
     const b = this.backend;
     switch (r.op) {

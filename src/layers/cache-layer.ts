@@ -36,6 +36,7 @@ import { isConnectionError } from '../journal/replayer.js';
 import { BackendTarget, PROVISIONAL_TAG, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
 import type { JournalItem } from '../daemon/protocol.js';
+import type { ConflictStore } from '../conflict/store.js';
 
 /**
  * Marks a data or names version as "changed by us, adopt the next version the backend
@@ -72,6 +73,8 @@ export interface LayerDeps {
   store: DataStore;
   connectivity: Connectivity;
   config: Config;
+  /** Where replay parks the records whose base the server no longer has. */
+  conflicts?: ConflictStore;
 }
 
 const O_ACCMODE = 3;
@@ -176,6 +179,17 @@ export class CacheLayer {
     const target = new BackendTarget(this.backend, this.index, this.store, this.call);
     this.replayer = replayerFactory(target);
     target.laterChange = (seq, obj, from, to) => this.replayer.laterChange(seq, obj, from, to);
+    const conflicts = deps.conflicts;
+    if (conflicts) {
+      target.conflicts = {
+        checking: () => this.deps.connectivity.state === 'reintegrating',
+        store: conflicts,
+        cacheDir: this.cfg.cacheDir,
+        pathOf: (id) => this.index.pathOf(id, this.rootId),
+        // The client variant is saved with the conflict; the cache shows the server's from now on.
+        onConflict: (o) => { this.dropData(o); o.attrAt = 0; },
+      };
+    }
   }
 
   async init(): Promise<void> {
@@ -188,7 +202,9 @@ export class CacheLayer {
     // backend never got (a dirty run not yet journaled, or dropped by its CRC check). Once
     // the records left behind are replayed, their cached data is dropped and fetched anew.
     const suspect = this.index.idsWithDataVersion(SELF);
-    this.replayer.kick(); // records left by a previous run go first
+    // Records left by a previous run go first; they may have been made disconnected, so they
+    // are replayed as a reintegration (bases checked, conflicts parked).
+    if (this.replayer.pendingCount > 0) void this.reintegrate(`${this.replayer.pendingCount} journal records left by the last run`);
     if (suspect.length > 0) {
       void this.replayer.drained().then(() => {
         for (const id of suspect) {

@@ -110,6 +110,20 @@ export class DataStore {
     try { await h.truncate(size); } catch (e) { throw fromNodeError(e, 'cache store truncate'); }
   }
 
+  /**
+   * Copies an object's cache file to `dest` (a conflict's client variant). Writes through
+   * this store are awaited by their callers, so the file is complete when this runs.
+   */
+  async copyOut(id: number, dest: string): Promise<void> {
+    await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+    try {
+      await fsp.copyFile(this.fileOf(id), dest);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await fsp.writeFile(dest, '', { mode: 0o600 }); // nothing cached: an empty variant
+    }
+  }
+
   async sync(id: number): Promise<void> {
     const h = await this.handle(id);
     try { await h.datasync(); } catch (e) { throw fromNodeError(e, 'cache store sync'); }
