@@ -75,6 +75,9 @@ export class BackendTarget implements ReplayTarget {
     if (this.conflicts?.checking() && (r.op === 'write' || r.op === 'setattr' || r.op === 'link')) {
       return this.guarded(entry, hint, r.obj, r.base);
     }
+    if (this.conflicts?.checking() && (r.op === 'rename' || r.op === 'unlink') && r.obj !== undefined) {
+      return this.followed(entry, hint, r.obj);
+    }
     if (!this.conflicts?.checking()) { this.advanced.clear(); this.parked.clear(); }
     return this.applyPlain(entry, hint);
   }
@@ -111,6 +114,26 @@ export class BackendTarget implements ReplayTarget {
     const out = await this.applyPlain(entry, hint);
     const after = out.kind === 'attr' ? out.attr.version : (await this.call('getattr', () => this.backend.getattr(o.fh))).version;
     this.advanced.set(objId, { from: base, to: after });
+    return out;
+  }
+
+  /**
+   * A rename or unlink moves the ctime of the object it names (which may live on): its
+   * later records must expect the version our replay made, provided the server had not
+   * changed the object before (then they must still conflict).
+   */
+  private async followed(entry: JournalEntry, hint: ReplayHint | undefined, objId: number): Promise<AppliedOutcome> {
+    const o = this.index.get(objId);
+    if (!o || isProvisional(o.fh) || this.parked.has(objId) || o.attr.version.startsWith('provisional:')) return this.applyPlain(entry, hint);
+    const base = o.attr.version; // offline, the cached version stays the one last seen
+    const adv = this.advanced.get(objId);
+    const expected = adv && adv.from === base ? adv.to : base;
+    const before = await this.call('getattr', () => this.backend.getattr(o.fh)).then((a) => a.version, () => null);
+    const out = await this.applyPlain(entry, hint);
+    if (before === expected) {
+      const after = await this.call('getattr', () => this.backend.getattr(o.fh)).then((a) => a.version, () => null);
+      if (after !== null) this.advanced.set(objId, { from: base, to: after });
+    }
     return out;
   }
 
