@@ -7,7 +7,11 @@
 // explicitly by records (a time the server sets itself -- a write's mtime, a directory's
 // mtime after an entry changes -- is "not set by the journal": it is the server's clock
 // either way, and a directory whose only entry changes vanished keeps its earlier mtime, as
-// in Coda). Every record in `keep` still succeeds.
+// in Coda). Every record in `keep` still succeeds. What is assumed of the server: POSIX
+// rename (onto another link of the same file it does nothing), a write of some bytes and a
+// size-changing truncate reset mtime (a truncate to the same size may or may not), and
+// permission checks read the mode and owners at the time of each operation (so those are
+// only collapsed where no operation in between could be checked against them).
 //
 // The optimizer is a pipeline of small passes. Each pass is safe on its own (it preserves the
 // contract for any valid journal it is given, and its output is again a valid journal), so
@@ -38,7 +42,7 @@ export function optimizeJournal(entries: readonly JournalEntry[]): Optimized {
   const stats: Stats = { supersededWrites: 0, deadWrites: 0, collapsedSetattrs: 0, vanishedObjects: 0, collapsedRenames: 0 };
   let list = entries.slice();
   // Every pass that changes something removes a record or a setattr field, so this ends;
-  // the bound is only a guard.
+  // the bound is only a guard (stopping early is safe: every pass leaves a valid journal).
   for (let round = 0; round <= entries.length + 1; round++) {
     let changed = false;
     for (const pass of PASSES) {
@@ -89,9 +93,7 @@ const PASSES: Pass[] = [
  * ends the journal with no name left never needs to exist on the server: every record about
  * it goes (its creation, writes, setattrs, commits, links, renames and the last unlink/rmdir).
  *
- * Why this is safe: such an object only ever occupied names; dropping it only frees names at
- * times they were taken, which makes no other record fail (a create needs a free name, an
- * rmdir an empty directory, a rename over a directory an empty one). Its own records touch
+ * Why this is safe: such an object only ever occupied names, and its own records touch
  * nothing else, except:
  *  - records of other objects that use it as a directory (made in it, moved into or out of
  *    it): it may vanish only if all those records vanish too (a fixed point: a new directory
@@ -103,7 +105,10 @@ const PASSES: Pass[] = [
  *    name must end with the same occupant. So a rename over a name that held an older
  *    object is fine when a kept rename replaces that name later (the older object is then
  *    removed by it instead): of N "write a temporary file, rename it over the file" saves,
- *    the first N-1 temporary files vanish;
+ *    the first N-1 temporary files vanish. Freed names make no other record fail (a create
+ *    needs a free name, an rmdir an empty directory, a rename over a directory an empty
+ *    one); an object left longer in its name is left in a directory that must still exist
+ *    for that later rename, and (a directory) is empty and named by nothing meanwhile;
  *  - entry changes reset a directory's mtime: if dropping them would leave a directory with
  *    a different explicitly set mtime at the end (a setattr of its mtime followed only by
  *    vanishing entry changes), the objects whose records touch it stay.
@@ -379,14 +384,14 @@ function collapseSetattrs(list: readonly JournalEntry[]): Edit {
 
 /**
  * Rule 1: a write whose byte range is covered by the union of later writes to the same
- * object goes (a zero-length write goes when any later write follows).
+ * object goes (a zero-length write goes when a later write of some bytes follows).
  *
  * Why this is safe, even with truncates in between: the dropped write's bytes are all
  * rewritten later, and the last write covering a byte decides it (a later truncate cuts it
  * the same way with or without the dropped write). Its other effects are the size it may
- * extend to and the mtime it resets: until the next truncate (which sets the size outright)
- * or the later write covering its last byte (which extends at least as far), the sizes
- * differ only by bytes in its own range, and the later write resets mtime again.
+ * extend to and the mtime it resets (and through the size, whether a truncate in between
+ * changes the size, hence whether it resets mtime): all of that is the same again after
+ * the later write covering its last byte, which extends at least as far and resets mtime.
  */
 function dropSupersededWrites(list: readonly JournalEntry[]): Edit {
   const edit = new Edit();
@@ -405,24 +410,35 @@ function dropSupersededWrites(list: readonly JournalEntry[]): Edit {
 /**
  * Rule 2: a write followed by a truncate of the same object to a size at or below the
  * write's offset goes, unless a commit of that object comes between them (the data was
- * asked to be made stable: kept conservatively).
+ * asked to be made stable: kept conservatively), provided the object's mtime is decided
+ * again at or after the truncate (the truncate sets mtime itself, or a later write of some
+ * bytes or setattr of mtime follows).
  *
  * Why this is safe: the write only changes bytes at or past its offset (and the zeroes of a
  * hole it may open are zeroes either way), so until the truncate the two histories differ
- * only at or past its offset, and the truncate cuts exactly that; it sets the size outright
- * and resets mtime (unless it sets mtime itself), as the write would have.
+ * only at or past its offset, in the size, and in mtime (the write resets it); the truncate
+ * cuts exactly those bytes and sets the size outright. Whether it resets mtime depends on
+ * the server when the size does not change (Linux's truncate(2) does not, ftruncate(2)
+ * does), and the size may change in one history only: hence the later mtime decision.
+ * Such a decider is never removed by any pass (the last write of an object is never
+ * superseded, and a setattr loses its mtime only to a later one).
  */
 function dropDeadWrites(list: readonly JournalEntry[]): Edit {
   const edit = new Edit();
   const minLaterSize = new Map<number, number>();
+  const mtimeDecidedLater = new Set<number>();
   for (let i = list.length - 1; i >= 0; i--) {
     const r = list[i]!.record;
     if (r.op === 'commit') minLaterSize.delete(r.obj);
-    else if (r.op === 'setattr' && r.set.size !== undefined) {
-      minLaterSize.set(r.obj, Math.min(r.set.size, minLaterSize.get(r.obj) ?? Infinity));
+    else if (r.op === 'setattr') {
+      if (r.set.mtime !== undefined) mtimeDecidedLater.add(r.obj);
+      if (r.set.size !== undefined && mtimeDecidedLater.has(r.obj)) {
+        minLaterSize.set(r.obj, Math.min(r.set.size, minLaterSize.get(r.obj) ?? Infinity));
+      }
     } else if (r.op === 'write') {
       const t = minLaterSize.get(r.obj);
       if (t !== undefined && t <= r.offset) edit.drops.add(i);
+      if (r.length > 0) mtimeDecidedLater.add(r.obj);
     }
   }
   return edit;
@@ -661,9 +677,9 @@ class Ranges {
     if (!placed) out.push([s, e]);
     this.spans.splice(0, this.spans.length, ...out);
   }
-  /** [start, end) is inside the union (an empty range is covered by any set, even an empty one: a later write exists). */
+  /** [start, end) is inside the union (an empty range when the union is not empty). */
   covers(start: number, end: number): boolean {
-    if (end <= start) return true;
+    if (end <= start) return this.spans.length > 0;
     return this.spans.some(([a, b]) => a <= start && end <= b);
   }
 }
