@@ -214,16 +214,18 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.equal(await fsp.readFile(m.m('both.txt'), 'utf8'), 'server variant, written meanwhile', 'the mount shows the server variant now');
   });
 
+  const faults = path.join(os.tmpdir(), `cachefs-faults-${process.pid}.json`);
+  const goAway = async (how: 'refuse' | 'hang' = 'refuse'): Promise<void> => {
+    if (srv) { await srv.stop(); return; }
+    const ops = ['getattr', 'lookup', 'readdir', 'read', 'write', 'create', 'setattr', 'statfs', 'commit'];
+    writeFileSync(faults, JSON.stringify(how === 'hang' ? { hang: ops } : { fail: Object.fromEntries(ops.map((op) => [op, 'ECONNREFUSED'])) }));
+  };
+  const comeBack = async (): Promise<void> => {
+    if (srv) await srv.start();
+    else rmSync(faults, { force: true });
+  };
+
   it('the backend going away switches the mount to disconnected by itself, and coming back reintegrates', async () => {
-    const faults = path.join(os.tmpdir(), `cachefs-faults-${process.pid}.json`);
-    const goAway = async (): Promise<void> => {
-      if (srv) await srv.stop();
-      else writeFileSync(faults, JSON.stringify({ fail: Object.fromEntries(['getattr', 'lookup', 'readdir', 'read', 'write', 'create', 'setattr', 'statfs', 'commit'].map((op) => [op, 'ECONNREFUSED'])) }));
-    };
-    const comeBack = async (): Promise<void> => {
-      if (srv) await srv.start();
-      else rmSync(faults, { force: true });
-    };
     if (!srv) {
       // the local backend is made unreachable by fault injection on top of the real adapter
       await m.cleanup().catch(() => undefined);
@@ -251,7 +253,36 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.equal(await fsp.readFile(m.b('auto-new.txt'), 'utf8'), 'new while away');
   });
 
+  it('a backend vanishing in the middle of a read or a write: the operation fails or completes cleanly, the cache stays right', async () => {
+    const big = Buffer.alloc(48 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);
+    await fsp.writeFile(m.b('vanish-read.bin'), big);
+    // the mount learns the name (NFS: by polling the directory), not the data
+    for (let i = 0; i < 100; i++) { if (await fsp.stat(m.m('vanish-read.bin')).then(() => true, () => false)) break; await sleep(100); }
+    const reader = sh('sh', ['-c', `cat '${m.m('vanish-read.bin')}' > /dev/null`], { timeoutMs: 20_000 });
+    const writer = sh('dd', ['if=/dev/zero', `of=${m.m('vanish-write.bin')}`, 'bs=1M', 'count=48'], { timeoutMs: 20_000 });
+    await sleep(60);
+    const t0 = Date.now();
+    await goAway('hang'); // NFS: the server stops; local: every call hangs until its deadline
+    const stopped = Date.now() - t0;
+    const [rd, wr] = await Promise.all([reader, writer]);
+    assert.ok(Date.now() - t0 < stopped + 8000, `finished ${Date.now() - t0 - stopped} ms after the backend was gone (stopping took ${stopped} ms): nothing hung`);
+    assert.notEqual(rd.code, 127);
+    assert.ok(rd.code === 0 || /No data available|Input\/output error/.test(rd.stderr), `read: ${rd.code} ${rd.stderr}`);
+    assert.ok(wr.code === 0 || /No data available|No space/.test(wr.stderr), `write: ${wr.code} ${wr.stderr}`);
+    await comeBack();
+    await waitState(m, 'connected', 15_000);
+    // nothing half-fetched or half-written is served as if it were whole
+    assert.ok((await fsp.readFile(m.m('vanish-read.bin'))).equals(big), 'the read file is whole and right after reconnecting');
+    if (wr.code === 0) {
+      assert.equal((await fsp.stat(m.b('vanish-write.bin'))).size, 48 * 1024 * 1024);
+      assert.ok((await fsp.readFile(m.b('vanish-write.bin'))).equals(Buffer.alloc(48 * 1024 * 1024)), 'an acknowledged write reached the backend whole');
+    }
+    assert.deepEqual(await fsp.readFile(m.m('vanish-write.bin')).then((b) => b.length), (await fsp.stat(m.b('vanish-write.bin'))).size, 'mount and backend agree on the written file');
+  });
+
   it('an fsync\'d offline write survives kill -9; the next mount replays it', async () => {
+    await fsp.readdir(m.m(''));
     const r = await cli(['offline', m.mnt]);
     assert.equal(r.code, 0, r.stderr);
     const h = await fsp.open(m.m('durable.txt'), 'w');

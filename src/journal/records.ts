@@ -30,20 +30,25 @@ const base = z.string().nullable();
  * Lets the journal optimizer follow an object through its records.
  */
 const subject = id.optional();
+/**
+ * Made while not connected: replay checks its base against the server (a difference is a
+ * conflict). Records made connected are applied as they come, as an NFS client would.
+ */
+const offline = z.literal(true).optional();
 
 export const JournalRecordSchema = z.discriminatedUnion('op', [
   // crc: CRC-32 of the bytes, checked when the bytes are read back from the cache file.
   z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(),
-    crc: z.number().int().nonnegative(), base }),
-  z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, base }),
+    crc: z.number().int().nonnegative(), offline, base }),
+  z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, offline, base }),
   z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
   z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
   z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
   z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
-  z.object({ op: z.literal('link'), obj: id, parent: id, name, base }),
-  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, base }),
+  z.object({ op: z.literal('link'), obj: id, parent: id, name, offline, base }),
+  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, offline, base }),
   z.object({ op: z.literal('rmdir'), parent: id, name, obj: subject, base }),
-  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, base }),
+  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, offline, base }),
   z.object({ op: z.literal('commit'), obj: id, base }),
 ]);
 

@@ -53,6 +53,20 @@ export class BackendTarget implements ReplayTarget {
     return { kind: 'created', fh: n.fh, attr: n.attr };
   }
 
+  /**
+   * EEXIST on replaying the create of an object made offline: if an earlier attempt got
+   * through before the connection broke (its answer lost), the name holds our object. It is
+   * taken when its type matches the provisional one; anything else stays an error.
+   */
+  private async madeBefore(e: unknown, obj: number | undefined, dir: Buffer, name: string): Promise<{ fh: Buffer; attr: Attr }> {
+    const o = obj !== undefined ? this.index.get(obj) : undefined;
+    if (!isFsError(e, 'EEXIST') || !o || !isProvisional(o.fh)) throw e;
+    const n = await this.call('lookup', () => this.backend.lookup(dir, name));
+    if (n.attr.type !== o.attr.type || this.index.byHandle(n.fh)) throw e;
+    log.info(`replay: ${name} already exists as a ${n.attr.type}; taking it as the one this record made before the connection broke`);
+    return n;
+  }
+
   private fhOf(id: number): Buffer {
     const o = this.index.get(id);
     if (!o) throw new FsError('ESTALE', `object ${id} is no longer in the index`);
@@ -61,10 +75,10 @@ export class BackendTarget implements ReplayTarget {
     return o.fh;
   }
 
-  /** Set by the layer: while it says so (reintegrating), bases are checked (see guarded). */
+  /** Set by the layer: while it says so (reintegrating), bases are checked (see conflicting). */
   conflicts: ConflictGuard | null = null;
-  /** Per object: the base its offline records carry -> the version our replay has made since. */
-  private readonly advanced = new Map<number, { from: string; to: string }>();
+  /** Per object: its version on the backend right after the last record this replay applied to it. */
+  private readonly lastApplied = new Map<number, string>();
   /** Objects in conflict during this replay -> their conflict id: their later records park too. */
   private readonly parked = new Map<number, number>();
 
@@ -72,33 +86,41 @@ export class BackendTarget implements ReplayTarget {
 
   async apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
     const r = entry.record;
-    if (this.conflicts?.checking() && (r.op === 'write' || r.op === 'setattr' || r.op === 'link')) {
-      return this.guarded(entry, hint, r.obj, r.base);
+    if (!this.conflicts?.checking()) {
+      this.lastApplied.clear();
+      this.parked.clear();
+      return this.applyPlain(entry, hint);
     }
-    if (this.conflicts?.checking() && (r.op === 'rename' || r.op === 'unlink') && r.obj !== undefined) {
-      return this.followed(entry, hint, r.obj);
+    const objId = subjectOf(r);
+    if (objId === undefined) return this.applyPlain(entry, hint);
+    if ((r.op === 'write' || r.op === 'setattr' || r.op === 'link') && r.offline) {
+      const parkedIn = this.parked.get(objId);
+      if (parkedIn !== undefined) {
+        this.conflicts.store.addRecord(parkedIn, r);
+        return { kind: 'done' };
+      }
+      const conflict = await this.conflicting(objId, r.base);
+      if (conflict) {
+        this.parked.set(objId, await this.park(conflict.o, entry, r.base ?? '', conflict.current));
+        return { kind: 'done' };
+      }
     }
-    if (!this.conflicts?.checking()) { this.advanced.clear(); this.parked.clear(); }
-    return this.applyPlain(entry, hint);
+    const out = await this.applyPlain(entry, hint);
+    await this.noteApplied(objId, out);
+    return out;
   }
 
   /**
-   * A record made while disconnected is applied only if the object on the backend is still
-   * the version the record was based on (or what our own replay made of it). Otherwise it is
-   * parked as a conflict with the client's variant (a copy of the cached data) saved: the
-   * server's variant is never overwritten, and the client's is never dropped.
+   * A record made while disconnected is applied only if the object did not change on the
+   * backend behind its back: compared with the version our own last replayed record left,
+   * else with the record's base (the version the cache had when the change was made).
+   * Otherwise it is parked as a conflict with the client's variant (a copy of the cached
+   * data) saved: the server's variant is never overwritten, the client's never dropped.
    */
-  private async guarded(entry: JournalEntry, hint: ReplayHint | undefined, objId: number, base: string | null): Promise<AppliedOutcome> {
-    const g = this.conflicts!;
+  private async conflicting(objId: number, base: string | null): Promise<{ o: CachedObject; current: string | null } | null> {
     const o = this.index.get(objId);
-    if (!o || isProvisional(o.fh) || base === null || base.startsWith('provisional:')) return this.applyPlain(entry, hint);
-    const parkedIn = this.parked.get(objId);
-    if (parkedIn !== undefined) {
-      g.store.addRecord(parkedIn, entry.record);
-      return { kind: 'done' };
-    }
-    const adv = this.advanced.get(objId);
-    const expected = adv && adv.from === base ? adv.to : base;
+    if (!o || isProvisional(o.fh) || base === null || base.startsWith('provisional:')) return null;
+    const expected = this.lastApplied.get(objId) ?? base;
     let current: string | null;
     try {
       current = (await this.call('getattr', () => this.backend.getattr(o.fh))).version;
@@ -106,35 +128,20 @@ export class BackendTarget implements ReplayTarget {
       if (!isFsError(e, 'ESTALE')) throw e;
       current = null; // removed on the server while we changed it
     }
-    if (current !== expected) {
-      const id = await this.park(o, entry, base, current);
-      this.parked.set(objId, id);
-      return { kind: 'done' };
-    }
-    const out = await this.applyPlain(entry, hint);
-    const after = out.kind === 'attr' ? out.attr.version : (await this.call('getattr', () => this.backend.getattr(o.fh))).version;
-    this.advanced.set(objId, { from: base, to: after });
-    return out;
+    return current === expected ? null : { o, current };
   }
 
-  /**
-   * A rename or unlink moves the ctime of the object it names (which may live on): its
-   * later records must expect the version our replay made, provided the server had not
-   * changed the object before (then they must still conflict).
-   */
-  private async followed(entry: JournalEntry, hint: ReplayHint | undefined, objId: number): Promise<AppliedOutcome> {
+  /** Our own replayed record moved the object's version (ctime at least): remember where to. */
+  private async noteApplied(objId: number, out: AppliedOutcome): Promise<void> {
     const o = this.index.get(objId);
-    if (!o || isProvisional(o.fh) || this.parked.has(objId) || o.attr.version.startsWith('provisional:')) return this.applyPlain(entry, hint);
-    const base = o.attr.version; // offline, the cached version stays the one last seen
-    const adv = this.advanced.get(objId);
-    const expected = adv && adv.from === base ? adv.to : base;
-    const before = await this.call('getattr', () => this.backend.getattr(o.fh)).then((a) => a.version, () => null);
-    const out = await this.applyPlain(entry, hint);
-    if (before === expected) {
-      const after = await this.call('getattr', () => this.backend.getattr(o.fh)).then((a) => a.version, () => null);
-      if (after !== null) this.advanced.set(objId, { from: base, to: after });
+    if (!o || isProvisional(o.fh)) return;
+    if (out.kind === 'attr') { this.lastApplied.set(objId, out.attr.version); return; }
+    try {
+      this.lastApplied.set(objId, (await this.call('getattr', () => this.backend.getattr(o.fh))).version);
+    } catch (e) {
+      if (!isFsError(e, 'ESTALE')) throw e;
+      this.lastApplied.delete(objId); // our unlink removed it
     }
-    return out;
   }
 
   private async park(o: CachedObject, entry: JournalEntry, base: string, serverVersion: string | null): Promise<number> {
@@ -190,22 +197,22 @@ export class BackendTarget implements ReplayTarget {
       }
       case 'create': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive: false }));
+        const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive: false })).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'mkdir': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r)));
+        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r))).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'symlink': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r)));
+        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r))).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'mknod': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r)));
+        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r))).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'link': {
@@ -254,4 +261,13 @@ export const PROVISIONAL_TAG = Buffer.from('cachefs-provisional:');
 
 export function isProvisional(fh: Buffer): boolean {
   return fh.length > PROVISIONAL_TAG.length && fh.subarray(0, PROVISIONAL_TAG.length).equals(PROVISIONAL_TAG);
+}
+
+/** The object whose data, attributes or ctime a record changes, if any. */
+function subjectOf(r: JournalEntry['record']): number | undefined {
+  switch (r.op) {
+    case 'write': case 'setattr': case 'link': case 'commit': return r.obj;
+    case 'rename': case 'unlink': return r.obj;
+    default: return undefined;
+  }
 }

@@ -102,6 +102,8 @@ const PROBE_INTERVAL_MS = 2000;
 /** What a mutation produced: the backend's answer, or (not connected) "kept in the journal". */
 type MutationOutcome = AppliedOutcome | { kind: 'journaled' };
 const JOURNALED: MutationOutcome = { kind: 'journaled' };
+/** Records whose base replay checks when they were made offline (see records.ts). */
+const OFFLINE_CHECKED = new Set(['write', 'setattr', 'link', 'unlink', 'rename']);
 
 const S_IFMT_OF: Record<Attr['type'], number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000,
@@ -160,13 +162,16 @@ export class CacheLayer {
     this.chunk = deps.config.cache.chunkSize;
     this.queue = new PQueue({ concurrency: deps.config.cache.backendConcurrency });
     const timeout = deps.config.backendTimeoutMs;
+    const unreachable = (what: string) => new FsError('EHOSTUNREACH', `${what}: the backend is unreachable (${deps.connectivity.snapshot().reason})`);
     this.call = <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-      // Disconnected: the backend is not asked at all, so nothing waits for a dead server.
-      if (deps.connectivity.state === 'disconnected') {
-        return Promise.reject(new FsError('EHOSTUNREACH', `${what}: the backend is unreachable (${deps.connectivity.snapshot().reason})`));
-      }
-      this.counters.backendCalls++;
-      const p = this.queue.add(() => withDeadline(fn(), timeout, `backend ${what}`), { throwOnTimeout: true }) as Promise<T>;
+      // Disconnected: the backend is not asked at all, so nothing waits for a dead server;
+      // calls still queued when the connection goes fail as they come out of the queue.
+      if (deps.connectivity.state === 'disconnected') return Promise.reject(unreachable(what));
+      const p = this.queue.add(() => {
+        if (deps.connectivity.state === 'disconnected') return Promise.reject(unreachable(what));
+        this.counters.backendCalls++;
+        return withDeadline(fn(), timeout, `backend ${what}`);
+      }, { throwOnTimeout: true }) as Promise<T>;
       return p.catch((e: unknown) => {
         if (isConnectionError(e)) {
           const msg = (e as Error).message;
@@ -902,8 +907,9 @@ export class CacheLayer {
     if (end > obj.attr.size) this.index.setLocalSize(obj, end);
     if (run.length >= DIRTY_RUN_MAX && this.dirty.get(obj.id) === run) {
       const applied = this.commitRun(run);
-      // Back-pressure: never hold more than this many bytes waiting for the backend.
-      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await applied;
+      // Back-pressure: never hold more than this many bytes waiting for the backend (while
+      // connected: offline, the bytes wait in the cache file and the journal, not in memory).
+      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await Promise.race([applied, this.whenNotConnected()]);
     }
     this.throwPendingError(of);
     return data.length;
@@ -917,7 +923,10 @@ export class CacheLayer {
   private commitRun(run: DirtyRun): Promise<void> {
     if (this.dirty.get(run.obj.id) === run) this.dirty.delete(run.obj.id);
     const data = run.buf.subarray(0, run.length);
-    const record = { op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base };
+    const record = {
+      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base,
+      ...(this.connected ? {} : { offline: true as const }),
+    };
     if (!this.connected && !this.writeAround.has(run.obj.id)) {
       // Disconnected: the bytes are in the cache file (written before write() returned), so
       // the record needs no copy in memory; the replay reads them back from there.
@@ -990,6 +999,7 @@ export class CacheLayer {
    */
   private async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<MutationOutcome> {
     this.commitAllDirty();
+    if (!this.connected && OFFLINE_CHECKED.has(record.op)) (record as { offline?: true }).offline = true;
     const seq = this.replayer.append(record, hint);
     if (!this.connected) return JOURNALED;
     const applied = this.replayer.waitFor(seq);

@@ -347,13 +347,12 @@ export class RpcClient {
       this.connecting = false;
       for (const p of this.pending.values()) p.sent = false;
       if (refused) {
-        // Nobody listens there: a call never sent cannot have happened, so it fails now
-        // (the cache above switches to disconnected at once) instead of at its deadline.
-        // Calls sent before keep waiting for a reconnect: their outcome is unknown.
+        // Nobody listens there: the server process is gone, and with it any duplicate
+        // request cache that could answer a resent call. Every waiting call fails now (the
+        // cache above switches to disconnected at once) instead of at its deadline; whoever
+        // made a call whose outcome is unknown replays it later (see NfsBackend, EEXIST).
         const code = refused.code as ErrnoName;
-        for (const p of [...this.pending.values()]) {
-          if (p.sends === 0) this.settle(p, new FsError(code, `${this.o.name}: ${this.lastError}`));
-        }
+        for (const p of [...this.pending.values()]) this.settle(p, new FsError(code, `${this.o.name}: ${this.lastError}`));
       }
       if (!this.lastError) this.lastError = 'the server closed the connection';
       if (this.pending.size > 0 && !this.closed) {
