@@ -84,6 +84,14 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE conflicts ADD COLUMN client_copy TEXT;
   ALTER TABLE conflicts ADD COLUMN records TEXT;
   `,
+  // v3: during a reintegration, the version each object has on the backend after the last
+  // record replayed to it (survives a crash, so a resumed replay knows its own changes).
+  `
+  CREATE TABLE replay_versions (
+    object  INTEGER PRIMARY KEY,
+    version TEXT NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

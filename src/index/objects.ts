@@ -62,6 +62,11 @@ export class ObjectIndex {
       remove: db.prepare(`DELETE FROM objects WHERE id = ?`),
       setHandle: db.prepare(`UPDATE objects SET fh = ? WHERE id = ?`),
       nameOf: db.prepare(`SELECT parent, name FROM names WHERE child = ? LIMIT 1`),
+      replayVersion: db.prepare(`SELECT version FROM replay_versions WHERE object = ?`),
+      setReplayVersion: db.prepare(`INSERT INTO replay_versions (object, version) VALUES (?, ?)
+          ON CONFLICT(object) DO UPDATE SET version = excluded.version`),
+      delReplayVersion: db.prepare(`DELETE FROM replay_versions WHERE object = ?`),
+      clearReplayVersions: db.prepare(`DELETE FROM replay_versions`),
       removeChunks: db.prepare(`DELETE FROM chunks WHERE object = ?`),
       removeChunksFrom: db.prepare(`DELETE FROM chunks WHERE object = ? AND idx >= ?`),
       chunks: db.prepare(`SELECT idx FROM chunks WHERE object = ?`),
@@ -108,6 +113,21 @@ export class ObjectIndex {
     obj.fh = Buffer.from(fh);
     this.byFh.set(obj.fh.toString('hex'), obj.id);
     this.st.setHandle.run(obj.fh, obj.id);
+  }
+
+  /** The object's version after the last record a reintegration replayed to it (or null). */
+  replayVersion(id: number): string | null {
+    return (this.st.replayVersion.get(id) as { version: string } | undefined)?.version ?? null;
+  }
+
+  setReplayVersion(id: number, version: string | null): void {
+    if (version === null) this.st.delReplayVersion.run(id);
+    else this.st.setReplayVersion.run(id, version);
+  }
+
+  /** A reintegration finished: what it replayed is what the cache now revalidates. */
+  clearReplayVersions(): void {
+    this.st.clearReplayVersions.run();
   }
 
   /** A path of an object from the root, through the cached names (for people: journal lists). */

@@ -77,8 +77,6 @@ export class BackendTarget implements ReplayTarget {
 
   /** Set by the layer: while it says so (reintegrating), bases are checked (see conflicting). */
   conflicts: ConflictGuard | null = null;
-  /** Per object: its version on the backend right after the last record this replay applied to it. */
-  private readonly lastApplied = new Map<number, string>();
   /** Objects in conflict during this replay -> their conflict id: their later records park too. */
   private readonly parked = new Map<number, number>();
 
@@ -87,7 +85,6 @@ export class BackendTarget implements ReplayTarget {
   async apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
     const r = entry.record;
     if (!this.conflicts?.checking()) {
-      this.lastApplied.clear();
       this.parked.clear();
       return this.applyPlain(entry, hint);
     }
@@ -99,7 +96,7 @@ export class BackendTarget implements ReplayTarget {
         this.conflicts.store.addRecord(parkedIn, r);
         return { kind: 'done' };
       }
-      const conflict = await this.conflicting(objId, r.base);
+      const conflict = await this.conflicting(entry, hint, objId, r.base);
       if (conflict) {
         this.parked.set(objId, await this.park(conflict.o, entry, r.base ?? '', conflict.current));
         return { kind: 'done' };
@@ -117,30 +114,54 @@ export class BackendTarget implements ReplayTarget {
    * Otherwise it is parked as a conflict with the client's variant (a copy of the cached
    * data) saved: the server's variant is never overwritten, the client's never dropped.
    */
-  private async conflicting(objId: number, base: string | null): Promise<{ o: CachedObject; current: string | null } | null> {
+  private async conflicting(entry: JournalEntry, hint: ReplayHint | undefined, objId: number, base: string | null):
+    Promise<{ o: CachedObject; current: string | null } | null> {
     const o = this.index.get(objId);
     if (!o || isProvisional(o.fh) || base === null || base.startsWith('provisional:')) return null;
-    const expected = this.lastApplied.get(objId) ?? base;
-    let current: string | null;
+    const expected = this.index.replayVersion(objId) ?? base;
+    let attr: Attr | null;
     try {
-      current = (await this.call('getattr', () => this.backend.getattr(o.fh))).version;
+      attr = await this.call('getattr', () => this.backend.getattr(o.fh));
     } catch (e) {
       if (!isFsError(e, 'ESTALE')) throw e;
-      current = null; // removed on the server while we changed it
+      attr = null; // removed on the server while we changed it
     }
-    return current === expected ? null : { o, current };
+    if (attr?.version === expected) return null;
+    // A record applied just before a crash, whose new version was not noted yet, is applied
+    // again when the replay resumes: the backend already holds exactly its change.
+    if (attr && await this.alreadyThere(entry, hint, o, attr)) return null;
+    return { o, current: attr?.version ?? null };
+  }
+
+  private async alreadyThere(entry: JournalEntry, hint: ReplayHint | undefined, o: CachedObject, attr: Attr): Promise<boolean> {
+    const r = entry.record;
+    if (r.op === 'write') {
+      if (attr.size < r.offset + r.length) return false;
+      const ours = hint?.data ?? await this.store.read(o.id, r.offset, r.length);
+      if (ours.length !== r.length) return false;
+      const theirs = await this.call('read', () => this.backend.read(o.fh, r.offset, r.length));
+      return theirs.equals(ours);
+    }
+    if (r.op === 'setattr') {
+      const s = r.set;
+      return (s.mode === undefined || (attr.mode & 0o7777) === (s.mode & 0o7777)) && (s.uid === undefined || attr.uid === s.uid)
+        && (s.gid === undefined || attr.gid === s.gid) && (s.size === undefined || attr.size === s.size)
+        && (s.mtime?.kind !== 'set' || attr.mtimeNs === BigInt(s.mtime.ns)) && (s.atime?.kind !== 'set' || attr.atimeNs === BigInt(s.atime.ns))
+        && s.mtime?.kind !== 'now' && s.atime?.kind !== 'now';
+    }
+    return false;
   }
 
   /** Our own replayed record moved the object's version (ctime at least): remember where to. */
   private async noteApplied(objId: number, out: AppliedOutcome): Promise<void> {
     const o = this.index.get(objId);
     if (!o || isProvisional(o.fh)) return;
-    if (out.kind === 'attr') { this.lastApplied.set(objId, out.attr.version); return; }
+    if (out.kind === 'attr') { this.index.setReplayVersion(objId, out.attr.version); return; }
     try {
-      this.lastApplied.set(objId, (await this.call('getattr', () => this.backend.getattr(o.fh))).version);
+      this.index.setReplayVersion(objId, (await this.call('getattr', () => this.backend.getattr(o.fh))).version);
     } catch (e) {
       if (!isFsError(e, 'ESTALE')) throw e;
-      this.lastApplied.delete(objId); // our unlink removed it
+      this.index.setReplayVersion(objId, null); // our unlink removed it
     }
   }
 

@@ -297,6 +297,7 @@ export class CacheLayer {
       this.replayer.resume();
       await this.replayer.drained().finally(() => { this.replaying = false; });
       if (this.replayer.isPaused || this.deps.connectivity.state !== 'reintegrating') return; // lost it again
+      this.index.clearReplayVersions();
       for (const o of this.index.loaded()) o.attrAt = 0;
       await this.diffDirectories();
       if (this.deps.connectivity.state !== 'reintegrating') return;
