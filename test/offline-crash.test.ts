@@ -114,8 +114,8 @@ async function settle(m: Mounted): Promise<void> {
   assert.equal(s.journal.pending, 0);
 }
 
-async function fresh(tag: string): Promise<Mounted> {
-  const m = await mountFresh(tag, { config: { fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0 } } });
+async function fresh(tag: string, optimize = true): Promise<Mounted> {
+  const m = await mountFresh(tag, { config: { fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0 }, reintegration: { optimize } } });
   await fsp.mkdir(m.b('dir'));
   await fsp.writeFile(m.b('base.txt'), 'base file, there before');
   await fsp.writeFile(m.b('dir/inner.txt'), 'inner file, there before');
@@ -146,6 +146,19 @@ describe('crash safety of disconnected operation (local backend)', () => {
     reference = await snapshot(m.backend);
     assert.deepEqual(reference, offlineView, 'the replay gives the backend what the mount showed offline');
     assert.ok(Object.keys(reference).length > 10);
+    const logText = await fsp.readFile(path.join(m.cache, 'cachefs.log'), 'utf8');
+    const dropped = /journal optimized before replay: (\d+) records, (\d+) no longer needed/.exec(logText);
+    assert.ok(dropped && Number(dropped[2]) > 0, 'the optimizer removed records before this replay');
+  });
+
+  it('the raw journal (optimization off) replays to the same server state as the optimized one', async () => {
+    const m = await fresh('crash-raw', false);
+    mounts.push(m);
+    await offline(m);
+    for (const op of ops) await apply(m.mnt, op);
+    await settle(m);
+    assert.deepEqual(await snapshot(m.backend), reference);
+    assert.doesNotMatch(await fsp.readFile(path.join(m.cache, 'cachefs.log'), 'utf8'), /journal optimized/);
   });
 
   it(`kill -9 at ${WORK_POINTS} points while working offline: acknowledged operations survive and replay`, async () => {

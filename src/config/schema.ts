@@ -43,6 +43,10 @@ export const ConfigSchema = z.object({
     /** Keep the kernel page cache across opens while the file is unchanged (auto_cache). */
     autoCache: z.boolean(),
   }).strict(),
+  reintegration: z.object({
+    /** Optimize the journal before replaying it (Coda's rules: see src/journal/optimize.ts). */
+    optimize: z.boolean(),
+  }).strict(),
   /** Deadline for one backend call, ms; must stay well under fuse-native's 15 s op timeout. */
   backendTimeoutMs: z.number().int().min(100).max(10_000),
   log: z.enum(['debug', 'info', 'warn', 'error']),
@@ -57,6 +61,7 @@ export const DEFAULTS: Config = {
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
   consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
   fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 131072, autoCache: true },
+  reintegration: { optimize: true },
   backendTimeoutMs: 5000,
   log: 'info',
 };
@@ -83,5 +88,6 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.maxWrite': 'bytes between 4096 and 131072, e.g. 131072',
   'fuse.autoCache': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
+  'reintegration.optimize': 'true or false',
   log: 'one of "debug", "info", "warn", "error"',
 };

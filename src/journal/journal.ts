@@ -19,10 +19,11 @@ interface Row { seq: number; record: string; created_at: number; attempts: numbe
 export class Journal {
   private readonly st;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.st = {
       append: db.prepare(`INSERT INTO journal (record, created_at) VALUES (?, ?)`),
       remove: db.prepare(`DELETE FROM journal WHERE seq = ?`),
+      update: db.prepare(`UPDATE journal SET record = ? WHERE seq = ?`),
       next: db.prepare(`SELECT * FROM journal WHERE seq > ? ORDER BY seq LIMIT ?`),
       count: db.prepare(`SELECT COUNT(*) AS n FROM journal`),
       fail: db.prepare(`UPDATE journal SET attempts = attempts + 1, last_error = ? WHERE seq = ?`),
@@ -36,6 +37,16 @@ export class Journal {
 
   remove(seq: number): void {
     this.st.remove.run(seq);
+  }
+
+  /** Replaces a record (the optimizer rewrote it); its place in the order stays. */
+  update(seq: number, record: JournalRecord): void {
+    this.st.update.run(JSON.stringify(record), seq);
+  }
+
+  /** Runs `fn` in one transaction (the optimizer's edits land together or not at all). */
+  transaction(fn: () => void): void {
+    this.db.transaction(fn)();
   }
 
   noteFailure(seq: number, error: string): void {

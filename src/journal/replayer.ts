@@ -66,6 +66,32 @@ export class Replayer<O extends { kind: string }> {
     return seq;
   }
 
+  /**
+   * Applies a journal optimization to the pending records (only while nothing is being
+   * replayed): dropped records leave the journal (a caller waiting on one hears 'done'),
+   * rewritten ones are stored anew, in one transaction. Returns how many were dropped.
+   */
+  optimize(fn: (entries: readonly JournalEntry[]) => { keep: JournalEntry[]; drop: number[] }): number {
+    if (this.running) return 0;
+    const pending = this.queue.slice(this.head);
+    if (pending.length < 2) return 0;
+    const { keep, drop } = fn(pending);
+    const before = new Map(pending.map((e) => [e.seq, e]));
+    this.journal.transaction(() => {
+      for (const seq of drop) this.journal.remove(seq);
+      for (const e of keep) if (before.get(e.seq)?.record !== e.record) this.journal.update(e.seq, e.record);
+    });
+    this.queue.splice(0, this.queue.length, ...keep);
+    this.head = 0;
+    for (const seq of drop) {
+      this.hints.delete(seq);
+      const w = this.waiters.get(seq);
+      if (w) { this.waiters.delete(seq); w.resolve({ kind: 'done' } as unknown as O); }
+    }
+    this.wakeSettled();
+    return drop.length;
+  }
+
   /** Whether a pending record after `seq` changes bytes [from, to) of object `obj`. */
   laterChange(seq: number, obj: number, from: number, to: number): boolean {
     for (let i = this.head; i < this.queue.length; i++) {

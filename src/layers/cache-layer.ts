@@ -33,6 +33,7 @@ import type { Config } from '../config/schema.js';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { isConnectionError } from '../journal/replayer.js';
+import { optimizeJournal } from '../journal/optimize.js';
 import { BackendTarget, PROVISIONAL_TAG, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
 import type { JournalItem } from '../daemon/protocol.js';
@@ -293,6 +294,11 @@ export class CacheLayer {
     this.deps.connectivity.set('reintegrating', reason);
     log.info(`reintegrating: ${reason}; ${this.replayer.pendingCount} journal records to replay`);
     this.reintegration = (async () => {
+      if (this.cfg.reintegration.optimize) {
+        const before = this.replayer.pendingCount;
+        const dropped = this.replayer.optimize(optimizeJournal);
+        if (dropped > 0) log.info(`journal optimized before replay: ${before} records, ${dropped} no longer needed`);
+      }
       this.replaying = true;
       this.replayer.resume();
       await this.replayer.drained().finally(() => { this.replaying = false; });
