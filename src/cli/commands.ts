@@ -199,13 +199,14 @@ export async function commandSync(mountpoint: string, opts: { json?: boolean; pr
   const sock = await controlOf(mountpoint);
   const before = StatusSchema.parse(await sendControl(sock, { op: 'status' }));
   const total = before.journal.pending;
+  const totalBytes = before.journal.bytes ?? 0;
   const showBar = opts.progress && !opts.json && process.stderr.isTTY && total > 0;
   const bar = showBar ? new cliProgress.SingleBar({
-    format: 'replaying |{bar}| {value}/{total} records | {rate} records/s | {eta_formatted} left',
+    format: 'replaying |{bar}| {value}/{total} records | {bytes} | {rate}/s | {eta_formatted} left',
     hideCursor: true, stream: process.stderr,
   }, cliProgress.Presets.shades_classic) : null;
   const t0 = Date.now();
-  bar?.start(total, 0, { rate: '0' });
+  bar?.start(total, 0, { rate: '0 B', bytes: `0 B of ${formatBytes(totalBytes)}` });
   let done = false;
   const poll = (async () => {
     while (!done) {
@@ -214,7 +215,9 @@ export async function commandSync(mountpoint: string, opts: { json?: boolean; pr
       const s = StatusSchema.safeParse(await sendControl(sock, { op: 'status' }).catch(() => null));
       if (!s.success) continue;
       const replayed = Math.max(0, total - s.data.journal.pending);
-      bar?.update(replayed, { rate: (replayed / Math.max(0.001, (Date.now() - t0) / 1000)).toFixed(0) });
+      const sent = Math.max(0, totalBytes - (s.data.journal.bytes ?? 0));
+      const secs = Math.max(0.001, (Date.now() - t0) / 1000);
+      bar?.update(replayed, { rate: formatBytes(sent / secs), bytes: `${formatBytes(sent)} of ${formatBytes(totalBytes)}` });
     }
   })();
   try {

@@ -196,7 +196,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
       cacheDir: config.cacheDir,
       pid: process.pid,
       cache: { bytes: s.bytes, objects: s.objects },
-      journal: { pending: journal.pending() },
+      journal: { pending: journal.pending(), bytes: layer.replayer.pendingBytes },
       conflicts: conflicts.openCount(),
       counters: { ...layer.counters },
       openFiles: layer.openFileCount(),

@@ -40,7 +40,8 @@ export const StatusSchema = z.object({
   cacheDir: z.string(),
   pid: z.number().int(),
   cache: z.object({ bytes: z.number(), objects: z.number() }),
-  journal: z.object({ pending: z.number() }),
+  /** pending: records waiting for the backend; bytes: the data they carry (writes). */
+  journal: z.object({ pending: z.number(), bytes: z.number().optional() }),
   conflicts: z.number(),
   counters: z.object({
     hits: z.number(), misses: z.number(), bytesFromCache: z.number(), bytesFromBackend: z.number(),

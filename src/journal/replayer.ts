@@ -147,6 +147,16 @@ export class Replayer<O extends { kind: string }> {
     return this.queue.slice(this.head);
   }
 
+  /** Data bytes the pending write records carry. */
+  get pendingBytes(): number {
+    let n = 0;
+    for (let i = this.head; i < this.queue.length; i++) {
+      const r = this.queue[i]!.record;
+      if (r.op === 'write') n += r.length;
+    }
+    return n;
+  }
+
   /** Records not yet applied. */
   get pendingCount(): number { return this.queue.length - this.head; }
 
