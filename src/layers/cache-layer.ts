@@ -110,6 +110,9 @@ const S_IFMT_OF: Record<Attr['type'], number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000,
 };
 
+/** A chunk fetch, tagged with the object version it reads (write guards carry none). */
+type VersionedFetch = Promise<Buffer> & { version?: string };
+
 /** Consecutive writes to one object not yet journaled (bytes also in the cache file). */
 interface DirtyRun {
   obj: CachedObject;
@@ -715,7 +718,13 @@ export class CacheLayer {
       const dataVersion = obj.dataVersion === SELF ? SELF : version;
       this.landingBytes += buf.length;
       const stored = this.store.write(obj.id, idx * this.chunk, buf).then(
-        () => { if ((this.dataGen.get(obj.id) ?? 0) === gen) this.index.addChunk(obj, idx, buf.length, dataVersion); },
+        () => {
+          // Only if nothing dropped the data meanwhile, and the object is still the version
+          // these bytes came from (a revalidation may have seen a newer one while they landed).
+          if ((this.dataGen.get(obj.id) ?? 0) === gen && (dataVersion === SELF || obj.attr.version === version)) {
+            this.index.addChunk(obj, idx, buf.length, dataVersion);
+          }
+        },
         (e) => log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e),
       ).finally(() => {
         this.landingBytes -= buf.length;
@@ -728,6 +737,7 @@ export class CacheLayer {
       if (this.landingBytes > LANDING_LIMIT) await stored;
       return buf;
     })();
+    (p as VersionedFetch).version = obj.attr.version;
     this.inflight.set(key, p);
     p.catch(() => {
       if (this.inflight.get(key) === p) this.inflight.delete(key);
@@ -743,9 +753,18 @@ export class CacheLayer {
    */
   private async ensureChunk(obj: CachedObject, idx: number): Promise<Buffer | null> {
     for (let attempt = 0; ; attempt++) {
-      const busy = this.inflight.get(this.chunkKey(obj, idx));
+      const key = this.chunkKey(obj, idx);
+      const busy = this.inflight.get(key);
       try {
         if (busy) {
+          const from = (busy as VersionedFetch).version;
+          if (from !== undefined && from !== obj.attr.version && attempt < 3) {
+            // A fetch of the version before a revalidation saw a newer one: its bytes are
+            // stale. Let it finish (it will not count as cached), then fetch anew.
+            await busy.catch(() => undefined);
+            await this.landing.get(key);
+            continue;
+          }
           const b = await busy;
           if (b.length > 0) return b;
           continue; // a write's guard: look again
