@@ -17,8 +17,8 @@ import { log } from '../core/log.js';
 /** What the replayer needs from the world: somewhere to apply a record. */
 export interface ReplayTarget<O extends { kind: string } = { kind: string }> {
   apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<O>;
-  /** False while records must go one at a time (e.g. while checking base versions). */
-  batchable?(): boolean;
+  /** False for a record that must go alone (e.g. while its base version is checked). */
+  batchable?(entry: JournalEntry): boolean;
 }
 
 /** In-memory help for a record appended by this process (e.g. the bytes of a write). */
@@ -212,13 +212,13 @@ export class Replayer<O extends { kind: string }> {
   /** From the head: one record, or a run of writes whose ranges do not overlap. */
   private writeBatch(): JournalEntry[] {
     const first = this.queue[this.head]!;
-    if (first.record.op !== 'write' || this.target.batchable?.() === false) return [first];
+    if (first.record.op !== 'write' || this.target.batchable?.(first) === false) return [first];
     const out: JournalEntry[] = [];
     const ranges: { obj: number; from: number; to: number }[] = [];
     for (let i = this.head; i < this.queue.length && out.length < WRITE_BATCH_MAX; i++) {
       const e = this.queue[i]!;
       const r = e.record;
-      if (r.op !== 'write') break;
+      if (r.op !== 'write' || this.target.batchable?.(e) === false) break;
       const to = r.offset + r.length;
       if (ranges.some((x) => x.obj === r.obj && x.from < to && r.offset < x.to)) break;
       ranges.push({ obj: r.obj, from: r.offset, to });

@@ -80,30 +80,44 @@ export class BackendTarget implements ReplayTarget {
   /** Objects in conflict during this replay -> their conflict id: their later records park too. */
   private readonly parked = new Map<number, number>();
 
-  batchable(): boolean { return !this.conflicts?.checking(); }
+  /** The object the previous record of this replay was applied to (consecutive records of one object need one check). */
+  private lastObj: number | null = null;
+
+  /** While checking, only records nothing needs to check can go out together. */
+  batchable(entry: JournalEntry): boolean {
+    return !this.conflicts?.checking() || !needsCheck(entry.record);
+  }
 
   async apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
     const r = entry.record;
     if (!this.conflicts?.checking()) {
       this.parked.clear();
+      this.lastObj = null;
       return this.applyPlain(entry, hint);
     }
     const objId = subjectOf(r);
-    if (objId === undefined) return this.applyPlain(entry, hint);
+    if (objId === undefined || !needsCheck(r)) {
+      // Objects made offline (a provisional base) have no one else's changes to meet.
+      this.lastObj = null;
+      return this.applyPlain(entry, hint);
+    }
     if ((r.op === 'write' || r.op === 'setattr' || r.op === 'link') && r.offline) {
       const parkedIn = this.parked.get(objId);
       if (parkedIn !== undefined) {
         this.conflicts.store.addRecord(parkedIn, r);
         return { kind: 'done' };
       }
-      const conflict = await this.conflicting(entry, hint, objId, r.base);
+      // Right after our own record to the same object, the version read then is current.
+      const conflict = this.lastObj === objId ? null : await this.conflicting(entry, hint, objId, r.base);
       if (conflict) {
         this.parked.set(objId, await this.park(conflict.o, entry, r.base ?? '', conflict.current));
         return { kind: 'done' };
       }
     }
+    this.lastObj = null;
     const out = await this.applyPlain(entry, hint);
     await this.noteApplied(objId, out);
+    this.lastObj = objId;
     return out;
   }
 
@@ -291,4 +305,15 @@ function subjectOf(r: JournalEntry['record']): number | undefined {
     case 'rename': case 'unlink': return r.obj;
     default: return undefined;
   }
+}
+
+/**
+ * Whether replaying this record must consider other clients' changes: records of objects
+ * that existed before going offline (made or changing them offline), and our renames and
+ * unlinks of such objects (they move its ctime). Connected records and records of objects
+ * made offline need nothing.
+ */
+function needsCheck(r: JournalEntry['record']): boolean {
+  if (!('offline' in r) || !r.offline) return subjectOf(r) !== undefined; // connected records move versions too
+  return !(r.base ?? '').startsWith('provisional:');
 }
