@@ -599,8 +599,9 @@ function opsList(ops: OpsTable, per?: number): string {
 }
 
 /**
- * Replaces the nfs section of OUT, or puts it before <!-- analysis --> (or at the end). The
- * hand-written part of the section, from <!-- nfs:analysis --> to its end, is kept.
+ * Replaces the nfs section of OUT, or puts it before bench/offline.ts's section or
+ * <!-- analysis --> (or at the end). The hand-written part of the section, from
+ * <!-- nfs:analysis --> to its end, is kept.
  */
 function writeSection(generated: string): void {
   const old = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '# Performance\n\n';
@@ -612,7 +613,8 @@ function writeSection(generated: string): void {
   const section = generated + kept + END;
   if (b >= 0 && e > b) text = old.slice(0, b) + section + old.slice(e + END.length);
   else {
-    const a = old.indexOf('<!-- analysis -->');
+    const o = old.indexOf('<!-- offline:begin -->');
+    const a = o >= 0 ? o : old.indexOf('<!-- analysis -->');
     text = a >= 0 ? old.slice(0, a) + section + '\n\n' + old.slice(a) : old.replace(/\n*$/, '\n\n') + section + '\n';
   }
   writeFileSync(OUT, text);

@@ -245,20 +245,22 @@ async function main(): Promise<void> {
   lines.push('', `Peak RSS of the cachefs mount process over the whole run: ${(rss.peak / 2 ** 20).toFixed(0)} MiB.`, '');
   const table = lines.join('\n');
   process.stdout.write(table + '\n');
-  // Keep the hand-written analysis below the generated part, and the NFS section that
-  // bench/nfs.ts writes (between its markers) as it is.
+  // Keep the hand-written analysis below the generated part, and the NFS and offline sections
+  // that bench/nfs.ts and bench/offline.ts write (between their markers) as they are.
   let rest = '';
-  let nfs = '';
+  const kept: string[] = [];
   if (existsSync(OUT)) {
     const old = readFileSync(OUT, 'utf8');
     const i = old.indexOf('<!-- analysis -->');
     if (i >= 0) rest = old.slice(i);
-    const b = old.indexOf('<!-- nfs:begin -->');
-    const e = old.indexOf('<!-- nfs:end -->');
-    if (b >= 0 && e > b && (i < 0 || e < i)) nfs = old.slice(b, e + '<!-- nfs:end -->'.length) + '\n\n';
+    for (const name of ['nfs', 'offline']) {
+      const b = old.indexOf(`<!-- ${name}:begin -->`);
+      const e = old.indexOf(`<!-- ${name}:end -->`);
+      if (b >= 0 && e > b && (i < 0 || e < i)) kept.push(old.slice(b, e + `<!-- ${name}:end -->`.length) + '\n\n');
+    }
   }
   await fsp.mkdir(path.dirname(OUT), { recursive: true });
-  writeFileSync(OUT, table + '\n' + nfs + (rest || '<!-- analysis -->\n'));
+  writeFileSync(OUT, table + '\n' + kept.join('') + (rest || '<!-- analysis -->\n'));
   await fsp.rm(WORK, { recursive: true, force: true });
 }
 
