@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
 import { parseNfsUrl } from '../src/backends/nfs/url.js';
+import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
@@ -62,41 +63,6 @@ function dropCaches(): void {
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-// ------------------------------------------------------------------ CPU accounting
-
-const TICK = (() => { try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; } })();
-
-/** [utime+stime, cutime+cstime] of a process, in seconds (0 when it is gone). */
-function procCpu(pid: number | null): [number, number] {
-  if (!pid) return [0, 0];
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return [(Number(f[11]) + Number(f[12])) / TICK, (Number(f[13]) + Number(f[14])) / TICK];
-  } catch { return [0, 0]; }
-}
-
-/** Busy CPU seconds of the whole machine (all cores). */
-function machineBusy(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return (total - f[3]! - f[4]!) / TICK; // minus idle and iowait
-}
-
-interface CpuSnap { daemon: number; ganesha: number; children: number; self: number; busy: number }
-interface Cpu { daemon: number; ganesha: number; client: number; bench: number; other: number }
-
-let ganeshaPid: () => number = () => 0;
-
-function cpuSnap(daemonPid: number | null): CpuSnap {
-  const self = procCpu(process.pid);
-  return { daemon: procCpu(daemonPid)[0], ganesha: procCpu(ganeshaPid())[0], children: self[1], self: self[0], busy: machineBusy() };
-}
-
-function cpuDelta(a: CpuSnap, b: CpuSnap): Cpu {
-  const daemon = b.daemon - a.daemon, ganesha = b.ganesha - a.ganesha, client = b.children - a.children, bench = b.self - a.self;
-  return { daemon, ganesha, client, bench, other: Math.max(0, b.busy - a.busy - daemon - ganesha - client - bench) };
-}
 
 // ------------------------------------------------------------------ cachefs mounts
 
@@ -291,7 +257,7 @@ async function main(): Promise<void> {
   process.stderr.write('starting nfs-ganesha on 127.0.0.1\n');
   server = await startNfsServer('bench');
   const srv = server;
-  ganeshaPid = () => srv.pid();
+  watchGanesha(() => srv.pid());
   const libnfs = (p: string) => `nfs://127.0.0.1/export${p}?nfsport=${srv.nfsPort}&mountport=${srv.mntPort}`;
 
   process.stderr.write(`preparing a ${SIZE_MIB} MiB file and a ${FILES}-file tree in ${srv.exportDir}\n`);
