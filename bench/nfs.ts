@@ -18,14 +18,9 @@ import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
 import { parseNfsUrl } from '../src/backends/nfs/url.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
+import { arg, makeBigFile, makeTree, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 const RUNS = Number(arg('runs', '3'));
 const SIZE_MIB = Number(arg('size-mib', '256'));
 const FILES = Number(arg('files', '10000'));
@@ -66,8 +61,6 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 // ------------------------------------------------------------------ cachefs mounts
 
-type OpsTable = Record<string, { count: number; ms: number }>;
-interface Counters { hits: number; misses: number; bytesFromCache: number; bytesFromBackend: number; backendCalls: number }
 interface StatusJson { pid: number; ops: OpsTable; counters: Counters }
 
 const live = new Set<CachefsMount>();
@@ -111,22 +104,6 @@ interface Profile {
   counters?: Counters;
 }
 interface Sample { secs: number; prof: Profile }
-
-function deltaOps(a: OpsTable, b: OpsTable): OpsTable {
-  const out: OpsTable = {};
-  for (const [k, v] of Object.entries(b)) {
-    const count = v.count - (a[k]?.count ?? 0);
-    if (count > 0) out[k] = { count, ms: v.ms - (a[k]?.ms ?? 0) };
-  }
-  return out;
-}
-
-function deltaCounters(a: Counters, b: Counters): Counters {
-  return {
-    hits: b.hits - a.hits, misses: b.misses - a.misses, bytesFromCache: b.bytesFromCache - a.bytesFromCache,
-    bytesFromBackend: b.bytesFromBackend - a.bytesFromBackend, backendCalls: b.backendCalls - a.backendCalls,
-  };
-}
 
 const samples = new Map<string, Sample[]>();
 const order: string[] = [];
@@ -173,24 +150,6 @@ function spread(key: string): string {
 }
 
 // ------------------------------------------------------------------ fixtures
-
-async function makeBigFile(file: string, mib: number): Promise<void> {
-  const h = await fsp.open(file, 'w');
-  const block = Buffer.alloc(MiB);
-  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let i = 0; i < mib; i++) { block.writeUInt32LE(i, 0); await h.write(block); }
-  await h.close();
-}
-
-async function makeTree(root: string, files: number): Promise<void> {
-  const perDir = 100;
-  for (let d = 0; d < Math.ceil(files / perDir); d++) {
-    const dir = path.join(root, `d${String(d).padStart(3, '0')}`);
-    await fsp.mkdir(dir, { recursive: true });
-    const n = Math.min(perDir, files - d * perDir);
-    await Promise.all(Array.from({ length: n }, (_, i) => fsp.writeFile(path.join(dir, `f${i}.txt`), `file ${d}/${i}\n`)));
-  }
-}
 
 const STAT_LOOP = `'use strict';
 const fs = require('fs');

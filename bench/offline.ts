@@ -21,14 +21,9 @@ import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { sendControl } from '../src/daemon/control.js';
 import { CONTROL_SOCKET } from '../src/daemon/protocol.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
+import { arg, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 const RUNS = Number(arg('runs', '3'));
 const FILES = Number(arg('files', '10000'));
 const SIZE_MIB = Number(arg('size-mib', '1024'));
@@ -65,8 +60,6 @@ const flushDirty = () => execFileSync('sync');
 
 // ------------------------------------------------------------------ cachefs mounts
 
-type OpsTable = Record<string, { count: number; ms: number }>;
-interface Counters { hits: number; misses: number; bytesFromCache: number; bytesFromBackend: number; backendCalls: number }
 interface StatusJson {
   pid: number; state: string; reason: string; ops: OpsTable; counters: Counters; conflicts: number;
   journal: { pending: number }; backendInfo?: { rpc?: { calls?: number } };
@@ -147,22 +140,6 @@ interface Profile {
   timeline?: Point[];
 }
 interface Sample { secs: number; prof: Profile }
-
-function deltaOps(a: OpsTable, b: OpsTable): OpsTable {
-  const out: OpsTable = {};
-  for (const [k, v] of Object.entries(b)) {
-    const count = v.count - (a[k]?.count ?? 0);
-    if (count > 0) out[k] = { count, ms: v.ms - (a[k]?.ms ?? 0) };
-  }
-  return out;
-}
-
-function deltaCounters(a: Counters, b: Counters): Counters {
-  return {
-    hits: b.hits - a.hits, misses: b.misses - a.misses, bytesFromCache: b.bytesFromCache - a.bytesFromCache,
-    bytesFromBackend: b.bytesFromBackend - a.bytesFromBackend, backendCalls: b.backendCalls - a.backendCalls,
-  };
-}
 
 const samples = new Map<string, Sample[]>();
 

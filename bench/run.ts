@@ -9,14 +9,9 @@ import { promises as fsp, existsSync, readFileSync, writeFileSync } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { arg, makeBigFile, makeTree, CLI, REPO, type OpsTable } from './common.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 const RUNS = Number(arg('runs', '3'));
 const SIZE_MIB = Number(arg('size-mib', '512'));
 const FILES = Number(arg('files', '10000'));
@@ -102,27 +97,8 @@ class RssSampler {
   stop(): void { if (this.t) clearInterval(this.t); }
 }
 
-async function makeBigFile(file: string, mib: number): Promise<void> {
-  const h = await fsp.open(file, 'w');
-  const block = Buffer.alloc(1024 * 1024);
-  for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((i * 2654435761) >>> 0, i);
-  for (let i = 0; i < mib; i++) { block.writeUInt32LE(i, 0); await h.write(block); }
-  await h.close();
-}
-
-async function makeTree(root: string, files: number): Promise<void> {
-  const perDir = 100;
-  for (let d = 0; d < Math.ceil(files / perDir); d++) {
-    const dir = path.join(root, `d${String(d).padStart(3, '0')}`);
-    await fsp.mkdir(dir, { recursive: true });
-    const n = Math.min(perDir, files - d * perDir);
-    await Promise.all(Array.from({ length: n }, (_, i) => fsp.writeFile(path.join(dir, `f${i}.txt`), `file ${d}/${i}\n`)));
-  }
-}
-
 type OpsDelta = { requests: number; handlerMs: number };
 type Row = { workload: string; note: string; secs: Record<string, number>; profile?: OpsDelta };
-type OpsTable = Record<string, { count: number; ms: number }>;
 
 function opsOf(mnt: string): OpsTable {
   const out = execFileSync(process.execPath, [CLI, 'status', mnt, '--json'], { encoding: 'utf8' });
