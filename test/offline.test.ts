@@ -206,10 +206,10 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     const { default: Database } = await import('better-sqlite3');
     const db = new Database(path.join(m.cache, 'index.sqlite'), { readonly: true });
     try {
-      const rows = db.prepare('SELECT kind, path, client_copy FROM conflicts ORDER BY id').all() as { kind: string; path: string; client_copy: string }[];
+      const rows = db.prepare('SELECT kind, path, dir FROM conflicts ORDER BY id').all() as { kind: string; path: string; dir: string }[];
       assert.deepEqual(rows.map((x) => [x.kind, x.path]), [['update-update', '/both.txt'], ['update-remove', '/gone.txt']]);
-      assert.equal(await fsp.readFile(rows[0]!.client_copy, 'utf8'), 'client variant, written offline', 'the client variant is kept');
-      assert.equal(await fsp.readFile(rows[1]!.client_copy, 'utf8'), 'client variant of a removed file');
+      assert.equal(await fsp.readFile(path.join(rows[0]!.dir, 'client'), 'utf8'), 'client variant, written offline', 'the client variant is kept');
+      assert.equal(await fsp.readFile(path.join(rows[1]!.dir, 'client'), 'utf8'), 'client variant of a removed file');
     } finally { db.close(); }
     assert.equal(await fsp.readFile(m.m('both.txt'), 'utf8'), 'server variant, written meanwhile', 'the mount shows the server variant now');
   });

@@ -1,6 +1,14 @@
-// The conflict store: conflicts found on replay, with the record that conflicted and the
-// versions involved. A conflict row is never deleted before it is resolved: both variants
-// are kept (the client's in the cache, the server's fetched) until the user chooses.
+// The conflict store: conflicts found on replay, with the records that were parked with
+// them, the versions involved and where their variants are kept. A conflict row is never
+// deleted: an open one holds both variants (the client's copied from the cache, the
+// server's fetched) until the user chooses; a resolved one says who chose what and when.
+//
+// On disk each conflict has a directory (`dir`) holding its variants by name:
+//   client    what this cache made of the object while disconnected
+//   server    what the backend held when the conflict was found
+//   base      what both started from, when the cache knew it (small files)
+//   resolved  the user's (or the merge's) resolution, if any
+// Each may be a regular file, a symlink or a directory tree, or absent (the side removed it).
 import { z } from 'zod';
 import type { Db } from '../index/db.js';
 
@@ -10,51 +18,183 @@ export const ConflictKindSchema = z.enum([
 ]);
 export type ConflictKind = z.infer<typeof ConflictKindSchema>;
 
+/** How a conflict ended: a user's choice, or the automatic rule that settled it. */
+export const ResolutionSchema = z.enum([
+  'client', 'server', 'both', 'resolved',
+  'auto-identical', 'auto-metadata-merged', 'auto-merged', 'auto-kept-update', 'auto-dirs-merged',
+]);
+export type Resolution = z.infer<typeof ResolutionSchema>;
+
+export const VARIANTS = ['client', 'server', 'base', 'resolved'] as const;
+export type VariantName = typeof VARIANTS[number];
+
+/** What one variant is, as far as the store knows (the bytes are in the conflict's dir). */
+export const VariantInfoSchema = z.object({
+  type: z.enum(['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev', 'absent']),
+  size: z.number().optional(),
+  sha256: z.string().optional(),
+  mode: z.number().optional(),
+  uid: z.number().optional(),
+  gid: z.number().optional(),
+  mtimeNs: z.string().optional(),
+  target: z.string().optional(),
+  /** False when only part of it could be kept (never fully cached, or too big to fetch). */
+  complete: z.boolean().optional(),
+});
+export type VariantInfo = z.infer<typeof VariantInfoSchema>;
+
+export const ConflictDetailSchema = z.object({
+  /** For renames and links: where the client moved the object to. */
+  to: z.string().optional(),
+  client: VariantInfoSchema.optional(),
+  server: VariantInfoSchema.optional(),
+  base: VariantInfoSchema.optional(),
+  /** Metadata fields both sides changed to different values. */
+  fields: z.array(z.string()).optional(),
+  /** One line for people: what happened. */
+  note: z.string().optional(),
+}).passthrough();
+export type ConflictDetail = z.infer<typeof ConflictDetailSchema>;
+
 export interface Conflict {
   id: number;
   kind: ConflictKind;
+  /** The conflicted name, from the mount root (as the client knew it). */
   path: string;
   object: number | null;
   baseVersion: string | null;
+  clientVersion: string | null;
   serverVersion: string | null;
   detectedAt: number;
+  /** Where the variants are kept (see the file comment). */
+  dir: string | null;
+  epoch: number;
+  resolvedAt: number | null;
+  resolution: Resolution | null;
+  resolvedBy: 'auto' | 'user' | null;
+  detail: ConflictDetail;
 }
+
+export interface NewConflict {
+  kind: ConflictKind;
+  path: string;
+  object: number | null;
+  record: unknown;
+  baseVersion: string | null;
+  clientVersion?: string | null;
+  serverVersion: string | null;
+  dir?: string | null;
+  epoch?: number;
+  detail?: ConflictDetail;
+  /** Settled on the spot by an automatic rule (the row is history, not a question). */
+  resolved?: Resolution;
+}
+
+interface Row {
+  id: number; kind: string; path: string; object: number | null; base_version: string | null;
+  client_version: string | null; server_version: string | null; detected_at: number; dir: string | null;
+  epoch: number; resolved_at: number | null; resolution: string | null; resolved_by: string | null; detail: string | null;
+  records: string | null;
+}
+
+type Listener = (c: Conflict) => void;
 
 export class ConflictStore {
   private readonly st;
+  private readonly listeners: Listener[] = [];
+
   constructor(db: Db) {
     this.st = {
       open: db.prepare(`SELECT * FROM conflicts WHERE resolved_at IS NULL ORDER BY id`),
+      all: db.prepare(`SELECT * FROM conflicts ORDER BY id`),
+      get: db.prepare(`SELECT * FROM conflicts WHERE id = ?`),
+      ofEpoch: db.prepare(`SELECT * FROM conflicts WHERE epoch = ? ORDER BY id`),
       count: db.prepare(`SELECT COUNT(*) AS n FROM conflicts WHERE resolved_at IS NULL`),
-      add: db.prepare(`INSERT INTO conflicts (kind, path, object, record, base_version, server_version, detected_at, client_copy, records)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      add: db.prepare(`INSERT INTO conflicts (kind, path, object, record, base_version, client_version, server_version,
+                         detected_at, dir, records, epoch, detail, resolved_at, resolution, resolved_by)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       records: db.prepare(`SELECT records FROM conflicts WHERE id = ?`),
       setRecords: db.prepare(`UPDATE conflicts SET records = ? WHERE id = ?`),
+      resolve: db.prepare(`UPDATE conflicts SET resolved_at = ?, resolution = ?, resolved_by = ? WHERE id = ? AND resolved_at IS NULL`),
+      setDetail: db.prepare(`UPDATE conflicts SET detail = ? WHERE id = ?`),
     };
   }
 
-  add(c: Omit<Conflict, 'id' | 'detectedAt'> & { record: unknown; clientCopy?: string | null }): number {
-    const info = this.st.add.run(c.kind, c.path, c.object, JSON.stringify(c.record), c.baseVersion, c.serverVersion, Date.now(),
-      c.clientCopy ?? null, JSON.stringify([c.record]));
-    return Number(info.lastInsertRowid);
+  /** Called for every conflict added or resolved (notifications). */
+  onChange(fn: Listener): void { this.listeners.push(fn); }
+
+  private emit(id: number): void {
+    const c = this.get(id);
+    if (c) for (const fn of this.listeners) { try { fn(c); } catch { /* a listener never breaks the store */ } }
+  }
+
+  add(c: NewConflict): number {
+    const t = Date.now();
+    const info = this.st.add.run(c.kind, c.path, c.object, JSON.stringify(c.record), c.baseVersion, c.clientVersion ?? null,
+      c.serverVersion, t, c.dir ?? null, JSON.stringify([c.record]), c.epoch ?? 0, JSON.stringify(c.detail ?? {}),
+      c.resolved ? t : null, c.resolved ?? null, c.resolved ? 'auto' : null);
+    const id = Number(info.lastInsertRowid);
+    this.emit(id);
+    return id;
   }
 
   /** Parks one more record with a conflict (a later change to the same object). */
   addRecord(id: number, record: unknown): void {
-    const row = this.st.records.get(id) as { records: string | null } | undefined;
-    const list = row?.records ? JSON.parse(row.records) as unknown[] : [];
+    const list = this.records(id);
     list.push(record);
     this.st.setRecords.run(JSON.stringify(list), id);
+  }
+
+  /** The journal records parked with a conflict, the conflicting one first. */
+  records(id: number): unknown[] {
+    const row = this.st.records.get(id) as { records: string | null } | undefined;
+    return row?.records ? JSON.parse(row.records) as unknown[] : [];
+  }
+
+  setDetail(id: number, detail: ConflictDetail): void {
+    this.st.setDetail.run(JSON.stringify(detail), id);
+  }
+
+  /** Marks a conflict resolved; false if it was not open. */
+  resolve(id: number, resolution: Resolution, by: 'auto' | 'user'): boolean {
+    const ok = this.st.resolve.run(Date.now(), resolution, by, id).changes > 0;
+    if (ok) this.emit(id);
+    return ok;
   }
 
   openCount(): number {
     return (this.st.count.get() as { n: number }).n;
   }
 
-  list(): Conflict[] {
-    return (this.st.open.all() as { id: number; kind: string; path: string; object: number | null;
-      base_version: string | null; server_version: string | null; detected_at: number }[])
-      .map((r) => ({ id: r.id, kind: ConflictKindSchema.parse(r.kind), path: r.path, object: r.object,
-        baseVersion: r.base_version, serverVersion: r.server_version, detectedAt: r.detected_at }));
+  /** Open conflicts (or every conflict ever found, with `all`), oldest first. */
+  list(opts: { all?: boolean } = {}): Conflict[] {
+    return ((opts.all ? this.st.all : this.st.open).all() as Row[]).map(fromRow);
   }
+
+  get(id: number): Conflict | null {
+    const r = this.st.get.get(id) as Row | undefined;
+    return r ? fromRow(r) : null;
+  }
+
+  /** Conflicts found by one reintegration, with their parked records (to resume it). */
+  ofEpoch(epoch: number): { conflict: Conflict; records: unknown[] }[] {
+    return (this.st.ofEpoch.all(epoch) as Row[]).map((r) => ({ conflict: fromRow(r), records: r.records ? JSON.parse(r.records) as unknown[] : [] }));
+  }
+}
+
+function fromRow(r: Row): Conflict {
+  let detail: ConflictDetail = {};
+  try {
+    const parsed = ConflictDetailSchema.safeParse(JSON.parse(r.detail ?? '{}'));
+    if (parsed.success) detail = parsed.data;
+  } catch { /* an unreadable detail is shown as none; the row itself stays */ }
+  const res = r.resolution ? ResolutionSchema.safeParse(r.resolution) : null;
+  return {
+    id: r.id, kind: ConflictKindSchema.parse(r.kind), path: r.path, object: r.object,
+    baseVersion: r.base_version, clientVersion: r.client_version, serverVersion: r.server_version,
+    detectedAt: r.detected_at, dir: r.dir, epoch: r.epoch, resolvedAt: r.resolved_at,
+    resolution: res?.success ? res.data : null,
+    resolvedBy: r.resolved_by === 'auto' || r.resolved_by === 'user' ? r.resolved_by : null,
+    detail,
+  };
 }

@@ -92,6 +92,24 @@ const MIGRATIONS: readonly string[] = [
     version TEXT NOT NULL
   );
   `,
+  // v4: conflicts get their variants' directory (client, server, base, resolved), the
+  // reintegration (epoch) that found them, and how they were resolved; objects changed while
+  // disconnected keep the attributes (and, for small files, the bytes) they had before the
+  // first offline change, so replay can tell whose change is whose and merge.
+  `
+  ALTER TABLE conflicts ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE conflicts ADD COLUMN dir TEXT;
+  ALTER TABLE conflicts ADD COLUMN client_version TEXT;
+  ALTER TABLE conflicts ADD COLUMN resolution TEXT;
+  ALTER TABLE conflicts ADD COLUMN resolved_by TEXT;
+  ALTER TABLE conflicts ADD COLUMN detail TEXT;
+  CREATE TABLE offline_bases (
+    object  INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,   -- the backend version the cache had before the first offline change
+    attr    TEXT NOT NULL,   -- JSON: mode, uid, gid, size, mtimeNs, type
+    data    TEXT             -- a copy of the bytes then (small files only), or NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

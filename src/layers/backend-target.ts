@@ -184,11 +184,12 @@ export class BackendTarget implements ReplayTarget {
     const r = entry.record;
     const dataChange = r.op === 'write' || (r.op === 'setattr' && r.set.size !== undefined);
     const kind: ConflictKind = serverVersion === null ? 'update-remove' : dataChange ? 'update-update' : 'metadata';
-    const copy = path.join(g.cacheDir, 'conflicts', `${o.id}-${entry.seq}.client`);
+    const dir = path.join(g.cacheDir, 'conflicts', `${o.id}-${entry.seq}`);
+    const copy = path.join(dir, 'client');
     await this.store.copyOut(o.id, copy);
     const id = g.store.add({
       kind, path: g.pathOf(o.id) ?? `(object ${o.id})`, object: o.id, record: r,
-      baseVersion: base, serverVersion, clientCopy: copy,
+      baseVersion: base, serverVersion, dir,
     });
     log.warn(`conflict ${id} (${kind}) on ${g.pathOf(o.id) ?? `object ${o.id}`}: the server changed it too; `
       + `both variants are kept (ours: ${copy})`);

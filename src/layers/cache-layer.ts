@@ -38,6 +38,7 @@ import { BackendTarget, PROVISIONAL_TAG, type AppliedOutcome, type BackendCall }
 import type { Connectivity } from './connectivity.js';
 import type { JournalItem } from '../daemon/protocol.js';
 import type { ConflictStore } from '../conflict/store.js';
+import type { EventSink } from '../core/events.js';
 
 /**
  * Marks a data or names version as "changed by us, adopt the next version the backend
@@ -76,6 +77,8 @@ export interface LayerDeps {
   config: Config;
   /** Where replay parks the records whose base the server no longer has. */
   conflicts?: ConflictStore;
+  /** Where notifications go (`cachefs watch`). */
+  events?: EventSink;
 }
 
 const O_ACCMODE = 3;
@@ -921,7 +924,9 @@ export class CacheLayer {
         // cannot take them (a full cache disk), the write fails rather than lose them later.
         run.length -= data.length;
         if (run.length === 0 && this.dirty.get(obj.id) === run) { this.dirty.delete(obj.id); this.runPool.release(run.buf); }
-        throw isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
+        const full = isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
+        this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message });
+        throw full;
       }
       // The bytes still reach the backend (they are in the run); the cache just cannot
       // vouch for this object any more.

@@ -12,6 +12,14 @@ export interface ConnSnapshot {
 
 export class Connectivity {
   private snap: ConnSnapshot = { state: 'connected', since: Date.now(), reason: 'mounted' };
+  private readonly listeners: ((s: ConnSnapshot) => void)[] = [];
+
+  /** Called after every change of state (not for a new reason in the same state). */
+  onChange(fn: (s: ConnSnapshot) => void): void { this.listeners.push(fn); }
+
+  private changed(): void {
+    for (const fn of this.listeners) { try { fn(this.snapshot()); } catch { /* never breaks a state change */ } }
+  }
 
   get state(): ConnState { return this.snap.state; }
   snapshot(): ConnSnapshot { return { ...this.snap }; }
@@ -19,10 +27,13 @@ export class Connectivity {
   set(state: ConnState, reason: string): void {
     if (state === this.snap.state) return;
     this.snap = { state, since: Date.now(), reason };
+    this.changed();
   }
 
   /** Like set(), but also replaces the reason when the state stays the same. */
   force(state: ConnState, reason: string): void {
-    this.snap = { state, since: state === this.snap.state ? this.snap.since : Date.now(), reason };
+    const moved = state !== this.snap.state;
+    this.snap = { state, since: moved ? Date.now() : this.snap.since, reason };
+    if (moved) this.changed();
   }
 }
