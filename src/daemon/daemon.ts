@@ -26,6 +26,7 @@ import { ConflictStore } from '../conflict/store.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
 import { makeOps, opStats } from '../fuse/ops.js';
+import { ControlDir } from '../fuse/control-dir.js';
 import { FuseMount, forceUnmount, isMounted } from '../fuse/mount.js';
 import { serveControl } from './control.js';
 import { CONTROL_SOCKET, LOG_FILE, PID_FILE, type Status } from './protocol.js';
@@ -170,7 +171,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
       const groups = backend.needsGroups && c ? groupsOf(c[2] ?? 0) : undefined;
       return groups ? { ...creds, groups } : creds;
     },
-  });
+  }, new ControlDir({ conflicts, cacheDir: config.cacheDir }));
   fuse = new FuseMount({ mountpoint: mp, fsname: `cachefs:${backend.description}`, config }, ops);
   await fuse.mount();
   log.info(`mounted ${backend.description} on ${mp} (cache ${config.cacheDir})`);

@@ -9,6 +9,7 @@ import { FsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { toFuseErrno } from './errno.js';
 import { BufferPool } from '../core/buffer-pool.js';
+import type { ControlDir } from './control-dir.js';
 
 type Cb = (...args: unknown[]) => void;
 
@@ -68,7 +69,8 @@ function answer(op: string, cb: Cb, fn: () => Promise<unknown[] | number | void>
   );
 }
 
-export function makeOps(layer: CacheLayer, ctx: CallerContext) {
+// eslint-disable-next-line @typescript-eslint/no-unused-vars
+export function makeOps(layer: CacheLayer, ctx: CallerContext, _control?: ControlDir) {
   return {
     init(cb: Cb) { cb(0); },
     access(path: string, _mode: number, cb: Cb) {
