@@ -10,11 +10,11 @@ import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { runMount, prepareCacheDir } from '../daemon/daemon.js';
-import { sendControl } from '../daemon/control.js';
+import { sendControl, watchControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, JournalItemSchema, StatusSchema, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { forceUnmount, isMounted } from '../fuse/mount.js';
-import { formatBytes } from './format.js';
+import { formatBytes, formatWatchEvent } from './format.js';
 
 export interface MountFlags {
   cacheDir?: string;
@@ -258,5 +258,29 @@ export async function commandJournal(mountpoint: string, opts: { json?: boolean 
     const size = i.bytes ? ` ${formatBytes(i.bytes)}` : '';
     const err = i.lastError ? `  [last try: ${i.lastError}]` : '';
     process.stdout.write(`  #${i.seq}  ${i.at}  ${i.op.padEnd(7)} ${where}${to}${size}${err}\n`);
+  }
+}
+
+/**
+ * `cachefs watch`: follows a mount's events, one line each (JSON as the mount sent it, or a
+ * sentence), until the mount unmounts (exit 0), Ctrl-C (exit 0), or the reader of our
+ * output goes away (a closed pipe: exit 0 too, as `head` expects).
+ */
+export async function commandWatch(mountpoint: string, opts: { json?: boolean }): Promise<void> {
+  const sock = await controlOf(mountpoint);
+  const mp = path.resolve(mountpoint);
+  const w = watchControl(sock, {
+    onEvent: (e, raw) => { process.stdout.write((opts.json ? raw : formatWatchEvent(e, mp)) + '\n'); },
+    onBadLine: (raw) => { process.stderr.write(`cachefs: skipping an event this cachefs does not understand: ${raw.slice(0, 200)}\n`); },
+  });
+  const stop = () => w.close();
+  const onStdoutError = (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') stop(); };
+  process.once('SIGINT', stop);
+  process.stdout.on('error', onStdoutError);
+  try {
+    await w.done;
+  } finally {
+    process.off('SIGINT', stop);
+    process.stdout.off('error', onStdoutError);
   }
 }

@@ -4,7 +4,7 @@
 // (`main`) that prints errors with their hint. Library code never prints or exits.
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
-import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal } from './commands.js';
+import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch } from './commands.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -66,6 +66,14 @@ function buildProgram(): Command {
     .argument('<mountpoint>', 'where cachefs is mounted')
     .option('--json', 'print machine-readable JSON')
     .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandJournal(mountpoint, opts); });
+
+  program.command('watch')
+    .description('follow a mount\'s events (offline, online, replay progress, conflicts, cache full), one line each')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print each event as the JSON line the mount sends')
+    .addHelpText('after', '\nIt starts with the current state and runs until the mount is unmounted or Ctrl-C.\n' +
+      'Example: cachefs watch ~/work | while read -r l; do notify-send cachefs "$l"; done')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandWatch(mountpoint, opts); });
 
   return program;
 }

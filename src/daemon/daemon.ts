@@ -10,6 +10,7 @@ import { promises as fsp, createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type net from 'node:net';
 import { UserError, isFsError } from '../core/errors.js';
+import { EventBus } from '../core/events.js';
 import { log, setLogLevel, setLogSink } from '../core/log.js';
 import type { Config } from '../config/schema.js';
 import { LocalBackend } from '../backends/local/local-backend.js';
@@ -28,8 +29,9 @@ import { Connectivity } from '../layers/connectivity.js';
 import { makeOps, opStats } from '../fuse/ops.js';
 import { ControlDir } from '../fuse/control-dir.js';
 import { FuseMount, forceUnmount, isMounted } from '../fuse/mount.js';
-import { serveControl } from './control.js';
-import { CONTROL_SOCKET, LOG_FILE, PID_FILE, type Status } from './protocol.js';
+import { serveControl, type WatchStream } from './control.js';
+import { CONTROL_SOCKET, LOG_FILE, PID_FILE, asWatchEvent, type Status } from './protocol.js';
+import { wireNotifications } from './notifications.js';
 import { register, unregister, processAlive } from './registry.js';
 
 export async function prepareCacheDir(dir: string): Promise<void> {
@@ -160,7 +162,12 @@ export async function runMount(config: Config): Promise<RunningMount> {
   const journal = new Journal(db);
   const conflicts = new ConflictStore(db);
   const connectivity = new Connectivity();
-  const layer = new CacheLayer({ backend, index, store, connectivity, config, conflicts }, (t) => new Replayer(journal, t));
+  // Mount events for `cachefs watch`; wired before init(), which may start a reintegration.
+  const events = new EventBus();
+  const layer = new CacheLayer({ backend, index, store, connectivity, config, conflicts, events }, (t) => new Replayer(journal, t));
+  const notifications = wireNotifications({
+    connectivity, conflicts, backlog: () => ({ pending: journal.pending(), bytes: layer.replayer.pendingBytes }),
+  }, events);
   await layer.init();
 
   let fuse: FuseMount | null = null;
@@ -184,6 +191,10 @@ export async function runMount(config: Config): Promise<RunningMount> {
     }).catch((e) => log.warn('cannot watch the backend', e));
   }
 
+  /** The connections following `cachefs watch` (see serveWatcher). */
+  const watchers = new Set<WatchStream>();
+  /** Set once the mount is gone: the reason every watcher is told. */
+  let unmountedAs: string | null = null;
   const status = (): Status => {
     const snap = connectivity.snapshot();
     const s = index.stats();
@@ -205,7 +216,23 @@ export async function runMount(config: Config): Promise<RunningMount> {
       memory: (({ heapUsed, heapTotal, external, arrayBuffers }) => ({ heapUsed, heapTotal, external, arrayBuffers }))(process.memoryUsage()),
       ops: Object.fromEntries(Object.entries(opStats).map(([k, v]) => [k, { ...v, ms: Math.round(v.ms) }])),
       ...(backend.info ? { backendInfo: backend.info() } : {}),
+      watchers: watchers.size,
     };
+  };
+
+  // `cachefs watch`: each watcher gets the state it starts from, then every event, and a
+  // last `unmounted` line at shutdown.
+  const serveWatcher = (w: WatchStream): void => {
+    // Connected while the last lines were going out: nothing more will come.
+    if (unmountedAs) { void w.end({ type: 'unmounted', reason: unmountedAs, at: new Date().toISOString() }); return; }
+    const s = status();
+    w.send({
+      type: 'state', state: s.state, since: s.since, reason: s.reason, pending: s.journal.pending,
+      bytes: s.journal.bytes ?? 0, conflicts: s.conflicts, at: new Date().toISOString(),
+    });
+    const unsubscribe = events.subscribe((e) => w.send(asWatchEvent(e)));
+    watchers.add(w);
+    w.onClose(() => { unsubscribe(); watchers.delete(w); });
   };
 
   let finished!: () => void;
@@ -230,7 +257,11 @@ export async function runMount(config: Config): Promise<RunningMount> {
         log.warn('unmount failed; detaching lazily', e);
         await forceUnmount(mp).catch((e2) => log.error('lazy unmount failed', e2));
       }
+      notifications.stop();
       server?.close();
+      unmountedAs = reason;
+      const at = new Date().toISOString();
+      await Promise.all([...watchers].map((w) => w.end({ type: 'unmounted', reason, at })));
       await backend.close().catch(() => undefined);
       await layer.close().catch(() => undefined);
       await store.close();
@@ -249,16 +280,16 @@ export async function runMount(config: Config): Promise<RunningMount> {
     switch (req.op) {
       case 'status': return status();
       case 'flush': await layer.flushAll(); return { pending: journal.pending() };
-      case 'shutdown': setImmediate(() => void shutdown('requested')); return { shuttingDown: true };
+      case 'shutdown': setImmediate(() => void shutdown('cachefs umount')); return { shuttingDown: true };
       case 'offline': layer.goOffline(); return status();
       case 'online': await layer.goOnline(); return status();
       case 'journal': return { items: layer.journalItems() };
     }
-  });
+  }, { watch: serveWatcher });
   await register({ version: 1, mountpoint: mp, cacheDir: config.cacheDir, backend: backend.description, pid: process.pid });
 
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
-    process.on(sig, () => void shutdown(sig));
+    process.on(sig, () => void shutdown(`signal ${sig}`));
   }
   return { status, shutdown, done };
 }

@@ -1,7 +1,11 @@
 // Messages on the control socket (one JSON object per line, each way). Both ends validate
 // with these schemas: the socket is a boundary, and a malformed request must get an error
 // answer, never crash the mount process.
+//
+// Every op is one request, one answer (ControlResponse), except `watch`: its connection stays
+// open and the answer is a stream of event lines (MountEventSchema), until either side closes.
 import { z } from 'zod';
+import type { StampedEvent } from '../core/events.js';
 
 export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }).strict(),
@@ -10,6 +14,7 @@ export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('offline') }).strict(),
   z.object({ op: z.literal('online') }).strict(),
   z.object({ op: z.literal('journal') }).strict(),
+  z.object({ op: z.literal('watch') }).strict(),
 ]);
 
 /** One pending journal record, as `cachefs journal` shows it. */
@@ -29,6 +34,8 @@ export const JournalItemSchema = z.object({
 });
 export type JournalItem = z.infer<typeof JournalItemSchema>;
 export type ControlRequest = z.infer<typeof ControlRequestSchema>;
+/** The ops answered with one response line (every op but the `watch` stream). */
+export type OneShotRequest = Exclude<ControlRequest, { op: 'watch' }>;
 
 export const StatusSchema = z.object({
   state: z.enum(['connected', 'disconnected', 'reintegrating']),
@@ -54,8 +61,44 @@ export const StatusSchema = z.object({
   ops: z.record(z.object({ count: z.number(), ms: z.number(), errors: z.number() })),
   /** What the backend adapter reports of itself (NFS: transfer sizes, RPC counters). */
   backendInfo: z.record(z.unknown()).optional(),
+  /** Connections following `cachefs watch` right now. */
+  watchers: z.number().optional(),
 });
 export type Status = z.infer<typeof StatusSchema>;
+
+const ConnStateSchema = z.enum(['connected', 'disconnected', 'reintegrating']);
+/** ISO time the event happened (or, for `state`, was taken). */
+const at = z.string().datetime();
+const conflictFields = { id: z.number().int(), kind: z.string(), path: z.string() };
+
+/**
+ * One line of a `watch` stream: the mount's events (src/core/events.ts, stamped with `at`) and
+ * three lines of the stream itself: `state` first (where the watcher starts), `missed` when
+ * events were dropped for a watcher that read too slowly, `unmounted` last.
+ */
+export const MountEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('state'), state: ConnStateSchema, since: z.string(), reason: z.string(),
+    /** Journal records waiting for the backend, and the data bytes they carry. */
+    pending: z.number(), bytes: z.number(),
+    /** Conflicts waiting for the user. */
+    conflicts: z.number(), at,
+  }),
+  z.object({ type: z.literal('offline'), reason: z.string(), at }),
+  z.object({ type: z.literal('reintegrating'), reason: z.string(), pending: z.number(), at }),
+  /** pending/bytes: still to send; total: records at the start of the reintegration. */
+  z.object({ type: z.literal('progress'), pending: z.number(), bytes: z.number(), total: z.number(), at }),
+  z.object({ type: z.literal('online'), reason: z.string(), at }),
+  z.object({ type: z.literal('conflict'), ...conflictFields, needsYou: z.boolean(), resolution: z.string().nullable(), at }),
+  z.object({ type: z.literal('resolved'), ...conflictFields, resolution: z.string(), by: z.enum(['auto', 'user']), at }),
+  z.object({ type: z.literal('cache-full'), path: z.string().nullable(), message: z.string(), at }),
+  z.object({ type: z.literal('missed'), count: z.number().int().positive(), at }),
+  z.object({ type: z.literal('unmounted'), reason: z.string(), at }),
+]);
+export type WatchEvent = z.infer<typeof MountEventSchema>;
+// Must stay true: every event the mount emits has a schema here (a new MountEvent type that
+// this union lacks fails the build right here, instead of being dropped by the validator).
+export const asWatchEvent = (e: StampedEvent): WatchEvent => e;
 
 export const ControlResponseSchema = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), result: z.unknown() }),
