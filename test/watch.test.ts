@@ -179,7 +179,10 @@ for (const kind of BACKEND_KINDS) describe(`cachefs watch (${kind} backend)`, { 
     const conflicts = jw.events.filter((e): e is Extract<WatchEvent, { type: 'conflict' }> => e.type === 'conflict');
     assert.deepEqual(conflicts.map((c) => c.path).sort(), ['/both.txt', '/gone.txt'], JSON.stringify(conflicts));
     for (const c of conflicts) assert.equal(c.needsYou, c.resolution === null, 'open, or settled by a rule');
-    const open = conflicts.filter((c) => c.needsYou);
+    // A rule may also settle a conflict after it was announced open: then `resolved` follows.
+    const resolved = jw.events.filter((e): e is Extract<WatchEvent, { type: 'resolved' }> => e.type === 'resolved');
+    for (const r of resolved) assert.ok(conflicts.some((c) => c.id === r.id && c.needsYou), `resolved ${r.id} was announced open first`);
+    const open = conflicts.filter((c) => c.needsYou && !resolved.some((r) => r.id === c.id));
     assert.equal((await m.status()).conflicts, open.length, 'the open ones are the ones status counts');
     const types = jw.events.map((e) => e.type);
     assert.ok(types.indexOf('conflict') > types.indexOf('reintegrating') && types.lastIndexOf('conflict') < types.indexOf('online'), types.join(' '));
@@ -188,6 +191,9 @@ for (const kind of BACKEND_KINDS) describe(`cachefs watch (${kind} backend)`, { 
       assert.ok(line, `a sentence for conflict ${c.id}:\n${hw.lines.join('\n')}`);
       if (c.needsYou) assert.ok(line.endsWith(`needs you: cachefs conflicts ${m.mnt} --show ${c.id}`), line);
       else assert.match(line, /settled automatically/);
+    }
+    for (const r of resolved) {
+      assert.ok(hw.lines.some((l) => LINE.exec(l)?.[2] === 'resolved' && l.includes(` ${r.id} (${r.kind}) on ${r.path}: ${r.resolution}`)), `a sentence for resolved ${r.id}`);
     }
     // A new watcher starts from a state that counts them.
     const late = watch(true);
@@ -204,6 +210,7 @@ for (const kind of BACKEND_KINDS) describe(`cachefs watch (${kind} backend)`, { 
       assert.match(answer.error ?? '', /malformed/);
     }
     // A well-formed one by hand: the first line is the state; hanging up unsubscribes.
+    const before = await statusWatchers();
     const conns = await Promise.all([1, 2, 3].map(() => new Promise<net.Socket>((resolve, reject) => {
       const c = net.connect(sock);
       c.setEncoding('utf8');
@@ -213,10 +220,10 @@ for (const kind of BACKEND_KINDS) describe(`cachefs watch (${kind} backend)`, { 
       });
       c.on('error', reject);
     })));
-    assert.equal(await statusWatchers(), 3);
+    assert.equal(await statusWatchers(), before + 3);
     for (const c of conns) c.destroy();
     const t0 = Date.now();
-    while (await statusWatchers() !== 0) {
+    while (await statusWatchers() !== before) {
       assert.ok(Date.now() - t0 < 5000, 'watchers that hung up are unsubscribed');
       await sleep(50);
     }
