@@ -199,17 +199,18 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.equal(r.code, 0, r.stderr);
     const st = JSON.parse((await cli(['status', m.mnt, '--json'])).stdout) as { conflicts: number; state: string };
     assert.equal(st.state, 'connected');
-    assert.equal(st.conflicts, 2, 'two conflicts counted');
+    assert.equal(st.conflicts, 1, 'one conflict waits for the user');
     assert.equal(await fsp.readFile(m.b('both.txt'), 'utf8'), 'server variant, written meanwhile', 'the server variant is not overwritten');
-    await assert.rejects(fsp.stat(m.b('gone.txt')), { code: 'ENOENT' }, 'a removal on the server is not undone either');
+    assert.equal(await fsp.readFile(m.b('gone.txt'), 'utf8'), 'client variant of a removed file',
+      'removed on the server, changed here: the update is kept (made again)');
     assert.equal(await fsp.readFile(m.b('calm.txt'), 'utf8'), 'our change goes through', 'no conflict, no parking');
     const { default: Database } = await import('better-sqlite3');
     const db = new Database(path.join(m.cache, 'index.sqlite'), { readonly: true });
     try {
-      const rows = db.prepare('SELECT kind, path, dir FROM conflicts ORDER BY id').all() as { kind: string; path: string; dir: string }[];
-      assert.deepEqual(rows.map((x) => [x.kind, x.path]), [['update-update', '/both.txt'], ['update-remove', '/gone.txt']]);
+      const rows = db.prepare('SELECT kind, path, dir, resolution FROM conflicts ORDER BY id').all() as { kind: string; path: string; dir: string; resolution: string | null }[];
+      assert.deepEqual(rows.map((x) => [x.kind, x.path, x.resolution]), [['update-update', '/both.txt', null], ['update-remove', '/gone.txt', 'auto-kept-update']]);
       assert.equal(await fsp.readFile(path.join(rows[0]!.dir, 'client'), 'utf8'), 'client variant, written offline', 'the client variant is kept');
-      assert.equal(await fsp.readFile(path.join(rows[1]!.dir, 'client'), 'utf8'), 'client variant of a removed file');
+      assert.equal(await fsp.readFile(path.join(rows[0]!.dir, 'server'), 'utf8'), 'server variant, written meanwhile', 'and the server variant too');
     } finally { db.close(); }
     assert.equal(await fsp.readFile(m.m('both.txt'), 'utf8'), 'server variant, written meanwhile', 'the mount shows the server variant now');
   });

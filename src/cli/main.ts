@@ -5,6 +5,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
 import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch } from './commands.js';
+import { commandConflicts, commandResolve } from './conflicts.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -74,6 +75,31 @@ function buildProgram(): Command {
     .addHelpText('after', '\nIt starts with the current state and runs until the mount is unmounted or Ctrl-C.\n' +
       'Example: cachefs watch ~/work | while read -r l; do notify-send cachefs "$l"; done')
     .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandWatch(mountpoint, opts); });
+
+  program.command('conflicts')
+    .description('list the conflicts replay found (open ones by default), or show one')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--all', 'also list resolved conflicts (by you, or automatically)')
+    .option('--show <id>', 'show one: versions, variants, and a unified diff for text (sizes and hashes for binary)')
+    .option('--json', 'print machine-readable JSON')
+    .addHelpText('after', '\nEach open conflict\'s variants are files in the mount: <mountpoint>/.cachefs/conflicts/<id>/\n' +
+      '{client,server,base,resolved}. The conflicted path itself shows the server\'s variant until resolved.')
+    .action(async (mountpoint: string, opts: { json?: boolean; all?: boolean; show?: string }) => { await commandConflicts(mountpoint, opts); });
+
+  program.command('resolve')
+    .description('resolve a conflict: keep the client\'s variant, the server\'s, both, or a file of yours')
+    .argument('<path>', 'the conflicted path inside the mount, or the mountpoint with --id')
+    .option('--id <n>', 'the conflict to resolve (see cachefs conflicts)')
+    .addOption(new Option('--keep <variant>', 'which variant the path keeps (both: the client\'s goes beside it as NAME.client-conflict-ID.EXT)')
+      .choices(['client', 'server', 'both']))
+    .option('--use <file>', 'the path gets the bytes of this file (it becomes the resolved variant)')
+    .option('--resolved', 'the path gets the resolved variant you wrote in .cachefs/conflicts/<id>/resolved')
+    .option('--json', 'print what was done as JSON')
+    .addHelpText('after', '\nThe resolution is an ordinary change through the journal: offline, it is replayed on reconnection.\n' +
+      'The variant not kept is moved to <mountpoint>/.cachefs/lost+found/.')
+    .action(async (target: string, opts: { id?: string; keep?: string; use?: string; resolved?: boolean; json?: boolean }) => {
+      await commandResolve(target, opts);
+    });
 
   return program;
 }

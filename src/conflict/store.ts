@@ -51,6 +51,15 @@ export const ConflictDetailSchema = z.object({
   base: VariantInfoSchema.optional(),
   /** Metadata fields both sides changed to different values. */
   fields: z.array(z.string()).optional(),
+  /** For renames: where the object still is on the server (the conflict's path is the target). */
+  from: z.string().optional(),
+  resolved: VariantInfoSchema.optional(),
+  /** The client's object was made while disconnected (it exists nowhere else). */
+  createdOffline: z.boolean().optional(),
+  /** The conflict took the object's later records (replay skips them: they are in the client variant). */
+  parks: z.boolean().optional(),
+  /** Of those, only records up to this journal seq (later ones were made against the server's variant). */
+  upTo: z.number().optional(),
   /** One line for people: what happened. */
   note: z.string().optional(),
 }).passthrough();
@@ -103,8 +112,11 @@ export class ConflictStore {
   private readonly st;
   private readonly listeners: Listener[] = [];
 
-  constructor(db: Db) {
+  constructor(readonly db: Db) {
     this.st = {
+      epoch: db.prepare(`SELECT value FROM meta WHERE key = 'reintegration_epoch'`),
+      setEpoch: db.prepare(`INSERT INTO meta (key, value) VALUES ('reintegration_epoch', ?)
+                            ON CONFLICT(key) DO UPDATE SET value = excluded.value`),
       open: db.prepare(`SELECT * FROM conflicts WHERE resolved_at IS NULL ORDER BY id`),
       all: db.prepare(`SELECT * FROM conflicts ORDER BY id`),
       get: db.prepare(`SELECT * FROM conflicts WHERE id = ?`),
@@ -119,6 +131,18 @@ export class ConflictStore {
       setDetail: db.prepare(`UPDATE conflicts SET detail = ? WHERE id = ?`),
     };
   }
+
+  /**
+   * The reintegration under way (or next): conflicts carry it, so a replay resumed after a
+   * crash finds the conflicts it had already found and parks their later records with them.
+   */
+  epoch(): number {
+    const r = this.st.epoch.get() as { value: string } | undefined;
+    return r ? Number(r.value) : 0;
+  }
+
+  /** A reintegration finished: the next one is a new epoch. */
+  nextEpoch(): void { this.st.setEpoch.run(String(this.epoch() + 1)); }
 
   /** Called for every conflict added or resolved (notifications). */
   onChange(fn: Listener): void { this.listeners.push(fn); }

@@ -24,6 +24,7 @@ import { DataStore } from '../store/data-store.js';
 import { Journal } from '../journal/journal.js';
 import { Replayer } from '../journal/replayer.js';
 import { ConflictStore } from '../conflict/store.js';
+import { Resolver } from '../conflict/resolve.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
 import { makeOps, opStats } from '../fuse/ops.js';
@@ -276,6 +277,17 @@ export async function runMount(config: Config): Promise<RunningMount> {
     return shuttingDown;
   };
 
+  // Resolutions go through the layer (journaled like any change), acting as the owner of the
+  // client's variant, so what is written back belongs to whoever wrote it offline.
+  const resolver = new Resolver(
+    (c) => layer.resolveFs({ uid: c.detail.client?.uid ?? process.getuid?.() ?? 0, gid: c.detail.client?.gid ?? process.getgid?.() ?? 0 }),
+    conflicts, config.cacheDir,
+    (_c, records) => layer.forgetOfflineObjects(records.flatMap((r) => {
+      const o = (r as { op?: string; obj?: number }).obj;
+      return typeof o === 'number' ? [o] : [];
+    })),
+  );
+
   server = await serveControl(path.join(config.cacheDir, CONTROL_SOCKET), async (req) => {
     switch (req.op) {
       case 'status': return status();
@@ -284,6 +296,12 @@ export async function runMount(config: Config): Promise<RunningMount> {
       case 'offline': layer.goOffline(); return status();
       case 'online': await layer.goOnline(); return status();
       case 'journal': return { items: layer.journalItems() };
+      case 'conflicts': return { conflicts: conflicts.list({ all: req.all === true }) };
+      case 'resolve': {
+        if ((req.id === undefined) === (req.path === undefined)) throw new UserError('resolve: give exactly one of id and path');
+        const id = req.id ?? resolver.find(req.path!).id;
+        return await resolver.resolve(id, req.keep);
+      }
     }
   }, { watch: serveWatcher });
   await register({ version: 1, mountpoint: mp, cacheDir: config.cacheDir, backend: backend.description, pid: process.pid });

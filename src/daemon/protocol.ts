@@ -5,6 +5,7 @@
 // Every op is one request, one answer (ControlResponse), except `watch`: its connection stays
 // open and the answer is a stream of event lines (MountEventSchema), until either side closes.
 import { z } from 'zod';
+import { ConflictDetailSchema, ConflictKindSchema, ResolutionSchema } from '../conflict/store.js';
 import type { StampedEvent } from '../core/events.js';
 
 export const ControlRequestSchema = z.discriminatedUnion('op', [
@@ -15,6 +16,14 @@ export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('online') }).strict(),
   z.object({ op: z.literal('journal') }).strict(),
   z.object({ op: z.literal('watch') }).strict(),
+  z.object({ op: z.literal('conflicts'), all: z.boolean().optional() }).strict(),
+  z.object({
+    op: z.literal('resolve'),
+    /** Which conflict: by id, or by a path from the mount root (its name, or a rename's source). */
+    id: z.number().int().positive().optional(),
+    path: z.string().min(1).max(4096).optional(),
+    keep: z.enum(['client', 'server', 'both', 'resolved']),
+  }).strict(),
 ]);
 
 /** One pending journal record, as `cachefs journal` shows it. */
@@ -120,3 +129,32 @@ export const MountInfoSchema = z.object({
   pid: z.number().int(),
 });
 export type MountInfo = z.infer<typeof MountInfoSchema>;
+
+/** A conflict as `cachefs conflicts` shows it (the store's row; `dir` holds its variants). */
+export const ConflictViewSchema = z.object({
+  id: z.number(),
+  kind: ConflictKindSchema,
+  path: z.string(),
+  object: z.number().nullable(),
+  baseVersion: z.string().nullable(),
+  clientVersion: z.string().nullable(),
+  serverVersion: z.string().nullable(),
+  detectedAt: z.number(),
+  dir: z.string().nullable(),
+  epoch: z.number(),
+  resolvedAt: z.number().nullable(),
+  resolution: ResolutionSchema.nullable(),
+  resolvedBy: z.enum(['auto', 'user']).nullable(),
+  detail: ConflictDetailSchema,
+});
+export type ConflictView = z.infer<typeof ConflictViewSchema>;
+export const ConflictListSchema = z.object({ conflicts: z.array(ConflictViewSchema) });
+
+/** What `resolve` did: the paths it wrote, and where the variants not kept went. */
+export const ResolvedSchema = z.object({
+  id: z.number(),
+  path: z.string(),
+  choice: z.enum(['client', 'server', 'both', 'resolved']),
+  placed: z.array(z.string()),
+  lostFound: z.array(z.string()),
+});

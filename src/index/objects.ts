@@ -130,6 +130,11 @@ export class ObjectIndex {
     this.st.clearReplayVersions.run();
   }
 
+  /** One cached name of an object: its directory and the name in it (null: none cached). */
+  parentOf(id: number): { parent: number; name: string } | null {
+    return (this.st.nameOf.get(id) as { parent: number; name: string } | undefined) ?? null;
+  }
+
   /** A path of an object from the root, through the cached names (for people: journal lists). */
   pathOf(id: number, rootId: number): string | null {
     const parts: string[] = [];

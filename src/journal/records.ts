@@ -35,20 +35,25 @@ const subject = id.optional();
  * conflict). Records made connected are applied as they come, as an NFS client would.
  */
 const offline = z.literal(true).optional();
+/** The version the removed or renamed object itself had (remove/update conflicts). */
+const objBase = z.string().nullable().optional();
 
 export const JournalRecordSchema = z.discriminatedUnion('op', [
   // crc: CRC-32 of the bytes, checked when the bytes are read back from the cache file.
   z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(),
     crc: z.number().int().nonnegative(), offline, base }),
   z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, offline, base }),
-  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
-  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
-  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
-  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, base }),
+  z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
+  z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
+  z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
+  z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
   z.object({ op: z.literal('link'), obj: id, parent: id, name, offline, base }),
-  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, offline, base }),
-  z.object({ op: z.literal('rmdir'), parent: id, name, obj: subject, base }),
-  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, offline, base }),
+  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, offline, base, objBase }),
+  z.object({ op: z.literal('rmdir'), parent: id, name, obj: subject, offline, base, objBase }),
+  // target/targetBase: the object the rename replaced, as the cache knew it (none: the name
+  // was free), so replay notices a target the server changed or created meanwhile.
+  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, offline, base,
+    target: id.optional(), targetBase: z.string().nullable().optional() }),
   z.object({ op: z.literal('commit'), obj: id, base }),
 ]);
 

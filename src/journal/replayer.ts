@@ -160,6 +160,9 @@ export class Replayer<O extends { kind: string }> {
   /** Records not yet applied. */
   get pendingCount(): number { return this.queue.length - this.head; }
 
+  /** The newest record queued (0: none yet). */
+  get lastSeq(): number { return this.queue.length > 0 ? this.queue[this.queue.length - 1]!.seq : 0; }
+
   /** Resolves when the queue is empty (or the replayer is paused with records left). */
   drained(): Promise<void> {
     if (!this.running && (this.paused || this.pendingCount === 0)) return Promise.resolve();
@@ -236,6 +239,8 @@ export class Replayer<O extends { kind: string }> {
       const e = result.error;
       if (isConnectionError(e)) {
         this.journal.noteFailure(entry.seq, (e as Error).message);
+        entry.attempts++; // it may have reached the backend: its replay may find it done
+        entry.lastError = (e as Error).message;
         this.paused = true;
         log.warn(`replay of record ${entry.seq} (${entry.record.op}) stopped: backend unreachable`, e);
         const w = this.waiters.get(entry.seq);

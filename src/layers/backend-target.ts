@@ -2,10 +2,9 @@
 // replayer. Records name objects by index id; this is where ids become backend handles.
 // Every backend call goes through `call`, which bounds concurrency and sets a deadline.
 import { crc32 } from 'node:zlib';
-import path from 'node:path';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
-import type { ConflictKind, ConflictStore } from '../conflict/store.js';
+import { Reconciler, type ReconcileGuard } from '../conflict/reconcile.js';
 import type { Attr, Backend, Creds, SetAttr } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
@@ -21,17 +20,6 @@ export type AppliedOutcome =
   | { kind: 'created'; fh: Buffer; attr: Attr }
   | { kind: 'attr'; attr: Attr };
 
-/** What the target needs to check bases and park conflicts (provided by the layer). */
-export interface ConflictGuard {
-  /** True while replaying records made disconnected (reintegration). */
-  checking(): boolean;
-  store: ConflictStore;
-  cacheDir: string;
-  pathOf(id: number): string | null;
-  /** The object's cached data is now the client variant of a conflict: keep it out of reach. */
-  onConflict(o: CachedObject): void;
-}
-
 export class BackendTarget implements ReplayTarget {
   constructor(
     private readonly backend: Backend,
@@ -42,6 +30,23 @@ export class BackendTarget implements ReplayTarget {
 
   /** Tells whether a later pending record changes bytes [from, to) of object `obj`. */
   laterChange: (seq: number, obj: number, from: number, to: number) => boolean = () => false;
+
+  /** Set by the layer: while `checking()` (reintegrating), records made offline are reconciled. */
+  private reconciler: Reconciler | null = null;
+  private checking: () => boolean = () => false;
+
+  /** The first record this process applied: it may have reached the backend before a crash. */
+  private firstSeq: number | null = null;
+
+  enableConflicts(guard: ReconcileGuard, checking: () => boolean, chunkSize: number): void {
+    this.checking = checking;
+    this.reconciler = new Reconciler(
+      { backend: this.backend, call: this.call, index: this.index, store: this.store, chunkSize },
+      guard,
+      { apply: (e, h) => this.applyPlain(e, h), noteApplied: (id, out) => this.noteApplied(id, out), alreadyThere: (e, h, o, a) => this.alreadyThere(e, h, o, a) },
+      isProvisional,
+    );
+  }
 
   /**
    * A create replayed: an object made while disconnected (its record names it) gets the
@@ -55,12 +60,17 @@ export class BackendTarget implements ReplayTarget {
 
   /**
    * EEXIST on replaying the create of an object made offline: if an earlier attempt got
-   * through before the connection broke (its answer lost), the name holds our object. It is
-   * taken when its type matches the provisional one; anything else stays an error.
+   * through before the connection broke or the process died (its answer lost), the name
+   * holds our object. Only a record that may have been sent before counts (one that failed
+   * on a connection error, or the first this process replays); a type that matches is
+   * taken as ours. Anything else is someone else's object: an error (or, reintegrating, a
+   * create/create conflict).
    */
-  private async madeBefore(e: unknown, obj: number | undefined, dir: Buffer, name: string): Promise<{ fh: Buffer; attr: Attr }> {
+  private async madeBefore(e: unknown, entry: JournalEntry, obj: number | undefined, dir: Buffer, name: string): Promise<{ fh: Buffer; attr: Attr }> {
     const o = obj !== undefined ? this.index.get(obj) : undefined;
     if (!isFsError(e, 'EEXIST') || !o || !isProvisional(o.fh)) throw e;
+    const offline = 'offline' in entry.record && entry.record.offline;
+    if (offline && entry.attempts === 0 && entry.seq !== this.firstSeq) throw e;
     const n = await this.call('lookup', () => this.backend.lookup(dir, name));
     if (n.attr.type !== o.attr.type || this.index.byHandle(n.fh)) throw e;
     log.info(`replay: ${name} already exists as a ${n.attr.type}; taking it as the one this record made before the connection broke`);
@@ -75,79 +85,21 @@ export class BackendTarget implements ReplayTarget {
     return o.fh;
   }
 
-  /** Set by the layer: while it says so (reintegrating), bases are checked (see conflicting). */
-  conflicts: ConflictGuard | null = null;
-  /** Objects in conflict during this replay -> their conflict id: their later records park too. */
-  private readonly parked = new Map<number, number>();
-
-  /** The object the previous record of this replay was applied to (consecutive records of one object need one check). */
-  private lastObj: number | null = null;
-
-  /** While checking, only records nothing needs to check can go out together. */
+  /** While reconciling, only records nothing needs to check can go out together. */
   batchable(entry: JournalEntry): boolean {
-    return !this.conflicts?.checking() || !needsCheck(entry.record);
+    return !this.checking() || !needsCheck(entry.record);
   }
 
   async apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
-    const r = entry.record;
-    if (!this.conflicts?.checking()) {
-      this.parked.clear();
-      this.lastObj = null;
+    this.firstSeq ??= entry.seq;
+    if (!this.reconciler || !this.checking()) {
+      this.reconciler?.reset();
       return this.applyPlain(entry, hint);
     }
-    const objId = subjectOf(r);
-    if (objId === undefined || !needsCheck(r)) {
-      // Objects made offline (a provisional base) have no one else's changes to meet.
-      this.lastObj = null;
-      return this.applyPlain(entry, hint);
-    }
-    if ((r.op === 'write' || r.op === 'setattr' || r.op === 'link') && r.offline) {
-      const parkedIn = this.parked.get(objId);
-      if (parkedIn !== undefined) {
-        this.conflicts.store.addRecord(parkedIn, r);
-        return { kind: 'done' };
-      }
-      // Right after our own record to the same object, the version read then is current.
-      const conflict = this.lastObj === objId ? null : await this.conflicting(entry, hint, objId, r.base);
-      if (conflict) {
-        this.parked.set(objId, await this.park(conflict.o, entry, r.base ?? '', conflict.current));
-        return { kind: 'done' };
-      }
-    }
-    this.lastObj = null;
-    const out = await this.applyPlain(entry, hint);
-    await this.noteApplied(objId, out);
-    this.lastObj = objId;
-    return out;
+    return this.reconciler.apply(entry, hint);
   }
 
-  /**
-   * A record made while disconnected is applied only if the object did not change on the
-   * backend behind its back: compared with the version our own last replayed record left,
-   * else with the record's base (the version the cache had when the change was made).
-   * Otherwise it is parked as a conflict with the client's variant (a copy of the cached
-   * data) saved: the server's variant is never overwritten, the client's never dropped.
-   */
-  private async conflicting(entry: JournalEntry, hint: ReplayHint | undefined, objId: number, base: string | null):
-    Promise<{ o: CachedObject; current: string | null } | null> {
-    const o = this.index.get(objId);
-    if (!o || isProvisional(o.fh) || base === null || base.startsWith('provisional:')) return null;
-    const expected = this.index.replayVersion(objId) ?? base;
-    let attr: Attr | null;
-    try {
-      attr = await this.call('getattr', () => this.backend.getattr(o.fh));
-    } catch (e) {
-      if (!isFsError(e, 'ESTALE')) throw e;
-      attr = null; // removed on the server while we changed it
-    }
-    if (attr?.version === expected) return null;
-    // A record applied just before a crash, whose new version was not noted yet, is applied
-    // again when the replay resumes: the backend already holds exactly its change.
-    if (attr && await this.alreadyThere(entry, hint, o, attr)) return null;
-    return { o, current: attr?.version ?? null };
-  }
-
-  private async alreadyThere(entry: JournalEntry, hint: ReplayHint | undefined, o: CachedObject, attr: Attr): Promise<boolean> {
+  async alreadyThere(entry: JournalEntry, hint: ReplayHint | undefined, o: CachedObject, attr: Attr): Promise<boolean> {
     const r = entry.record;
     if (r.op === 'write') {
       if (attr.size < r.offset + r.length) return false;
@@ -167,7 +119,7 @@ export class BackendTarget implements ReplayTarget {
   }
 
   /** Our own replayed record moved the object's version (ctime at least): remember where to. */
-  private async noteApplied(objId: number, out: AppliedOutcome): Promise<void> {
+  async noteApplied(objId: number, out: AppliedOutcome): Promise<void> {
     const o = this.index.get(objId);
     if (!o || isProvisional(o.fh)) return;
     if (out.kind === 'attr') { this.index.setReplayVersion(objId, out.attr.version); return; }
@@ -179,25 +131,7 @@ export class BackendTarget implements ReplayTarget {
     }
   }
 
-  private async park(o: CachedObject, entry: JournalEntry, base: string, serverVersion: string | null): Promise<number> {
-    const g = this.conflicts!;
-    const r = entry.record;
-    const dataChange = r.op === 'write' || (r.op === 'setattr' && r.set.size !== undefined);
-    const kind: ConflictKind = serverVersion === null ? 'update-remove' : dataChange ? 'update-update' : 'metadata';
-    const dir = path.join(g.cacheDir, 'conflicts', `${o.id}-${entry.seq}`);
-    const copy = path.join(dir, 'client');
-    await this.store.copyOut(o.id, copy);
-    const id = g.store.add({
-      kind, path: g.pathOf(o.id) ?? `(object ${o.id})`, object: o.id, record: r,
-      baseVersion: base, serverVersion, dir,
-    });
-    log.warn(`conflict ${id} (${kind}) on ${g.pathOf(o.id) ?? `object ${o.id}`}: the server changed it too; `
-      + `both variants are kept (ours: ${copy})`);
-    g.onConflict(o);
-    return id;
-  }
-
-  private async applyPlain(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
+  async applyPlain(entry: JournalEntry, hint: ReplayHint | undefined): Promise<AppliedOutcome> {
     const r = entry.record;
     const b = this.backend;
     switch (r.op) {
@@ -233,22 +167,25 @@ export class BackendTarget implements ReplayTarget {
       }
       case 'create': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive: false })).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
+        // Made offline, the name must still be free: an unchecked create would open (and a
+        // later write overwrite) a file the server made there meanwhile.
+        const exclusive = r.offline === true;
+        const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive })).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'mkdir': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r))).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
+        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'symlink': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r))).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
+        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'mknod': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r))).catch((e) => this.madeBefore(e, r.obj, dir, r.name));
+        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'link': {

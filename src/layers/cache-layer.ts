@@ -39,6 +39,9 @@ import type { Connectivity } from './connectivity.js';
 import type { JournalItem } from '../daemon/protocol.js';
 import type { ConflictStore } from '../conflict/store.js';
 import type { EventSink } from '../core/events.js';
+import { OfflineBases, BASE_COPY_MAX } from '../conflict/bases.js';
+import { fullyCached } from '../conflict/variants.js';
+import type { ResolveFs } from '../conflict/resolve.js';
 
 /**
  * Marks a data or names version as "changed by us, adopt the next version the backend
@@ -106,8 +109,8 @@ const PROBE_INTERVAL_MS = 2000;
 /** What a mutation produced: the backend's answer, or (not connected) "kept in the journal". */
 type MutationOutcome = AppliedOutcome | { kind: 'journaled' };
 const JOURNALED: MutationOutcome = { kind: 'journaled' };
-/** Records whose base replay checks when they were made offline (see records.ts). */
-const OFFLINE_CHECKED = new Set(['write', 'setattr', 'link', 'unlink', 'rename']);
+/** Records marked as made offline: replay reconciles them with the server (see records.ts). */
+const OFFLINE_CHECKED = new Set(['write', 'setattr', 'link', 'unlink', 'rmdir', 'rename', 'create', 'mkdir', 'symlink', 'mknod']);
 
 const S_IFMT_OF: Record<Attr['type'], number> = {
   file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000,
@@ -160,6 +163,11 @@ export class CacheLayer {
   /** The last journal record written for each object (flush waits for it). */
   private readonly lastSeq = new Map<number, number>();
   readonly call: BackendCall;
+  /** What objects changed offline were before (null without a conflict store). */
+  private bases: OfflineBases | null = null;
+  private readonly baseCaptures = new Map<number, Promise<void>>();
+  /** Directories a reconciliation touched: listed again once the replay is over. */
+  private readonly relistDirs = new Set<number>();
 
   constructor(private readonly deps: LayerDeps, replayerFactory: (target: BackendTarget) => Replayer<AppliedOutcome>) {
     this.backend = deps.backend;
@@ -193,14 +201,20 @@ export class CacheLayer {
     target.laterChange = (seq, obj, from, to) => this.replayer.laterChange(seq, obj, from, to);
     const conflicts = deps.conflicts;
     if (conflicts) {
-      target.conflicts = {
-        checking: () => this.deps.connectivity.state === 'reintegrating',
+      this.bases = new OfflineBases(conflicts.db, path.join(this.cfg.cacheDir, 'bases'));
+      target.enableConflicts({
         store: conflicts,
+        bases: this.bases,
         cacheDir: this.cfg.cacheDir,
+        rootId: () => this.rootId,
         pathOf: (id) => this.index.pathOf(id, this.rootId),
         // The client variant is saved with the conflict; the cache shows the server's from now on.
         onConflict: (o) => { this.dropData(o); o.attrAt = 0; },
-      };
+        relist: (id) => { this.relistDirs.add(id); },
+        pendingOf: (id) => this.replayer.pendingEntries().map((e) => e.record)
+          .filter((r) => (r.op === 'write' || r.op === 'setattr' || r.op === 'link') && r.obj === id),
+        lastSeq: () => this.replayer.lastSeq,
+      }, () => this.deps.connectivity.state === 'reintegrating', this.chunk);
     }
   }
 
@@ -310,6 +324,10 @@ export class CacheLayer {
       await this.replayer.drained().finally(() => { this.replaying = false; });
       if (this.replayer.isPaused || this.deps.connectivity.state !== 'reintegrating') return; // lost it again
       this.index.clearReplayVersions();
+      // Every offline change is on the backend now, or parked with a conflict (which keeps
+      // its own copies): the bases are not needed any more, and the next replay is a new epoch.
+      await this.bases?.clear();
+      this.deps.conflicts?.nextEpoch();
       for (const o of this.index.loaded()) o.attrAt = 0;
       await this.diffDirectories();
       if (this.deps.connectivity.state !== 'reintegrating') return;
@@ -349,16 +367,23 @@ export class CacheLayer {
    * cached (the next disconnection can create names in it again).
    */
   private async diffDirectories(): Promise<void> {
-    const dirs = [...this.index.loaded()].filter((o) => o.attr.type === 'dir' && o.complete)
+    const forced = new Set(this.relistDirs);
+    this.relistDirs.clear();
+    const dirs = [...this.index.loaded()].filter((o) => o.attr.type === 'dir' && (o.complete || forced.has(o.id)))
       .sort((a, b) => b.lastAccess - a.lastAccess).slice(0, DIFF_MAX_DIRS);
+    for (const id of forced) {
+      const o = this.index.get(id);
+      if (o && o.attr.type === 'dir' && !dirs.includes(o)) dirs.push(o);
+    }
     let gone = 0;
     await Promise.all(dirs.map(async (dir) => {
       try {
         const seen = dir.attr.version;
         await this.revalidate(dir, true);
         // Unchanged: its names are current. Changed, even by our own replayed records (which
-        // the names already show), it is listed: the server may have changed it too.
-        if (dir.complete && dir.attr.version === seen) return;
+        // the names already show), it is listed: the server may have changed it too. A
+        // directory a conflict touched is listed anyway (its names may show our variant).
+        if (dir.complete && dir.attr.version === seen && !forced.has(dir.id)) return;
         const before = new Set(this.index.namesOf(dir).keys());
         const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
         this.index.batch(() => {
@@ -868,6 +893,7 @@ export class CacheLayer {
     const obj = of.obj;
     if ((of.flags & O_ACCMODE) !== O_WRONLY && (of.flags & O_ACCMODE) !== O_RDWR) throw new FsError('EBADF');
     if (data.length === 0) return 0;
+    if (!this.connected) await this.captureBase(obj);
     const end = pos + data.length;
     const first = Math.floor(pos / this.chunk);
     const last = Math.floor((end - 1) / this.chunk);
@@ -1024,6 +1050,25 @@ export class CacheLayer {
   // ---------------------------------------------------------------- mutations
 
   /**
+   * Before the first change made offline to an object that exists on the backend: keep what
+   * it was (attributes, and a small file's bytes) so replay can tell whose change is whose.
+   */
+  private captureBase(obj: CachedObject | null | undefined): Promise<void> | void {
+    const b = this.bases;
+    if (!b || !obj || this.connected || obj.attr.version.startsWith('provisional:')) return;
+    const busy = this.baseCaptures.get(obj.id);
+    if (busy) return busy;
+    if (b.has(obj.id)) return;
+    const copy = obj.attr.type === 'file' && obj.attr.size <= BASE_COPY_MAX && obj.dataVersion === obj.attr.version
+      && fullyCached(obj, this.index, this.chunk)
+      ? async (dest: string) => { await this.store.copyOut(obj.id, dest); await fsp.truncate(dest, obj.attr.size); }
+      : undefined;
+    const p = b.capture(obj.id, obj.attr.version, obj.attr, copy).finally(() => this.baseCaptures.delete(obj.id));
+    this.baseCaptures.set(obj.id, p);
+    return p;
+  }
+
+  /**
    * Appends a record (durable on return). Connected, it waits for the backend to apply it
    * and returns what that produced; otherwise, or if the connection goes while it waits,
    * the record stays in the journal for reintegration and the answer is JOURNALED.
@@ -1138,6 +1183,7 @@ export class CacheLayer {
     if (obj.attr.type === 'dir') throw new FsError('EPERM');
     const { dir, name } = await this.resolveParent(dst);
     await this.ensureAbsent(dir, name);
+    await this.captureBase(obj);
     const out = await this.mutate({ op: 'link', obj: obj.id, parent: dir.id, name, base: obj.attr.version });
     this.index.setName(dir, name, obj.id);
     this.afterDirChange(dir);
@@ -1166,7 +1212,8 @@ export class CacheLayer {
     const { dir, name } = await this.resolveParent(p);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
-    await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, base: dir.attr.version });
+    await this.captureBase(obj);
+    await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir);
@@ -1187,7 +1234,10 @@ export class CacheLayer {
     const { dir, name } = await this.resolveParent(p);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
-    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, base: dir.attr.version });
+    // Connected, the backend says whether it is empty; otherwise the cached names do (a
+    // directory never listed may hold more: replay then keeps it, remove against update).
+    if (!this.connected) for (const child of this.index.namesOf(obj).values()) if (child !== null) throw new FsError('ENOTEMPTY');
+    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir);
@@ -1203,7 +1253,12 @@ export class CacheLayer {
     try { target = await this.lookup(to.dir, to.name); } catch (e) { if (!isFsError(e, 'ENOENT')) throw e; }
     if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
     if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
-    await this.mutate({ op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, base: obj.attr.version });
+    await this.captureBase(obj);
+    await this.captureBase(target);
+    await this.mutate({
+      op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, base: obj.attr.version,
+      ...(target ? { target: target.id, targetBase: target.attr.version } : {}),
+    });
     this.index.batch(() => {
       this.index.setName(from.dir, from.name, null);
       this.index.setName(to.dir, to.name, obj.id);
@@ -1216,6 +1271,7 @@ export class CacheLayer {
   }
 
   async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {
+    await this.captureBase(obj);
     const out = await this.mutate({ op: 'setattr', obj: obj.id, set, base: obj.attr.version });
     if (set.size !== undefined) await this.truncateCache(obj, set.size);
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
@@ -1261,6 +1317,74 @@ export class CacheLayer {
     const obj = await this.resolve(p);
     if (!set.atime && !set.mtime) return;
     await this.setattr(obj, set);
+  }
+
+  // ---------------------------------------------------------------- conflict resolution
+
+  /**
+   * The mount's operations by path, acting as `creds`, for resolving conflicts: every change
+   * goes through the journal like one an application makes.
+   */
+  resolveFs(creds: Creds): ResolveFs {
+    return {
+      stat: async (p) => {
+        try {
+          const o = await this.getattr(p);
+          return { type: o.attr.type, mode: o.attr.mode, uid: o.attr.uid, gid: o.attr.gid, size: o.attr.size };
+        } catch (e) {
+          if (isFsError(e, 'ENOENT')) return null;
+          throw e;
+        }
+      },
+      writeFile: async (p, src, mode) => {
+        let fd: number;
+        try {
+          fd = await this.open(p, O_WRONLY);
+          try { await this.ftruncate(fd, 0); } catch (e) { await this.release(fd); throw e; }
+        } catch (e) {
+          if (!isFsError(e, 'ENOENT')) throw e;
+          fd = await this.create(p, mode, O_RDWR, creds);
+        }
+        try {
+          const h = await fsp.open(src, 'r');
+          try {
+            const buf = Buffer.allocUnsafe(DIRTY_RUN_MAX);
+            for (let pos = 0; ;) {
+              const { bytesRead } = await h.read(buf, 0, buf.length, pos);
+              if (bytesRead === 0) break;
+              await this.write(fd, pos, Buffer.from(buf.subarray(0, bytesRead)));
+              pos += bytesRead;
+            }
+          } finally {
+            await h.close();
+          }
+          await this.flush(fd);
+        } finally {
+          await this.release(fd);
+        }
+      },
+      symlink: (target, p) => this.symlink(target, p, creds),
+      mkdir: (p, mode) => this.mkdir(p, 0o040000 | mode, creds),
+      unlink: (p) => this.unlink(p),
+      rmdir: (p) => this.rmdir(p),
+      chmod: (p, mode) => this.chmod(p, mode),
+      chown: (p, uid, gid) => this.chown(p, uid, gid),
+    };
+  }
+
+  /**
+   * A resolved conflict's objects that only ever existed here (made offline, their creates
+   * parked) are dropped: the chosen variant was written anew through the mount.
+   */
+  forgetOfflineObjects(ids: number[]): void {
+    for (const id of ids) {
+      const o = this.index.get(id);
+      if (!o || !o.attr.version.startsWith('provisional:') || this.openCount.get(id)) continue;
+      if (o.fh.subarray(0, PROVISIONAL_TAG.length).equals(PROVISIONAL_TAG)) {
+        this.index.remove(o);
+        void this.store.remove(o.id).catch(() => undefined);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- outside changes

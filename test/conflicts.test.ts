@@ -1,0 +1,428 @@
+// Conflicts end to end: two writers (the cachefs mount while disconnected, and a direct
+// change to the backend standing in for a second client), every conflict kind, every
+// automatic rule and every resolution choice, over both backends. After each choice the
+// backend must hold exactly what was chosen, and before it both variants must be readable.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { cli, mountFresh, sleep, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+
+interface ConflictJson {
+  id: number; kind: string; path: string; resolvedAt: number | null; resolution: string | null; resolvedBy: string | null;
+  dir: string | null; detail: { from?: string; note?: string; fields?: string[] };
+}
+
+for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip: skipKind(kind) }, () => {
+  let m: Mounted;
+  let srv: NfsServer | undefined;
+  before(async () => {
+    srv = kind === 'nfs' ? await startNfsServer('conflicts') : undefined;
+    const config = { backendTimeoutMs: 2000, fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0 } };
+    m = await mountFresh('conflicts', { nfs: srv, config });
+  });
+  after(async () => {
+    await m?.cleanup();
+    await srv?.dispose();
+  });
+
+  /** Each test works in its own directory, made and fully cached while connected. */
+  let n = 0;
+  async function fresh(files: Record<string, string> = {}): Promise<string> {
+    const d = `t${++n}`;
+    await fsp.mkdir(m.m(d));
+    for (const [name, content] of Object.entries(files)) {
+      await fsp.mkdir(path.dirname(m.m(d, name)), { recursive: true });
+      await fsp.writeFile(m.m(d, name), content);
+    }
+    await cacheTree(m.m(d));
+    return d;
+  }
+  async function cacheTree(p: string): Promise<void> {
+    for (const e of await fsp.readdir(p, { withFileTypes: true })) {
+      const q = path.join(p, e.name);
+      if (e.isDirectory()) await cacheTree(q);
+      else if (e.isFile()) await fsp.readFile(q);
+      else if (e.isSymbolicLink()) await fsp.readlink(q);
+    }
+  }
+  async function offline(): Promise<void> {
+    const r = await cli(['offline', m.mnt]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  /** The second writer's changes must look newer than the base (ctime/mtime granularity). */
+  async function server(fn: () => Promise<void>): Promise<void> {
+    await sleep(30);
+    await fn();
+  }
+  async function sync(): Promise<void> {
+    const r = await cli(['sync', m.mnt]);
+    assert.equal(r.code, 0, r.stderr);
+    const st = await m.status();
+    assert.equal(st.state, 'connected');
+    assert.equal(st.journal.pending, 0);
+  }
+  async function conflicts(all = false): Promise<ConflictJson[]> {
+    const r = await cli(['conflicts', m.mnt, '--json', ...(all ? ['--all'] : [])]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as ConflictJson[];
+  }
+  async function openAt(p: string): Promise<ConflictJson> {
+    const hit = (await conflicts()).filter((c) => c.path === p);
+    assert.equal(hit.length, 1, `one open conflict at ${p}: ${JSON.stringify(await conflicts(true))}`);
+    return hit[0]!;
+  }
+  async function autoAt(p: string, resolution: string): Promise<ConflictJson> {
+    const hit = (await conflicts(true)).filter((c) => c.path === p && c.resolvedBy === 'auto');
+    assert.ok(hit.some((c) => c.resolution === resolution), `auto ${resolution} at ${p}: ${JSON.stringify(hit)}`);
+    assert.ok(!(await conflicts()).some((c) => c.path === p), `nothing open at ${p}`);
+    return hit.find((c) => c.resolution === resolution)!;
+  }
+  const read = (p: string) => fsp.readFile(p, 'utf8');
+  const variant = (id: number, name: string) => m.m('.cachefs', 'conflicts', String(id), name);
+  async function resolve(args: string[]): Promise<void> {
+    const r = await cli(['resolve', ...args]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  async function exists(p: string): Promise<boolean> {
+    return fsp.lstat(p).then(() => true, () => false);
+  }
+
+  // ---------------------------------------------------------------- update / update
+
+  it('update/update: parked, both variants readable in the control directory, --show diffs them; --keep client', async () => {
+    const d = await fresh({ 'a.txt': 'line 1\nline 2\n' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'a.txt'), 'line 1\nclient line 2\n');
+    await server(() => fsp.writeFile(m.b(d, 'a.txt'), 'line 1\nserver line 2\n'));
+    await sync();
+    const c = await openAt(`/${d}/a.txt`);
+    assert.equal(c.kind, 'update-update');
+    assert.equal(await read(m.b(d, 'a.txt')), 'line 1\nserver line 2\n', 'the server variant is not overwritten');
+    assert.equal(await read(m.m(d, 'a.txt')), 'line 1\nserver line 2\n', 'the conflicted path shows the server variant');
+    assert.equal(await read(variant(c.id, 'client')), 'line 1\nclient line 2\n');
+    assert.equal(await read(variant(c.id, 'server')), 'line 1\nserver line 2\n');
+    assert.equal(await read(variant(c.id, 'base')), 'line 1\nline 2\n', 'the base is kept for small files');
+    const shown = await cli(['conflicts', m.mnt, '--show', String(c.id)]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /update-update/);
+    assert.match(shown.stdout, /^-client line 2$/m);
+    assert.match(shown.stdout, /^\+server line 2$/m);
+    assert.ok((await m.status()).conflicts >= 1, 'status counts the open conflict');
+    await resolve([m.m(d, 'a.txt'), '--keep', 'client']);
+    await sync();
+    assert.equal(await read(m.b(d, 'a.txt')), 'line 1\nclient line 2\n', 'the server holds the client variant');
+    assert.equal(await read(m.m(d, 'a.txt')), 'line 1\nclient line 2\n');
+    assert.ok(!(await conflicts()).some((x) => x.id === c.id), 'resolved');
+    const lf = await fsp.readdir(m.m('.cachefs', 'lost+found'));
+    assert.ok(lf.some((f) => f.startsWith(`${c.id}-server`)), `the discarded server variant is in lost+found: ${lf}`);
+  });
+
+  it('update/update: --keep server leaves the server variant; the client one goes to lost+found', async () => {
+    const d = await fresh({ 'a.txt': 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'a.txt'), 'client');
+    await server(() => fsp.writeFile(m.b(d, 'a.txt'), 'server!'));
+    await sync();
+    const c = await openAt(`/${d}/a.txt`);
+    await resolve([m.mnt, '--id', String(c.id), '--keep', 'server']);
+    await sync();
+    assert.equal(await read(m.b(d, 'a.txt')), 'server!');
+    const lf = await fsp.readdir(m.m('.cachefs', 'lost+found'));
+    const kept = lf.find((f) => f.startsWith(`${c.id}-client`));
+    assert.ok(kept, `client variant kept in lost+found: ${lf}`);
+    assert.equal(await read(m.m('.cachefs', 'lost+found', kept)), 'client');
+  });
+
+  it('update/update: --keep both puts the client variant beside the server one under a marked name', async () => {
+    const d = await fresh({ 'report.txt': 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'report.txt'), 'client');
+    await server(() => fsp.writeFile(m.b(d, 'report.txt'), 'server'));
+    await sync();
+    const c = await openAt(`/${d}/report.txt`);
+    await resolve([m.m(d, 'report.txt'), '--keep', 'both']);
+    await sync();
+    assert.equal(await read(m.b(d, 'report.txt')), 'server');
+    assert.equal(await read(m.b(d, `report.client-conflict-${c.id}.txt`)), 'client');
+  });
+
+  it('update/update: --use FILE, and a resolved variant written in the mount with --resolved', async () => {
+    const d = await fresh({ 'x.bin': 'base', 'y.txt': 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'x.bin'), Buffer.from([0, 1, 2, 3, 255]));
+    await fsp.writeFile(m.m(d, 'y.txt'), 'client y');
+    await server(async () => {
+      await fsp.writeFile(m.b(d, 'x.bin'), Buffer.from([9, 9, 0, 9]));
+      await fsp.writeFile(m.b(d, 'y.txt'), 'server y');
+    });
+    await sync();
+    const cx = await openAt(`/${d}/x.bin`);
+    const shown = await cli(['conflicts', m.mnt, '--show', String(cx.id)]);
+    assert.match(shown.stdout, /binary variants/);
+    assert.match(shown.stdout, /sha256/);
+    const mine = path.join(m.root, 'chosen.bin');
+    await fsp.writeFile(mine, Buffer.from('chosen by the user'));
+    await resolve([m.m(d, 'x.bin'), '--use', mine]);
+    const cy = await openAt(`/${d}/y.txt`);
+    await fsp.writeFile(variant(cy.id, 'resolved'), 'merged by hand');
+    await resolve([m.mnt, '--id', String(cy.id), '--resolved']);
+    await sync();
+    assert.equal(await read(m.b(d, 'x.bin')), 'chosen by the user');
+    assert.equal(await read(m.b(d, 'y.txt')), 'merged by hand');
+  });
+
+  it('automatic: identical content on both sides, and a clean three-way merge of text', async () => {
+    const base = Array.from({ length: 12 }, (_, i) => `line ${i}`).join('\n') + '\n';
+    const d = await fresh({ 'same.txt': 'base', 'merge.txt': base, 'clash.txt': base });
+    await offline();
+    await fsp.writeFile(m.m(d, 'same.txt'), 'both wrote this');
+    await fsp.writeFile(m.m(d, 'merge.txt'), base.replace('line 1\n', 'client line 1\n'));
+    await fsp.writeFile(m.m(d, 'clash.txt'), base.replace('line 5\n', 'client line 5\n'));
+    await server(async () => {
+      await fsp.writeFile(m.b(d, 'same.txt'), 'both wrote this');
+      await fsp.writeFile(m.b(d, 'merge.txt'), base.replace('line 10\n', 'server line 10\n'));
+      await fsp.writeFile(m.b(d, 'clash.txt'), base.replace('line 5\n', 'server line 5\n'));
+    });
+    await sync();
+    await autoAt(`/${d}/same.txt`, 'auto-identical');
+    assert.equal(await read(m.b(d, 'same.txt')), 'both wrote this');
+    await autoAt(`/${d}/merge.txt`, 'auto-merged');
+    const merged = base.replace('line 1\n', 'client line 1\n').replace('line 10\n', 'server line 10\n');
+    assert.equal(await read(m.b(d, 'merge.txt')), merged, 'both edits are on the server');
+    assert.equal(await read(m.m(d, 'merge.txt')), merged);
+    const clash = await openAt(`/${d}/clash.txt`);
+    assert.equal(clash.kind, 'update-update', 'an overlapping edit is not merged');
+    const resolved = await read(variant(clash.id, 'resolved'));
+    assert.match(resolved, /^<<<<<<< /m, 'the resolved variant starts as the merge with conflict markers');
+    assert.match(resolved, /client line 5/);
+    assert.match(resolved, /server line 5/);
+    assert.equal(await read(m.b(d, 'clash.txt')), base.replace('line 5\n', 'server line 5\n'));
+    await resolve([m.m(d, 'clash.txt'), '--keep', 'server']);
+  });
+
+  // ---------------------------------------------------------------- remove vs update
+
+  it('update/remove: the server removed a file we changed; the update is kept (made again with our bytes)', async () => {
+    const d = await fresh({ 'gone.txt': 'base', 'sub/deep.txt': 'base deep' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'gone.txt'), 'our change');
+    await fsp.writeFile(m.m(d, 'sub/deep.txt'), 'our deep change');
+    await server(async () => {
+      await fsp.rm(m.b(d, 'gone.txt'));
+      await fsp.rm(m.b(d, 'sub'), { recursive: true });
+    });
+    await sync();
+    await autoAt(`/${d}/gone.txt`, 'auto-kept-update');
+    assert.equal(await read(m.b(d, 'gone.txt')), 'our change');
+    assert.equal(await read(m.b(d, 'sub/deep.txt')), 'our deep change', 'its removed directory is made again too');
+    assert.equal(await read(m.m(d, 'sub/deep.txt')), 'our deep change');
+  });
+
+  it('remove/update: we removed a file the server changed; the server\'s update stays', async () => {
+    const d = await fresh({ 'keep.txt': 'base', 'plain.txt': 'base', 'dir/old.txt': 'x' });
+    await offline();
+    await fsp.rm(m.m(d, 'keep.txt'));
+    await fsp.rm(m.m(d, 'plain.txt'));
+    await fsp.rm(m.m(d, 'dir'), { recursive: true });
+    await server(async () => {
+      await fsp.writeFile(m.b(d, 'keep.txt'), 'changed on the server');
+      await fsp.writeFile(m.b(d, 'dir/new.txt'), 'added on the server');
+    });
+    await sync();
+    await autoAt(`/${d}/keep.txt`, 'auto-kept-update');
+    assert.equal(await read(m.b(d, 'keep.txt')), 'changed on the server');
+    assert.equal(await read(m.m(d, 'keep.txt')), 'changed on the server', 'the mount shows it again');
+    assert.equal(await exists(m.b(d, 'plain.txt')), false, 'an unchanged file is removed');
+    await autoAt(`/${d}/dir`, 'auto-kept-update');
+    assert.equal(await read(m.b(d, 'dir/new.txt')), 'added on the server', 'a directory the server added to stays');
+    assert.equal(await exists(m.b(d, 'dir/old.txt')), false);
+  });
+
+  // ---------------------------------------------------------------- names
+
+  it('create/create of one name: the server\'s stays, ours is parked; --keep client replaces it', async () => {
+    const d = await fresh();
+    await offline();
+    await fsp.writeFile(m.m(d, 'new.txt'), 'client made this');
+    await fsp.writeFile(m.m(d, 'twin.txt'), 'same bytes');
+    await server(async () => {
+      await fsp.writeFile(m.b(d, 'new.txt'), 'server made this');
+      await fsp.writeFile(m.b(d, 'twin.txt'), 'same bytes');
+    });
+    await sync();
+    const c = await openAt(`/${d}/new.txt`);
+    assert.equal(c.kind, 'create-create');
+    assert.equal(await read(m.b(d, 'new.txt')), 'server made this');
+    assert.equal(await read(m.m(d, 'new.txt')), 'server made this');
+    assert.equal(await read(variant(c.id, 'client')), 'client made this');
+    await autoAt(`/${d}/twin.txt`, 'auto-identical');
+    await resolve([m.m(d, 'new.txt'), '--keep', 'client']);
+    await sync();
+    assert.equal(await read(m.b(d, 'new.txt')), 'client made this');
+  });
+
+  it('file vs directory at one name: parked as file-dir; --keep both keeps the server file and our tree beside it', async () => {
+    const d = await fresh();
+    await offline();
+    await fsp.mkdir(m.m(d, 'thing'));
+    await fsp.writeFile(m.m(d, 'thing', 'inside.txt'), 'in our directory');
+    await server(() => fsp.writeFile(m.b(d, 'thing'), 'a file on the server'));
+    await sync();
+    const c = await openAt(`/${d}/thing`);
+    assert.equal(c.kind, 'file-dir');
+    assert.equal(await read(m.b(d, 'thing')), 'a file on the server');
+    assert.equal(await read(variant(c.id, 'client/inside.txt')), 'in our directory');
+    await resolve([m.m(d, 'thing'), '--keep', 'both']);
+    await sync();
+    assert.equal(await read(m.b(d, 'thing')), 'a file on the server');
+    assert.equal(await read(m.b(d, `thing.client-conflict-${c.id}`, 'inside.txt')), 'in our directory');
+  });
+
+  it('rename onto a target the server changed, and onto a name the server created: rename-target', async () => {
+    const d = await fresh({ 'src.txt': 'our draft', 'dst.txt': 'old target', 'src2.txt': 'second draft' });
+    await offline();
+    await fsp.rename(m.m(d, 'src.txt'), m.m(d, 'dst.txt'));
+    await fsp.rename(m.m(d, 'src2.txt'), m.m(d, 'fresh.txt'));
+    await server(async () => {
+      await fsp.writeFile(m.b(d, 'dst.txt'), 'target changed on the server');
+      await fsp.writeFile(m.b(d, 'fresh.txt'), 'made on the server');
+    });
+    await sync();
+    const c1 = await openAt(`/${d}/dst.txt`);
+    const c2 = await openAt(`/${d}/fresh.txt`);
+    assert.equal(c1.kind, 'rename-target');
+    assert.equal(c2.kind, 'rename-target');
+    assert.equal(c1.detail.from, `/${d}/src.txt`);
+    assert.equal(await read(m.b(d, 'dst.txt')), 'target changed on the server', 'the changed target is not replaced');
+    assert.equal(await read(m.b(d, 'fresh.txt')), 'made on the server', 'the new file is not replaced');
+    assert.equal(await read(variant(c1.id, 'client')), 'our draft');
+    await resolve([m.m(d, 'dst.txt'), '--keep', 'client']);
+    await resolve([m.mnt, '--id', String(c2.id), '--keep', 'server']);
+    await sync();
+    assert.equal(await read(m.b(d, 'dst.txt')), 'our draft');
+    assert.equal(await exists(m.b(d, 'src.txt')), false, 'the renamed source is gone, as we renamed it');
+    assert.equal(await read(m.b(d, 'fresh.txt')), 'made on the server');
+  });
+
+  it('a directory removed on the server while we made things in it is made again to hold them', async () => {
+    const d = await fresh({ 'proj/old.txt': 'old' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'proj', 'new.txt'), 'made offline');
+    await fsp.mkdir(m.m(d, 'proj', 'sub'));
+    await fsp.writeFile(m.m(d, 'proj', 'sub', 'deeper.txt'), 'deeper');
+    await server(() => fsp.rm(m.b(d, 'proj'), { recursive: true }));
+    await sync();
+    await autoAt(`/${d}/proj`, 'auto-kept-update');
+    const c = (await conflicts(true)).find((x) => x.path === `/${d}/proj`)!;
+    assert.equal(c.kind, 'dir-removed-with-children');
+    assert.equal(await read(m.b(d, 'proj', 'new.txt')), 'made offline');
+    assert.equal(await read(m.b(d, 'proj', 'sub', 'deeper.txt')), 'deeper');
+    assert.equal(await exists(m.b(d, 'proj', 'old.txt')), false, 'what the server removed stays removed');
+    assert.deepEqual((await fsp.readdir(m.m(d, 'proj'))).sort(), ['new.txt', 'sub']);
+  });
+
+  it('disjoint changes to one directory merge, and directories made on both sides merge', async () => {
+    const d = await fresh({ 'keep.txt': 'k' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'ours.txt'), 'ours');
+    await fsp.mkdir(m.m(d, 'both'));
+    await fsp.writeFile(m.m(d, 'both', 'c.txt'), 'client file');
+    await server(async () => {
+      await fsp.writeFile(m.b(d, 'theirs.txt'), 'theirs');
+      await fsp.mkdir(m.b(d, 'both'));
+      await fsp.writeFile(m.b(d, 'both', 's.txt'), 'server file');
+    });
+    await sync();
+    assert.deepEqual((await fsp.readdir(m.b(d))).sort(), ['both', 'keep.txt', 'ours.txt', 'theirs.txt']);
+    assert.deepEqual((await fsp.readdir(m.b(d, 'both'))).sort(), ['c.txt', 's.txt']);
+    assert.deepEqual((await fsp.readdir(m.m(d))).sort(), ['both', 'keep.txt', 'ours.txt', 'theirs.txt']);
+    assert.deepEqual((await fsp.readdir(m.m(d, 'both'))).sort(), ['c.txt', 's.txt']);
+    await autoAt(`/${d}/both`, 'auto-dirs-merged');
+    assert.equal((await conflicts()).filter((c) => c.path.startsWith(`/${d}/`)).length, 0);
+  });
+
+  // ---------------------------------------------------------------- metadata, symlinks
+
+  it('metadata: a field both changed is a conflict; fields or data changed on one side only merge', async () => {
+    const d = await fresh({ 'both.txt': 'b', 'merge.txt': 'm' });
+    await fsp.chmod(m.m(d, 'both.txt'), 0o644);
+    await fsp.chmod(m.m(d, 'merge.txt'), 0o644);
+    await cacheTree(m.m(d));
+    await offline();
+    await fsp.chmod(m.m(d, 'both.txt'), 0o600);
+    await fsp.chmod(m.m(d, 'merge.txt'), 0o600);
+    await server(async () => {
+      await fsp.chmod(m.b(d, 'both.txt'), 0o640);
+      await fsp.writeFile(m.b(d, 'merge.txt'), 'server data');
+    });
+    await sync();
+    const c = await openAt(`/${d}/both.txt`);
+    assert.equal(c.kind, 'metadata');
+    assert.deepEqual(c.detail.fields, ['mode']);
+    assert.equal((await fsp.stat(m.b(d, 'both.txt'))).mode & 0o777, 0o640, 'the server keeps its mode until resolved');
+    await autoAt(`/${d}/merge.txt`, 'auto-metadata-merged');
+    assert.equal(await read(m.b(d, 'merge.txt')), 'server data');
+    assert.equal((await fsp.stat(m.b(d, 'merge.txt'))).mode & 0o777, 0o600, 'our chmod lands on the server\'s new data');
+    await resolve([m.m(d, 'both.txt'), '--keep', 'client']);
+    await sync();
+    assert.equal((await fsp.stat(m.b(d, 'both.txt'))).mode & 0o777, 0o600);
+  });
+
+  it('a symlink retargeted on both sides: symlink-retarget; --keep client', async () => {
+    const d = await fresh();
+    await fsp.symlink('target-a', m.m(d, 'link'));
+    await cacheTree(m.m(d));
+    await offline();
+    await fsp.unlink(m.m(d, 'link'));
+    await fsp.symlink('target-client', m.m(d, 'link'));
+    await server(async () => {
+      await fsp.unlink(m.b(d, 'link'));
+      await fsp.symlink('target-server', m.b(d, 'link'));
+    });
+    await sync();
+    const c = await openAt(`/${d}/link`);
+    assert.equal(c.kind, 'symlink-retarget');
+    assert.equal(await fsp.readlink(m.b(d, 'link')), 'target-server');
+    assert.equal(await fsp.readlink(variant(c.id, 'client')), 'target-client');
+    assert.equal(await fsp.readlink(variant(c.id, 'server')), 'target-server');
+    await resolve([m.m(d, 'link'), '--keep', 'client']);
+    await sync();
+    assert.equal(await fsp.readlink(m.b(d, 'link')), 'target-client');
+  });
+
+  it('resolving while disconnected is journaled and replayed like any change', async () => {
+    const d = await fresh({ 'a.txt': 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'a.txt'), 'client');
+    await server(() => fsp.writeFile(m.b(d, 'a.txt'), 'server'));
+    await sync();
+    const c = await openAt(`/${d}/a.txt`);
+    await offline();
+    await resolve([m.m(d, 'a.txt'), '--keep', 'client']);
+    assert.equal(await read(m.b(d, 'a.txt')), 'server', 'not on the server while disconnected');
+    assert.equal(await read(m.m(d, 'a.txt')), 'client', 'the mount shows the choice at once');
+    await sync();
+    assert.equal(await read(m.b(d, 'a.txt')), 'client');
+    assert.equal((await conflicts(true)).find((x) => x.id === c.id)?.resolution, 'client');
+  });
+
+  it('clear errors: unknown ids, paths without a conflict, and no choice given', async () => {
+    let r = await cli(['resolve', m.mnt, '--id', '99999', '--keep', 'client']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no conflict 99999/);
+    assert.match(r.stderr, /hint:/);
+    r = await cli(['resolve', m.m('nothing-here.txt'), '--keep', 'server']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /no open conflict at \/nothing-here\.txt/);
+    r = await cli(['resolve', m.m('x'), '--keep', 'mine']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /client, server, both|--keep takes/);
+    r = await cli(['resolve', m.m('x')]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /exactly one of/);
+    r = await cli(['conflicts', m.mnt, '--show', 'abc']);
+    assert.notEqual(r.code, 0);
+  });
+});
