@@ -203,18 +203,20 @@ export class Reconciler {
       return out;
     }
 
-    const dir = this.conflictDir(o.id, entry.seq);
+    const dir = await this.conflictDir(o.id, entry.seq);
     const client = await saveClient(this.d, o, path.join(dir, 'client'));
     const serverV = await saveServer(this.d, o.fh, server, path.join(dir, 'server'));
     const baseV = await this.saveBase(base?.data ?? null, o, dir);
     const kind: ConflictKind = clientData && serverData ? 'update-update' : 'metadata';
     const detail: ConflictDetail = { client, server: serverV, ...(baseV ? { base: baseV } : {}), parks: true,
       ...(clash.length ? { fields: clash } : {}) };
-    const id = this.park(kind, o, entry, { clientVersion: clientVersion(client, o), serverVersion: server.version, dir, detail });
+    const auto = kind === 'update-update' && clash.length === 0;
+    const id = this.park(kind, o, entry, { clientVersion: clientVersion(client, o), serverVersion: server.version, dir, detail, announce: !auto });
 
-    if (kind === 'update-update' && clash.length === 0) {
+    if (auto) {
       const settled = await this.tryAutoData(id, o, server, client, serverV, baseV ? path.join(dir, 'base') : null, dir);
       if (settled) return { kind: 'done' };
+      this.g.store.announce(id);
     }
     log.warn(`conflict ${id} (${kind}) on ${where}: changed here while disconnected and on the server too; `
       + `both variants are kept in ${dir}`);
@@ -279,12 +281,12 @@ export class Reconciler {
    * update: the file is made again at its name, with our bytes (when the cache holds them all).
    */
   private async updateRemoved(entry: JournalEntry, o: CachedObject): Promise<Outcome> {
-    const dir = this.conflictDir(o.id, entry.seq);
+    const dir = await this.conflictDir(o.id, entry.seq);
     const client = await saveClient(this.d, o, path.join(dir, 'client'));
     const where = this.g.pathOf(o.id) ?? `(object ${o.id})`;
     const id = this.park('update-remove', o, entry, {
       clientVersion: clientVersion(client, o), serverVersion: null, dir,
-      detail: { client, server: { type: 'absent' }, parks: true, note: 'removed on the server, changed here' },
+      detail: { client, server: { type: 'absent' }, parks: true, note: 'removed on the server, changed here' }, announce: false,
     });
     const named = this.d.index.parentOf(o.id);
     if (named && o.attr.type === 'file' && client.complete !== false) {
@@ -303,6 +305,7 @@ export class Reconciler {
         log.warn(`conflict ${id}: cannot make ${where} again (${(e as Error).message}); it waits for you`);
       }
     }
+    this.g.store.announce(id);
     log.warn(`conflict ${id} (update-remove) on ${where}: both variants are kept in ${dir}`);
     return { kind: 'done' };
   }
@@ -426,7 +429,7 @@ export class Reconciler {
   }
 
   private async parkRename(entry: JournalEntry, r: Extract<JournalRecord, { op: 'rename' }>, o: CachedObject, there: Node): Promise<Outcome> {
-    const dir = this.conflictDir(o.id, entry.seq);
+    const dir = await this.conflictDir(o.id, entry.seq);
     const client = await saveClient(this.d, o, path.join(dir, 'client'));
     const server = await saveServer(this.d, there.fh, there.attr, path.join(dir, 'server'));
     const kind: ConflictKind = o.attr.type === 'symlink' && there.attr.type === 'symlink' ? 'symlink-retarget' : 'rename-target';
@@ -488,7 +491,7 @@ export class Reconciler {
       const target = await this.d.call('readlink', () => this.d.backend.readlink(there.fh));
       if (target === prov.symlink) return adopt('auto-identical', 'both point to the same target');
     }
-    const dir = this.conflictDir(prov.id, entry.seq);
+    const dir = await this.conflictDir(prov.id, entry.seq);
     const client = await saveClient(this.d, prov, path.join(dir, 'client'));
     const server = await saveServer(this.d, there.fh, there.attr, path.join(dir, 'server'));
     if (!known && prov.attr.type === 'file' && there.attr.type === 'file' && client.complete !== false && server.complete !== false
@@ -510,8 +513,15 @@ export class Reconciler {
 
   // ------------------------------------------------------------------ helpers
 
-  private conflictDir(objId: number, seq: number): string {
-    return path.join(this.g.cacheDir, 'conflicts', `${objId}-${seq}`);
+  /**
+   * A fresh directory for a conflict's variants, named by the record that found it. A
+   * leftover of the same name is from a run that died before its conflict row was stored
+   * (the record is still in the journal): nothing refers to it, so it is started over.
+   */
+  private async conflictDir(objId: number, seq: number): Promise<string> {
+    const dir = path.join(this.g.cacheDir, 'conflicts', `${objId}-${seq}`);
+    await fsp.rm(dir, { recursive: true, force: true });
+    return dir;
   }
 
   private async saveBase(data: string | null, o: CachedObject, dir: string): Promise<VariantInfo | null> {
@@ -527,13 +537,13 @@ export class Reconciler {
 
   /** Stores an open conflict that consumes this object's records from now on. */
   private park(kind: ConflictKind, o: CachedObject, entry: JournalEntry,
-    x: { path?: string; clientVersion: string; serverVersion: string | null; dir: string; detail: ConflictDetail }): number {
+    x: { path?: string; clientVersion: string; serverVersion: string | null; dir: string; detail: ConflictDetail; announce?: boolean }): number {
     const r = entry.record;
     const upTo = this.g.lastSeq();
     const id = this.g.store.add({
       kind, path: x.path ?? this.g.pathOf(o.id) ?? `(object ${o.id})`, object: o.id, record: r,
       baseVersion: 'base' in r ? r.base ?? null : null, clientVersion: x.clientVersion, serverVersion: x.serverVersion,
-      dir: x.dir, epoch: this.g.store.epoch(), detail: { ...x.detail, upTo },
+      dir: x.dir, epoch: this.g.store.epoch(), detail: { ...x.detail, upTo }, announce: x.announce !== false,
     });
     this.parkedMap().set(o.id, { id, tree: x.detail.createdOffline === true, upTo });
     const named = this.d.index.parentOf(o.id);

@@ -97,6 +97,11 @@ export interface NewConflict {
   detail?: ConflictDetail;
   /** Settled on the spot by an automatic rule (the row is history, not a question). */
   resolved?: Resolution;
+  /**
+   * False: tell no one yet (an automatic rule is about to try; `announce` or `resolve`
+   * tells). Listeners then hear of a conflict once, in its final state.
+   */
+  announce?: boolean;
 }
 
 interface Row {
@@ -158,9 +163,12 @@ export class ConflictStore {
       c.serverVersion, t, c.dir ?? null, JSON.stringify([c.record]), c.epoch ?? 0, JSON.stringify(c.detail ?? {}),
       c.resolved ? t : null, c.resolved ?? null, c.resolved ? 'auto' : null);
     const id = Number(info.lastInsertRowid);
-    this.emit(id);
+    if (c.announce !== false) this.emit(id);
     return id;
   }
+
+  /** Tells listeners of a conflict added quietly (its automatic rule could not settle it). */
+  announce(id: number): void { this.emit(id); }
 
   /** Parks one more record with a conflict (a later change to the same object). */
   addRecord(id: number, record: unknown): void {

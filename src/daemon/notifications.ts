@@ -78,9 +78,9 @@ export function wireNotifications(src: NotificationSources, bus: EventSink): Not
       return;
     }
     const wasOpen = announcedOpen.delete(c.id);
-    // ConflictStore.add stamps detection and resolution with the same time when a rule
-    // settled it on the spot.
-    if (!wasOpen && c.resolvedBy === 'auto' && c.resolvedAt === c.detectedAt) {
+    // Never announced open, settled by a rule: at detection, or after a quiet try (the
+    // store tells of such a conflict only once it is settled or known to need the user).
+    if (!wasOpen && c.resolvedBy === 'auto') {
       bus.emit({ type: 'conflict', ...base, needsYou: false, resolution: c.resolution });
       return;
     }

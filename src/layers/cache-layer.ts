@@ -986,8 +986,14 @@ export class CacheLayer {
     };
     if (!this.connected && !this.writeAround.has(run.obj.id)) {
       // Disconnected: the bytes are in the cache file (written before write() returned), so
-      // the record needs no copy in memory; the replay reads them back from there.
-      this.lastSeq.set(run.obj.id, this.replayer.append(record));
+      // the record needs no copy in memory; the replay reads them back from there. The
+      // attributes the write gives (size, times) are stored with the record, in one
+      // transaction: after a crash the cache still shows (and a conflict keeps) all of it.
+      const t = nowNs();
+      this.index.batch(() => {
+        this.lastSeq.set(run.obj.id, this.replayer.append(record));
+        this.index.patchAttr(run.obj, { size: run.obj.attr.size, mtimeNs: t, ctimeNs: t });
+      });
       this.runPool.release(run.buf);
       return Promise.resolve();
     }
