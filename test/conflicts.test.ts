@@ -408,6 +408,23 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     assert.equal((await conflicts(true)).find((x) => x.id === c.id)?.resolution, 'client');
   });
 
+  it('our own writes are no conflict: a file written across a disconnection replays whole', async () => {
+    const d = await fresh({ 'stream.bin': 'start' });
+    const { sendControl } = await import('../src/daemon/control.js');
+    const chunk = Buffer.alloc(1024 * 1024 + 17, 7);
+    const h = await fsp.open(m.m(d, 'stream.bin'), 'r+');
+    // Connected: the first MiB goes to the backend (a journal record applied), the file stays open.
+    await h.write(chunk, 0, chunk.length, 0);
+    for (let i = 0; i < 100 && (await m.statusDirect()).journal.pending > 0; i++) await sleep(20);
+    await sendControl(path.join(m.cache, 'control.sock'), { op: 'offline' });
+    const more = Buffer.alloc(512 * 1024, 9);
+    await h.write(more, 0, more.length, chunk.length);
+    await h.close();
+    await sync();
+    assert.equal((await conflicts()).filter((c) => c.path === `/${d}/stream.bin`).length, 0, JSON.stringify(await conflicts(true)));
+    assert.ok((await fsp.readFile(m.b(d, 'stream.bin'))).equals(Buffer.concat([chunk, more])), 'the backend has every byte');
+  });
+
   it('clear errors: unknown ids, paths without a conflict, and no choice given', async () => {
     let r = await cli(['resolve', m.mnt, '--id', '99999', '--keep', 'client']);
     assert.notEqual(r.code, 0);

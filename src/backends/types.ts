@@ -94,7 +94,12 @@ export interface Backend {
   readdir(dir: Buffer): Promise<DirEntry[]>;
   readlink(fh: Buffer): Promise<string>;
   read(fh: Buffer, offset: number, length: number): Promise<Buffer>;
-  write(fh: Buffer, offset: number, data: Buffer): Promise<void>;
+  /**
+   * Returns the object's attributes after the write when they come for free (NFS's wcc
+   * data, a local fstat): the cache then knows the version its own write produced, so a
+   * change made right after, offline, is not taken for someone else's.
+   */
+  write(fh: Buffer, offset: number, data: Buffer): Promise<Attr | void>;
   /**
    * Makes written data durable on the backend (fsync / NFS COMMIT). May answer with the
    * attributes after it (NFS wcc data), sparing the cache a getattr.

@@ -152,8 +152,8 @@ export class BackendTarget implements ReplayTarget {
           }
         }
         const fh = this.fhOf(r.obj);
-        await this.call('write', () => b.write(fh, r.offset, data));
-        return { kind: 'done' };
+        const attr = await this.call('write', () => b.write(fh, r.offset, data));
+        return attr ? { kind: 'attr', attr } : { kind: 'done' };
       }
       case 'commit': {
         const fh = this.fhOf(r.obj);

@@ -127,8 +127,6 @@ interface DirtyRun {
   /** The run's bytes (from a pool), `length` of them used. */
   buf: Buffer;
   length: number;
-  /** The object's version before the run: the base of the record. */
-  base: string;
 }
 
 export class CacheLayer {
@@ -934,7 +932,7 @@ export class CacheLayer {
       run = undefined;
     }
     if (!run) {
-      run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0, base: obj.attr.version };
+      run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0 };
       this.dirty.set(obj.id, run);
     }
     const own = run.buf.subarray(run.length, run.length + data.length);
@@ -980,8 +978,10 @@ export class CacheLayer {
   private commitRun(run: DirtyRun): Promise<void> {
     if (this.dirty.get(run.obj.id) === run) this.dirty.delete(run.obj.id);
     const data = run.buf.subarray(0, run.length);
+    // The base is the version now, not when the run began: a record of ours applied since
+    // (its answer carries the version it made) must not look like someone else's change.
     const record = {
-      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.base,
+      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.obj.attr.version,
       ...(this.connected ? {} : { offline: true as const }),
     };
     if (!this.connected && !this.writeAround.has(run.obj.id)) {
@@ -1004,6 +1004,7 @@ export class CacheLayer {
     return this.replayer.waitFor(seq).then(
       (outcome) => {
         if (outcome.kind === 'refused') this.writeFailed(of, outcome.error);
+        else if (outcome.kind === 'attr') this.ownWriteVersion(run.obj, outcome.attr);
         this.runPool.release(run.buf); // the record has left the journal: nobody reads it
       },
       (e) => {
@@ -1012,6 +1013,16 @@ export class CacheLayer {
         if (!isConnectionError(e)) this.writeFailed(of, e);
       },
     ).finally(() => { this.writeBehindBytes -= run.length; });
+  }
+
+  /**
+   * Our write reached the backend and it told us the version it made: later records of this
+   * object are based on it. Only the version moves (the cache's size and times are ahead of
+   * this one write while more are on their way); the cached data is ours (SELF) already.
+   */
+  private ownWriteVersion(obj: CachedObject, attr: Attr): void {
+    if (obj.dataVersion !== null && obj.dataVersion !== SELF) return; // dropped or re-fetched meanwhile
+    obj.attr = { ...obj.attr, version: attr.version };
   }
 
   /** Waits for an object's records to reach the backend, or for the mount to go offline. */

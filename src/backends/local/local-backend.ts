@@ -8,7 +8,7 @@
 // checks (by inode number) before every use that the path still names that object. If it does
 // not (someone renamed it behind our back) it finds the object again with open_by_handle_at,
 // and answers ESTALE only when the object is really gone.
-import { promises as fsp, constants as fsc, writeSync, type BigIntStats } from 'node:fs';
+import { promises as fsp, constants as fsc, writeSync, fstatSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
@@ -268,19 +268,20 @@ export class LocalBackend implements Backend {
     return got === length ? buf : buf.subarray(0, got);
   }
 
-  async write(fh: Buffer, offset: number, data: Buffer): Promise<void> {
+  async write(fh: Buffer, offset: number, data: Buffer): Promise<Attr | void> {
     const h = await this.fdFor(fh, true);
     let done = 0;
     try {
       // Small writes to a local disk land in the page cache in microseconds (see meta.ts).
       if (this.meta.sync && data.length <= SYNC_WRITE_MAX) {
         while (done < data.length) done += writeSync(h.fd, data, done, data.length - done, offset + done);
-        return;
+        return toAttr(fstatSync(h.fd, { bigint: true }));
       }
       while (done < data.length) {
         const { bytesWritten } = await h.write(data, done, data.length - done, offset + done);
         done += bytesWritten;
       }
+      return toAttr(fstatSync(h.fd, { bigint: true }));
     } catch (e) { throw fromNodeError(e, 'write'); }
   }
 

@@ -443,10 +443,12 @@ export class NfsBackend implements Backend {
     });
   }
 
-  async write(fh: Buffer, offset: number, data: Buffer): Promise<void> {
+  async write(fh: Buffer, offset: number, data: Buffer): Promise<Attr | void> {
+    let after: Attr | undefined;
     for (let o = 0; o < data.length; o += this.wsize) {
       const piece = data.subarray(o, Math.min(data.length, o + this.wsize));
-      const { committed, verf } = await this.writeOnce(fh, offset + o, piece, Stable.UNSTABLE);
+      const { committed, verf, attr } = await this.writeOnce(fh, offset + o, piece, Stable.UNSTABLE);
+      after = attr;
       if (committed !== Stable.UNSTABLE) continue;
       const key = fh.toString('hex');
       let u = this.uncommitted.get(key);
@@ -458,8 +460,10 @@ export class NfsBackend implements Backend {
     }
     const u = this.uncommitted.get(fh.toString('hex'));
     if ((u && u.bytes > UNCOMMITTED_FILE_LIMIT) || this.uncommittedTotal > UNCOMMITTED_TOTAL_LIMIT) {
-      await this.commit(u && u.bytes > UNCOMMITTED_FILE_LIMIT ? fh : this.largestUncommitted());
+      const c = await this.commit(u && u.bytes > UNCOMMITTED_FILE_LIMIT ? fh : this.largestUncommitted());
+      if (c && u && u.bytes > UNCOMMITTED_FILE_LIMIT) after = c;
     }
+    return after;
   }
 
   private largestUncommitted(): Buffer {
@@ -468,18 +472,18 @@ export class NfsBackend implements Backend {
     return best!.fh;
   }
 
-  private async writeOnce(fh: Buffer, offset: number, data: Buffer, stable: Stable): Promise<{ committed: number; verf: Buffer }> {
+  private async writeOnce(fh: Buffer, offset: number, data: Buffer, stable: Stable): Promise<{ committed: number; verf: Buffer; attr?: Attr }> {
     const args = new XdrWriter(112).opaque(fh).u64(offset).u32(data.length).u32(stable).u32(data.length).done();
     const a = await this.call(Proc.WRITE, args, 'WRITE', { tail: [data, xdrPadding(data.length)] });
     return this.decode('WRITE', () => {
-      decodeWcc(a.r);
+      const wcc = decodeWcc(a.r);
       if (a.status !== NFS3_OK) throw nfsError(a.status, 'WRITE');
       const count = a.r.u32('count');
       const committed = a.r.u32('committed');
       const verf = Buffer.from(a.r.fixed(NFS3_WRITEVERFSIZE, 'writeverf3'));
       if (count !== data.length) throw new FsError('EIO', `WRITE: the server took ${count} of ${data.length} bytes`);
       if (committed > Stable.FILE_SYNC) throw new FsError('EIO', `WRITE: unknown stable_how ${committed}`);
-      return { committed, verf };
+      return { committed, verf, ...(wcc.after?.attr ? { attr: wcc.after.attr } : {}) };
     });
   }
 
