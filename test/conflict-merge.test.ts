@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isText, sha256, sha256File, threeWayMerge, twoWayMarkers, unifiedDiff } from '../src/conflict/merge.js';
+import { mulberry32 } from './helpers/rng.js';
 
 const MARKER = /^(<<<<<<<|\|\|\|\|\|\|\||=======|>>>>>>>)/m;
 
@@ -140,17 +141,7 @@ test('lines that look like Object.prototype members are ordinary lines', () => {
 
 // --- threeWayMerge: seeded property test -----------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 type Owner = 'client' | 'server' | 'both';
 /** Replace base lines [start, end) with `lines` (an insertion when start === end). */

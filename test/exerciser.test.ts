@@ -9,20 +9,14 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { mountFresh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+import { mulberry32 } from './helpers/rng.js';
 
 
 const SEED = Number(process.env.CACHEFS_EXERCISER_SEED ?? 20261121);
 const OPS = Number(process.env.CACHEFS_EXERCISER_OPS ?? 6000);
 
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     int: (n: number) => Math.floor(next() * n),

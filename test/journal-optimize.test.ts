@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { optimizeJournal, type Optimized } from '../src/journal/optimize.js';
 import type { JournalEntry } from '../src/journal/journal.js';
 import type { JournalRecord, SetAttrRecord } from '../src/journal/records.js';
+import { mulberry32 } from './helpers/rng.js';
 
 // ---------------------------------------------------------------------------------------
 // The model server
@@ -449,17 +450,7 @@ describe('journal optimizer: rename chains', () => {
 // ---------------------------------------------------------------------------------------
 // The property test
 
-/** mulberry32: small, seeded, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 const NAMES = ['a', 'b', 'c', 'd', 'e', 'f'];
 const TIMES: Time[] = [at('1'), at('2'), at('1700000000000000000'), { kind: 'now' }];

@@ -8,6 +8,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { mountFresh, sleep, type Mounted } from './helpers/cachefs.js';
 import { sendControl } from '../src/daemon/control.js';
+import { mulberry32 } from './helpers/rng.js';
 
 const SEED = Number(process.env.CACHEFS_CRASH_SEED ?? 20261122);
 const WORK_POINTS = Number(process.env.CACHEFS_CRASH_WORK_POINTS ?? 30);
@@ -15,14 +16,7 @@ const REPLAY_POINTS = Number(process.env.CACHEFS_CRASH_REPLAY_POINTS ?? 20);
 const OPS = 40;
 
 function rng(seed: number): { next(): number; int(n: number): number } {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return { next, int: (n) => Math.floor(next() * n) };
 }
 

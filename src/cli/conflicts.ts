@@ -9,6 +9,7 @@ import { sendControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, ConflictListSchema, ResolvedSchema, type ConflictView } from '../daemon/protocol.js';
 import { lookupMount } from '../daemon/registry.js';
 import { isText, unifiedDiff } from '../conflict/merge.js';
+import { readVariant } from '../conflict/variants.js';
 import { fetchStatus } from './commands.js';
 import { formatBytes, formatLocalTime } from './format.js';
 
@@ -85,21 +86,11 @@ async function show(c: ConflictView, mp: string, json: boolean): Promise<void> {
 /** A unified diff client -> server for text files; a note for anything else. */
 async function diffOf(client: string | null, server: string | null, c: ConflictView): Promise<string | null> {
   if (!client || !server || c.resolvedAt !== null) return null;
-  const [a, b] = await Promise.all([readSmall(client), readSmall(server)]);
+  const [a, b] = await Promise.all([readVariant(client, SHOW_DIFF_MAX), readVariant(server, SHOW_DIFF_MAX)]);
   if (!a || !b) return null;
   if (!isText(a) || !isText(b)) return `binary variants: client ${formatBytes(a.length)}, server ${formatBytes(b.length)} (they differ)\n`;
   const d = unifiedDiff(a.toString('utf8'), b.toString('utf8'), `client${c.path}`, `server${c.path}`);
   return d || 'the variants have the same bytes\n';
-}
-
-async function readSmall(file: string): Promise<Buffer | null> {
-  try {
-    const st = await fsp.lstat(file);
-    if (!st.isFile() || st.size > SHOW_DIFF_MAX) return null;
-    return await fsp.readFile(file);
-  } catch {
-    return null;
-  }
 }
 
 /** Finds the mount holding `p` (a mountpoint or a path inside one). */
