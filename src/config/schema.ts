@@ -43,6 +43,30 @@ export const ConfigSchema = z.object({
     /** Keep the kernel page cache across opens while the file is unchanged (auto_cache). */
     autoCache: z.boolean(),
   }).strict(),
+  /**
+   * Keeping the cache within its size (ARCHITECTURE §8), like cachefilesd: culling starts
+   * when the cache holds more than maxBytes, or when the cache disk's free space (blocks or
+   * files) falls below bcull/fcull percent, and goes on until it is back under 90% of
+   * maxBytes and above brun/frun; below bstop/fstop nothing new is cached (reads are served
+   * without keeping the data; a write made offline fails with ENOSPC). Only clean,
+   * unpinned data is culled, least recently used first.
+   */
+  culling: z.object({
+    /** Most bytes of file data the cache keeps; 0: no limit but the disk's. */
+    maxBytes: z.number().int().nonnegative(),
+    brun: z.number().min(0).max(100), bcull: z.number().min(0).max(100), bstop: z.number().min(0).max(100),
+    frun: z.number().min(0).max(100), fcull: z.number().min(0).max(100), fstop: z.number().min(0).max(100),
+    /** How often usage is checked, in seconds (it is also checked as data arrives). */
+    intervalS: z.number().finite().min(0.1).max(3600),
+  }).strict().refine((c) => c.bstop < c.bcull && c.bcull < c.brun && c.fstop < c.fcull && c.fcull < c.frun,
+    'needs bstop < bcull < brun and fstop < fcull < frun'),
+  /** Hoard walks: fetching pinned data (cachefs pin / hoard). */
+  hoard: z.object({
+    /** Files fetched at once. */
+    concurrency: z.number().int().min(1).max(256),
+    /** Walk the pins again after every reconnection. */
+    afterReconnect: z.boolean(),
+  }).strict(),
   reintegration: z.object({
     /** Optimize the journal before replaying it (Coda's rules: see src/journal/optimize.ts). */
     optimize: z.boolean(),
@@ -61,6 +85,8 @@ export const DEFAULTS: Config = {
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
   consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
   fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 131072, autoCache: true },
+  culling: { maxBytes: 0, brun: 10, bcull: 7, bstop: 3, frun: 10, fcull: 7, fstop: 3, intervalS: 10 },
+  hoard: { concurrency: 16, afterReconnect: true },
   reintegration: { optimize: true },
   backendTimeoutMs: 5000,
   log: 'info',
@@ -89,5 +115,16 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.autoCache': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
+  culling: 'percentages with bstop < bcull < brun and fstop < fcull < frun, e.g. 3, 7, 10',
+  'culling.maxBytes': 'bytes, e.g. 10737418240 for 10 GiB (0: only the disk limits it)',
+  'culling.brun': 'percent free space at which culling stops, e.g. 10',
+  'culling.bcull': 'percent free space below which culling starts, e.g. 7',
+  'culling.bstop': 'percent free space below which nothing new is cached, e.g. 3',
+  'culling.frun': 'percent free files (inodes) at which culling stops, e.g. 10',
+  'culling.fcull': 'percent free files below which culling starts, e.g. 7',
+  'culling.fstop': 'percent free files below which nothing new is cached, e.g. 3',
+  'culling.intervalS': 'seconds between usage checks, e.g. 10',
+  'hoard.concurrency': 'files fetched at once by a hoard walk, 1-256, e.g. 16',
+  'hoard.afterReconnect': 'true or false',
   log: 'one of "debug", "info", "warn", "error"',
 };

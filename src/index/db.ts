@@ -110,6 +110,16 @@ const MIGRATIONS: readonly string[] = [
     data    TEXT             -- a copy of the bytes then (small files only), or NULL
   );
   `,
+  // v5: pins (hoarding): paths from the mount root, or glob patterns, with a priority.
+  `
+  CREATE TABLE pins (
+    path       TEXT    PRIMARY KEY,    -- '/docs/a.txt', '/src' or (glob = 1) a pattern like '/notes/**/*.md'
+    recursive  INTEGER NOT NULL,       -- a directory pin covers its whole tree (1) or its own entries (0)
+    glob       INTEGER NOT NULL DEFAULT 0,
+    priority   INTEGER NOT NULL DEFAULT 0,  -- higher first when hoarding
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -743,7 +743,10 @@ export class CacheLayer {
       // dropped meanwhile). Writers wait for `landing` so they never race this write.
       const dataVersion = obj.dataVersion === SELF ? SELF : version;
       this.landingBytes += buf.length;
-      const stored = this.store.write(obj.id, idx * this.chunk, buf).then(
+      // Below the cache disk's stop threshold (culling.bstop) nothing new is kept: the
+      // reader still gets its bytes.
+      const keep = this.storeData;
+      const stored = (keep ? this.store.write(obj.id, idx * this.chunk, buf) : Promise.reject(new FsError('ENOSPC', 'the cache is full'))).then(
         () => {
           // Only if nothing dropped the data meanwhile, and the object is still the version
           // these bytes came from (a revalidation may have seen a newer one while they landed).
@@ -751,7 +754,7 @@ export class CacheLayer {
             this.index.addChunk(obj, idx, buf.length, dataVersion);
           }
         },
-        (e) => log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e),
+        (e) => { if (keep) log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e); },
       ).finally(() => {
         this.landingBytes -= buf.length;
         if (this.inflight.get(key) === p) this.inflight.delete(key);
@@ -891,7 +894,16 @@ export class CacheLayer {
     const obj = of.obj;
     if ((of.flags & O_ACCMODE) !== O_WRONLY && (of.flags & O_ACCMODE) !== O_RDWR) throw new FsError('EBADF');
     if (data.length === 0) return 0;
-    if (!this.connected) await this.captureBase(obj);
+    if (!this.connected) {
+      // Disconnected, the cache is the only home of this write until replay: if culling
+      // cannot make room for it, the write fails now (EDISCONFULL) rather than be lost later.
+      if (this.admitOffline && !this.admitOffline(data.length)) {
+        const full = new FsError('ENOSPC', 'the cache is full: this change cannot be kept while disconnected');
+        this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message });
+        throw full;
+      }
+      await this.captureBase(obj);
+    }
     const end = pos + data.length;
     const first = Math.floor(pos / this.chunk);
     const last = Math.floor((end - 1) / this.chunk);
@@ -1334,6 +1346,55 @@ export class CacheLayer {
     const obj = await this.resolve(p);
     if (!set.atime && !set.mtime) return;
     await this.setattr(obj, set);
+  }
+
+  // ---------------------------------------------------------------- hoarding and culling
+
+  /** False below the cache disk's stop threshold: fetched data is served but not kept. */
+  storeData = true;
+  /** Set by the culler: may a write of this many bytes be kept while disconnected? */
+  admitOffline: ((bytes: number) => boolean) | null = null;
+
+  /** The object's cached data holds changes the backend does not have yet (never culled). */
+  isDirty(id: number): boolean {
+    return this.dirty.has(id) || this.replayer.hasPendingFor(id) || this.baseCaptures.has(id);
+  }
+
+  isOpen(id: number): boolean { return (this.openCount.get(id) ?? 0) > 0; }
+
+  /**
+   * Drops an object's cached data if it is clean (the backend has it), not open and not
+   * being fetched: culling and `cachefs evict`. Returns the bytes freed (0: kept).
+   */
+  evict(obj: CachedObject): number {
+    if (obj.cachedBytes === 0 || this.isOpen(obj.id) || this.isDirty(obj.id) || this.writeAround.has(obj.id)) return 0;
+    const prefix = `${obj.id}:`;
+    for (const k of this.inflight.keys()) if (k.startsWith(prefix)) return 0;
+    const n = obj.cachedBytes;
+    this.dropData(obj);
+    return n;
+  }
+
+  /**
+   * Makes every byte of a regular file present in the cache (a hoard walk). Returns the
+   * bytes fetched from the backend; they are in the cache file when it resolves.
+   */
+  async hoardFile(obj: CachedObject, onBytes?: (n: number) => void): Promise<number> {
+    if (obj.attr.type !== 'file') return 0;
+    await this.revalidate(obj, false);
+    const n = Math.ceil(obj.attr.size / this.chunk);
+    let fetched = 0;
+    for (let i = 0; i < n; i++) {
+      if (this.index.chunksOf(obj).has(i) && !this.inflight.has(this.chunkKey(obj, i))) continue;
+      const b = await this.ensureChunk(obj, i).catch((e) => { throw notCachedWhenOffline(e); });
+      await this.landing.get(this.chunkKey(obj, i));
+      if (!this.storeData || !this.index.chunksOf(obj).has(i)) {
+        throw new FsError('ENOSPC', 'the cache is full (below its stop threshold): pinned data cannot be kept');
+      }
+      if (b) { fetched += b.length; onBytes?.(b.length); }
+    }
+    this.index.touch(obj, Date.now());
+    return fetched;
   }
 
   // ---------------------------------------------------------------- conflict resolution
