@@ -7,10 +7,12 @@ import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import { sendControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, ConflictListSchema, ResolvedSchema, type ConflictView } from '../daemon/protocol.js';
-import { lookupMount } from '../daemon/registry.js';
 import { isText, unifiedDiff } from '../conflict/merge.js';
 import { readVariant } from '../conflict/variants.js';
 import { fetchStatus } from './commands.js';
+import { mountOf } from './where.js';
+
+export { mountOf };
 import { formatBytes, formatLocalTime } from './format.js';
 
 const SHOW_DIFF_MAX = 4 * 1024 * 1024;
@@ -91,17 +93,6 @@ async function diffOf(client: string | null, server: string | null, c: ConflictV
   if (!isText(a) || !isText(b)) return `binary variants: client ${formatBytes(a.length)}, server ${formatBytes(b.length)} (they differ)\n`;
   const d = unifiedDiff(a.toString('utf8'), b.toString('utf8'), `client${c.path}`, `server${c.path}`);
   return d || 'the variants have the same bytes\n';
-}
-
-/** Finds the mount holding `p` (a mountpoint or a path inside one). */
-function mountOf(p: string): { mountpoint: string; rel: string } | null {
-  let cur = path.resolve(p);
-  for (;;) {
-    if (lookupMount(cur)) return { mountpoint: cur, rel: '/' + path.relative(cur, path.resolve(p)).split(path.sep).join('/') };
-    const up = path.dirname(cur);
-    if (up === cur) return null;
-    cur = up;
-  }
 }
 
 export interface ResolveOpts { id?: string; keep?: string; use?: string; resolved?: boolean; json?: boolean }

@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
 import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch } from './commands.js';
 import { commandConflicts, commandResolve } from './conflicts.js';
+import { commandPin, commandUnpin, commandPins, commandHoard } from './hoard.js';
 
 function buildProgram(): Command {
   const program = new Command();
@@ -100,6 +101,37 @@ function buildProgram(): Command {
     .action(async (target: string, opts: { id?: string; keep?: string; use?: string; resolved?: boolean; json?: boolean }) => {
       await commandResolve(target, opts);
     });
+
+  program.command('pin')
+    .description('keep paths in the cache for working offline (hoarding): fetched now, never culled')
+    .argument('[paths...]', 'files or directories inside the mount (globs in quotes; with --from: the mountpoint)')
+    .option('-r, --recursive', 'a directory\'s whole tree, including files made in it later')
+    .option('--priority <n>', 'higher is fetched first (default 0)')
+    .option('--from <file>', 'a hoard profile: one "PATH [PRIORITY] [-r]" per line, paths from the mount root')
+    .option('--no-hoard', 'only record the pins; fetch later (cachefs hoard)')
+    .option('--json', 'JSON progress lines and summary')
+    .action(async (paths: string[], opts: { recursive?: boolean; priority?: string; from?: string; hoard?: boolean; json?: boolean }) => {
+      await commandPin(paths, opts);
+    });
+
+  program.command('unpin')
+    .description('stop keeping paths (their data stays until culling needs the room)')
+    .argument('<paths...>', 'pinned paths inside the mount')
+    .option('-r, --recursive', 'also remove the pins under these directories')
+    .option('--json', 'print machine-readable JSON')
+    .action(async (paths: string[], opts: { recursive?: boolean; json?: boolean }) => { await commandUnpin(paths, opts); });
+
+  program.command('pins')
+    .description('list the pins of a mount and the last hoard walk')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'print machine-readable JSON')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandPins(mountpoint, opts); });
+
+  program.command('hoard')
+    .description('fetch everything pinned now (a hoard walk), with progress; also runs after pin and after reconnecting')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--json', 'JSON progress lines and a summary line')
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandHoard(mountpoint, opts); });
 
   return program;
 }

@@ -25,6 +25,7 @@ import { Journal } from '../journal/journal.js';
 import { Replayer } from '../journal/replayer.js';
 import { ConflictStore } from '../conflict/store.js';
 import { Resolver } from '../conflict/resolve.js';
+import { HoardService } from '../hoard/service.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
 import { makeOps, opStats } from '../fuse/ops.js';
@@ -170,6 +171,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
     connectivity, conflicts, backlog: () => ({ pending: journal.pending(), bytes: layer.replayer.pendingBytes }),
   }, events);
   await layer.init();
+  const hoard = new HoardService(db, { hoardFs: () => layer.hoardFs(), connectivity }, config.hoard);
 
   let fuse: FuseMount | null = null;
   const ops = makeOps(layer, {
@@ -297,6 +299,10 @@ export async function runMount(config: Config): Promise<RunningMount> {
       case 'online': await layer.goOnline(); return status();
       case 'journal': return { items: layer.journalItems() };
       case 'conflicts': return { conflicts: conflicts.list({ all: req.all === true }) };
+      case 'pin': return await hoard.pin(req.paths, req.recursive, req.priority);
+      case 'unpin': return hoard.unpin(req.paths, req.recursive);
+      case 'pins': return hoard.list();
+      case 'hoard': return hoard.hoard(req.start);
       case 'resolve': {
         if ((req.id === undefined) === (req.path === undefined)) throw new UserError('resolve: give exactly one of id and path');
         const id = req.id ?? resolver.find(req.path!).id;
@@ -305,6 +311,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
     }
   }, { watch: serveWatcher });
   await register({ version: 1, mountpoint: mp, cacheDir: config.cacheDir, backend: backend.description, pid: process.pid });
+  hoard.startup();
 
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
     process.on(sig, () => void shutdown(`signal ${sig}`));

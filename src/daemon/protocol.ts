@@ -17,6 +17,13 @@ export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('journal') }).strict(),
   z.object({ op: z.literal('watch') }).strict(),
   z.object({ op: z.literal('conflicts'), all: z.boolean().optional() }).strict(),
+  // Pins and hoard walks: paths from the mount root (or glob patterns).
+  z.object({ op: z.literal('pin'), paths: z.array(z.string().min(1).max(4096)).min(1).max(100_000),
+    recursive: z.boolean(), priority: z.number().int().min(-1_000_000).max(1_000_000) }).strict(),
+  z.object({ op: z.literal('unpin'), paths: z.array(z.string().min(1).max(4096)).min(1).max(100_000), recursive: z.boolean() }).strict(),
+  z.object({ op: z.literal('pins') }).strict(),
+  /** start: begin a walk (or join the one under way); false: just its progress. */
+  z.object({ op: z.literal('hoard'), start: z.boolean() }).strict(),
   z.object({
     op: z.literal('resolve'),
     /** Which conflict: by id, or by a path from the mount root (its name, or a rename's source). */
@@ -158,3 +165,25 @@ export const ResolvedSchema = z.object({
   placed: z.array(z.string()),
   lostFound: z.array(z.string()),
 });
+
+export const PinViewSchema = z.object({
+  path: z.string(), recursive: z.boolean(), glob: z.boolean(), priority: z.number(), createdAt: z.number(),
+});
+export type PinView = z.infer<typeof PinViewSchema>;
+
+/** A hoard walk's progress (`hoard` and `pins` answers). */
+export const HoardProgressSchema = z.object({
+  state: z.enum(['idle', 'scanning', 'fetching', 'done']),
+  reason: z.string(),
+  startedAt: z.number().nullable(),
+  finishedAt: z.number().nullable(),
+  pins: z.number(),
+  files: z.object({ done: z.number(), total: z.number() }),
+  bytes: z.object({ done: z.number(), total: z.number() }),
+  fetched: z.number(),
+  failed: z.array(z.object({ path: z.string(), error: z.string() })),
+  failedCount: z.number(),
+});
+export type HoardProgressView = z.infer<typeof HoardProgressSchema>;
+export const PinListSchema = z.object({ pins: z.array(PinViewSchema), hoard: HoardProgressSchema });
+export const PinResultSchema = z.object({ pins: z.array(PinViewSchema), notFound: z.array(z.string()) });

@@ -32,9 +32,12 @@ export function isGlob(p: string): boolean {
   return picomatch.scan(p).isGlob;
 }
 
+/** Bumped by every change of any PinStore: every instance in the process sees the change. */
+let generation = 0;
+
 export class PinStore {
   private readonly st;
-  private cache: { pins: Pin[]; matchers: Map<string, (p: string) => boolean> } | null = null;
+  private cache: { gen: number; pins: Pin[]; matchers: Map<string, (p: string) => boolean> } | null = null;
 
   constructor(db: Db) {
     this.st = {
@@ -50,7 +53,7 @@ export class PinStore {
     const norm = normalizePinPath(p.path);
     const glob = isGlob(norm);
     this.st.put.run(norm, p.recursive ? 1 : 0, glob ? 1 : 0, p.priority, Date.now());
-    this.cache = null;
+    generation++;
     return this.list().find((x) => x.path === norm)!;
   }
 
@@ -59,7 +62,7 @@ export class PinStore {
     const norm = normalizePinPath(p);
     const like = (norm === '/' ? '' : norm).replace(/[\\%_]/g, (c) => `\\${c}`) + '/%';
     const n = recursive ? this.st.delUnder.run(norm, like).changes : this.st.del.run(norm).changes;
-    this.cache = null;
+    generation++;
     return n;
   }
 
@@ -69,13 +72,13 @@ export class PinStore {
   }
 
   private load(): { pins: Pin[]; matchers: Map<string, (p: string) => boolean> } {
-    if (!this.cache) {
+    if (!this.cache || this.cache.gen !== generation) {
       const pins = (this.st.all.all() as Row[]).map((r) => ({
         path: r.path, recursive: r.recursive === 1, glob: r.glob === 1, priority: r.priority, createdAt: r.created_at,
       }));
       const matchers = new Map<string, (p: string) => boolean>();
       for (const p of pins) if (p.glob) matchers.set(p.path, picomatch(p.path, { dot: true }));
-      this.cache = { pins, matchers };
+      this.cache = { gen: generation, pins, matchers };
     }
     return this.cache;
   }

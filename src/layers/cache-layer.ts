@@ -42,6 +42,7 @@ import type { EventSink } from '../core/events.js';
 import { OfflineBases, BASE_COPY_MAX } from '../conflict/bases.js';
 import { fullyCached } from '../conflict/variants.js';
 import type { ResolveFs } from '../conflict/resolve.js';
+import type { HoardFs } from '../hoard/walk.js';
 
 /**
  * Marks a data or names version as "changed by us, adopt the next version the backend
@@ -1395,6 +1396,17 @@ export class CacheLayer {
     }
     this.index.touch(obj, Date.now());
     return fetched;
+  }
+
+  /** The mount by path, for hoard walks (reads only: listings, attributes, whole files). */
+  hoardFs(): HoardFs {
+    const entry = (o: CachedObject) => ({ type: o.attr.type, size: o.attr.size, cachedBytes: o.cachedBytes });
+    return {
+      stat: async (p) => entry(await this.getattr(p)),
+      list: async (p) => (await this.readdir(p)).entries.map((e) => ({ name: e.name, ...entry(e.obj) })),
+      readlink: (p) => this.readlink(p),
+      fetch: async (p, onBytes) => this.hoardFile(await this.resolve(p), onBytes),
+    };
   }
 
   // ---------------------------------------------------------------- conflict resolution
