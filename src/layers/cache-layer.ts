@@ -1387,7 +1387,13 @@ export class CacheLayer {
     let fetched = 0;
     for (let i = 0; i < n; i++) {
       if (this.index.chunksOf(obj).has(i) && !this.inflight.has(this.chunkKey(obj, i))) continue;
-      const b = await this.ensureChunk(obj, i).catch((e) => { throw notCachedWhenOffline(e); });
+      const b = await this.ensureChunk(obj, i).catch((e) => {
+        if (isFsError(e, 'ESTALE')) {
+          this.forgetObject(obj); // removed on the backend since its attributes were cached
+          throw new FsError('ENOENT', 'removed on the backend');
+        }
+        throw notCachedWhenOffline(e);
+      });
       await this.landing.get(this.chunkKey(obj, i));
       if (!this.storeData || !this.index.chunksOf(obj).has(i)) {
         throw new FsError('ENOSPC', 'the cache is full (below its stop threshold): pinned data cannot be kept');
