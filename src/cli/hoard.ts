@@ -160,7 +160,7 @@ async function followHoard(sock: string, mountpoint: string, json: boolean, star
       last = line;
       return;
     }
-    if (!bar) return;
+    if (!bar || q.bytes.total === 0) return; // still scanning: nothing to measure yet
     const payload = { files: `${q.files.done}/${q.files.total}`, bytes: `${formatBytes(q.bytes.done)} of ${formatBytes(q.bytes.total)}`,
       rate: formatBytes(q.fetched / secs) };
     bar.setTotal(Math.max(1, q.bytes.total));
