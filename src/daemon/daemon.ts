@@ -16,6 +16,8 @@ import type { Config } from '../config/schema.js';
 import { LocalBackend } from '../backends/local/local-backend.js';
 import type { Backend } from '../backends/types.js';
 import { NfsBackend } from '../backends/nfs/nfs-backend.js';
+import { DeferredBackend, type KnownBackend } from '../backends/deferred.js';
+import { isConnectionError } from '../journal/replayer.js';
 import { isNfsUrl, parseNfsUrl } from '../backends/nfs/url.js';
 import { faultsFromEnv, withFaults } from '../backends/faulty.js';
 import { openDb, getMeta, setMeta, type Db } from '../index/db.js';
@@ -57,8 +59,8 @@ async function claimPidFile(cacheDir: string): Promise<string> {
   return file;
 }
 
-async function openBackend(spec: string, config: Config): Promise<Backend> {
-  const b = isNfsUrl(spec) ? await openNfs(spec, config) : await openLocal(spec);
+async function openBackend(spec: string, config: Config, known: KnownBackend | null): Promise<Backend> {
+  const b = isNfsUrl(spec) ? await openNfs(spec, config, known) : await openLocal(spec);
   let faults;
   try { faults = faultsFromEnv(process.env); } catch (e) {
     throw new UserError(`CACHEFS_FAULTS is malformed: ${(e as Error).message}`, { hint: 'it is for tests only; unset it' });
@@ -85,12 +87,23 @@ async function openLocal(spec: string): Promise<Backend> {
   return b;
 }
 
-async function openNfs(spec: string, config: Config): Promise<Backend> {
-  const b = new NfsBackend(parseNfsUrl(spec), { deadlineMs: config.backendTimeoutMs });
+async function openNfs(spec: string, config: Config, known: KnownBackend | null): Promise<Backend> {
+  const fresh = () => new NfsBackend(parseNfsUrl(spec), { deadlineMs: config.backendTimeoutMs });
+  const b = fresh();
   try {
     await b.open();
   } catch (e) {
     await b.close().catch(() => undefined);
+    if (known && isConnectionError(e)) {
+      // The server is away, but this cache knows it: mount disconnected, serve the cache,
+      // and reconnect when it answers (src/backends/deferred.ts).
+      log.warn(`${spec} is unreachable (${(e as Error).message}): mounting disconnected, from the cache`);
+      return new DeferredBackend(b, known, Math.min(3000, config.backendTimeoutMs), async () => {
+        const n = fresh();
+        try { await n.open(); } catch (err) { await n.close().catch(() => undefined); throw err; }
+        return n;
+      });
+    }
     if (isFsError(e)) {
       throw new UserError(`cannot mount ${spec}: ${e.message}`, {
         hint: e.code === 'ETIMEDOUT' || e.code === 'ECONNREFUSED'
@@ -115,6 +128,26 @@ function groupsOf(pid: number): number[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What the cache knows of a backend from an earlier mount (its fsid and root object), so a
+ * mount can start while the backend is away. Null when it never mounted it.
+ */
+function knownBackend(db: Db, spec: string): KnownBackend | null {
+  try {
+    const raw = getMeta(db, `backend:${spec}`);
+    if (!raw) return null;
+    const { fsid, rootId } = JSON.parse(raw) as { fsid: string; rootId: number };
+    const root = new ObjectIndex(db, fsid).get(rootId);
+    return root ? { fsid, root: { fh: root.fh, attr: root.attr } } : null;
+  } catch {
+    return null;
+  }
+}
+
+function rememberBackend(db: Db, spec: string, fsid: string, rootId: number): void {
+  setMeta(db, `backend:${spec}`, JSON.stringify({ fsid, rootId }));
 }
 
 export interface RunningMount {
@@ -150,8 +183,9 @@ export async function runMount(config: Config): Promise<RunningMount> {
     throw new UserError(`${mp} is already a FUSE mount`, { hint: `run \`cachefs umount ${mp}\` first` });
   }
 
-  const backend = await openBackend(config.backend, config);
   const db: Db = openDb(path.join(config.cacheDir, 'index.sqlite'));
+  const known = knownBackend(db, config.backend);
+  const backend = await openBackend(config.backend, config, known).catch((e: unknown) => { db.close(); throw e; });
   const knownFsid = getMeta(db, 'last_fsid');
   if (knownFsid && knownFsid !== backend.fsid) {
     log.info(`cache dir was last used for ${knownFsid}; objects are keyed by fsid, so both stay apart`);
@@ -171,6 +205,8 @@ export async function runMount(config: Config): Promise<RunningMount> {
     connectivity, conflicts, backlog: () => ({ pending: journal.pending(), bytes: layer.replayer.pendingBytes }),
   }, events);
   await layer.init();
+  if (backend instanceof DeferredBackend) layer.startDisconnected('the backend was unreachable when mounting');
+  else rememberBackend(db, config.backend, backend.fsid, layer.rootObjectId);
   const hoard = new HoardService(db, { hoardFs: () => layer.hoardFs(), connectivity }, config.hoard);
 
   let fuse: FuseMount | null = null;

@@ -104,6 +104,8 @@ const ACCESS_FLUSH_MS = 30_000;
 const DIRTY_RUN_MAX = 1024 * 1024;
 /** Directories listed again after a reconnection (the most recently used). */
 const DIFF_MAX_DIRS = 2000;
+/** Chunks of one file a hoard walk fetches at once. */
+const HOARD_CHUNKS_PER_FILE = 8;
 /** While disconnected, how often the backend is probed. */
 const PROBE_INTERVAL_MS = 2000;
 
@@ -396,6 +398,11 @@ export class CacheLayer {
       }
     }));
     if (gone > 0) log.info(`directory diffing: ${gone} name(s) deleted on the backend meanwhile`);
+  }
+
+  /** Mounted while the backend was away: start disconnected, probing for it. */
+  startDisconnected(reason: string): void {
+    this.lostConnection(reason);
   }
 
   /** `cachefs offline`: stop using the backend until `online`. */
@@ -1383,10 +1390,15 @@ export class CacheLayer {
   async hoardFile(obj: CachedObject, onBytes?: (n: number) => void): Promise<number> {
     if (obj.attr.type !== 'file') return 0;
     await this.revalidate(obj, false);
+    const missing: number[] = [];
     const n = Math.ceil(obj.attr.size / this.chunk);
-    let fetched = 0;
     for (let i = 0; i < n; i++) {
-      if (this.index.chunksOf(obj).has(i) && !this.inflight.has(this.chunkKey(obj, i))) continue;
+      if (!this.index.chunksOf(obj).has(i) || this.inflight.has(this.chunkKey(obj, i))) missing.push(i);
+    }
+    let fetched = 0;
+    // A few chunks of one file at a time (the backend queue bounds the calls overall), so a
+    // big file is not fetched one round trip after another.
+    const one = async (i: number): Promise<void> => {
       const b = await this.ensureChunk(obj, i).catch((e) => {
         if (isFsError(e, 'ESTALE')) {
           this.forgetObject(obj); // removed on the backend since its attributes were cached
@@ -1399,6 +1411,9 @@ export class CacheLayer {
         throw new FsError('ENOSPC', 'the cache is full (below its stop threshold): pinned data cannot be kept');
       }
       if (b) { fetched += b.length; onBytes?.(b.length); }
+    };
+    for (let k = 0; k < missing.length; k += HOARD_CHUNKS_PER_FILE) {
+      await Promise.all(missing.slice(k, k + HOARD_CHUNKS_PER_FILE).map(one));
     }
     this.index.touch(obj, Date.now());
     return fetched;

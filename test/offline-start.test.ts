@@ -1,0 +1,64 @@
+// Mounting while the server is away (the laptop booted on the train): a cache that has
+// mounted the export before mounts it disconnected, serves what it holds, journals changes,
+// and reconnects and replays them by itself when the server answers.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { cli, mountFresh, sleep, type Mounted, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+
+describe('mounting while the NFS server is away', { skip: skipKind('nfs') }, () => {
+  let m: Mounted;
+  let srv: NfsServer;
+  before(async () => {
+    srv = await startNfsServer('offline-start');
+    m = await mountFresh('offline-start', { nfs: srv, config: { backendTimeoutMs: 2000 } });
+  });
+  after(async () => {
+    await m?.cleanup();
+    await srv?.dispose();
+  });
+
+  const status = async () => JSON.parse((await cli(['status', m.mnt, '--json'])).stdout) as { state: string; journal: { pending: number } };
+
+  it('mounts disconnected from the cache, works, and replays when the server is back', async () => {
+    await fsp.mkdir(m.b('docs'));
+    await fsp.writeFile(m.b('docs', 'a.txt'), 'cached before the trip');
+    assert.equal(await fsp.readFile(m.m('docs', 'a.txt'), 'utf8'), 'cached before the trip');
+    assert.deepEqual(await fsp.readdir(m.m('docs')), ['a.txt']);
+    assert.equal((await m.umount()).code, 0);
+    await srv.stop();
+
+    const t0 = Date.now();
+    await m.mount();
+    assert.ok(Date.now() - t0 < 15_000, 'the mount does not wait long for a server that is away');
+    assert.equal((await status()).state, 'disconnected');
+    assert.equal(await fsp.readFile(m.m('docs', 'a.txt'), 'utf8'), 'cached before the trip', 'the cache is served');
+    assert.deepEqual(await fsp.readdir(m.m('docs')), ['a.txt']);
+    await fsp.writeFile(m.m('docs', 'b.txt'), 'written on the train');
+    await fsp.appendFile(m.m('docs', 'a.txt'), ', and changed on it');
+    assert.ok((await status()).journal.pending > 0);
+    const r = await cli(['online', m.mnt]);
+    assert.notEqual(r.code, 0, 'online while the server is still away fails clearly');
+    assert.match(r.stderr, /does not answer|unreachable/);
+
+    await srv.start();
+    for (let i = 0; i < 100 && (await status()).state !== 'connected'; i++) await sleep(200);
+    const st = await status();
+    assert.equal(st.state, 'connected', 'the probe reconnects by itself');
+    for (let i = 0; i < 50 && (await status()).journal.pending > 0; i++) await sleep(100);
+    assert.equal(await fsp.readFile(m.b('docs', 'b.txt'), 'utf8'), 'written on the train');
+    assert.equal(await fsp.readFile(m.b('docs', 'a.txt'), 'utf8'), 'cached before the trip, and changed on it');
+  });
+
+  it('a cache that never mounted the export still refuses clearly when the server is away', async () => {
+    await srv.stop();
+    try {
+      const other = await mountFresh('offline-start-new', { nfs: srv }).catch((e: Error) => e);
+      assert.ok(other instanceof Error, 'no mount without the server and without a cache of it');
+      assert.match(other.message, /is the NFS server running/);
+    } finally {
+      await srv.start();
+    }
+  });
+});
