@@ -739,7 +739,11 @@ export class CacheLayer {
     const p = (async () => {
       const version = obj.attr.version;
       const gen = this.dataGen.get(obj.id) ?? 0;
-      const buf = await this.call('read', () => this.backend.read(obj.fh, idx * this.chunk, this.chunk));
+      // Up to the end of the file as the attributes say (a chunk past it is just short: a
+      // file that grew has a new version, which drops this chunk anyway). Asking for a whole
+      // chunk of a small file would allocate it for nothing.
+      const want = Math.max(0, Math.min(this.chunk, obj.attr.size - idx * this.chunk)) || this.chunk;
+      const buf = await this.call('read', () => this.backend.read(obj.fh, idx * this.chunk, want));
       if (obj.attr.version !== version) {
         // The object changed while we read: these bytes may be from either side of it.
         throw new FsError('EAGAIN', 'object changed during fetch');
