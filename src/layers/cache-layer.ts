@@ -1393,7 +1393,8 @@ export class CacheLayer {
    */
   async hoardFile(obj: CachedObject, onBytes?: (n: number) => void): Promise<number> {
     if (obj.attr.type !== 'file') return 0;
-    await this.revalidate(obj, false);
+    // No revalidation: the walk's scan read these attributes moments ago, and a file changed
+    // since is caught by the next open() (close-to-open), which drops data of an old version.
     const missing: number[] = [];
     const n = Math.ceil(obj.attr.size / this.chunk);
     for (let i = 0; i < n; i++) {
