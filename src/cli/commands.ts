@@ -11,10 +11,11 @@ import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { runMount, prepareCacheDir } from '../daemon/daemon.js';
 import { sendControl, watchControl } from '../daemon/control.js';
-import { CONTROL_SOCKET, JournalItemSchema, StatusSchema, type Status } from '../daemon/protocol.js';
+import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, type EvictResultView, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { forceUnmount, isMounted } from '../fuse/mount.js';
 import { formatBytes, formatWatchEvent } from './format.js';
+import { mountOf } from './where.js';
 
 export interface MountFlags {
   cacheDir?: string;
@@ -157,7 +158,8 @@ export async function commandStatus(mountpoint: string, opts: { json?: boolean }
     `cachefs on ${s.mountpoint} (pid ${s.pid})`,
     `  backend    ${s.backend}`,
     `  state      ${s.state} since ${s.since} (${s.reason})`,
-    `  cache      ${s.cache.objects} objects, ${formatBytes(s.cache.bytes)} cached in ${s.cacheDir}`,
+    `  cache      ${s.cache.objects} objects, ${formatBytes(s.cache.bytes)} cached${s.cache.limit ? ` of ${formatBytes(s.cache.limit)} (culling.maxBytes)` : ''} in ${s.cacheDir}`,
+    ...(s.cache.pinned !== undefined ? [cacheClasses(s.cache)] : []),
     `  journal    ${s.journal.pending === 0 ? 'no pending changes' : `${s.journal.pending} pending change(s), safe in the journal`}`,
     `  conflicts  ${s.conflicts === 0 ? 'none' : `${s.conflicts} waiting for you (cachefs conflicts)`}`,
     `  reads      ${c.hits} hits, ${c.misses} misses; ${formatBytes(c.bytesFromCache)} from cache, ${formatBytes(c.bytesFromBackend)} from backend`,
@@ -169,6 +171,14 @@ export async function commandStatus(mountpoint: string, opts: { json?: boolean }
       + `${nfs.rpc?.calls ?? 0} calls, ${nfs.rpc?.retransmits ?? 0} resent, ${nfs.rpc?.reconnects ?? 0} reconnects`);
   }
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** The cache's use by class and its disk, for `status`. */
+function cacheClasses(c: Status['cache']): string {
+  const disk = c.diskFreePercent === null || c.diskFreePercent === undefined ? '' : `; cache disk ${c.diskFreePercent}% free`;
+  const full = c.storing === false ? '; FULL: fetched data is not kept, offline writes fail (ENOSPC)' : '';
+  return `             ${formatBytes(c.pinned ?? 0)} pinned, ${formatBytes(c.dirty ?? 0)} dirty (not yet on the backend), `
+    + `${formatBytes(c.clean ?? 0)} clean (culled first when room is needed)${disk}${full}`;
 }
 
 /** Finds a live mount's control socket (or says clearly why there is none). */
@@ -282,5 +292,71 @@ export async function commandWatch(mountpoint: string, opts: { json?: boolean })
   } finally {
     process.off('SIGINT', stop);
     process.stdout.off('error', onStdoutError);
+  }
+}
+
+const KEPT_WHY: Record<'dirty' | 'open' | 'pinned' | 'busy', (mp: string, p: string) => string> = {
+  dirty: (mp) => `dirty: holds changes not yet on the backend (never dropped; \`cachefs sync ${mp}\`, then evict again)`,
+  pinned: (_mp, p) => `pinned (\`cachefs unpin ${p}\` first, or evict --force)`,
+  open: () => 'open: a program has it open',
+  busy: () => 'busy: being fetched or written; try again',
+};
+
+/**
+ * `cachefs evict <path>...`: drops the clean cached data of files in a mount (with -r, of
+ * everything under a directory). Dirty and open files are kept, pinned ones too unless
+ * --force; each is named with why. Exits 1 when a path could not be looked at (not found, a
+ * directory without -r); files kept are reported, not failures.
+ */
+export async function commandEvict(paths: string[], opts: { recursive?: boolean; force?: boolean; json?: boolean }): Promise<void> {
+  // Group the paths by mount (usually one), keeping their order.
+  const byMount = new Map<string, { abs: string; rel: string }[]>();
+  for (const p of paths) {
+    const where = mountOf(p);
+    if (!where) {
+      throw new UserError(`${path.resolve(p)} is not in a cachefs mount`, {
+        hint: 'give files or directories inside a mount (`cachefs status <mountpoint>` shows whether it is one); nothing was evicted',
+        exitCode: 1,
+      });
+    }
+    const list = byMount.get(where.mountpoint) ?? [];
+    list.push({ abs: path.resolve(p), rel: where.rel });
+    byMount.set(where.mountpoint, list);
+  }
+  const results: { mountpoint: string; given: { abs: string; rel: string }[]; r: EvictResultView }[] = [];
+  for (const [mountpoint, given] of byMount) {
+    const sock = await controlOf(mountpoint);
+    const raw = await sendControl(sock, {
+      op: 'evict', paths: given.map((g) => g.rel), recursive: opts.recursive === true, force: opts.force === true,
+    }, 120_000);
+    results.push({ mountpoint, given, r: EvictResultSchema.parse(raw) });
+  }
+  const abs = (mp: string, rel: string) => (rel === '/' ? mp : path.join(mp, rel));
+  const out = results.flatMap(({ mountpoint, given, r }) => r.paths.map((x, i) => ({
+    ...x, path: given[i]?.abs ?? abs(mountpoint, x.path), mountpoint,
+    kept: x.kept.map((k) => ({ ...k, path: abs(mountpoint, k.path) })),
+  })));
+  const freed = results.reduce((n, x) => n + x.r.freed, 0);
+  const errors = out.filter((x) => x.error !== undefined);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ freed, paths: out }, null, 2) + '\n');
+  } else {
+    for (const x of out) {
+      if (x.error !== undefined) continue;
+      const what = x.files === 0 ? (x.kept.length === 0 ? 'nothing cached' : 'nothing dropped')
+        : `${formatBytes(x.freed)} dropped${x.files > 1 || opts.recursive ? ` (${x.files} file(s))` : ''}`;
+      process.stdout.write(`${x.path}: ${what}\n`);
+      for (const k of x.kept) {
+        process.stdout.write(`  kept ${k.path === x.path ? '' : `${k.path} `}(${formatBytes(k.bytes)}): ${KEPT_WHY[k.reason](x.mountpoint, k.path)}\n`);
+      }
+    }
+    if (out.length > 1) process.stdout.write(`total: ${formatBytes(freed)} dropped\n`);
+  }
+  if (errors.length > 0) {
+    throw new UserError(errors.map((x) => `${x.path}: ${x.error}`).join('; '), {
+      hint: errors.some((x) => x.error?.includes('-r')) ? 'evict -r drops everything cached under a directory'
+        : 'check the names (the other paths were handled as shown)',
+      exitCode: 1,
+    });
   }
 }

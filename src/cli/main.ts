@@ -4,7 +4,7 @@
 // (`main`) that prints errors with their hint. Library code never prints or exits.
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
-import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch } from './commands.js';
+import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch, commandEvict } from './commands.js';
 import { commandConflicts, commandResolve } from './conflicts.js';
 import { commandPin, commandUnpin, commandPins, commandHoard } from './hoard.js';
 
@@ -132,6 +132,16 @@ function buildProgram(): Command {
     .argument('<mountpoint>', 'where cachefs is mounted')
     .option('--json', 'JSON progress lines and a summary line')
     .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandHoard(mountpoint, opts); });
+
+  program.command('evict')
+    .description('drop the cached data of files now (clean data only: changes not yet on the backend are kept)')
+    .argument('<paths...>', 'files (or, with -r, directories) inside the mount')
+    .option('-r, --recursive', 'everything cached under these directories')
+    .option('--force', 'pinned files too (their pins stay: the next hoard walk fetches them again)')
+    .option('--json', 'print machine-readable JSON')
+    .addHelpText('after', '\nDirty files (changes waiting for the backend) and open files are kept and named; so are\n'
+      + 'pinned ones without --force. Culling does the same by itself when the cache is full.')
+    .action(async (paths: string[], opts: { recursive?: boolean; force?: boolean; json?: boolean }) => { await commandEvict(paths, opts); });
 
   return program;
 }

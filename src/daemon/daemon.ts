@@ -22,12 +22,12 @@ import { isNfsUrl, parseNfsUrl } from '../backends/nfs/url.js';
 import { faultsFromEnv, withFaults } from '../backends/faulty.js';
 import { openDb, getMeta, setMeta, type Db } from '../index/db.js';
 import { ObjectIndex } from '../index/objects.js';
-import { DataStore } from '../store/data-store.js';
 import { Journal } from '../journal/journal.js';
 import { Replayer } from '../journal/replayer.js';
 import { ConflictStore } from '../conflict/store.js';
 import { Resolver } from '../conflict/resolve.js';
 import { HoardService } from '../hoard/service.js';
+import { Culler, MeteredDataStore } from '../cache/culler.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
 import { makeOps, opStats } from '../fuse/ops.js';
@@ -193,7 +193,8 @@ export async function runMount(config: Config): Promise<RunningMount> {
   setMeta(db, 'last_fsid', backend.fsid);
 
   const index = new ObjectIndex(db, backend.fsid);
-  const store = new DataStore(config.cacheDir);
+  // Every byte written into the cache is counted for culling (src/cache/culler.ts).
+  const store = new MeteredDataStore(config.cacheDir);
   await store.init();
   const journal = new Journal(db);
   const conflicts = new ConflictStore(db);
@@ -208,6 +209,13 @@ export async function runMount(config: Config): Promise<RunningMount> {
   if (backend instanceof DeferredBackend) layer.startDisconnected('the backend was unreachable when mounting');
   else rememberBackend(db, config.backend, backend.fsid, layer.rootObjectId);
   const hoard = new HoardService(db, { hoardFs: () => layer.hoardFs(), connectivity }, config.hoard);
+  // Keeps the cache within culling.maxBytes and the disk thresholds; never culls pinned or dirty data.
+  const culler = new Culler({
+    layer, index, pins: hoard.pins, rootId: () => layer.rootObjectId, config: config.culling,
+    chunkSize: config.cache.chunkSize, cacheDir: config.cacheDir,
+  });
+  store.onStored = (n) => culler.noteStored(n);
+  await culler.start();
 
   let fuse: FuseMount | null = null;
   const ops = makeOps(layer, {
@@ -237,6 +245,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
   const status = (): Status => {
     const snap = connectivity.snapshot();
     const s = index.stats();
+    const u = culler.usage();
     return {
       state: snap.state,
       since: new Date(snap.since).toISOString(),
@@ -246,7 +255,10 @@ export async function runMount(config: Config): Promise<RunningMount> {
       mountpoint: mp,
       cacheDir: config.cacheDir,
       pid: process.pid,
-      cache: { bytes: s.bytes, objects: s.objects },
+      cache: {
+        bytes: u.bytes, objects: s.objects, pinned: u.pinned, dirty: u.dirty, clean: u.clean, limit: u.limit,
+        diskFreePercent: u.diskFreePercent, filesFreePercent: u.filesFreePercent, storing: u.storing,
+      },
       journal: { pending: journal.pending(), bytes: layer.replayer.pendingBytes },
       conflicts: conflicts.openCount(),
       counters: { ...layer.counters },
@@ -297,6 +309,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
         await forceUnmount(mp).catch((e2) => log.error('lazy unmount failed', e2));
       }
       notifications.stop();
+      culler.stop();
       server?.close();
       unmountedAs = reason;
       const at = new Date().toISOString();
@@ -339,6 +352,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
       case 'unpin': return hoard.unpin(req.paths, req.recursive);
       case 'pins': return hoard.list();
       case 'hoard': return hoard.hoard(req.start);
+      case 'evict': return await culler.evictPaths(req.paths, { recursive: req.recursive === true, force: req.force === true });
       case 'resolve': {
         if ((req.id === undefined) === (req.path === undefined)) throw new UserError('resolve: give exactly one of id and path');
         const id = req.id ?? resolver.find(req.path!).id;

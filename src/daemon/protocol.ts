@@ -24,6 +24,9 @@ export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('pins') }).strict(),
   /** start: begin a walk (or join the one under way); false: just its progress. */
   z.object({ op: z.literal('hoard'), start: z.boolean() }).strict(),
+  /** Drop the clean cached data of files (recursive: everything under a directory); force: pinned ones too. */
+  z.object({ op: z.literal('evict'), paths: z.array(z.string().min(1).max(4096)).min(1).max(100_000),
+    recursive: z.boolean().optional(), force: z.boolean().optional() }).strict(),
   z.object({
     op: z.literal('resolve'),
     /** Which conflict: by id, or by a path from the mount root (its name, or a rename's source). */
@@ -62,7 +65,19 @@ export const StatusSchema = z.object({
   mountpoint: z.string(),
   cacheDir: z.string(),
   pid: z.number().int(),
-  cache: z.object({ bytes: z.number(), objects: z.number() }),
+  /**
+   * bytes: file data the cache holds (counted from its chunks); objects: objects it knows.
+   * pinned + dirty + clean = bytes (dirty: not yet replayed, counted dirty even if pinned);
+   * limit: culling.maxBytes (0: none); diskFreePercent / filesFreePercent: of the cache
+   * directory's file system (null: unknown); storing: false while nothing new is kept (full).
+   * The optional fields are absent from a mount process older than culling.
+   */
+  cache: z.object({
+    bytes: z.number(), objects: z.number(),
+    pinned: z.number().optional(), dirty: z.number().optional(), clean: z.number().optional(),
+    limit: z.number().optional(), diskFreePercent: z.number().nullable().optional(),
+    filesFreePercent: z.number().nullable().optional(), storing: z.boolean().optional(),
+  }),
   /** pending: records waiting for the backend; bytes: the data they carry (writes). */
   journal: z.object({ pending: z.number(), bytes: z.number().optional() }),
   conflicts: z.number(),
@@ -187,3 +202,16 @@ export const HoardProgressSchema = z.object({
 export type HoardProgressView = z.infer<typeof HoardProgressSchema>;
 export const PinListSchema = z.object({ pins: z.array(PinViewSchema), hoard: HoardProgressSchema });
 export const PinResultSchema = z.object({ pins: z.array(PinViewSchema), notFound: z.array(z.string()) });
+
+/** What `evict` did, per path given: bytes and files dropped, files kept and why. */
+export const EvictResultSchema = z.object({
+  paths: z.array(z.object({
+    path: z.string(),
+    freed: z.number(),
+    files: z.number(),
+    kept: z.array(z.object({ path: z.string(), reason: z.enum(['dirty', 'open', 'pinned', 'busy']), bytes: z.number() })),
+    error: z.string().optional(),
+  })),
+  freed: z.number(),
+});
+export type EvictResultView = z.infer<typeof EvictResultSchema>;

@@ -31,6 +31,20 @@ export interface CachedObject {
   names: Map<string, number | null> | null;
 }
 
+/** One object with cached data, as culling sees it (ObjectIndex.cachedData). */
+export interface CachedDataRow {
+  id: number;
+  /** The file's size (bytes). */
+  size: number;
+  /** What the index counts as cached (see cachedData for why culling looks at chunks too). */
+  cachedBytes: number;
+  /** ms since the epoch. */
+  lastAccess: number;
+  /** Cached chunks, and the highest cached chunk index. */
+  chunks: number;
+  maxChunk: number;
+}
+
 interface ObjectRow {
   id: number; fh: Buffer; type: string; mode: number; uid: number; gid: number; size: number;
   nlink: number; rdev: number; used: number; atime_ns: string; mtime_ns: string; ctime_ns: string;
@@ -347,6 +361,30 @@ export class ObjectIndex {
   idsWithDataVersion(v: string): number[] {
     return (this.db.prepare(`SELECT id FROM objects WHERE fsid = ? AND data_version = ?`).all(this.fsid, v) as { id: number }[])
       .map((r) => r.id);
+  }
+
+  private cachedDataSt: ReturnType<Db['prepare']> | undefined;
+
+  /**
+   * Every object of this fsid with cached chunks, least recently used first (for culling,
+   * src/cache/culler.ts). `chunks`/`maxChunk`: how many chunks are cached and the highest
+   * index (what the data file holds, whatever `cachedBytes` says). Loaded objects answer from
+   * memory: their size (a local write grows it there first) and last access (persisted only
+   * by flushAccessTimes) are newer than the rows.
+   */
+  cachedData(): CachedDataRow[] {
+    this.cachedDataSt ??= this.db.prepare(`SELECT o.id, o.size, o.cached_bytes, o.last_access, c.n, c.mx
+        FROM objects o JOIN (SELECT object, COUNT(*) AS n, MAX(idx) AS mx FROM chunks GROUP BY object) c ON c.object = o.id
+        WHERE o.fsid = ?`);
+    const rows = this.cachedDataSt.all(this.fsid) as { id: number; size: number; cached_bytes: number; last_access: number; n: number; mx: number }[];
+    const out = rows.map((r) => {
+      const o = this.byId.get(r.id);
+      return {
+        id: r.id, size: o ? o.attr.size : r.size, cachedBytes: o ? o.cachedBytes : r.cached_bytes,
+        lastAccess: o ? o.lastAccess : r.last_access, chunks: r.n, maxChunk: r.mx,
+      };
+    });
+    return out.sort((a, b) => a.lastAccess - b.lastAccess || a.id - b.id);
   }
 
   stats(): { objects: number; bytes: number } {
