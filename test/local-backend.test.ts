@@ -28,6 +28,28 @@ describe('local backend adapter', () => {
     await again.close();
   });
 
+  it('a file handle still finds its file in a new process after the kernel forgot its name (a reboot, drop_caches)', { skip: process.getuid?.() !== 0 ? 'drop_caches needs root' : false }, async () => {
+    const r = await b.root();
+    await fsp.mkdir(path.join(root, 'cold'), { recursive: true });
+    await fsp.writeFile(path.join(root, 'cold', 'file.txt'), 'found by inode');
+    const dir = await b.lookup(r.fh, 'cold');
+    const f = await b.lookup(dir.fh, 'file.txt');
+    // Renamed behind the backend's back, then the dentries dropped: the handle opens, but
+    // /proc/self/fd names it "/" (a disconnected dentry).
+    await fsp.mkdir(path.join(root, 'cold', 'moved'));
+    await fsp.rename(path.join(root, 'cold', 'file.txt'), path.join(root, 'cold', 'moved', 'file.txt'));
+    const fresh = new LocalBackend(root);
+    await fresh.open();
+    try {
+      await fsp.writeFile('/proc/sys/vm/drop_caches', '2');
+      const a = await fresh.getattr(f.fh);
+      assert.equal(a.size, 'found by inode'.length);
+      assert.equal((await fresh.read(f.fh, 0, 100)).toString(), 'found by inode');
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('a handle is the kernel\'s, stays the same across a rename, and differs per object', async () => {
     const r = await b.root();
     const f = await b.create(r.fh, 'a', 0o644, creds, { exclusive: true });

@@ -166,6 +166,7 @@ export class Reconciler {
       attr = await this.d.call('getattr', () => this.d.backend.getattr(o.fh));
     } catch (e) {
       if (!isFsError(e, 'ESTALE')) throw e;
+      log.debug(`replay of record ${entry.seq} (${entry.record.op}): object ${o.id} is gone from the backend (${(e as Error).message})`);
       attr = null;
     }
     if (attr?.version === expected) return this.plainNoted(entry, hint, o.id);

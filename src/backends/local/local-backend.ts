@@ -21,6 +21,8 @@ interface Where { rel: string; ino: bigint }
 
 const MAX_OPEN_FDS = 128;
 const SYNC_WRITE_MAX = 256 * 1024;
+/** Most inode -> path entries kept from a walk that looked for a file by inode. */
+const INO_PATHS_MAX = 200_000;
 
 export class LocalBackend implements Backend {
   readonly description: string;
@@ -131,10 +133,21 @@ export class LocalBackend implements Backend {
         fd = openHandle(this.mountFd.fd, fh.subarray(1));
         const target = await fsp.readlink(`/proc/self/fd/${fd}`);
         const rel = path.relative(this.rootPath, target);
-        if (!rel.startsWith('..') && !path.isAbsolute(rel) && !target.endsWith(' (deleted)')) {
+        if (!rel.startsWith('..') && !path.isAbsolute(rel) && !target.endsWith(' (deleted)') && target !== '/') {
           const st = await this.meta.lstat(target);
           this.remember(fh, rel, st.ino);
           return { abs: target, rel, st };
+        }
+        if (target === '/' && !this.rootPath.startsWith('/proc')) {
+          // The handle opens, but the kernel cannot name the file: its dentry was evicted
+          // (a reboot, memory pressure, drop_caches) and file handles of non-directories do
+          // not carry their parent. The file exists; find it by its inode number.
+          const ino = fstatSync(fd, { bigint: true }).ino;
+          const found = await this.findByInode(ino);
+          if (found) {
+            this.remember(fh, found.rel, ino);
+            return { abs: this.abs(found.rel), rel: found.rel, st: found.st };
+          }
         }
       } catch (e) {
         if (isFsError(e) && e.code !== 'ESTALE' && e.code !== 'EPERM' && e.code !== 'ENOENT') {
@@ -147,6 +160,42 @@ export class LocalBackend implements Backend {
     this.where.delete(fh.toString('hex'));
     this.dropFd(fh);
     throw new FsError('ESTALE', 'the object is gone from the backend');
+  }
+
+  /** Paths by inode number, learnt by the last walk of findByInode (entries checked on use). */
+  private readonly inoPaths = new Map<bigint, string>();
+
+  /**
+   * Where in the backend a file with inode `ino` is: remembered from an earlier walk, else
+   * found by walking the tree (directories of other file systems are not entered). Every
+   * path seen on the way is remembered (up to INO_PATHS_MAX), so a cold start finds many
+   * files with one walk.
+   */
+  private async findByInode(ino: bigint): Promise<{ rel: string; st: BigIntStats } | null> {
+    const known = this.inoPaths.get(ino);
+    if (known !== undefined) {
+      const st = await this.meta.lstat(this.abs(known)).catch(() => null);
+      if (st && st.ino === ino) return { rel: known, st };
+      this.inoPaths.delete(ino);
+    }
+    const root = await this.meta.lstat(this.abs(''));
+    const queue: string[] = [''];
+    let found: { rel: string; st: BigIntStats } | null = null;
+    while (queue.length > 0) {
+      const dir = queue.shift()!;
+      let names: string[];
+      try { names = await fsp.readdir(this.abs(dir)); } catch { continue; }
+      for (const name of names) {
+        const rel = dir === '' ? name : `${dir}/${name}`;
+        let st: BigIntStats;
+        try { st = await this.meta.lstat(this.abs(rel)); } catch { continue; }
+        if (this.inoPaths.size < INO_PATHS_MAX) this.inoPaths.set(st.ino, rel);
+        if (st.ino === ino && !st.isDirectory()) found ??= { rel, st };
+        if (st.isDirectory() && st.dev === root.dev) queue.push(rel);
+      }
+      if (found && this.inoPaths.size >= INO_PATHS_MAX) break;
+    }
+    return found;
   }
 
   private childRel(dirRel: string, name: string): string {
