@@ -229,7 +229,7 @@ async function main(): Promise<void> {
     const old = readFileSync(OUT, 'utf8');
     const i = old.indexOf('<!-- analysis -->');
     if (i >= 0) rest = old.slice(i);
-    for (const name of ['nfs', 'offline']) {
+    for (const name of ['nfs', 'offline', 'hoard']) {
       const b = old.indexOf(`<!-- ${name}:begin -->`);
       const e = old.indexOf(`<!-- ${name}:end -->`);
       if (b >= 0 && e > b && (i < 0 || e < i)) kept.push(old.slice(b, e + `<!-- ${name}:end -->`.length) + '\n\n');

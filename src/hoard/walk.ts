@@ -16,10 +16,11 @@ import { PinStore, type Pin } from './pins.js';
 /** What the walk needs of the mount (the cache layer, by path from the mount root). */
 export interface HoardFs {
   stat(p: string): Promise<{ type: string; size: number; cachedBytes: number }>;
-  list(p: string): Promise<{ name: string; type: string; size: number; cachedBytes: number }[]>;
+  /** `ref` names the entry's object for fetch (so it is not looked up again by path). */
+  list(p: string): Promise<{ name: string; type: string; size: number; cachedBytes: number; ref?: number }[]>;
   readlink(p: string): Promise<string>;
   /** Fetches every byte of a file into the cache; reports bytes as they arrive. */
-  fetch(p: string, onBytes: (n: number) => void): Promise<number>;
+  fetch(p: string, onBytes: (n: number) => void, ref?: number): Promise<number>;
 }
 
 export interface HoardFailure { path: string; error: string }
@@ -41,7 +42,7 @@ export interface HoardProgress {
 /** Most failures kept in the summary (the count is exact). */
 const FAILURES_KEPT = 200;
 
-interface Item { path: string; size: number; cached: number; priority: number }
+interface Item { path: string; size: number; cached: number; priority: number; ref?: number }
 
 export class HoardWalker {
   private progressNow: HoardProgress = idle();
@@ -85,11 +86,11 @@ export class HoardWalker {
     // Scanning: metadata first (the listings and attributes are hoarded by it too), so the
     // totals are known before any data moves and the progress can show an ETA.
     const items = new Map<string, Item>();
-    const add = (p: string, e: { type: string; size: number; cachedBytes: number }, priority: number): void => {
+    const add = (p: string, e: { type: string; size: number; cachedBytes: number; ref?: number }, priority: number): void => {
       if (e.type !== 'file') return;
       const had = items.get(p);
       if (had) { had.priority = Math.max(had.priority, priority); return; }
-      items.set(p, { path: p, size: e.size, cached: Math.min(e.size, e.cachedBytes), priority });
+      items.set(p, { path: p, size: e.size, cached: Math.min(e.size, e.cachedBytes), priority, ...(e.ref !== undefined ? { ref: e.ref } : {}) });
       this.progressNow.files.total++;
       this.progressNow.bytes.total += e.size;
       this.progressNow.bytes.done += Math.min(e.size, e.cachedBytes);
@@ -144,7 +145,7 @@ export class HoardWalker {
             got += n;
             this.progressNow.fetched += n;
             if (counted > 0) this.progressNow.bytes.done += counted;
-          });
+          }, it.ref);
           // Whatever was not counted on the way (it was cached meanwhile) is in the cache now.
           const rest = it.size - it.cached - Math.min(got, it.size - it.cached);
           if (rest > 0) this.progressNow.bytes.done += rest;

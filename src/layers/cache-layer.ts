@@ -1426,12 +1426,13 @@ export class CacheLayer {
 
   /** The mount by path, for hoard walks (reads only: listings, attributes, whole files). */
   hoardFs(): HoardFs {
-    const entry = (o: CachedObject) => ({ type: o.attr.type, size: o.attr.size, cachedBytes: o.cachedBytes });
+    const entry = (o: CachedObject) => ({ type: o.attr.type, size: o.attr.size, cachedBytes: o.cachedBytes, ref: o.id });
     return {
       stat: async (p) => entry(await this.getattr(p)),
       list: async (p) => (await this.readdir(p)).entries.map((e) => ({ name: e.name, ...entry(e.obj) })),
       readlink: (p) => this.readlink(p),
-      fetch: async (p, onBytes) => this.hoardFile(await this.resolve(p), onBytes),
+      // The object the scan found (not the path again: a lookup may revalidate each file).
+      fetch: async (p, onBytes, ref) => this.hoardFile((ref !== undefined ? this.index.get(ref) : undefined) ?? await this.resolve(p), onBytes),
     };
   }
 
