@@ -169,7 +169,7 @@ async function followHoard(sock: string, mountpoint: string, json: boolean, star
   bar?.start(Math.max(1, p.bytes.total), p.bytes.done, { files: '0/0', bytes: '0 B', rate: '0 B' });
   while (p.state === 'scanning' || p.state === 'fetching') {
     show(p);
-    await sleep(250);
+    await sleep(100);
     p = HoardProgressSchema.parse(await sendControl(sock, { op: 'hoard', start: false }));
   }
   show(p);
