@@ -18,7 +18,7 @@ import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
 import { parseNfsUrl } from '../src/backends/nfs/url.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
-import { arg, makeBigFile, makeTree, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
+import { shq, runChild, arg, makeBigFile, makeTree, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 
 
 const RUNS = Number(arg('runs', '3'));
@@ -37,18 +37,8 @@ const ANALYSIS = '<!-- nfs:analysis -->';
 
 // ------------------------------------------------------------------ processes
 
-function run(cmd: string, args: string[], opts: { shell?: boolean; cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = opts.shell ? spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd })
-      : spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    c.on('error', reject);
-    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim()}`))));
-  });
-}
+/** Runs a child process to its end (bench/common.ts). */
+const run = runChild;
 
 let dropWorks = false;
 function dropCaches(): void {
@@ -56,7 +46,7 @@ function dropCaches(): void {
   try { writeFileSync('/proc/sys/vm/drop_caches', '3'); dropWorks = true; } catch { dropWorks = false; }
 }
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const q = shq;
 
 
 // ------------------------------------------------------------------ cachefs mounts

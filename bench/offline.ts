@@ -21,7 +21,7 @@ import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { sendControl } from '../src/daemon/control.js';
 import { CONTROL_SOCKET } from '../src/daemon/protocol.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
-import { arg, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
+import { shq, runChild, arg, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 
 
 const RUNS = Number(arg('runs', '3'));
@@ -40,20 +40,10 @@ const ANALYSIS = '<!-- offline:analysis -->';
 
 // ------------------------------------------------------------------ processes
 
-function run(cmd: string, args: string[], opts: { shell?: boolean; cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const c = opts.shell ? spawn('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd })
-      : spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
-    let out = '';
-    let err = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.stderr.on('data', (d) => { err += d; });
-    c.on('error', reject);
-    c.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${err.trim().slice(0, 2000)}`))));
-  });
-}
+/** Runs a child process to its end (bench/common.ts). */
+const run = runChild;
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const q = shq;
 /** Dirty pages written back before a timed step, so it does not pay for an earlier one's. */
 const flushDirty = () => execFileSync('sync');
 
