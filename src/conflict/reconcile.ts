@@ -21,7 +21,7 @@ import { isConnectionError } from '../journal/replayer.js';
 import type { Attr, Node } from '../backends/types.js';
 import type { CachedObject } from '../index/objects.js';
 import type { JournalEntry } from '../journal/journal.js';
-import type { JournalRecord } from '../journal/records.js';
+import { changedObject as subjectOf, type JournalRecord } from '../journal/records.js';
 import type { ReplayHint } from '../journal/replayer.js';
 import type { ConflictDetail, ConflictKind, ConflictStore, Resolution, VariantInfo } from './store.js';
 import type { OfflineBases } from './bases.js';
@@ -581,10 +581,3 @@ function dirsOf(r: JournalRecord): number[] {
   }
 }
 
-function subjectOf(r: JournalRecord): number | undefined {
-  switch (r.op) {
-    case 'write': case 'setattr': case 'link': case 'commit': return r.obj;
-    case 'rename': case 'unlink': case 'rmdir': return r.obj;
-    default: return undefined;
-  }
-}

@@ -60,3 +60,15 @@ export const JournalRecordSchema = z.discriminatedUnion('op', [
 export type JournalRecord = z.infer<typeof JournalRecordSchema>;
 export type JournalOp = JournalRecord['op'];
 export type SetAttrRecord = z.infer<typeof SetAttrSchema>;
+
+/**
+ * The object whose data, attributes or ctime a record changes, when the record names it
+ * (creates name their new object only as `obj`, which is not a change to an existing one).
+ */
+export function changedObject(r: JournalRecord): number | undefined {
+  switch (r.op) {
+    case 'write': case 'setattr': case 'link': case 'commit': return r.obj;
+    case 'rename': case 'unlink': case 'rmdir': return r.obj;
+    default: return undefined;
+  }
+}

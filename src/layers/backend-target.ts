@@ -9,7 +9,7 @@ import type { Attr, Backend, Creds, SetAttr } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { JournalEntry } from '../journal/journal.js';
-import type { SetAttrRecord } from '../journal/records.js';
+import { changedObject as subjectOf, type SetAttrRecord } from '../journal/records.js';
 import type { ReplayHint, ReplayTarget } from '../journal/replayer.js';
 
 export type BackendCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
@@ -236,14 +236,6 @@ export function isProvisional(fh: Buffer): boolean {
   return fh.length > PROVISIONAL_TAG.length && fh.subarray(0, PROVISIONAL_TAG.length).equals(PROVISIONAL_TAG);
 }
 
-/** The object whose data, attributes or ctime a record changes, if any. */
-function subjectOf(r: JournalEntry['record']): number | undefined {
-  switch (r.op) {
-    case 'write': case 'setattr': case 'link': case 'commit': return r.obj;
-    case 'rename': case 'unlink': return r.obj;
-    default: return undefined;
-  }
-}
 
 /**
  * Whether replaying this record must consider other clients' changes: records of objects
