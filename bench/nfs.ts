@@ -18,7 +18,7 @@ import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
 import { parseNfsUrl } from '../src/backends/nfs/url.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
-import { shq, runChild, arg, makeBigFile, makeTree, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
+import { writeDocSection, shq, runChild, arg, makeBigFile, makeTree, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 
 
 const RUNS = Number(arg('runs', '3'));
@@ -31,9 +31,6 @@ const WORK = arg('work', path.join(os.tmpdir(), 'cachefs-bench-nfs'));
 const SHM_OUT = path.join(existsSync('/dev/shm') ? '/dev/shm' : WORK, `cachefs-bench-nfs-${process.pid}.out`);
 const MiB = 1024 * 1024;
 const BEGIN = '<!-- nfs:begin -->';
-const END = '<!-- nfs:end -->';
-/** Hand-written text inside the section, from this marker to END, survives a new run. */
-const ANALYSIS = '<!-- nfs:analysis -->';
 
 // ------------------------------------------------------------------ processes
 
@@ -505,7 +502,7 @@ async function main(): Promise<void> {
   lines.push('');
   const section = lines.join('\n');
   process.stdout.write(section + '\n');
-  writeSection(section);
+  writeDocSection(OUT, 'nfs', section, ['<!-- offline:begin -->', '<!-- analysis -->']);
 }
 
 function opsList(ops: OpsTable, per?: number): string {
@@ -513,27 +510,6 @@ function opsList(ops: OpsTable, per?: number): string {
     .map(([k, v]) => per ? `${k} ${(v.count / per).toFixed(2)}` : `${k} ${v.count}`).join(', ');
 }
 
-/**
- * Replaces the nfs section of OUT, or puts it before bench/offline.ts's section or
- * <!-- analysis --> (or at the end). The hand-written part of the section, from
- * <!-- nfs:analysis --> to its end, is kept.
- */
-function writeSection(generated: string): void {
-  const old = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '# Performance\n\n';
-  let text: string;
-  const b = old.indexOf(BEGIN);
-  const e = old.indexOf(END);
-  const h = b >= 0 && e > b ? old.indexOf(ANALYSIS, b) : -1;
-  const kept = h >= 0 && h < e ? old.slice(h, e) : `${ANALYSIS}\n`;
-  const section = generated + kept + END;
-  if (b >= 0 && e > b) text = old.slice(0, b) + section + old.slice(e + END.length);
-  else {
-    const o = old.indexOf('<!-- offline:begin -->');
-    const a = o >= 0 ? o : old.indexOf('<!-- analysis -->');
-    text = a >= 0 ? old.slice(0, a) + section + '\n\n' + old.slice(a) : old.replace(/\n*$/, '\n\n') + section + '\n';
-  }
-  writeFileSync(OUT, text);
-}
 
 main().then(
   () => cleanup(),

@@ -21,7 +21,7 @@ import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { sendControl } from '../src/daemon/control.js';
 import { CONTROL_SOCKET } from '../src/daemon/protocol.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
-import { shq, runChild, arg, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
+import { writeDocSection, shq, runChild, arg, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 
 
 const RUNS = Number(arg('runs', '3'));
@@ -34,9 +34,6 @@ const BACKENDS = arg('backends', 'local,nfs').split(',') as ('local' | 'nfs')[];
 const MiB = 1024 * 1024;
 const PER_DIR = 100;
 const BEGIN = '<!-- offline:begin -->';
-const END = '<!-- offline:end -->';
-/** Hand-written text inside the section, from this marker to END, survives a new run. */
-const ANALYSIS = '<!-- offline:analysis -->';
 
 // ------------------------------------------------------------------ processes
 
@@ -601,7 +598,7 @@ async function main(): Promise<void> {
   lines.push('');
   const section = lines.join('\n');
   process.stdout.write(section + '\n');
-  writeSection(section);
+  writeDocSection(OUT, 'offline', section, ['<!-- analysis -->']);
 }
 
 /** At most ~12 points: the first, the last, and evenly spaced ones in between; state changes marked. */
@@ -617,25 +614,6 @@ function opsList(ops: OpsTable): string {
     .map(([k, v]) => `${k} ${v.count}`).join(', ');
 }
 
-/**
- * Replaces the offline section of OUT, or puts it before <!-- analysis --> (or at the end).
- * The hand-written part of the section, from <!-- offline:analysis --> to its end, is kept.
- */
-function writeSection(generated: string): void {
-  const old = existsSync(OUT) ? readFileSync(OUT, 'utf8') : '# Performance\n\n';
-  let text: string;
-  const b = old.indexOf(BEGIN);
-  const e = old.indexOf(END);
-  const h = b >= 0 && e > b ? old.indexOf(ANALYSIS, b) : -1;
-  const kept = h >= 0 && h < e ? old.slice(h, e) : `${ANALYSIS}\n`;
-  const section = generated + kept + END;
-  if (b >= 0 && e > b) text = old.slice(0, b) + section + old.slice(e + END.length);
-  else {
-    const a = old.indexOf('<!-- analysis -->');
-    text = a >= 0 ? old.slice(0, a) + section + '\n\n' + old.slice(a) : old.replace(/\n*$/, '\n\n') + section + '\n';
-  }
-  writeFileSync(OUT, text);
-}
 
 main().then(
   () => cleanup(),
