@@ -137,3 +137,9 @@ export interface OutsideChange {
   /** Handle of the object whose data or attributes may have changed, when known. */
   fh?: Buffer;
 }
+
+/**
+ * How the layer calls its backend: bounded in concurrency and with a deadline, a
+ * connection error switching the mount to disconnected (src/layers/cache-layer.ts).
+ */
+export type BackendCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;

@@ -64,10 +64,6 @@ const WRITE_SIZE = 1024 * 1024;
 const META_FIELDS = ['mode', 'uid', 'gid'] as const;
 type MetaField = typeof META_FIELDS[number];
 
-export function isProvisionalFh(fh: Buffer, tag: Buffer): boolean {
-  return fh.length > tag.length && fh.subarray(0, tag.length).equals(tag);
-}
-
 export class Reconciler {
   /**
    * Object ids whose records this epoch's conflicts consume -> conflict id. `tree`: the

@@ -9,12 +9,11 @@ import { sha256File } from './merge.js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { isFsError } from '../core/errors.js';
-import type { Attr, Backend } from '../backends/types.js';
+import type { Attr, Backend, BackendCall } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { VariantInfo } from './store.js';
 
-export type BackendCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 
 /** Most bytes fetched for one server variant (the rest is marked incomplete). */
 const SERVER_BUDGET = 256 * 1024 * 1024;

@@ -5,14 +5,14 @@ import { crc32 } from 'node:zlib';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { Reconciler, type ReconcileGuard } from '../conflict/reconcile.js';
-import type { Attr, Backend, Creds, SetAttr } from '../backends/types.js';
+import type { Attr, Backend, BackendCall, Creds, SetAttr } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { JournalEntry } from '../journal/journal.js';
 import { changedObject as subjectOf, type SetAttrRecord } from '../journal/records.js';
 import type { ReplayHint, ReplayTarget } from '../journal/replayer.js';
 
-export type BackendCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+export type { BackendCall } from '../backends/types.js';
 
 /** A replay outcome with what the layer needs to update its cache. */
 export type AppliedOutcome =

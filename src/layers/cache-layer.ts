@@ -34,7 +34,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { isConnectionError } from '../journal/replayer.js';
 import { optimizeJournal } from '../journal/optimize.js';
-import { BackendTarget, PROVISIONAL_TAG, type AppliedOutcome, type BackendCall } from './backend-target.js';
+import { BackendTarget, PROVISIONAL_TAG, isProvisional, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
 import type { JournalItem } from '../daemon/protocol.js';
 import type { ConflictStore } from '../conflict/store.js';
@@ -1496,11 +1496,9 @@ export class CacheLayer {
   forgetOfflineObjects(ids: number[]): void {
     for (const id of ids) {
       const o = this.index.get(id);
-      if (!o || !o.attr.version.startsWith('provisional:') || this.openCount.get(id)) continue;
-      if (o.fh.subarray(0, PROVISIONAL_TAG.length).equals(PROVISIONAL_TAG)) {
-        this.index.remove(o);
-        void this.store.remove(o.id).catch(() => undefined);
-      }
+      if (!o || !isProvisional(o.fh) || this.openCount.get(id)) continue;
+      this.index.remove(o);
+      void this.store.remove(o.id).catch(() => undefined);
     }
   }
 
