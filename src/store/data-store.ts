@@ -1,6 +1,14 @@
 // The cache store: one sparse file per object under <cache>/data/, at the object's offsets.
 // Which ranges are valid is recorded in the index (chunks), not here: a hole and a cached
 // run of zeros look the same in the file. Files are created 0600 inside the 0700 cache dir.
+//
+// Ordering (what must stay true): the operations on one object's file take effect in the
+// order they were called. A write, truncate or sync waits for every earlier one of the same
+// object, and a read or copy waits for the writes and truncates called before it. Small
+// writes are done synchronously (no await) only when nothing of that object is in flight.
+// Without this, a 1 MiB write going through the thread pool (a fetched chunk landing) could
+// reach the disk after a later 4 KiB write done synchronously and overwrite it, and a
+// truncate to 0 (dropped data) could wipe bytes written after it was called.
 import { promises as fsp, constants as fsc, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { fromNodeError } from '../core/errors.js';
@@ -13,6 +21,8 @@ export class DataStore {
   /** Ids whose file handle is open (their promise in `open` has resolved). */
   private readonly ready = new Set<number>();
   private readonly dir: string;
+  /** Per object, the last write/truncate/sync called and not yet finished (see Ordering). */
+  private readonly tail = new Map<number, Promise<void>>();
 
   constructor(cacheDir: string) {
     this.dir = path.join(cacheDir, 'data');
@@ -54,13 +64,30 @@ export class DataStore {
     return p;
   }
 
+  /** Runs `op` after every earlier mutation of `id`; later ones wait for it in turn. */
+  private ordered(id: number, op: () => Promise<void>): Promise<void> {
+    const prev = this.tail.get(id);
+    const p = prev ? prev.then(op, op) : op();
+    const settled = p.then(() => undefined, () => undefined);
+    this.tail.set(id, settled);
+    void settled.then(() => { if (this.tail.get(id) === settled) this.tail.delete(id); });
+    return p;
+  }
+
+  /** Resolves once every mutation of `id` called so far has finished. */
+  private quiet(id: number): Promise<void> | undefined {
+    return this.tail.get(id);
+  }
+
   /** True when a read of `length` bytes of `id` completes without waiting on I/O. */
   readsSync(id: number, length: number): boolean {
-    return length <= SYNC_READ_MAX && this.ready.has(id);
+    return length <= SYNC_READ_MAX && this.ready.has(id) && !this.tail.has(id);
   }
 
   /** Reads what the file holds at [offset, offset+length); short at the file's end. */
   async read(id: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const busy = this.quiet(id);
+    if (busy) await busy;
     const h = await this.handle(id);
     const buf = into ?? Buffer.allocUnsafe(length);
     let got = 0;
@@ -88,7 +115,11 @@ export class DataStore {
     return buf;
   }
 
-  async write(id: number, offset: number, data: Buffer): Promise<void> {
+  write(id: number, offset: number, data: Buffer): Promise<void> {
+    return this.ordered(id, () => this.writeNow(id, offset, data));
+  }
+
+  private async writeNow(id: number, offset: number, data: Buffer): Promise<void> {
     const h = await this.handle(id);
     let done = 0;
     try {
@@ -105,9 +136,11 @@ export class DataStore {
     } catch (e) { throw fromNodeError(e, 'cache store write'); }
   }
 
-  async truncate(id: number, size: number): Promise<void> {
-    const h = await this.handle(id);
-    try { await h.truncate(size); } catch (e) { throw fromNodeError(e, 'cache store truncate'); }
+  truncate(id: number, size: number): Promise<void> {
+    return this.ordered(id, async () => {
+      const h = await this.handle(id);
+      try { await h.truncate(size); } catch (e) { throw fromNodeError(e, 'cache store truncate'); }
+    });
   }
 
   /**
@@ -115,6 +148,8 @@ export class DataStore {
    * this store are awaited by their callers, so the file is complete when this runs.
    */
   async copyOut(id: number, dest: string): Promise<void> {
+    const busy = this.quiet(id);
+    if (busy) await busy;
     await fsp.mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
     try {
       await fsp.copyFile(this.fileOf(id), dest);
@@ -124,12 +159,17 @@ export class DataStore {
     }
   }
 
-  async sync(id: number): Promise<void> {
-    const h = await this.handle(id);
-    try { await h.datasync(); } catch (e) { throw fromNodeError(e, 'cache store sync'); }
+  /** fdatasync of the object's file, after every write called before it (fsync offline). */
+  sync(id: number): Promise<void> {
+    return this.ordered(id, async () => {
+      const h = await this.handle(id);
+      try { await h.datasync(); } catch (e) { throw fromNodeError(e, 'cache store sync'); }
+    });
   }
 
   async remove(id: number): Promise<void> {
+    const busy = this.quiet(id);
+    if (busy) await busy;
     const have = this.open.get(id);
     if (have) {
       this.open.delete(id);
