@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # nfs-ganesha* / libnfs-utils / iproute2 / gcc / libc6-dev: scripts/nfs-server.sh (a real NFS
 # server on 127.0.0.1 for the tests and benchmarks; gcc + libc6-dev build its LD_PRELOAD shim).
 # libnfs-dev: bench/hoard.ts builds its libnfs tree-copy baseline against it.
+# strace: test/data-integrity.test.ts checks that fsync while disconnected reaches the disk.
 APT_PACKAGES=(fuse libfuse2 bindfs g++ make python3 ca-certificates
-  nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev iproute2 gcc libc6-dev)
+  nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev iproute2 gcc libc6-dev strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

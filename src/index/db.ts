@@ -136,12 +136,21 @@ export function openDb(file: string): Db {
   db.pragma('journal_mode = WAL');
   // NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the
   // last transactions, never corrupt the file. Journal appends that must survive power loss
-  // (fsync while disconnected) call checkpoint-free FULL syncs explicitly.
+  // (fsync while disconnected) call makeDurable() below.
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = OFF');
   db.pragma('busy_timeout = 5000');
   migrate(db);
   return db;
+}
+
+/**
+ * Makes every transaction committed so far survive power loss (fsync() while disconnected):
+ * a checkpoint syncs the WAL before it copies pages into the database file, and the file
+ * after. Under synchronous=NORMAL that is the only point where committed frames are synced.
+ */
+export function makeDurable(db: Db): void {
+  db.pragma('wal_checkpoint(PASSIVE)');
 }
 
 function currentVersion(db: Db): number {

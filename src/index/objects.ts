@@ -8,7 +8,7 @@
 // - (fsid, fh) -> id is one-to-one, so hard links share one object and a rename keeps data;
 // - a name entry points at an existing object, or is negative (null).
 import type { Attr, Node } from '../backends/types.js';
-import type { Db } from './db.js';
+import { makeDurable, type Db } from './db.js';
 
 export interface CachedObject {
   readonly id: number;
@@ -168,6 +168,11 @@ export class ObjectIndex {
   }
 
   /** Runs `fn` in one SQLite transaction: one commit for several index changes. */
+  /** Every change committed so far survives power loss when this returns (fsync offline). */
+  makeDurable(): void {
+    makeDurable(this.db);
+  }
+
   batch<T>(fn: () => T): T {
     return this.db.inTransaction ? fn() : this.db.transaction(fn)();
   }

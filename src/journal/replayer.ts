@@ -113,6 +113,22 @@ export class Replayer<O extends { kind: string }> {
     return false;
   }
 
+  /** Pending write records whose bytes this process holds in memory, in journal order. */
+  hintedWrites(): { seq: number; obj: number; offset: number; data: Buffer }[] {
+    const out: { seq: number; obj: number; offset: number; data: Buffer }[] = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const e = this.queue[i]!;
+      const data = this.hints.get(e.seq)?.data;
+      if (data && e.record.op === 'write') out.push({ seq: e.seq, obj: e.record.obj, offset: e.record.offset, data });
+    }
+    return out;
+  }
+
+  /** The record's bytes are in the cache file now: the replay reads them from there. */
+  dropHint(seq: number): void {
+    this.hints.delete(seq);
+  }
+
   /** Resolves once record `seq` has been applied (or refused) by the backend. */
   waitFor(seq: number): Promise<ReplayOutcome<O>> {
     const p = new Promise<ReplayOutcome<O>>((resolve, reject) => this.waiters.set(seq, { resolve, reject }));

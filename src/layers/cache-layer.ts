@@ -130,6 +130,10 @@ interface DirtyRun {
   /** The run's bytes (from a pool), `length` of them used. */
   buf: Buffer;
   length: number;
+  /** Users of `buf` (write()s still storing from it, the replayer's hint); see unpinRun. */
+  pins: number;
+  /** Journaled: no write joins it any more, and its buffer goes back once unpinned. */
+  committed: boolean;
 }
 
 export class CacheLayer {
@@ -274,6 +278,7 @@ export class CacheLayer {
     log.warn(`backend unreachable, working disconnected: ${reason}`);
     this.deps.connectivity.set('disconnected', reason);
     this.replayer.pause();
+    this.spillWriteBehind();
     const w = this.offlineWaiters;
     this.offlineWaiters = [];
     for (const f of w) f();
@@ -442,12 +447,18 @@ export class CacheLayer {
     return obj.attrAt !== 0 && now() - obj.attrAt < this.timeoutFor(obj);
   }
 
-  /** Records attributes the backend reported and drops what they make stale. */
+  /**
+   * Records attributes the backend reported and drops what they make stale. An object with
+   * changes of ours the backend does not have yet (a dirty run, journal records not yet
+   * applied, a writer that has not flushed) keeps its cached data and its local size and
+   * mtime: our own writes are never an outside change, and the backend's size is behind.
+   */
   private applyAttr(obj: CachedObject, attr: Attr): void {
     const v = attr.version;
+    const unsent = attr.type === 'file' && this.hasUnsentChanges(obj);
     if (obj.dataVersion !== null && obj.dataVersion !== v) {
       if (obj.dataVersion === SELF) this.index.setDataVersion(obj, v);
-      else if (!this.hasOpenWriters(obj)) this.dropData(obj);
+      else if (!unsent && !this.hasOpenWriters(obj)) this.dropData(obj);
     }
     if (attr.type === 'dir') {
       if (obj.namesVersion === SELF) this.index.setNamesVersion(obj, v);
@@ -457,7 +468,13 @@ export class CacheLayer {
         this.index.invalidateNames(obj);
       }
     }
+    if (unsent) attr = { ...attr, size: obj.attr.size, mtimeNs: obj.attr.mtimeNs > attr.mtimeNs ? obj.attr.mtimeNs : attr.mtimeNs };
     this.index.setAttr(obj, attr, now());
+  }
+
+  /** Data or size changes of ours that the backend has not applied yet. */
+  private hasUnsentChanges(obj: CachedObject): boolean {
+    return this.dirty.has(obj.id) || this.hasOpenWriters(obj) || this.replayer.hasPendingFor(obj.id);
   }
 
   /** The cached object for a node the backend reported: known ones get the new attributes. */
@@ -715,13 +732,28 @@ export class CacheLayer {
     this.applyAttr(of.obj, attr);
   }
 
+  /**
+   * fsync(): connected, the data written so far is on the backend (committed) when this
+   * returns. Disconnected, it is in the cache file and in committed journal records, and both
+   * are on stable storage (fdatasync, a WAL checkpoint): it survives power loss.
+   */
   async fsync(fd: number): Promise<void> {
     const of = this.fileOf(fd);
     const run = this.dirty.get(of.obj.id);
     if (run) void this.commitRun(run);
-    await this.settledOrOffline(of.obj.id);
-    await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
-    if (of.written) await this.flush(fd);
+    if (this.connected) {
+      await this.settledOrOffline(of.obj.id);
+      if (this.connected) {
+        await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
+        if (of.written) await this.flush(fd);
+      }
+    }
+    if (!this.connected) {
+      if (this.spilling) await this.spilling;
+      await this.store.sync(of.obj.id);
+      this.index.makeDurable();
+      this.throwPendingError(of);
+    }
   }
 
   // ---------------------------------------------------------------- data
@@ -849,6 +881,11 @@ export class CacheLayer {
     const waits: Promise<void>[] = [];
     for (let i = first; i <= last; i++) {
       if (chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) continue;
+      if (!chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i)) && this.knownZero(obj, i)) {
+        // Made here and never on the backend: a chunk nobody wrote is a hole (zeros).
+        this.index.addChunk(obj, i, Math.min(this.chunk, size - i * this.chunk), obj.dataVersion ?? SELF);
+        continue;
+      }
       waits.push(this.ensureChunk(obj, i).then((b) => { if (b) fetched.set(i, b); }));
     }
     if (waits.length) {
@@ -915,63 +952,75 @@ export class CacheLayer {
         throw full;
       }
       await this.captureBase(obj);
+      // Bytes acknowledged while connected and still only in memory go to the cache file
+      // first (see spillWriteBehind): this write is journaled after them.
+      if (this.spilling) await this.spilling;
     }
     const end = pos + data.length;
     const first = Math.floor(pos / this.chunk);
     const last = Math.floor((end - 1) / this.chunk);
-    const chunks = this.index.chunksOf(obj);
     of.writtenBytes += data.length;
     if (!this.writeAround.has(obj.id) && of.writtenBytes > WRITE_AROUND_BYTES && this.deps.connectivity.state === 'connected') {
       this.writeAround.add(obj.id);
     }
-    const around = this.writeAround.has(obj.id);
+    let around = this.writeAround.has(obj.id);
     if (around && obj.cachedBytes > 0) this.dropData(obj); // what is cached is about to be stale
-    // Make every touched chunk whole in the cache before writing into it: a chunk the write
-    // covers entirely, or that lies past the end of the file, needs nothing from the backend.
+    // Make every touched chunk whole in the cache before writing into it (a chunk the write
+    // covers entirely, or that is known to hold zeros, needs nothing from the backend), and
+    // wait until no fetch of them is in flight or landing: a fetched chunk landing after
+    // these bytes would overwrite them.
     const fresh: number[] = [];
-    for (let i = first; i <= last && !around; i++) {
-      const key = this.chunkKey(obj, i);
-      const busy = this.inflight.get(key);
-      if (busy) await busy.catch(() => undefined);
-      const landing = this.landing.get(key);
-      if (landing) await landing;
-      if (chunks.has(i)) continue;
-      const cStart = i * this.chunk;
-      const covered = pos <= cStart && end >= cStart + this.chunk;
-      if (covered || cStart >= obj.attr.size) fresh.push(i);
-      else await this.ensureChunk(obj, i).catch((e) => { throw notCachedWhenOffline(e); });
+    if (!around && !(await this.chunksWritable(obj, pos, end, fresh))) {
+      // The cache cannot hold the chunk (below its stop threshold, or dropped again and
+      // again): connected, the bytes still reach the backend, around the cache.
+      if (!this.connected) throw new FsError('ENOSPC', 'the cache cannot keep this write while disconnected');
+      this.dropData(obj);
+      around = true;
     }
     // `data` may be the kernel's buffer: if fuse-native gave up on this request meanwhile
     // (its 14 s timeout) the buffer is detached and reads as empty.
     if (data.length !== end - pos) throw new FsError('EIO', 'the request timed out while the chunk was fetched');
     of.written = true;
     this.index.setDataVersion(obj, SELF);
-    // Write-back, as an NFS client does: consecutive writes gather in a dirty run (in memory
-    // and in the cache file) that becomes one journal record when it reaches DIRTY_RUN_MAX,
-    // when a write does not continue it, before any other mutation, and at flush()/fsync().
-    // close() and fsync() return once the backend has it, and report a backend refusal.
-    let run = this.dirty.get(obj.id);
-    if (run && (run.offset + run.length !== pos || run.length + data.length > run.buf.length)) {
-      void this.commitRun(run);
-      run = undefined;
+    const offline = !this.connected;
+    // Offline (invariant 1): the bytes go to the cache file and, once there, into a journal
+    // record of their own before write() returns. No dirty run: nothing waits in memory.
+    // Connected: write-back as an NFS client does: consecutive writes gather in a dirty run
+    // (in memory and in the cache file) that becomes one journal record when it reaches
+    // DIRTY_RUN_MAX, when a write does not continue it, before any other mutation, and at
+    // flush()/fsync(). close() and fsync() return once the backend has it.
+    let run: DirtyRun | undefined;
+    let own = data;
+    if (!offline) {
+      run = this.dirty.get(obj.id);
+      if (run && (run.offset + run.length !== pos || run.length + data.length > run.buf.length)) {
+        void this.commitRun(run);
+        run = undefined;
+      }
+      if (!run) {
+        run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0, pins: 0, committed: false };
+        this.dirty.set(obj.id, run);
+      }
+      own = run.buf.subarray(run.length, run.length + data.length);
+      data.copy(own);
+      run.length += data.length;
     }
-    if (!run) {
-      run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0 };
-      this.dirty.set(obj.id, run);
-    }
-    const own = run.buf.subarray(run.length, run.length + data.length);
-    data.copy(own);
-    run.length += data.length;
-    const release = this.guardChunks(obj, fresh);
+    // Every touched chunk is guarded while the bytes go in: no fetch can start there, and a
+    // reader waits for this write (it finds the guard in `inflight`).
+    const release = this.guardChunks(obj, rangeOf(first, last));
+    const storeIt = !around || offline;
+    if (run) run.pins++;
     try {
-      if (!around) await this.store.write(obj.id, pos, own);
-      for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
+      if (storeIt) await this.store.write(obj.id, pos, own);
+      if (!around) {
+        const grown = end > obj.attr.size ? obj.attr.size : -1;
+        for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
+        if (grown >= 0) this.knownZerosBetween(obj, grown, pos);
+      }
     } catch (e) {
-      if (!this.connected) {
+      if (offline) {
         // Disconnected, the cache file is the only home of these bytes until replay: if it
         // cannot take them (a full cache disk), the write fails rather than lose them later.
-        run.length -= data.length;
-        if (run.length === 0 && this.dirty.get(obj.id) === run) { this.dirty.delete(obj.id); this.runPool.release(run.buf); }
         const full = isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
         this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message });
         throw full;
@@ -982,9 +1031,19 @@ export class CacheLayer {
       this.dropData(obj);
     } finally {
       release();
+      if (run) {
+        // The run may have been journaled while this write was storing (another request's
+        // mutation commits every dirty run): its buffer is given back only now.
+        this.unpinRun(run);
+      }
+    }
+    if (offline) {
+      this.journalOfflineWrite(obj, pos, own, end);
+      this.throwPendingError(of);
+      return data.length;
     }
     if (end > obj.attr.size) this.index.setLocalSize(obj, end);
-    if (run.length >= DIRTY_RUN_MAX && this.dirty.get(obj.id) === run) {
+    if (run && run.length >= DIRTY_RUN_MAX && this.dirty.get(obj.id) === run) {
       const applied = this.commitRun(run);
       // Back-pressure: never hold more than this many bytes waiting for the backend (while
       // connected: offline, the bytes wait in the cache file and the journal, not in memory).
@@ -995,12 +1054,95 @@ export class CacheLayer {
   }
 
   /**
+   * Waits until the chunks [pos, end) touches can take a write: each is cached (fetched if
+   * need be) or known to hold nothing yet (`fresh` gets those), and none is being fetched
+   * or landing. Returns once that holds with no await left before the caller's write, or
+   * false if the cache cannot hold them.
+   */
+  private async chunksWritable(obj: CachedObject, pos: number, end: number, fresh: number[]): Promise<boolean> {
+    const first = Math.floor(pos / this.chunk);
+    const last = Math.floor((end - 1) / this.chunk);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      fresh.length = 0;
+      for (let i = first; i <= last; i++) {
+        const key = this.chunkKey(obj, i);
+        const busy = this.inflight.get(key);
+        if (busy) await busy.catch(() => undefined);
+        const landing = this.landing.get(key);
+        if (landing) await landing;
+        if (this.index.chunksOf(obj).has(i)) continue;
+        const cStart = i * this.chunk;
+        if ((pos <= cStart && end >= cStart + this.chunk) || this.knownZero(obj, i)) { fresh.push(i); continue; }
+        await this.ensureChunk(obj, i).catch((e) => { throw notCachedWhenOffline(e); });
+        await this.landing.get(key);
+      }
+      // From here to the caller's write there is no await: check that it all still holds.
+      let ok = true;
+      const chunks = this.index.chunksOf(obj);
+      for (let i = first; i <= last && ok; i++) {
+        const key = this.chunkKey(obj, i);
+        if (this.inflight.has(key) || this.landing.has(key)) ok = false;
+        else if (!chunks.has(i) && !fresh.includes(i)) ok = false;
+        else if (fresh.includes(i) && !chunks.has(i)) {
+          const cStart = i * this.chunk;
+          ok = (pos <= cStart && end >= cStart + this.chunk) || this.knownZero(obj, i);
+        }
+      }
+      if (ok) return true;
+      if (!this.storeData && this.connected) return false;
+    }
+    return false;
+  }
+
+  /**
+   * Chunk `idx` holds nothing the backend has: it starts at or past the end of the file as
+   * the cache knows it, or the object was made here and never reached the backend. Its
+   * bytes are what we wrote there (holes read as zeros).
+   */
+  private knownZero(obj: CachedObject, idx: number): boolean {
+    return idx * this.chunk >= obj.attr.size || isProvisional(obj.fh);
+  }
+
+  /**
+   * The file grew from `from` to past `to` (a write past its end, a truncate up): the whole
+   * chunks in between hold zeros, so they count as cached (offline they can be read and
+   * written; connected they need no fetch). The chunk holding `from` keeps its state.
+   */
+  private knownZerosBetween(obj: CachedObject, from: number, to: number): void {
+    const chunks = this.index.chunksOf(obj);
+    const firstWhole = Math.ceil(from / this.chunk);
+    const lastWhole = Math.floor(to / this.chunk) - 1;
+    if (lastWhole < firstWhole) return;
+    this.index.batch(() => {
+      for (let i = firstWhole; i <= lastWhole; i++) {
+        if (!chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) this.index.addChunk(obj, i, this.chunk, SELF);
+      }
+    });
+  }
+
+  /**
+   * A write made while disconnected: its bytes are in the cache file; now its journal record
+   * (with the size and times the write gives, in one transaction, so after a crash the cache
+   * still shows all of it). From here the write survives kill -9 (invariant 1).
+   */
+  private journalOfflineWrite(obj: CachedObject, pos: number, data: Buffer, end: number): void {
+    const t = nowNs();
+    const record = { op: 'write' as const, obj: obj.id, offset: pos, length: data.length, crc: crc32(data), base: obj.attr.version, offline: true as const };
+    this.index.batch(() => {
+      this.lastSeq.set(obj.id, this.replayer.append(record));
+      this.index.patchAttr(obj, { size: Math.max(obj.attr.size, end), mtimeNs: t, ctimeNs: t });
+    });
+  }
+
+  /**
    * Turns a dirty run into a journal record. The record carries a CRC of the bytes: if the
    * process dies before the backend has them, the replay reads them back from the cache
    * file and, should they differ, drops the record rather than send other bytes.
    */
   private commitRun(run: DirtyRun): Promise<void> {
     if (this.dirty.get(run.obj.id) === run) this.dirty.delete(run.obj.id);
+    if (run.committed) return Promise.resolve();
+    run.committed = true;
     const data = run.buf.subarray(0, run.length);
     // The base is the version now, not when the run began: a record of ours applied since
     // (its answer carries the version it made) must not look like someone else's change.
@@ -1009,34 +1151,78 @@ export class CacheLayer {
       ...(this.connected ? {} : { offline: true as const }),
     };
     if (!this.connected && !this.writeAround.has(run.obj.id)) {
-      // Disconnected: the bytes are in the cache file (written before write() returned), so
-      // the record needs no copy in memory; the replay reads them back from there. The
-      // attributes the write gives (size, times) are stored with the record, in one
+      // A run begun while connected, journaled after the connection went: its bytes are in
+      // the cache file (or on their way, with a write() that has not returned yet), so the
+      // record needs no copy in memory; the replay reads them back from there. The
+      // attributes the writes gave (size, times) are stored with the record, in one
       // transaction: after a crash the cache still shows (and a conflict keeps) all of it.
       const t = nowNs();
       this.index.batch(() => {
         this.lastSeq.set(run.obj.id, this.replayer.append(record));
         this.index.patchAttr(run.obj, { size: run.obj.attr.size, mtimeNs: t, ctimeNs: t });
       });
-      this.runPool.release(run.buf);
+      this.unpinRun(run, false);
       return Promise.resolve();
     }
     const seq = this.replayer.append(record, { data });
     this.lastSeq.set(run.obj.id, seq);
+    if (!this.connected) {
+      // Written around the cache, and the connection is gone: the bytes go to the cache
+      // file now, and the record stops holding them in memory (see spillWriteBehind).
+      this.spill(seq, run.obj.id, run.offset, data);
+      return Promise.resolve();
+    }
+    run.pins++; // the replayer holds the buffer as the record's hint
     this.writeBehindBytes += run.length;
     const of = run.of;
     return this.replayer.waitFor(seq).then(
       (outcome) => {
         if (outcome.kind === 'refused') this.writeFailed(of, outcome.error);
         else if (outcome.kind === 'attr') this.ownWriteVersion(run.obj, outcome.attr);
-        this.runPool.release(run.buf); // the record has left the journal: nobody reads it
+        this.unpinRun(run); // the record has left the journal: nobody reads it
       },
       (e) => {
         // The connection went: the record waits in the journal with its bytes (the replayer
-        // keeps this buffer as its hint, so it is not given back to the pool).
+        // keeps this buffer as its hint, so it is not given back to the pool; a spill to the
+        // cache file lets it go).
         if (!isConnectionError(e)) this.writeFailed(of, e);
       },
     ).finally(() => { this.writeBehindBytes -= run.length; });
+  }
+
+  /** One user of a dirty run's buffer less; the last one after the commit gives it back. */
+  private unpinRun(run: DirtyRun, dec = true): void {
+    if (dec) run.pins--;
+    if (run.pins === 0 && run.committed) this.runPool.release(run.buf);
+  }
+
+  /** Spills still writing to cache files: an offline write is journaled after them. */
+  private spilling: Promise<void> | null = null;
+
+  /**
+   * Writes a journaled record's in-memory bytes to the object's cache file and then lets the
+   * replayer forget them: from then on they survive the process (the replay reads them back
+   * from there). Calls keep their order per object (DataStore), so a newer write lands last.
+   */
+  private spill(seq: number, objId: number, offset: number, data: Buffer): void {
+    const p = this.store.write(objId, offset, data).then(
+      () => { this.replayer.dropHint(seq); },
+      (e) => { log.error(`cannot keep journal record ${seq}'s bytes in the cache file: they stay in memory only`, e); },
+    );
+    const all = Promise.all([this.spilling, p]).then(() => undefined);
+    this.spilling = all;
+    void all.then(() => { if (this.spilling === all) this.spilling = null; });
+  }
+
+  /**
+   * The connection went while bytes written around the cache (big files, connected) wait in
+   * journal records held only in memory: they go to the cache file, so a crash or an
+   * unmount before the replay loses none of them (invariant 1), and memory stays bounded.
+   */
+  private spillWriteBehind(): void {
+    for (const { seq, obj, offset, data } of this.replayer.hintedWrites()) {
+      if (this.writeAround.has(obj)) this.spill(seq, obj, offset, data);
+    }
   }
 
   /**
@@ -1314,16 +1500,37 @@ export class CacheLayer {
   async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {
     await this.captureBase(obj);
     const out = await this.mutate({ op: 'setattr', obj: obj.id, set, base: obj.attr.version });
-    if (set.size !== undefined) await this.truncateCache(obj, set.size);
+    if (set.size !== undefined) {
+      const before = obj.attr.size;
+      await this.truncateCache(obj, set.size);
+      // The size is ours from now on (the backend's answer below may be behind later writes).
+      this.index.setLocalSize(obj, set.size);
+      if (set.size > before) this.knownZerosBetween(obj, before, set.size);
+    }
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
     else if (out.kind === 'journaled') this.index.patchAttr(obj, localSetattr(obj.attr, set));
     else obj.attrAt = 0;
   }
 
   private async truncateCache(obj: CachedObject, size: number): Promise<void> {
+    // A fetch that read the backend before its truncate could land after ours and put old
+    // bytes back past the new end: let every fetch of this object land first.
+    await this.quiesceFetches(obj);
     if (size < obj.attr.size || obj.cachedBytes > 0) {
       await this.store.truncate(obj.id, size);
       this.index.dropChunksFrom(obj, Math.ceil(size / this.chunk), this.chunk);
+    }
+  }
+
+  /** Waits until no chunk of `obj` is being fetched or landing in its cache file. */
+  private async quiesceFetches(obj: CachedObject): Promise<void> {
+    const prefix = `${obj.id}:`;
+    for (let round = 0; round < 10; round++) {
+      const busy: Promise<unknown>[] = [];
+      for (const [k, p] of this.inflight) if (k.startsWith(prefix)) busy.push(p.catch(() => undefined));
+      for (const [k, p] of this.landing) if (k.startsWith(prefix)) busy.push(p);
+      if (busy.length === 0) return;
+      await Promise.all(busy);
     }
   }
 
@@ -1547,6 +1754,12 @@ export class CacheLayer {
 function notCachedWhenOffline(e: unknown): unknown {
   if (!isConnectionError(e)) return e;
   return new FsError('ENODATA', `not in the cache, and the backend is unreachable (${(e as Error).message})`);
+}
+
+function rangeOf(first: number, last: number): number[] {
+  const out: number[] = [];
+  for (let i = first; i <= last; i++) out.push(i);
+  return out;
 }
 
 function nowNs(): bigint {
