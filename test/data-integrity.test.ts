@@ -249,6 +249,50 @@ for (const kind of BACKEND_KINDS) {
       assertSame(await fsp.readFile(m.b('synced')), d, 'the backend');
     });
 
+    it('a write record whose cached bytes were lost becomes an unreplayable conflict, never a silent drop', async () => {
+      const m = await fresh('unreplayable');
+      const original = Buffer.from('server copy, before the trip\n'.repeat(10));
+      await fsp.writeFile(m.b('f'), original);
+      await fsp.readFile(m.m('f'));
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+      const h = await fsp.open(m.m('f'), 'r+');
+      await h.write(Buffer.from('AAAAAAAAAAAAAAAA'), 0, 16, 0);
+      await h.write(Buffer.from('later change'), 0, 12, 100);
+      await h.close();
+      const u = await m.umount();
+      assert.equal(u.code, 0, u.stderr);
+      // What the mount dying before the bytes landed leaves: the cache file holds other bytes.
+      let hit = '';
+      const dataDir = path.join(m.cache, 'data');
+      for (const sub of await fsp.readdir(dataDir)) {
+        for (const f of await fsp.readdir(path.join(dataDir, sub))) {
+          const p = path.join(dataDir, sub, f);
+          if ((await fsp.readFile(p)).subarray(0, 16).toString() === 'AAAAAAAAAAAAAAAA') hit = p;
+        }
+      }
+      assert.ok(hit, 'found the cache file');
+      const fd = await fsp.open(hit, 'r+');
+      await fd.write(Buffer.from('ZZZZ'), 0, 4, 0);
+      await fd.close();
+      await m.mount();
+      await waitUntil('the journal to be replayed', async () => {
+        const s = await ctl(m, 'status');
+        return s.state === 'connected' && s.journal.pending === 0;
+      }, 60_000, 100);
+      const r = await cli(['conflicts', m.mnt, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const open = (JSON.parse(r.stdout) as { id: number; kind: string; path: string }[]).filter((c) => c.path === 'f' || c.path === '/f');
+      assert.equal(open.length, 1, `one conflict on f: ${r.stdout}`);
+      assert.equal(open[0]!.kind, 'unreplayable');
+      const client = await fsp.readFile(m.m('.cachefs', 'conflicts', String(open[0]!.id), 'client'), 'utf8');
+      assert.ok(client.startsWith('ZZZZAAAAAAAAAAAA'), `the client variant is what the cache held: ${client.slice(0, 20)}`);
+      assert.ok(client.includes('later change'), 'with the later change');
+      assertSame(await fsp.readFile(m.b('f')), original, 'the server keeps its copy until the user chooses');
+      const k = await cli(['resolve', m.mnt, '--id', String(open[0]!.id), '--keep', 'client']);
+      assert.equal(k.code, 0, k.stderr);
+      await waitUntil('the resolution to reach the server', async () => (await fsp.readFile(m.b('f'), 'utf8')).startsWith('ZZZZ'), 30_000, 100);
+    });
+
     it('offline: kill -9 during a large write loses no acknowledged byte', async () => {
       const m = await fresh('kill-write');
       await fsp.readdir(m.mnt);

@@ -79,6 +79,8 @@ export class Reconciler {
     private readonly g: ReconcileGuard,
     private readonly plain: PlainApply,
     private readonly isProvisional: (fh: Buffer) => boolean,
+    /** Tells the refusal of a write record whose cached bytes fail their CRC (see parkUnreplayable). */
+    private readonly bytesLost: (e: unknown) => boolean = () => false,
   ) {}
 
   /** Replay stopped being a reintegration: forget per-replay state. */
@@ -106,6 +108,42 @@ export class Reconciler {
   }
 
   async apply(entry: JournalEntry, hint: ReplayHint | undefined): Promise<Outcome> {
+    try {
+      return await this.applyChecked(entry, hint);
+    } catch (e) {
+      if (entry.record.op !== 'write' || !this.bytesLost(e)) throw e;
+      return this.parkUnreplayable(entry, entry.record, e as Error);
+    }
+  }
+
+  /**
+   * A write record whose bytes the cache file no longer holds as journaled (the mount died
+   * while they were on their way there): it is never dropped silently. It becomes a conflict
+   * the user sees, whose client variant is the object as the cache file holds it (with every
+   * later change of ours), and the server's as it is; later records of the object join it.
+   */
+  private async parkUnreplayable(entry: JournalEntry, r: Extract<JournalRecord, { op: 'write' }>, e: Error): Promise<Outcome> {
+    const o = this.d.index.get(r.obj);
+    if (!o || this.isProvisional(o.fh)) throw e;
+    const dir = await this.conflictDir(o.id, entry.seq);
+    const client = await saveClient(this.d, o, path.join(dir, 'client'));
+    let server: Attr | null = null;
+    try {
+      server = await this.d.call('getattr', () => this.d.backend.getattr(o.fh));
+    } catch (x) {
+      if (!isFsError(x, 'ESTALE')) throw x;
+    }
+    const serverV: VariantInfo = server ? await saveServer(this.d, o.fh, server, path.join(dir, 'server')) : { type: 'absent' };
+    const id = this.park('unreplayable', o, entry, {
+      clientVersion: clientVersion(client, o), serverVersion: server?.version ?? null, dir,
+      detail: { client, server: serverV, parks: true, note: 'bytes written here did not all reach the cache file before the mount stopped; the client variant is what the cache holds' },
+    });
+    this.lastObj = null;
+    log.warn(`conflict ${id} (unreplayable) on ${this.g.pathOf(o.id) ?? `(object ${o.id})`}: ${e.message}; both variants are kept in ${dir}`);
+    return { kind: 'done' };
+  }
+
+  private async applyChecked(entry: JournalEntry, hint: ReplayHint | undefined): Promise<Outcome> {
     const r = entry.record;
     const parked = this.parkedMap();
     const subject = subjectOf(r) ?? createdObj(r);

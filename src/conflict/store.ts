@@ -15,6 +15,9 @@ import type { Db } from '../index/db.js';
 export const ConflictKindSchema = z.enum([
   'update-update', 'update-remove', 'remove-update', 'create-create', 'rename-target',
   'file-dir', 'dir-removed-with-children', 'metadata', 'symlink-retarget',
+  // A journaled write whose bytes the cache file no longer holds as recorded (the process
+  // died while they were on their way there): never dropped, shown with what the cache has.
+  'unreplayable',
 ]);
 export type ConflictKind = z.infer<typeof ConflictKindSchema>;
 

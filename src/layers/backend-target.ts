@@ -44,7 +44,7 @@ export class BackendTarget implements ReplayTarget {
       { backend: this.backend, call: this.call, index: this.index, store: this.store, chunkSize },
       guard,
       { apply: (e, h) => this.applyPlain(e, h), noteApplied: (id, out) => this.noteApplied(id, out), alreadyThere: (e, h, o, a) => this.alreadyThere(e, h, o, a) },
-      isProvisional,
+      isProvisional, isBytesLost,
     );
   }
 
@@ -144,11 +144,12 @@ export class BackendTarget implements ReplayTarget {
           // difference: the cache file holds the newer bytes, and sending them now is the
           // same as sending the old ones and letting that record overwrite them.
           if (crc32(data) !== r.crc && !this.laterChange(entry.seq, r.obj, r.offset, r.offset + r.length)) {
-            // The process died before these bytes reached the cache file, so the write was
-            // never acknowledged to anyone: drop it rather than send other bytes.
-            const o = this.index.get(r.obj);
-            if (o) { this.index.clearChunks(o); await this.store.truncate(o.id, 0).catch(() => undefined); }
-            throw new FsError('EIO', `write record for object ${r.obj} lost its bytes in a crash; it was never acknowledged`);
+            // The process died before these bytes reached the cache file (so that write() had
+            // not returned), or later unjournaled bytes overwrote them there. Other bytes are
+            // never sent in their place, and nothing is thrown away: with a conflict store the
+            // reconciler parks the record as an 'unreplayable' conflict whose client variant is
+            // what the cache file holds; the cache file and later records stay as they are.
+            throw new FsError('EIO', `write record ${entry.seq} of object ${r.obj}: its bytes in the cache file are not the ones journaled (the mount died before they landed)`, { cause: BYTES_LOST });
           }
         }
         const fh = this.fhOf(r.obj);
@@ -227,6 +228,13 @@ export function toSetAttr(s: SetAttrRecord): SetAttr {
 
 function credsOf(r: { uid: number; gid: number; groups?: number[] | undefined }): Creds {
   return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
+}
+
+/** The cause of the EIO a write record whose cached bytes fail their CRC is refused with. */
+export const BYTES_LOST = 'journaled bytes lost from the cache file';
+
+export function isBytesLost(e: unknown): boolean {
+  return isFsError(e, 'EIO') && (e as Error).cause === BYTES_LOST;
 }
 
 /** Handles of objects made while disconnected start with this tag (never a backend's). */
