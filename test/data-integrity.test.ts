@@ -178,6 +178,32 @@ for (const kind of BACKEND_KINDS) {
       assertSame(await fsp.readFile(m.b('old')), wantOld, 'the grown file on the backend');
     });
 
+    it('offline: a file truncated down, then up past the next chunk, reads zeros in its last chunk and replays', async () => {
+      const m = await fresh('down-up');
+      const orig = randomBytes(3 * MiB + 12345);
+      await fsp.writeFile(m.b('du'), orig);
+      await fsp.readFile(m.m('du'));
+      await fsp.readdir(m.mnt);
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+      const h = await fsp.open(m.m('du'), 'r+');
+      await h.truncate(0x1704e2);
+      await h.truncate(0x3c4329);
+      const want = Buffer.alloc(0x3c4329);
+      orig.copy(want, 0, 0, 0x1704e2);
+      const got = Buffer.alloc(0x88);
+      const { bytesRead } = await h.read(got, 0, got.length, 0x3c42a1);
+      assert.equal(bytesRead, 0x88);
+      assertSame(got, want.subarray(0x3c42a1, 0x3c4329), 'the last chunk of the grown range');
+      const d = randomBytes(0x88);
+      await h.write(d, 0, d.length, 0x3c42a1);
+      d.copy(want, 0x3c42a1);
+      await h.close();
+      assertSame(await readDirect(m.m('du')), want, 'offline');
+      const s = await ctl(m, 'online');
+      assert.equal(s.journal.pending, 0);
+      assertSame(await fsp.readFile(m.b('du')), want, 'the backend');
+    });
+
     it('offline: two processes writing while others create and rename lose nothing across the replay', async () => {
       const m = await fresh('offline-mix');
       await fsp.readdir(m.mnt);

@@ -1104,18 +1104,19 @@ export class CacheLayer {
   }
 
   /**
-   * The file grew from `from` to past `to` (a write past its end, a truncate up): the whole
-   * chunks in between hold zeros, so they count as cached (offline they can be read and
-   * written; connected they need no fetch). The chunk holding `from` keeps its state.
+   * The file grew from `from` to `to` (a write past its end, a truncate up): the chunks that
+   * start in between hold only zeros, so they count as cached (offline they can be read,
+   * mapped and written; connected they need no fetch). The chunk holding `from`, when it
+   * starts before it, keeps its state (its head is the backend's).
    */
   private knownZerosBetween(obj: CachedObject, from: number, to: number): void {
     const chunks = this.index.chunksOf(obj);
-    const firstWhole = Math.ceil(from / this.chunk);
-    const lastWhole = Math.floor(to / this.chunk) - 1;
-    if (lastWhole < firstWhole) return;
+    const first = Math.ceil(from / this.chunk);
+    const last = Math.ceil(to / this.chunk) - 1;
+    if (last < first) return;
     this.index.batch(() => {
-      for (let i = firstWhole; i <= lastWhole; i++) {
-        if (!chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) this.index.addChunk(obj, i, this.chunk, SELF);
+      for (let i = first; i <= last; i++) {
+        if (!chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) this.index.addChunk(obj, i, Math.min(this.chunk, to - i * this.chunk), SELF);
       }
     });
   }
