@@ -332,11 +332,14 @@ describe('data integrity: a big connected write when the NFS server goes away', 
     const mnt = m;
     const total = 112; // MiB, written 1 MiB per write(): past the 64 MiB write-around size
     const stopAt = 76;
+    const go = path.join(mnt.root, 'go');
+    // The writer stops after stopAt MiB until the test has stopped the server (file 'go').
     const script = `
       const fs = require('fs');
       const fd = fs.openSync(process.argv[1], 'w');
       let pos = 0;
       for (let i = 0; i < ${total}; i++) {
+        if (i === ${stopAt}) while (!fs.existsSync(process.argv[2])) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
         const d = Buffer.alloc(1048576, (i * 13 + 1) & 255);
         const w = fs.writeSync(fd, d, 0, d.length, pos); pos += w;
         process.stdout.write(pos + '\\n');
@@ -344,7 +347,8 @@ describe('data integrity: a big connected write when the NFS server goes away', 
       }
       fs.closeSync(fd);
       process.stdout.write('closed\\n');`;
-    const child = spawn(process.execPath, ['-e', script, mnt.m('big')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['-e', script, mnt.m('big'), go], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => child.on('close', r));
     let acked = 0;
     let closed = false;
     let err = '';
@@ -358,7 +362,8 @@ describe('data integrity: a big connected write when the NFS server goes away', 
     });
     await waitUntil('the writer to pass the write-around size', () => acked >= stopAt * MiB, 120_000, 5);
     await nfs.stop();
-    const exit = await new Promise<number | null>((r) => child.on('close', r));
+    await fsp.writeFile(go, '');
+    const exit = await exited;
     assert.equal(exit, 0, `the writer: ${err}`);
     assert.ok(closed, 'close() returned');
     assert.equal(acked, total * MiB, 'every write() was acknowledged');

@@ -457,7 +457,9 @@ export class CacheLayer {
     const v = attr.version;
     const unsent = attr.type === 'file' && this.hasUnsentChanges(obj);
     if (obj.dataVersion !== null && obj.dataVersion !== v) {
-      if (obj.dataVersion === SELF) this.index.setDataVersion(obj, v);
+      // Ours (SELF) is adopted once nothing of ours is still on its way: the backend's
+      // version before then does not include all of our bytes.
+      if (obj.dataVersion === SELF) { if (!unsent) this.index.setDataVersion(obj, v); }
       else if (!unsent && !this.hasOpenWriters(obj)) this.dropData(obj);
     }
     if (attr.type === 'dir') {
