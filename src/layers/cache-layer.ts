@@ -470,7 +470,7 @@ export class CacheLayer {
         this.index.invalidateNames(obj);
       }
     }
-    if (unsent) attr = { ...attr, size: obj.attr.size, mtimeNs: obj.attr.mtimeNs > attr.mtimeNs ? obj.attr.mtimeNs : attr.mtimeNs };
+    if (unsent) attr = { ...attr, size: obj.attr.size };
     this.index.setAttr(obj, attr, now());
   }
 
