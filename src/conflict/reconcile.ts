@@ -449,8 +449,19 @@ export class Reconciler {
       const t = r.target !== undefined ? this.d.index.get(r.target) : undefined;
       const expectedT = r.target === undefined || (r.targetBase ?? '').startsWith('provisional:') ? null
         : this.d.index.replayVersion(r.target) ?? r.targetBase ?? null;
-      const changed = r.target === undefined || !t || !there.fh.equals(t.fh) || (expectedT !== null && there.attr.version !== expectedT);
-      if (changed) return this.parkRename(entry, r, o, there);
+      // The record's target never reached the server (made here, its create optimized away
+      // with the renames that replaced it, as in git's index.lock -> index done twice): the
+      // name still holds what it held before our changes. That is no conflict if it is an
+      // object we know and the server has not changed since we cached it (invariant 9).
+      const neverThere = !t || this.isProvisional(t.fh);
+      const known = neverThere ? this.d.index.byHandle(there.fh) : undefined;
+      const knownUnchanged = known !== undefined && known !== o
+        && there.attr.version === (this.d.index.replayVersion(known.id) ?? known.attr.version);
+      const why = r.target === undefined ? 'the server created the name meanwhile'
+        : neverThere ? (knownUnchanged ? null : `the name holds an object we did not replace (${known ? `object ${known.id} at version ${this.d.index.replayVersion(known.id) ?? known.attr.version}, the server's ${there.attr.version}` : 'unknown here'})`)
+        : !there.fh.equals(t.fh) ? 'the name holds another object on the server now'
+        : expectedT !== null && there.attr.version !== expectedT ? `the server changed it meanwhile (version ${there.attr.version}, ours ${expectedT})` : null;
+      if (why !== null) { log.debug(`replay of rename record ${entry.seq}: ${why}`); return this.parkRename(entry, r, o, there); }
     }
     try {
       const out = await this.plain.apply(entry, hint);

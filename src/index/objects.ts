@@ -29,6 +29,13 @@ export interface CachedObject {
   chunks: Set<number> | null;
   /** Loaded lazily, directories only: name -> child id, null = known absent. */
   names: Map<string, number | null> | null;
+  /**
+   * Directories: the names cached before the directory's version moved (invalidateNames).
+   * Not trusted while connected (any of them may be wrong now), but while disconnected they
+   * are what the cache holds, and they answer (issue 12: a directory another client changed
+   * must not become unreachable offline). Not persisted; cleared by a fresh listing.
+   */
+  stale: { names: Map<string, number | null>; complete: boolean } | null;
 }
 
 /** One object with cached data, as culling sees it (ObjectIndex.cachedData). */
@@ -112,6 +119,7 @@ export class ObjectIndex {
       lastAccess: r.last_access,
       chunks: null,
       names: null,
+      stale: null,
     };
     this.byId.set(o.id, o);
     this.byFh.set(o.fh.toString('hex'), o.id);
@@ -333,6 +341,7 @@ export class ObjectIndex {
       const m = new Map<string, number | null>();
       for (const e of entries) { m.set(e.name, e.id); this.st.setName.run(dir.id, e.name, e.id); }
       dir.names = m;
+      dir.stale = null;
       dir.complete = true;
       dir.namesVersion = version;
       this.st.saveDir.run(version, 1, dir.id);
@@ -341,6 +350,8 @@ export class ObjectIndex {
 
   /** Drops the name cache of a directory (its version changed under us). */
   invalidateNames(dir: CachedObject): void {
+    const before = this.namesOf(dir);
+    if (before.size > 0 || dir.complete) dir.stale = { names: before, complete: dir.complete };
     dir.names = new Map();
     dir.complete = false;
     dir.namesVersion = null;

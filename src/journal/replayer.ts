@@ -104,11 +104,15 @@ export class Replayer<O extends { kind: string }> {
     return false;
   }
 
-  /** True while a record not yet applied changes object `id`'s data or attributes. */
+  /**
+   * True while a record not yet applied changes object `id` or names it (a rename's
+   * target: replay checks that object against the server, so it must stay known).
+   */
   hasPendingFor(id: number): boolean {
     for (let i = this.head; i < this.queue.length; i++) {
       const r = this.queue[i]!.record;
       if ('obj' in r && r.obj === id) return true;
+      if (r.op === 'rename' && r.target === id) return true;
     }
     return false;
   }

@@ -567,6 +567,14 @@ export class CacheLayer {
     } else if (dir.complete) {
       throw new FsError('ENOENT');
     }
+    if (!this.connected && dir.stale) {
+      // Disconnected: the names the directory had before its version moved are what the
+      // cache holds (they answer until a listing while connected replaces them).
+      const before = dir.stale.names.get(name);
+      const o = before !== undefined && before !== null ? this.index.get(before) : undefined;
+      if (o) return o;
+      if (before === null || dir.stale.complete) throw new FsError('ENOENT');
+    }
     try {
       const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
       const obj = this.adopt(node);
@@ -619,6 +627,7 @@ export class CacheLayer {
     // when many of the entries' attributes are stale (after a remount, say): one backend
     // listing then refreshes them all, instead of one getattr round trip per entry later.
     if (!dir.complete && !this.connected) {
+      if (dir.stale?.complete) return { dir, entries: this.staleListing(dir) };
       throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
     }
     if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
@@ -637,6 +646,21 @@ export class CacheLayer {
       if (o) out.push({ name, obj: o });
     }
     return { dir, entries: out };
+  }
+
+  /**
+   * Disconnected, a directory whose version moved after it was listed: its last listing,
+   * with what was learnt or changed here since (names made, removed or looked up).
+   */
+  private staleListing(dir: CachedObject): { name: string; obj: CachedObject }[] {
+    const merged = new Map(dir.stale?.names ?? []);
+    for (const [name, id] of this.index.namesOf(dir)) merged.set(name, id);
+    const out: { name: string; obj: CachedObject }[] = [];
+    for (const [name, id] of merged) {
+      const o = id === null ? undefined : this.index.get(id);
+      if (o) out.push({ name, obj: o });
+    }
+    return out;
   }
 
   private staleChildren(dir: CachedObject): number {
@@ -1466,7 +1490,10 @@ export class CacheLayer {
     if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
     // Connected, the backend says whether it is empty; otherwise the cached names do (a
     // directory never listed may hold more: replay then keeps it, remove against update).
-    if (!this.connected) for (const child of this.index.namesOf(obj).values()) if (child !== null) throw new FsError('ENOTEMPTY');
+    if (!this.connected) {
+      if (obj.stale && this.staleListing(obj).length > 0) throw new FsError('ENOTEMPTY');
+      for (const child of this.index.namesOf(obj).values()) if (child !== null) throw new FsError('ENOTEMPTY');
+    }
     await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
@@ -1485,7 +1512,7 @@ export class CacheLayer {
     if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
     await this.captureBase(obj);
     await this.captureBase(target);
-    await this.mutate({
+    const out = await this.mutate({
       op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, base: obj.attr.version,
       ...(target ? { target: target.id, targetBase: target.attr.version } : {}),
     });
@@ -1498,6 +1525,10 @@ export class CacheLayer {
       if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
       if (target) this.dropLink(target);
     });
+    // Applied: the rename moved the object's ctime on the backend, so its version. Learn it
+    // now, while connected: a later offline change (or a rename onto it, as git does with
+    // index.lock -> index) is based on the version the backend really has (invariant 9).
+    if (out.kind !== 'journaled') await this.revalidate(obj, true).catch((e) => log.debug(`revalidation after a rename of object ${obj.id} failed`, e));
   }
 
   async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {
