@@ -1373,17 +1373,27 @@ export class CacheLayer {
     return this.index.batch(() => this.recordNewObject(dir, name, { kind: 'created', ...node }));
   }
 
-  private afterDirChange(dir: CachedObject): void {
+  /**
+   * A name in `dir` was made or removed; `subdirs` is how many subdirectories it gained (a
+   * directory's st_nlink counts its subdirectories' "..").
+   */
+  private afterDirChange(dir: CachedObject, subdirs = 0): void {
     // Our own change moves the directory's version: adopt the next one instead of
     // throwing the name cache away, if the names were current before the change.
     if (dir.namesVersion !== null && dir.namesVersion === dir.attr.version) this.index.setNamesVersion(dir, SELF);
     dir.attrAt = 0;
+    // Not connected, nobody else keeps the directory's attributes: they move here as a
+    // POSIX file system moves them (mtime and ctime, and the link count).
+    if (!this.connected) {
+      const t = nowNs();
+      this.index.patchAttr(dir, { mtimeNs: t, ctimeNs: t, ...(subdirs !== 0 ? { nlink: Math.max(2, dir.attr.nlink + subdirs) } : {}) });
+    }
   }
 
   private recordNewObject(dir: CachedObject, name: string, outcome: AppliedOutcome & { kind: 'created' }): CachedObject {
     const obj = this.adopt({ fh: outcome.fh, attr: outcome.attr });
     this.index.setName(dir, name, obj.id);
-    this.afterDirChange(dir);
+    this.afterDirChange(dir, outcome.attr.type === 'dir' ? 1 : 0);
     if (outcome.attr.type === 'dir') this.index.replaceListing(obj, [], outcome.attr.version);
     if (outcome.attr.type === 'file' && outcome.attr.size === 0 && obj.dataVersion === null) {
       this.index.setDataVersion(obj, outcome.attr.version); // an empty file is fully cached
@@ -1479,7 +1489,7 @@ export class CacheLayer {
   private dropLink(obj: CachedObject): void {
     if (obj.attr.nlink <= 1 || obj.attr.type === 'dir') this.forgetObject(obj);
     else {
-      this.index.patchAttr(obj, { nlink: obj.attr.nlink - 1 });
+      this.index.patchAttr(obj, { nlink: obj.attr.nlink - 1, ctimeNs: nowNs() });
       obj.attrAt = 0;
     }
   }
@@ -1497,7 +1507,7 @@ export class CacheLayer {
     await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
-      this.afterDirChange(dir);
+      this.afterDirChange(dir, -1);
       this.forgetObject(obj);
     });
   }
@@ -1510,6 +1520,7 @@ export class CacheLayer {
     try { target = await this.lookup(to.dir, to.name); } catch (e) { if (!isFsError(e, 'ENOENT')) throw e; }
     if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
     if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
+    if (target && !this.connected) this.checkRenameTarget(obj, target);
     await this.captureBase(obj);
     await this.captureBase(target);
     const out = await this.mutate({
@@ -1519,9 +1530,12 @@ export class CacheLayer {
     this.index.batch(() => {
       this.index.setName(from.dir, from.name, null);
       this.index.setName(to.dir, to.name, obj.id);
-      this.afterDirChange(from.dir);
-      if (to.dir !== from.dir) this.afterDirChange(to.dir);
+      const movedDir = obj.attr.type === 'dir' && to.dir !== from.dir ? 1 : 0;
+      const replacedDir = target?.attr.type === 'dir' ? 1 : 0;
+      this.afterDirChange(from.dir, to.dir === from.dir ? -replacedDir : -movedDir);
+      if (to.dir !== from.dir) this.afterDirChange(to.dir, movedDir - replacedDir);
       obj.attrAt = 0; // ctime moves; a directory's ".." changes
+      if (!this.connected) this.index.patchAttr(obj, { ctimeNs: nowNs() });
       if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
       if (target) this.dropLink(target);
     });
@@ -1529,6 +1543,24 @@ export class CacheLayer {
     // now, while connected: a later offline change (or a rename onto it, as git does with
     // index.lock -> index) is based on the version the backend really has (invariant 9).
     if (out.kind !== 'journaled') await this.revalidate(obj, true).catch((e) => log.debug(`revalidation after a rename of object ${obj.id} failed`, e));
+  }
+
+  /**
+   * Disconnected, the backend cannot refuse a rename onto an existing name now and replay
+   * would refuse it later: the cache answers with the errors the backend would give.
+   */
+  private checkRenameTarget(obj: CachedObject, target: CachedObject): void {
+    if (obj.attr.type === 'dir') {
+      if (target.attr.type !== 'dir') throw new FsError('ENOTDIR');
+      if (target.stale ? this.staleListing(target).length > 0 : [...this.index.namesOf(target).values()].some((c) => c !== null)) {
+        throw new FsError('ENOTEMPTY');
+      }
+      if (!target.complete && !target.stale?.complete) {
+        throw new FsError('EHOSTUNREACH', 'the directory renamed over was never listed while connected: whether it is empty is unknown');
+      }
+    } else if (target.attr.type === 'dir') {
+      throw new FsError('EISDIR');
+    }
   }
 
   async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {

@@ -1,0 +1,96 @@
+// POSIX semantics while disconnected (issue 12): the cache answers as a POSIX file system
+// would, with the errors the backend would give and the metadata it would keep (directory
+// mtime/ctime and link counts, an inode's ctime when it loses a name), over both backends.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { mountFresh, cli, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+import { sendControl } from '../src/daemon/control.js';
+
+async function ctl(m: Mounted, op: 'status' | 'offline' | 'online'): Promise<{ state: string; journal: { pending: number } }> {
+  return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as { state: string; journal: { pending: number } };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 15));
+
+async function code(p: Promise<unknown>): Promise<string> {
+  return p.then(() => 'ok', (e: NodeJS.ErrnoException) => e.code ?? String(e));
+}
+
+for (const kind of BACKEND_KINDS) {
+  describe(`POSIX semantics while disconnected (${kind} backend)`, { skip: skipKind(kind) }, () => {
+    let nfs: NfsServer | undefined;
+    let m: Mounted;
+    before(async () => {
+      if (kind === 'nfs') nfs = await startNfsServer('offline-posix');
+      // attributes straight from the mount (no kernel attribute cache in between)
+      m = await mountFresh(`offline-posix-${kind}`, { ...(nfs ? { nfs } : {}), config: { fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0 } } });
+      await fsp.mkdir(m.b('d/full'), { recursive: true });
+      await fsp.mkdir(m.b('d/empty'));
+      await fsp.mkdir(m.b('d/moving'));
+      await fsp.writeFile(m.b('d/full/x'), 'x');
+      await fsp.writeFile(m.b('d/f'), 'file');
+      for (const dir of ['', 'd', 'd/full', 'd/empty', 'd/moving']) await fsp.readdir(m.m(dir));
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+    });
+    after(async () => { await m?.cleanup(); await nfs?.dispose(); });
+
+    it('a directory\'s mtime, ctime and link count follow creates, mkdir, rmdir, links and removals', async () => {
+      const d = m.m('d');
+      let st = await fsp.stat(d, { bigint: true });
+      const nlink0 = st.nlink;
+      const step = async (what: string, fn: () => Promise<unknown>, nlinkDelta: number): Promise<void> => {
+        const before = await fsp.stat(d, { bigint: true });
+        await tick();
+        await fn();
+        const after = await fsp.stat(d, { bigint: true });
+        assert.ok(after.mtimeNs > before.mtimeNs, `${what}: the directory's mtime moves`);
+        assert.ok(after.ctimeNs > before.ctimeNs, `${what}: the directory's ctime moves`);
+        assert.equal(after.nlink, before.nlink + BigInt(nlinkDelta), `${what}: the directory's link count`);
+      };
+      await step('create', () => fsp.writeFile(path.join(d, 'new.txt'), 'new'), 0);
+      await step('mkdir', () => fsp.mkdir(path.join(d, 'sub')), 1);
+      await step('symlink', () => fsp.symlink('new.txt', path.join(d, 'ln')), 0);
+      await step('link', () => fsp.link(path.join(d, 'new.txt'), path.join(d, 'hard')), 0);
+      const f = await fsp.stat(path.join(d, 'new.txt'), { bigint: true });
+      assert.equal(f.nlink, 2n, 'a file with two names');
+      await tick();
+      await step('unlink', () => fsp.unlink(path.join(d, 'hard')), 0);
+      const g = await fsp.stat(path.join(d, 'new.txt'), { bigint: true });
+      assert.equal(g.nlink, 1n);
+      assert.ok(g.ctimeNs > f.ctimeNs, 'losing a name moves the inode\'s ctime');
+      await step('rmdir', () => fsp.rmdir(path.join(d, 'sub')), -1);
+      st = await fsp.stat(d, { bigint: true });
+      assert.equal(st.nlink, nlink0);
+    });
+
+    it('renames get the errors the backend would give, and a directory moved between parents moves their link counts', async () => {
+      assert.equal(await code(fsp.rename(m.m('d/moving'), m.m('d/full'))), 'ENOTEMPTY', 'a directory onto a non-empty one');
+      assert.ok(await fsp.stat(m.m('d/full/x')).then(() => true), 'the target\'s files stay');
+      assert.equal(await code(fsp.rename(m.m('d/f'), m.m('d/empty'))), 'EISDIR', 'a file onto a directory');
+      assert.equal(await code(fsp.rename(m.m('d/moving'), m.m('d/f'))), 'ENOTDIR', 'a directory onto a file');
+      const root0 = (await fsp.stat(m.mnt)).nlink;
+      const d0 = (await fsp.stat(m.m('d'))).nlink;
+      await fsp.rename(m.m('d/moving'), m.m('moved'));
+      assert.equal((await fsp.stat(m.mnt)).nlink, root0 + 1, 'the new parent gains a link');
+      assert.equal((await fsp.stat(m.m('d'))).nlink, d0 - 1, 'the old parent loses one');
+      await fsp.rename(m.m('moved'), m.m('d/empty'));
+      assert.equal((await fsp.stat(m.mnt)).nlink, root0, 'moved back onto an empty directory');
+      assert.equal((await fsp.stat(m.m('d'))).nlink, d0 - 1, 'which it replaced');
+    });
+
+    it('the replay applies all of it with no conflict', async () => {
+      const s = await ctl(m, 'online');
+      assert.equal(s.state, 'connected');
+      assert.equal(s.journal.pending, 0);
+      const r = await cli(['conflicts', m.mnt, '--json', '--all']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), []);
+      assert.deepEqual((await fsp.readdir(m.b('d'))).sort(), ['empty', 'f', 'full', 'ln', 'new.txt']);
+      assert.deepEqual(await fsp.readdir(m.b('d/full')), ['x']);
+      assert.equal(await fsp.readlink(m.b('d/ln')), 'new.txt');
+    });
+  });
+}
