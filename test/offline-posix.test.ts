@@ -94,3 +94,33 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
+
+for (const kind of BACKEND_KINDS) {
+  describe(`a change the server refuses at replay is a conflict, never a log line (${kind} backend)`, { skip: skipKind(kind) }, () => {
+    let nfs: NfsServer | undefined;
+    let m: Mounted;
+    after(async () => { await m?.cleanup(); await nfs?.dispose(); });
+
+    it('an offline mkdir refused with EACCES at replay is kept as a "refused" conflict with its files', async () => {
+      if (kind === 'nfs') nfs = await startNfsServer('refused');
+      const faults = path.join(await fsp.mkdtemp(path.join((await import('node:os')).tmpdir(), 'cachefs-faults-')), 'faults.json');
+      m = await mountFresh(`refused-${kind}`, { ...(nfs ? { nfs } : {}), env: { CACHEFS_FAULTS_FILE: faults } });
+      m.env = { CACHEFS_FAULTS_FILE: faults };
+      await fsp.readdir(m.mnt);
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+      await fsp.mkdir(m.m('denied'));
+      await fsp.writeFile(m.m('denied/work.txt'), 'an afternoon of work');
+      await fsp.writeFile(faults, JSON.stringify({ fail: { mkdir: 'EACCES' } }));
+      const s = await ctl(m, 'online');
+      assert.equal(s.journal.pending, 0, 'nothing left in the journal');
+      const r = await cli(['conflicts', m.mnt, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const open = JSON.parse(r.stdout) as { id: number; kind: string; path: string }[];
+      const hit = open.find((c) => c.kind === 'refused');
+      assert.ok(hit, `a refused conflict: ${r.stdout}`);
+      assert.equal(hit.path, '/denied');
+      assert.equal(await fsp.readFile(m.m('.cachefs', 'conflicts', String(hit.id), 'client', 'work.txt'), 'utf8'), 'an afternoon of work', 'the work is kept');
+      assert.equal(await fsp.stat(m.b('denied')).then(() => 'there', () => 'absent'), 'absent');
+    });
+  });
+}

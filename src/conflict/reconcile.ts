@@ -111,9 +111,45 @@ export class Reconciler {
     try {
       return await this.applyChecked(entry, hint);
     } catch (e) {
-      if (entry.record.op !== 'write' || !this.bytesLost(e)) throw e;
-      return this.parkUnreplayable(entry, entry.record, e as Error);
+      if (entry.record.op === 'write' && this.bytesLost(e)) return this.parkUnreplayable(entry, entry.record, e as Error);
+      const r = entry.record;
+      if (isConnectionError(e) || !isFsError(e) || !('offline' in r) || !r.offline) throw e;
+      return this.parkRefused(entry, e);
     }
+  }
+
+  /**
+   * The server refused a change made offline. It is never dropped with only a log line:
+   * it becomes a conflict the user sees, with the object as the cache has it (the client
+   * variant) and as the server has it; the object's later records join it.
+   */
+  private async parkRefused(entry: JournalEntry, e: FsError): Promise<Outcome> {
+    const r = entry.record;
+    const subject = subjectOf(r) ?? createdObj(r);
+    const o = subject !== undefined ? this.d.index.get(subject) : undefined;
+    if (!o) throw e;
+    const dir = await this.conflictDir(o.id, entry.seq);
+    const client = await saveClient(this.d, o, path.join(dir, 'client'));
+    let server: Attr | null = null;
+    if (!this.isProvisional(o.fh)) {
+      try {
+        server = await this.d.call('getattr', () => this.d.backend.getattr(o.fh));
+      } catch (x) {
+        if (!isFsError(x, 'ESTALE')) throw x;
+      }
+    }
+    const serverV: VariantInfo = server ? await saveServer(this.d, o.fh, server, path.join(dir, 'server')) : { type: 'absent' };
+    const where = ('parent' in r && 'name' in r) ? path.posix.join(this.g.pathOf(r.parent) ?? '/', r.name)
+      : r.op === 'rename' ? path.posix.join(this.g.pathOf(r.fromParent) ?? '/', r.fromName) : undefined;
+    const id = this.park('refused', o, entry, {
+      ...(where !== undefined ? { path: where } : {}),
+      clientVersion: clientVersion(client, o), serverVersion: server?.version ?? null, dir,
+      detail: { client, server: serverV, parks: true, createdOffline: this.isProvisional(o.fh),
+        note: `the server refused this ${r.op} made offline: ${e.code} (${e.message})` },
+    });
+    this.lastObj = null;
+    log.warn(`conflict ${id} (refused): the server refused ${r.op} of ${where ?? `object ${o.id}`} with ${e.code}; what the cache has is kept in ${dir}`);
+    return { kind: 'done' };
   }
 
   /**

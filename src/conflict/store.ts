@@ -18,6 +18,8 @@ export const ConflictKindSchema = z.enum([
   // A journaled write whose bytes the cache file no longer holds as recorded (the process
   // died while they were on their way there): never dropped, shown with what the cache has.
   'unreplayable',
+  // The server refused a change made offline (EACCES, EDQUOT, ENAMETOOLONG…): kept, shown.
+  'refused',
 ]);
 export type ConflictKind = z.infer<typeof ConflictKindSchema>;
 
