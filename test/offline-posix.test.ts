@@ -124,3 +124,29 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
+
+for (const kind of BACKEND_KINDS) {
+  describe(`times after the replay (${kind} backend)`, { skip: skipKind(kind) }, () => {
+    let nfs: NfsServer | undefined;
+    let m: Mounted;
+    after(async () => { await m?.cleanup(); await nfs?.dispose(); });
+
+    it('a file changed offline keeps on the server the mtime the mount showed (make does not rebuild)', async () => {
+      if (kind === 'nfs') nfs = await startNfsServer('replay-times');
+      m = await mountFresh(`replay-times-${kind}`, { ...(nfs ? { nfs } : {}), config: { fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0 } } });
+      await fsp.writeFile(m.b('old.c'), 'int main(void) { return 0; }\n');
+      await fsp.readdir(m.mnt);
+      await fsp.readFile(m.m('old.c'));
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+      await fsp.appendFile(m.m('old.c'), '/* edited on the train */\n');
+      await fsp.writeFile(m.m('new.c'), 'int x;\n');
+      const seen = { old: (await fsp.stat(m.m('old.c'), { bigint: true })).mtimeNs, fresh: (await fsp.stat(m.m('new.c'), { bigint: true })).mtimeNs };
+      await new Promise((r) => setTimeout(r, 1100)); // the replay comes later
+      const s = await ctl(m, 'online');
+      assert.equal(s.journal.pending, 0);
+      assert.equal((await fsp.stat(m.b('old.c'), { bigint: true })).mtimeNs, seen.old, 'the changed file');
+      assert.equal((await fsp.stat(m.b('new.c'), { bigint: true })).mtimeNs, seen.fresh, 'the new file');
+      assert.equal(await fsp.readFile(m.b('old.c'), 'utf8'), 'int main(void) { return 0; }\n/* edited on the train */\n');
+    });
+  });
+}

@@ -737,6 +737,12 @@ export class CacheLayer {
     // Wait for this object's own records only, not for everything in the journal. Not
     // connected, the records are durable in the journal already: that is close()'s promise.
     await this.settledOrOffline(of.obj.id);
+    if (!this.connected && of.written) {
+      // Written offline: replayed, the writes would give the file the replay's time on the
+      // server (and make rebuild everything after a trip). The server gets the mtime the
+      // user saw here, at close.
+      await this.mutate({ op: 'setattr', obj: of.obj.id, set: { mtime: { kind: 'set', ns: String(of.obj.attr.mtimeNs) } }, base: of.obj.attr.version });
+    }
     of.written = false;
     this.throwPendingError(of);
     if (!this.connected) return;
