@@ -173,6 +173,57 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     assert.equal(await read(m.b(d, 'y.txt')), 'merged by hand');
   });
 
+  it('a resolution keeps the chosen variant\'s mode, and --use / --resolved keep the client variant in lost+found', async () => {
+    const d = await fresh({ 'run.sh': 'base', 'use.sh': 'base', 'res.sh': 'base' });
+    for (const f of ['run.sh', 'use.sh', 'res.sh']) await fsp.chmod(m.m(d, f), 0o755);
+    await cacheTree(m.m(d));
+    await offline();
+    for (const f of ['run.sh', 'use.sh', 'res.sh']) await fsp.writeFile(m.m(d, f), `client ${f}`);
+    await server(async () => { for (const f of ['run.sh', 'use.sh', 'res.sh']) await fsp.writeFile(m.b(d, f), `server ${f}`); });
+    await sync();
+    const cr = await openAt(`/${d}/run.sh`);
+    await resolve([m.mnt, '--id', String(cr.id), '--keep', 'client']);
+    const cu = await openAt(`/${d}/use.sh`);
+    const mine = path.join(m.root, 'mine.sh');
+    await fsp.writeFile(mine, 'chosen', { mode: 0o600 });
+    await resolve([m.mnt, '--id', String(cu.id), '--use', mine]);
+    const cs = await openAt(`/${d}/res.sh`);
+    await fsp.writeFile(variant(cs.id, 'resolved'), 'merged');
+    await resolve([m.mnt, '--id', String(cs.id), '--resolved']);
+    await sync();
+    for (const f of ['run.sh', 'use.sh', 'res.sh']) {
+      assert.equal((await fsp.stat(m.b(d, f))).mode & 0o777, 0o755, `${f} keeps its mode on the server`);
+    }
+    assert.equal(await read(m.b(d, 'use.sh')), 'chosen');
+    const lf = await fsp.readdir(m.m('.cachefs', 'lost+found'));
+    for (const c of [cu, cs]) {
+      const kept = lf.find((f) => f.startsWith(`${c.id}-client`));
+      assert.ok(kept, `conflict ${c.id}: the client variant is in lost+found: ${lf}`);
+    }
+    assert.equal(await read(m.m('.cachefs', 'lost+found', lf.find((f) => f.startsWith(`${cs.id}-client`))!)), 'client res.sh');
+  });
+
+  it('resolutions at once each write as their own variant\'s owner', async () => {
+    const owners = [1001, 1002, 1001, 1002, 1001, 1002];
+    const files = Object.fromEntries(owners.map((_, i) => [`o${i}.txt`, 'base']));
+    const d = await fresh(files);
+    for (let i = 0; i < owners.length; i++) await fsp.chown(m.b(d, `o${i}.txt`), owners[i]!, owners[i]!);
+    await fsp.chmod(m.b(d), 0o777); // both owners may create their copies beside the server's
+    await cacheTree(m.m(d));
+    for (let i = 0; i < owners.length; i++) await fsp.stat(m.m(d, `o${i}.txt`));
+    await offline();
+    for (let i = 0; i < owners.length; i++) await fsp.writeFile(m.m(d, `o${i}.txt`), `client ${i}`);
+    await server(async () => { for (let i = 0; i < owners.length; i++) await fsp.writeFile(m.b(d, `o${i}.txt`), `server ${i}`); });
+    await sync();
+    const cs = await Promise.all(owners.map((_, i) => openAt(`/${d}/o${i}.txt`)));
+    await Promise.all(cs.map((c) => resolve([m.mnt, '--id', String(c.id), '--keep', 'both'])));
+    await sync();
+    for (let i = 0; i < owners.length; i++) {
+      const st = await fsp.stat(m.b(d, `o${i}.client-conflict-${cs[i]!.id}.txt`));
+      assert.equal(st.uid, owners[i], `o${i}'s copy belongs to its owner`);
+    }
+  });
+
   it('automatic: identical content on both sides, and a clean three-way merge of text', async () => {
     const base = Array.from({ length: 12 }, (_, i) => `line ${i}`).join('\n') + '\n';
     const d = await fresh({ 'same.txt': 'base', 'merge.txt': base, 'clash.txt': base });

@@ -41,9 +41,6 @@ export function markedName(p: string, id: number): string {
 }
 
 export class Resolver {
-  /** The mount, acting as the owner of the conflict's client variant. */
-  private fs!: ResolveFs;
-
   constructor(
     private readonly fsFor: (c: Conflict) => ResolveFs,
     private readonly store: ConflictStore,
@@ -74,19 +71,24 @@ export class Resolver {
     const v = (name: string) => path.join(dir, name);
     const placed: string[] = [];
     const meta = c.kind === 'metadata';
-    this.fs = this.fsFor(c);
+    // The mount acting as the owner of the conflict's client variant: one per resolution
+    // (two resolutions at once must never write as each other's user).
+    const fs = this.fsFor(c);
+    // A variant's file in the cache is private (0600); what goes back is the mode it had.
+    const modeOf = (variant: 'client' | 'resolved'): number | undefined =>
+      (variant === 'client' ? c.detail.client?.mode : c.detail.client?.mode ?? c.detail.server?.mode) ?? undefined;
 
     switch (choice) {
       case 'server':
         // The server's variant is where it is already; only an object we made offline and
         // renamed onto the server's name is left to clear away.
-        if (c.detail.from && c.detail.createdOffline) await this.removeIfThere(c.detail.from);
+        if (c.detail.from && c.detail.createdOffline) await this.removeIfThere(fs, c.detail.from);
         break;
       case 'client':
-        if (meta) { await this.applyMeta(c); placed.push(c.path); break; }
-        await this.place(v('client'), c.path, true, c);
+        if (meta) { await this.applyMeta(fs, c); placed.push(c.path); break; }
+        await this.place(fs, v('client'), c.path, true, c, modeOf('client'));
         placed.push(c.path);
-        if (c.detail.from && c.detail.from !== c.path) await this.removeIfThere(c.detail.from);
+        if (c.detail.from && c.detail.from !== c.path) await this.removeIfThere(fs, c.detail.from);
         break;
       case 'resolved': {
         const st = await fsp.lstat(v('resolved')).catch(() => null);
@@ -95,17 +97,17 @@ export class Resolver {
             hint: `write it first (the mount's /.cachefs/conflicts/${id}/resolved), or use --use FILE`,
           });
         }
-        await this.place(v('resolved'), c.path, true, c);
+        await this.place(fs, v('resolved'), c.path, true, c, modeOf('resolved'));
         placed.push(c.path);
-        if (c.detail.from && c.detail.from !== c.path) await this.removeIfThere(c.detail.from);
+        if (c.detail.from && c.detail.from !== c.path) await this.removeIfThere(fs, c.detail.from);
         break;
       }
       case 'both': {
         if (meta) throw new UserError(`conflict ${id} is about metadata only: there is one file`, { hint: 'use --keep client or --keep server' });
         const marked = markedName(c.path, id);
-        await this.place(v('client'), marked, false, c);
+        await this.place(fs, v('client'), marked, false, c, modeOf('client'));
         placed.push(marked);
-        if (c.detail.from && c.detail.from !== c.path) await this.removeIfThere(c.detail.from);
+        if (c.detail.from && c.detail.from !== c.path) await this.removeIfThere(fs, c.detail.from);
         break;
       }
     }
@@ -119,34 +121,37 @@ export class Resolver {
   }
 
   /** The client's metadata (mode, owner) onto the server's object. */
-  private async applyMeta(c: Conflict): Promise<void> {
+  private async applyMeta(fs: ResolveFs, c: Conflict): Promise<void> {
     const cl = c.detail.client;
-    const cur = await this.fs.stat(c.path);
+    const cur = await fs.stat(c.path);
     if (!cl || !cur) throw new UserError(`${c.path} is gone; nothing to set metadata on`);
-    if (cl.mode !== undefined && (cur.mode & 0o7777) !== cl.mode) await this.fs.chmod(c.path, cl.mode);
+    if (cl.mode !== undefined && (cur.mode & 0o7777) !== cl.mode) await fs.chmod(c.path, cl.mode);
     const uid = cl.uid !== undefined && cl.uid !== cur.uid ? cl.uid : undefined;
     const gid = cl.gid !== undefined && cl.gid !== cur.gid ? cl.gid : undefined;
-    if (uid !== undefined || gid !== undefined) await this.fs.chown(c.path, uid, gid);
+    if (uid !== undefined || gid !== undefined) await fs.chown(c.path, uid, gid);
   }
 
-  /** Makes mount path `dest` hold local variant `src` (a file, symlink or directory tree). */
-  private async place(src: string, dest: string, replace: boolean, c: Conflict): Promise<void> {
+  /**
+   * Makes mount path `dest` hold local variant `src` (a file, symlink or directory tree),
+   * with mode `mode` at the top (the variant's own; its copy in the cache is 0600).
+   */
+  private async place(fs: ResolveFs, src: string, dest: string, replace: boolean, c: Conflict, mode?: number): Promise<void> {
     const st = await fsp.lstat(src).catch(() => null);
     if (!st) throw new UserError(`conflict ${c.id} has no such variant to keep`, { hint: `cachefs conflicts <mountpoint> --show ${c.id}` });
-    const cur = await this.fs.stat(dest);
+    const cur = await fs.stat(dest);
     if (cur && !replace) {
       throw new UserError(`${dest} exists already`, { hint: `move it away, then resolve conflict ${c.id} again` });
     }
-    const mode = st.mode & 0o7777;
+    const want = mode ?? (st.mode & 0o7777);
     if (cur && st.isFile() && cur.type === 'file') {
-      await this.fs.writeFile(dest, src, mode);
-      if ((cur.mode & 0o7777) !== mode) await this.fs.chmod(dest, mode);
+      await fs.writeFile(dest, src, want);
+      if ((cur.mode & 0o7777) !== want) await fs.chmod(dest, want);
       return;
     }
     if (cur) {
       if (cur.type === 'dir') {
         try {
-          await this.fs.rmdir(dest);
+          await fs.rmdir(dest);
         } catch (e) {
           if (isFsError(e, 'ENOTEMPTY') || isFsError(e, 'EEXIST')) {
             throw new UserError(`${dest} is a directory with entries on the server; keeping the client's variant there would remove them`, {
@@ -156,46 +161,55 @@ export class Resolver {
           throw e;
         }
       } else {
-        await this.fs.unlink(dest);
+        await fs.unlink(dest);
       }
     }
-    await this.ensureParents(dest);
-    await this.copyIn(src, dest);
+    await this.ensureParents(fs, dest);
+    await this.copyIn(fs, src, dest, mode);
+    if (mode !== undefined && !st.isSymbolicLink()) {
+      const now = await fs.stat(dest);
+      if (now && (now.mode & 0o7777) !== mode) await fs.chmod(dest, mode);
+    }
   }
 
-  private async copyIn(src: string, dest: string): Promise<void> {
+  private async copyIn(fs: ResolveFs, src: string, dest: string, mode?: number): Promise<void> {
     const st = await fsp.lstat(src);
-    if (st.isSymbolicLink()) { await this.fs.symlink(await fsp.readlink(src), dest); return; }
+    if (st.isSymbolicLink()) { await fs.symlink(await fsp.readlink(src), dest); return; }
     if (st.isDirectory()) {
-      await this.fs.mkdir(dest, st.mode & 0o7777 || 0o755);
-      for (const name of await fsp.readdir(src)) await this.copyIn(path.join(src, name), path.posix.join(dest, name));
+      await fs.mkdir(dest, mode ?? (st.mode & 0o7777 || 0o755));
+      for (const name of await fsp.readdir(src)) await this.copyIn(fs, path.join(src, name), path.posix.join(dest, name));
       return;
     }
-    if (st.isFile()) { await this.fs.writeFile(dest, src, st.mode & 0o7777); return; }
+    if (st.isFile()) { await fs.writeFile(dest, src, mode ?? (st.mode & 0o7777)); return; }
     log.warn(`conflict variant ${src} is neither file, directory nor symlink: not placed`);
   }
 
   /** The directories above `p`, made again if the server removed them (remove against update keeps the update). */
-  private async ensureParents(p: string): Promise<void> {
+  private async ensureParents(fs: ResolveFs, p: string): Promise<void> {
     const parent = path.posix.dirname(p);
     if (parent === '/' || parent === '.') return;
-    const st = await this.fs.stat(parent);
+    const st = await fs.stat(parent);
     if (st?.type === 'dir') return;
     if (st) throw new UserError(`${parent} is not a directory on the server now`, { hint: 'move it away, then resolve again' });
-    await this.ensureParents(parent);
-    await this.fs.mkdir(parent, 0o755);
+    await this.ensureParents(fs, parent);
+    await fs.mkdir(parent, 0o755);
   }
 
-  private async removeIfThere(p: string): Promise<void> {
-    const st = await this.fs.stat(p);
+  private async removeIfThere(fs: ResolveFs, p: string): Promise<void> {
+    const st = await fs.stat(p);
     if (!st || st.type === 'dir') return;
-    await this.fs.unlink(p);
+    await fs.unlink(p);
   }
 
-  /** Moves the variants this choice did not keep to <cache>/lost+found; drops the conflict's directory. */
+  /**
+   * Moves every variant this choice did not put in place to <cache>/lost+found, then drops
+   * the conflict's directory: `--resolved` and `--use FILE` keep the client's variant there
+   * too (it was thrown away), and `--keep client` the seeded resolved file.
+   */
   private async keepDiscarded(c: Conflict, choice: Choice): Promise<string[]> {
     if (!c.dir) return [];
-    const discard = choice === 'server' ? ['client', 'resolved'] : choice === 'both' ? ['resolved'] : ['server'];
+    const placed: Record<Choice, string[]> = { server: [], client: ['client'], both: ['client'], resolved: ['resolved'] };
+    const discard = ['client', 'server', 'base', 'resolved'].filter((v) => !placed[choice].includes(v) && !(choice === 'both' && v === 'server'));
     const lf = path.join(this.cacheDir, 'lost+found');
     const kept: string[] = [];
     await fsp.mkdir(lf, { recursive: true, mode: 0o700 });
