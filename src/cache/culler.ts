@@ -2,9 +2,19 @@
 // what the cache holds by class (pinned, dirty, clean), watches the cache disk's free space,
 // and drops least-recently-used clean data when the cache is over `culling.maxBytes` or the
 // disk below `bcull`/`fcull`, until it is back under 90% of maxBytes and above `brun`. Below
-// `bstop`/`fstop`, or while it is over maxBytes with nothing left to drop, nothing new is
-// cached (the layer's `storeData`), and a write made while disconnected is refused with
-// ENOSPC (the layer's `admitOffline`: the write fails rather than be lost later).
+// the stop threshold (`bstop`/`fstop`, and never less than the index reserve, see below), or
+// while it is over maxBytes with nothing left to drop, nothing new is cached (the layer's
+// `storeData`), and a write made while disconnected is refused with ENOSPC (the layer's
+// `admitOffline`: the write fails rather than be lost later).
+//
+// The index reserve: the index and journal (SQLite, with its write-ahead log) live on the same
+// disk and must always be able to grow a little: a journal record that cannot be written
+// loses a change, a replay that cannot delete its records cannot finish. So file data stops
+// at INDEX_RESERVE free bytes (a quarter of a small disk) even when bstop is less, and a
+// change made while disconnected is journaled only while half of it is left (`journalRoom`):
+// the last half is for the write records of data already acknowledged and for the replay.
+// Near these thresholds the free space is read again (statfs, microseconds) rather than
+// estimated, since the index and the log grow too and no running figure counts them.
 //
 // What must stay true:
 // - dirty data (not yet replayed) is never dropped, and pinned data never by culling (only
@@ -23,10 +33,10 @@
 // Usage is counted from the chunks each object has (full chunks, and the last one up to the
 // file's size), or the index's `cachedBytes` where that is larger: a write into a chunk
 // already cached adds nothing to `cachedBytes`, so an appended file is undercounted there.
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, statfsSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { log } from '../core/log.js';
-import { isFsError } from '../core/errors.js';
+import { isCacheStorageError, isFsError } from '../core/errors.js';
 import type { CachedDataRow, CachedObject } from '../index/objects.js';
 import { DataStore } from '../store/data-store.js';
 
@@ -70,6 +80,11 @@ export interface CullerDeps {
   cacheDir: string;
   /** Tests give a fake disk; by default fs.promises.statfs of cacheDir. */
   statfs?: (dir: string) => Promise<DiskSpace>;
+  /**
+   * Reads the free space at once, for decisions near a threshold; by default fs.statfsSync
+   * (when `statfs` is not given: a fake disk is only read through `statfs`).
+   */
+  statfsSync?: ((dir: string) => DiskSpace) | null;
 }
 
 export type DataClass = 'pinned' | 'dirty' | 'clean';
@@ -114,6 +129,13 @@ const CULL_TO = 0.9;
 const STUCK_RETRY_MS = 250;
 /** How old a measurement `usage()` may answer with. */
 const USAGE_MAX_AGE_MS = 500;
+/**
+ * Free bytes the cache disk keeps for the index and journal (SQLite and its write-ahead log,
+ * which grows up to ~4 MiB between checkpoints), at most a quarter of the disk.
+ */
+export const INDEX_RESERVE = 8 * 1024 * 1024;
+/** Near a threshold, the free space is read again when the last reading is older than this. */
+const FRESH_MS = 50;
 
 interface Candidate { id: number; bytes: number }
 interface Measured {
@@ -169,6 +191,8 @@ export class Culler {
   /** Bytes stored in the cache since `measured` was taken (rewrites count again: an overestimate). */
   private pending = 0;
   private disk: DiskSpace | null = null;
+  /** When `disk` was read (ms since the epoch). */
+  private diskAt = 0;
   /** Bytes stored minus bytes dropped since `disk` was read. */
   private diskDelta = 0;
   private storing = true;
@@ -182,10 +206,14 @@ export class Culler {
   private stopped = false;
   private readonly cfg: Config['culling'];
   private readonly statfs: (dir: string) => Promise<DiskSpace>;
+  private readonly statfsNow: ((dir: string) => DiskSpace) | null;
+  /** A storage failure met while dropping data (said once per spell, in the log). */
+  private evictFailing = false;
 
   constructor(private readonly d: CullerDeps) {
     this.cfg = d.config;
     this.statfs = d.statfs ?? ((dir) => fsp.statfs(dir));
+    this.statfsNow = d.statfsSync !== undefined ? d.statfsSync : d.statfs ? null : (dir) => statfsSync(dir);
   }
 
   /** Starts the periodic check and takes over the layer's offline write admission. */
@@ -220,13 +248,14 @@ export class Culler {
         // Reset first: bytes stored while statfs runs count twice rather than not at all.
         this.diskDelta = 0;
         this.disk = await this.statfs(this.d.cacheDir);
+        this.diskAt = Date.now();
         this.statfsFailing = false;
       } catch (e) {
         if (!this.statfsFailing) log.warn(`cannot read the free space of ${this.d.cacheDir}; culling by maxBytes only until it can`, e);
         this.statfsFailing = true;
         this.disk = null;
       }
-      if (!this.stopped) this.cullNow(why, 0);
+      if (!this.stopped) this.cullSafely(why);
     })().finally(() => { this.checking = null; });
     return this.checking;
   }
@@ -281,10 +310,10 @@ export class Culler {
           : !opts.force && this.d.pins.covering(at) ? 'pinned'
             : this.d.layer.isOpen(r.id) ? 'open' : null;
         if (why) { res.kept.push({ path: at, reason: why, bytes }); continue; }
-        if (this.d.layer.evict(o) > 0) {
+        if (this.evict(o) > 0) {
           res.freed += bytes;
           res.files++;
-        } else res.kept.push({ path: at, reason: 'busy', bytes }); // being fetched or written
+        } else res.kept.push({ path: at, reason: 'busy', bytes }); // being fetched or written (or the index cannot be written)
       }
       total += res.freed;
       this.diskDelta -= res.freed;
@@ -292,7 +321,7 @@ export class Culler {
     if (total > 0) {
       this.measured = null;
       log.info(`cachefs evict: dropped ${mib(total)} of clean data (${paths.join(', ')})`);
-      this.cullNow('evict', 0); // may start storing again
+      this.cullSafely('evict'); // may start storing again
     }
     return { paths: out, freed: total };
   }
@@ -308,7 +337,7 @@ export class Culler {
   private schedule(): void {
     if (this.soon || this.stopped) return;
     const wait = this.stuckAt ? this.stuckAt + STUCK_RETRY_MS - Date.now() : 0;
-    const run = () => { this.soon = null; if (!this.stopped) this.cullNow('data arrived', 0); };
+    const run = () => { this.soon = null; if (!this.stopped) this.cullSafely('data arrived'); };
     if (wait > 0) {
       const t = setTimeout(run, wait).unref();
       this.soon = { cancel: () => clearTimeout(t) };
@@ -354,14 +383,15 @@ export class Culler {
   }
 
   /**
-   * Would `reserve` more bytes put the cache at maxBytes or the disk below bcull? (Free files
+   * Would `reserve` more bytes put the cache at maxBytes or the disk below bcull (see
+   * cullBytes)? (Free files
    * are left to the periodic check: dropping data does not free them, see cullNow.)
    */
   private overLimits(reserve: number): boolean {
     const limit = this.cfg.maxBytes;
     if (limit > 0 && this.estimate() + reserve >= limit) return true;
     const disk = this.diskNow();
-    return disk !== null && disk.total > 0 && ((disk.avail - reserve) / disk.total) * 100 < this.cfg.bcull;
+    return disk !== null && disk.total > 0 && disk.avail - reserve < this.cullBytes(disk.total);
   }
 
   /**
@@ -377,8 +407,8 @@ export class Culler {
     // At the limit already counts: nothing more would fit.
     if (limit > 0 && used + reserve >= limit) need = used + reserve - Math.floor(limit * CULL_TO);
     const disk = this.diskNow();
-    if (disk && disk.total > 0 && ((disk.avail - reserve) / disk.total) * 100 < this.cfg.bcull) {
-      need = Math.max(need, Math.ceil((disk.total * this.cfg.brun) / 100 - (disk.avail - reserve)));
+    if (disk && disk.total > 0 && disk.avail - reserve < this.cullBytes(disk.total)) {
+      need = Math.max(need, Math.ceil(this.runBytes(disk.total) - (disk.avail - reserve)));
     }
     let freed = 0;
     let files = 0;
@@ -388,7 +418,7 @@ export class Culler {
         if (freed >= need) break;
         if (this.d.layer.isOpen(c.id)) continue;
         const o = this.d.index.get(c.id);
-        if (!o || this.d.layer.evict(o) === 0) continue;
+        if (!o || this.evict(o) === 0) continue;
         freed += c.bytes;
         files++;
         dropped.add(c.id);
@@ -415,10 +445,10 @@ export class Culler {
       if (!this.filesWarned) log.warn(`the cache disk has ${after.filesPct.toFixed(1)}% of its files (inodes) free, below culling.fcull (${this.cfg.fcull}%): dropping data does not free files; give the cache a roomier disk`);
       this.filesWarned = true;
     } else this.filesWarned = false;
-    const diskStop = after !== null && after.total > 0 && (after.blocksPct < this.cfg.bstop || after.filesPct < this.cfg.fstop);
+    const diskStop = after !== null && after.total > 0 && (after.avail < this.stopBytes(after.total) || after.filesPct < this.cfg.fstop);
     const full = limit > 0 && m.pinned + m.dirty + m.clean >= limit;
     this.setStoring(!diskStop && !full, diskStop
-      ? `the cache disk is below culling.bstop/fstop (${after!.blocksPct.toFixed(1)}% blocks, ${after!.filesPct.toFixed(1)}% files free)`
+      ? `the cache disk is below culling.bstop/fstop or the index reserve (${mib(after!.avail)}, ${after!.blocksPct.toFixed(1)}% blocks, ${after!.filesPct.toFixed(1)}% files free)`
       : 'the cache is at culling.maxBytes and everything in it is pinned, dirty or in use');
   }
 
@@ -439,9 +469,84 @@ export class Culler {
   }
 
   private fits(bytes: number): boolean {
-    const disk = this.diskNow();
-    if (disk && disk.total > 0 && (((disk.avail - bytes) / disk.total) * 100 < this.cfg.bstop || disk.filesPct < this.cfg.fstop)) return false;
+    let disk = this.diskNow();
+    // Near the stop threshold the estimate is not good enough (the index, its log and our
+    // log grow too): read the disk again.
+    if (disk && disk.total > 0 && disk.avail - bytes < 2 * this.stopBytes(disk.total) && this.refreshDisk()) disk = this.diskNow();
+    if (disk && disk.total > 0 && (disk.avail - bytes < this.stopBytes(disk.total) || disk.filesPct < this.cfg.fstop)) return false;
     return this.cfg.maxBytes === 0 || this.estimate() + bytes <= this.cfg.maxBytes;
+  }
+
+  /**
+   * May a change made while disconnected be journaled? Only while the cache disk has half of
+   * its stop threshold left (an unknown disk: yes). What is below stays for the index's own
+   * needs: write records of data already acknowledged, and the replay's bookkeeping. The
+   * disk is read every time (a statfs costs less than the journal append it guards): a change
+   * let in must not fail halfway, journaled but not in the index, because something else
+   * filled the disk since the last reading.
+   */
+  journalRoom(): boolean {
+    this.refreshDisk(0);
+    const disk = this.diskNow();
+    if (!disk || disk.total === 0) return true;
+    return disk.avail >= this.stopBytes(disk.total) / 2;
+  }
+
+  /** Free bytes below which no new file data is kept: bstop, and never less than the index reserve. */
+  private stopBytes(total: number): number {
+    return Math.max((total * this.cfg.bstop) / 100, Math.min(INDEX_RESERVE, total / 4));
+  }
+
+  /**
+   * Free bytes below which culling starts, and up to which it goes: bcull and brun, kept as
+   * far above the stop threshold as they are above bstop when the index reserve raised it
+   * (a small disk), so clean data is dropped before new data is refused.
+   */
+  private cullBytes(total: number): number {
+    return Math.max((total * this.cfg.bcull) / 100, this.stopBytes(total) + (total * (this.cfg.bcull - this.cfg.bstop)) / 100);
+  }
+
+  private runBytes(total: number): number {
+    return Math.max((total * this.cfg.brun) / 100, this.stopBytes(total) + (total * (this.cfg.brun - this.cfg.bstop)) / 100);
+  }
+
+  /** Reads the disk's free space now (if it can, and the last reading is older than `fresh` ms); true if read. */
+  private refreshDisk(fresh = FRESH_MS): boolean {
+    if (!this.statfsNow || Date.now() - this.diskAt < fresh) return false;
+    try {
+      this.disk = this.statfsNow(this.d.cacheDir);
+    } catch {
+      return false; // the periodic check says so in the log
+    }
+    this.diskAt = Date.now();
+    this.diskDelta = 0;
+    return true;
+  }
+
+  /**
+   * The layer's evict, where a failure to write the index (a full cache disk) keeps the data:
+   * culling runs from timers and must never throw. Returns the bytes freed.
+   */
+  private evict(o: CachedObject): number {
+    try {
+      const n = this.d.layer.evict(o);
+      this.evictFailing = false;
+      return n;
+    } catch (e) {
+      if (!isCacheStorageError(e)) throw e;
+      if (!this.evictFailing) log.warn(`cannot drop cached data of object ${o.id}: the index cannot be written`, e);
+      this.evictFailing = true;
+      return 0;
+    }
+  }
+
+  /** cullNow from a timer or a request that must not fail because of it. */
+  private cullSafely(why: string): void {
+    try {
+      this.cullNow(why, 0);
+    } catch (e) {
+      log.error(`culling (${why}) failed`, e);
+    }
   }
 }
 

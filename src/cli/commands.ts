@@ -1,7 +1,7 @@
 // What each CLI command does. These functions throw UserError for anything the user should
 // read; they print only their own command's output.
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, existsSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
@@ -50,7 +50,9 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   // mount answers on its control socket (or the process dies and tells us why).
   await prepareCacheDir(config.cacheDir);
   const errFile = path.join(config.cacheDir, 'mount-stderr.log');
-  const errFd = openSync(errFile, 'w', 0o600);
+  // On a full cache disk this file may not be writable: then the disk itself is the answer.
+  let errFd: number | 'ignore' = 'ignore';
+  try { errFd = openSync(errFile, 'w', 0o600); } catch { /* see fullDisk below */ }
   const self = fileURLToPath(new URL('./main.js', import.meta.url));
   // A small young generation keeps the mount process's RSS low: its garbage is mostly
   // short-lived request buffers (see docs/PERFORMANCE.md for the measured effect).
@@ -69,7 +71,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
     ...process.env,
   };
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', errFd], env });
-  closeSync(errFd);
+  if (errFd !== 'ignore') closeSync(errFd);
   let exited: number | null = null;
   child.on('exit', (code) => { exited = code ?? 1; });
   child.unref();
@@ -78,7 +80,14 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   const sock = path.join(config.cacheDir, CONTROL_SOCKET);
   while (Date.now() < deadline) {
     if (exited !== null) {
-      const why = readFileSync(errFile, 'utf8').trim();
+      let why = '';
+      try { why = readFileSync(errFile, 'utf8').trim(); } catch { /* nothing was written */ }
+      const full = why ? null : fullDisk(config.cacheDir);
+      if (full) {
+        throw new UserError(`the mount process exited with code ${exited}: the cache disk is full (${config.cacheDir}, ${full} free): cachefs needs room there for its index, journal and log`, {
+          hint: 'make room on that disk (the journal and everything cached are kept), or give the cache a roomier disk (--cache-dir)',
+        });
+      }
       throw new UserError(why.replace(/^cachefs: /, '') || `the mount process exited with code ${exited}`, {
         hint: `see ${path.join(config.cacheDir, 'cachefs.log')}`,
       });
@@ -97,6 +106,18 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   throw new UserError('the mount did not come up within 60 s', {
     hint: `see ${path.join(config.cacheDir, 'cachefs.log')}; \`cachefs umount ${config.mountpoint}\` cleans up`,
   });
+}
+
+/** The free space of a (nearly) full disk holding `dir`, in words; null when it has room or cannot tell. */
+function fullDisk(dir: string): string | null {
+  try {
+    const s = statfsSync(dir);
+    const free = s.bavail * s.bsize;
+    if (free >= 1048576 && free >= s.blocks * s.bsize * 0.01) return null;
+    return formatBytes(free);
+  } catch {
+    return null;
+  }
 }
 
 export async function commandUmount(mountpointArg: string): Promise<void> {
@@ -161,6 +182,8 @@ export async function commandStatus(mountpoint: string, opts: { json?: boolean }
     `  cache      ${s.cache.objects} objects, ${formatBytes(s.cache.bytes)} cached${s.cache.limit ? ` of ${formatBytes(s.cache.limit)} (culling.maxBytes)` : ''} in ${s.cacheDir}`,
     ...(s.cache.pinned !== undefined ? [cacheClasses(s.cache)] : []),
     `  journal    ${s.journal.pending === 0 ? 'no pending changes' : `${s.journal.pending} pending change(s), safe in the journal`}`,
+    ...(s.journal.stalled ? [`             replay held up since ${s.journal.stalled.since}: ${s.journal.stalled.reason}`] : []),
+    ...(s.cache.storageError ? [`  storage    the cache's index could not be written at ${s.cache.storageError.at}: ${s.cache.storageError.message}`] : []),
     `  conflicts  ${s.conflicts === 0 ? 'none' : `${s.conflicts} waiting for you (cachefs conflicts)`}`,
     `  reads      ${c.hits} hits, ${c.misses} misses; ${formatBytes(c.bytesFromCache)} from cache, ${formatBytes(c.bytesFromBackend)} from backend`,
     `  process    ${s.openFiles} open files, ${formatBytes(s.rssBytes)} resident`,

@@ -5,11 +5,15 @@
 // What must stay true:
 // - this process never does synchronous I/O on its own mountpoint (it would deadlock);
 // - the cache directory is 0700, the control socket 0600;
-// - one mount process per cache directory (pid file), so two never share one journal.
-import { promises as fsp, createWriteStream, readFileSync } from 'node:fs';
+// - one mount process per cache directory (pid file), so two never share one journal;
+// - a full (or failing) cache disk never ends the process: requests get ENOSPC, replay
+//   stalls and retries (src/journal/replayer.ts), and a storage failure that escapes its
+//   handler anyway is logged and shown by `status` (see onEscaped); a mount that cannot start
+//   on a full disk says so.
+import { promises as fsp, readFileSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import type net from 'node:net';
-import { UserError, isFsError } from '../core/errors.js';
+import { UserError, isCacheFull, isCacheStorageError, isFsError } from '../core/errors.js';
 import { EventBus } from '../core/events.js';
 import { log, setLogLevel, setLogSink } from '../core/log.js';
 import type { Config } from '../config/schema.js';
@@ -37,6 +41,8 @@ import { serveControl, type WatchStream } from './control.js';
 import { CONTROL_SOCKET, LOG_FILE, PID_FILE, asWatchEvent, type Status } from './protocol.js';
 import { wireNotifications } from './notifications.js';
 import { register, unregister, processAlive } from './registry.js';
+import { LogFile } from './log-file.js';
+import type { JournalRecord } from '../journal/records.js';
 
 export async function prepareCacheDir(dir: string): Promise<void> {
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -156,13 +162,50 @@ export interface RunningMount {
   done: Promise<void>;
 }
 
+/** Free bytes of the file system of `dir`, in words (null: cannot tell). */
+function freeSpace(dir: string): string | null {
+  try {
+    const s = statfsSync(dir);
+    const n = s.bavail * s.bsize;
+    return n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+  } catch {
+    return null;
+  }
+}
+
+/** A mount that could not start because of its cache disk says so (anything else as it was). */
+function startupError(e: unknown, cacheDir: string): unknown {
+  if (!isCacheStorageError(e)) return e;
+  const free = freeSpace(cacheDir);
+  const err = isCacheFull(e)
+    ? new UserError(`cannot mount: the cache disk is full (${cacheDir}${free ? `, ${free} free` : ''}): cachefs needs room there for its index, journal and log`, {
+      hint: 'make room on that disk (the journal and everything cached are kept), or give the cache a roomier disk (--cache-dir)',
+    })
+    : new UserError(`cannot mount: the cache disk failed (${cacheDir}): ${(e as Error).message}`, {
+      hint: 'check that disk (dmesg); the journal is crash-safe, nothing written is lost by retrying',
+    });
+  log.error(err.message, e);
+  return err;
+}
+
+/** Records journaled even on a nearly full cache disk (see journal.admit in startMount). */
+const ALWAYS_JOURNALED = new Set<JournalRecord['op']>(['write', 'unlink', 'rmdir', 'commit']);
+
 export async function runMount(config: Config): Promise<RunningMount> {
+  try {
+    return await startMount(config);
+  } catch (e) {
+    throw startupError(e, config.cacheDir);
+  }
+}
+
+async function startMount(config: Config): Promise<RunningMount> {
   setLogLevel(config.log);
   // The kernel has already applied the caller's umask to every mode it hands us.
   process.umask(0);
   await prepareCacheDir(config.cacheDir);
-  const logStream = createWriteStream(path.join(config.cacheDir, LOG_FILE), { flags: 'a', mode: 0o600 });
-  setLogSink((line) => { logStream.write(line + '\n'); });
+  const logFile = new LogFile(path.join(config.cacheDir, LOG_FILE));
+  setLogSink((line) => logFile.write(line));
   const pidFile = await claimPidFile(config.cacheDir);
 
   const mp = config.mountpoint;
@@ -190,7 +233,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
   if (knownFsid && knownFsid !== backend.fsid) {
     log.info(`cache dir was last used for ${knownFsid}; objects are keyed by fsid, so both stay apart`);
   }
-  setMeta(db, 'last_fsid', backend.fsid);
+  if (knownFsid !== backend.fsid) setMeta(db, 'last_fsid', backend.fsid);
 
   const index = new ObjectIndex(db, backend.fsid);
   // Every byte written into the cache is counted for culling (src/cache/culler.ts).
@@ -216,6 +259,47 @@ export async function runMount(config: Config): Promise<RunningMount> {
   });
   store.onStored = (n) => culler.noteStored(n);
   await culler.start();
+  // A change made while disconnected is journaled only while the cache disk has room for it
+  // (src/cache/culler.ts journalRoom). Always let in: write records (they carry data already
+  // acknowledged), removals (the way to make room), and records made connected (they leave
+  // the journal as soon as the backend has them).
+  const recordPath = (r: JournalRecord): string | null => {
+    const at = (id: number, name?: string): string | null => {
+      const p = index.pathOf(id, layer.rootObjectId);
+      return p === null || name === undefined ? p : path.posix.join(p, name);
+    };
+    if ('fromParent' in r) return at(r.fromParent, r.fromName);
+    if ('parent' in r && 'name' in r) return at(r.parent, r.name);
+    return 'obj' in r ? at(r.obj) : null;
+  };
+  journal.admit = (record) => {
+    if (!('offline' in record && record.offline) || ALWAYS_JOURNALED.has(record.op) || culler.journalRoom()) return true;
+    events.emit({ type: 'cache-full', path: recordPath(record), message: `the cache disk is full: this change (${record.op}) cannot be journaled while disconnected` });
+    return false;
+  };
+  // Replay that stalls on the cache's own storage (a full disk) takes the mount disconnected,
+  // with the reason for `status` and `watch`; the probe retries it every few seconds.
+  layer.replayer.onStall = (reason) => layer.startDisconnected(reason);
+
+  // The last line of defence: a cache storage failure that escaped the code that met it (from
+  // a timer or a promise nobody awaited) is logged and shown by `status`, and the mount goes
+  // on (SQLite rolled the failed statement back; the journal keeps every change). Anything
+  // else still ends the process, as it would without these listeners.
+  let escaped: { message: string; at: string } | null = null;
+  const onEscaped = (e: unknown, origin: string): boolean => {
+    if (!isCacheStorageError(e)) return false;
+    escaped = { message: String((e as Error)?.message ?? e), at: new Date().toISOString() };
+    log.error(`a cache storage failure was not handled where it happened (${origin}); the mount carries on`, e);
+    return true;
+  };
+  const onRejection = (e: unknown): void => { if (!onEscaped(e, 'a promise')) throw e; };
+  const onException = (e: Error): void => {
+    if (onEscaped(e, 'a callback')) return;
+    process.stderr.write(`cachefs: uncaught exception: ${e?.stack ?? String(e)}\n`);
+    process.exit(1);
+  };
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
 
   let fuse: FuseMount | null = null;
   const ops = makeOps(layer, {
@@ -244,6 +328,7 @@ export async function runMount(config: Config): Promise<RunningMount> {
   let unmountedAs: string | null = null;
   const status = (): Status => {
     const snap = connectivity.snapshot();
+    const stalled = layer.replayer.stalled;
     const s = index.stats();
     const u = culler.usage();
     return {
@@ -258,8 +343,12 @@ export async function runMount(config: Config): Promise<RunningMount> {
       cache: {
         bytes: u.bytes, objects: s.objects, pinned: u.pinned, dirty: u.dirty, clean: u.clean, limit: u.limit,
         diskFreePercent: u.diskFreePercent, filesFreePercent: u.filesFreePercent, storing: u.storing,
+        storageError: escaped,
       },
-      journal: { pending: journal.pending(), bytes: layer.replayer.pendingBytes },
+      journal: {
+        pending: journal.pending(), bytes: layer.replayer.pendingBytes,
+        stalled: stalled ? { reason: stalled.reason, since: new Date(stalled.since).toISOString() } : null,
+      },
       conflicts: conflicts.openCount(),
       counters: { ...layer.counters },
       openFiles: layer.openFileCount(),
@@ -322,7 +411,9 @@ export async function runMount(config: Config): Promise<RunningMount> {
       await fsp.rm(path.join(config.cacheDir, CONTROL_SOCKET), { force: true });
       await fsp.rm(pidFile, { force: true });
       log.info('unmounted');
-      await new Promise<void>((r) => logStream.end(r));
+      process.off('unhandledRejection', onRejection);
+      process.off('uncaughtException', onException);
+      await logFile.close();
       finished();
     })();
     return shuttingDown;

@@ -71,15 +71,25 @@ export const StatusSchema = z.object({
    * limit: culling.maxBytes (0: none); diskFreePercent / filesFreePercent: of the cache
    * directory's file system (null: unknown); storing: false while nothing new is kept (full).
    * The optional fields are absent from a mount process older than culling.
+   * storageError: the last failure of the cache's own storage (index, journal) that was not
+   * handled where it happened (null: none; absent from older mount processes).
    */
   cache: z.object({
     bytes: z.number(), objects: z.number(),
     pinned: z.number().optional(), dirty: z.number().optional(), clean: z.number().optional(),
     limit: z.number().optional(), diskFreePercent: z.number().nullable().optional(),
     filesFreePercent: z.number().nullable().optional(), storing: z.boolean().optional(),
+    storageError: z.object({ message: z.string(), at: z.string() }).nullable().optional(),
   }),
-  /** pending: records waiting for the backend; bytes: the data they carry (writes). */
-  journal: z.object({ pending: z.number(), bytes: z.number().optional() }),
+  /**
+   * pending: records waiting for the backend; bytes: the data they carry (writes); stalled:
+   * why replay is held up on the cache's side (its disk is full), and since when (ISO time),
+   * or null; absent from older mount processes.
+   */
+  journal: z.object({
+    pending: z.number(), bytes: z.number().optional(),
+    stalled: z.object({ reason: z.string(), since: z.string() }).nullable().optional(),
+  }),
   conflicts: z.number(),
   counters: z.object({
     hits: z.number(), misses: z.number(), bytesFromCache: z.number(), bytesFromBackend: z.number(),

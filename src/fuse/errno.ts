@@ -1,5 +1,7 @@
-// The one place where errors become FUSE answers. FsError carries a POSIX errno name;
-// anything else is a bug or an unexpected failure: it becomes EIO and is logged.
+// The one place where errors become FUSE answers. FsError carries a POSIX errno name; other
+// errors are translated by fromNodeError (Node's errno codes; SQLite's SQLITE_FULL, the cache
+// disk is full, becomes ENOSPC); anything else is a bug or an unexpected failure: it becomes
+// EIO and is logged.
 import { FsError, errnoNumber, fromNodeError } from '../core/errors.js';
 import { log } from '../core/log.js';
 

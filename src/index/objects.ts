@@ -6,9 +6,15 @@
 // What must stay true:
 // - an object's id never changes and is never reused (it is the inode number users see);
 // - (fsid, fh) -> id is one-to-one, so hard links share one object and a rename keeps data;
-// - a name entry points at an existing object, or is negative (null).
+// - a name entry points at an existing object, or is negative (null);
+// - the mirror never claims what SQLite refused: each change is written before the mirror
+//   takes it, and a `batch` whose commit fails (the cache disk full) reloads the objects it
+//   changed from SQLite, so a retry sees what is really stored (a replay that stalled on a
+//   full disk must find a provisional handle still provisional, for one).
 import type { Attr, Node } from '../backends/types.js';
 import { makeDurable, type Db } from './db.js';
+import { isCacheStorageError } from '../core/errors.js';
+import { log } from '../core/log.js';
 
 export interface CachedObject {
   readonly id: number;
@@ -64,6 +70,10 @@ export class ObjectIndex {
   private readonly byFh = new Map<string, number>();
   /** Objects whose lastAccess changed since flushAccessTimes. */
   private readonly touched = new Set<number>();
+  /** The last flushAccessTimes could not write (said once per spell, in the log). */
+  private accessFlushFailing = false;
+  /** Objects changed inside the batch under way: reloaded from SQLite if it does not commit. */
+  private batchTouched: Set<CachedObject> | null = null;
   private readonly st;
 
   constructor(private readonly db: Db, readonly fsid: string) {
@@ -102,25 +112,7 @@ export class ObjectIndex {
   }
 
   private fromRow(r: ObjectRow): CachedObject {
-    const o: CachedObject = {
-      id: r.id,
-      fh: Buffer.from(r.fh),
-      attr: {
-        type: r.type as Attr['type'], mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, nlink: r.nlink,
-        rdev: r.rdev, used: r.used, atimeNs: BigInt(r.atime_ns), mtimeNs: BigInt(r.mtime_ns),
-        ctimeNs: BigInt(r.ctime_ns), version: r.version,
-      },
-      attrAt: 0,
-      dataVersion: r.data_version,
-      namesVersion: r.names_version,
-      complete: r.complete === 1,
-      symlink: r.symlink,
-      cachedBytes: r.cached_bytes,
-      lastAccess: r.last_access,
-      chunks: null,
-      names: null,
-      stale: null,
-    };
+    const o = parseRow(r);
     this.byId.set(o.id, o);
     this.byFh.set(o.fh.toString('hex'), o.id);
     return o;
@@ -131,10 +123,12 @@ export class ObjectIndex {
    * assigned when its create was replayed. Its id (inode number) and everything cached stay.
    */
   setHandle(obj: CachedObject, fh: Buffer): void {
+    const copy = Buffer.from(fh);
+    this.changing(obj);
+    this.st.setHandle.run(copy, obj.id);
     this.byFh.delete(obj.fh.toString('hex'));
-    obj.fh = Buffer.from(fh);
+    obj.fh = copy;
     this.byFh.set(obj.fh.toString('hex'), obj.id);
-    this.st.setHandle.run(obj.fh, obj.id);
   }
 
   /** The object's version after the last record a reintegration replayed to it (or null). */
@@ -175,14 +169,62 @@ export class ObjectIndex {
     return this.byId.values();
   }
 
-  /** Runs `fn` in one SQLite transaction: one commit for several index changes. */
   /** Every change committed so far survives power loss when this returns (fsync offline). */
   makeDurable(): void {
     makeDurable(this.db);
   }
 
+  /**
+   * Runs `fn` in one SQLite transaction: one commit for several index changes. If it does
+   * not commit (SQLite rolls everything back), the objects it changed are reloaded from
+   * SQLite before the error goes on: the mirror shows what is stored.
+   */
   batch<T>(fn: () => T): T {
-    return this.db.inTransaction ? fn() : this.db.transaction(fn)();
+    if (this.db.inTransaction) return fn();
+    const touched = new Set<CachedObject>();
+    this.batchTouched = touched;
+    try {
+      return this.db.transaction(fn)();
+    } catch (e) {
+      this.batchTouched = null;
+      for (const o of touched) this.reload(o);
+      throw e;
+    } finally {
+      this.batchTouched = null;
+    }
+  }
+
+  /** Notes an object about to change, for `batch`'s rollback. */
+  private changing(obj: CachedObject): void {
+    this.batchTouched?.add(obj);
+  }
+
+  /**
+   * Makes a loaded object what its row says again (after a rolled-back batch); an object
+   * whose row is gone leaves the mirror. What is in memory only stays: attrAt, lastAccess,
+   * and a size grown by local writes (see setLocalSize).
+   */
+  private reload(o: CachedObject): void {
+    const row = this.st.byId.get(o.id, this.fsid) as ObjectRow | undefined;
+    if (this.byFh.get(o.fh.toString('hex')) === o.id) this.byFh.delete(o.fh.toString('hex'));
+    if (!row) {
+      if (this.byId.get(o.id) === o) this.byId.delete(o.id);
+      return;
+    }
+    const stored = parseRow(row);
+    const size = Math.max(o.attr.size, stored.attr.size);
+    o.fh = stored.fh;
+    o.attr = o.attr.version === stored.attr.version ? { ...stored.attr, size } : stored.attr;
+    o.dataVersion = stored.dataVersion;
+    o.namesVersion = stored.namesVersion;
+    o.complete = stored.complete;
+    o.symlink = stored.symlink;
+    o.cachedBytes = stored.cachedBytes;
+    o.chunks = null;
+    o.names = null;
+    o.stale = null;
+    this.byId.set(o.id, o);
+    this.byFh.set(o.fh.toString('hex'), o.id);
   }
 
   get(id: number): CachedObject | undefined {
@@ -208,30 +250,36 @@ export class ObjectIndex {
     const have = this.byHandle(node.fh);
     if (have) {
       if (!sameAttr(have.attr, node.attr)) {
-        have.attr = node.attr;
+        this.changing(have);
         this.st.saveAttr.run(attrParams(have.id, node.attr));
+        have.attr = node.attr;
       }
       have.attrAt = now;
       return have;
     }
     const info = this.st.insert.run({ fsid: this.fsid, fh: node.fh, ...attrParams(0, node.attr) });
     const obj = this.get(Number(info.lastInsertRowid))!;
+    this.changing(obj);
     obj.attrAt = now;
     obj.chunks = new Set();
     return obj;
   }
 
   setAttr(obj: CachedObject, attr: Attr, now: number): void {
-    const changed = !sameAttr(obj.attr, attr);
+    if (!sameAttr(obj.attr, attr)) {
+      this.changing(obj);
+      this.st.saveAttr.run(attrParams(obj.id, attr));
+    }
     obj.attr = attr;
     obj.attrAt = now;
-    if (changed) this.st.saveAttr.run(attrParams(obj.id, attr));
   }
 
   /** Changes attributes locally (our own write, before the backend confirms them). */
   patchAttr(obj: CachedObject, patch: Partial<Attr>): void {
-    obj.attr = { ...obj.attr, ...patch };
-    this.st.saveAttr.run(attrParams(obj.id, obj.attr));
+    const attr = { ...obj.attr, ...patch };
+    this.changing(obj);
+    this.st.saveAttr.run(attrParams(obj.id, attr));
+    obj.attr = attr;
   }
 
   /**
@@ -243,8 +291,9 @@ export class ObjectIndex {
   }
 
   setSymlink(obj: CachedObject, target: string | null): void {
-    obj.symlink = target;
+    this.changing(obj);
     this.st.saveSymlink.run(target, obj.id);
+    obj.symlink = target;
   }
 
   // ---- data chunks ----
@@ -260,40 +309,50 @@ export class ObjectIndex {
     const set = this.chunksOf(obj);
     const had = set.has(idx);
     if (had && obj.dataVersion === dataVersion) return;
-    set.add(idx);
-    if (!had) obj.cachedBytes += bytes;
-    obj.dataVersion = dataVersion;
+    const cachedBytes = had ? obj.cachedBytes : obj.cachedBytes + bytes;
     // One commit for both rows (half the cost of two; bench/hoard.ts showed it per chunk).
     this.batch(() => {
+      this.changing(obj);
       this.st.addChunk.run(obj.id, idx);
-      this.st.saveData.run(obj.dataVersion, obj.cachedBytes, obj.lastAccess, obj.id);
+      this.st.saveData.run(dataVersion, cachedBytes, obj.lastAccess, obj.id);
     });
+    set.add(idx);
+    obj.cachedBytes = cachedBytes;
+    obj.dataVersion = dataVersion;
   }
 
   /** Forgets every cached chunk (the data file is truncated by the caller). */
   clearChunks(obj: CachedObject): void {
+    this.batch(() => {
+      this.changing(obj);
+      this.st.removeChunks.run(obj.id);
+      this.st.saveData.run(null, 0, obj.lastAccess, obj.id);
+    });
     obj.chunks = new Set();
     obj.cachedBytes = 0;
     obj.dataVersion = null;
-    this.st.removeChunks.run(obj.id);
-    this.st.saveData.run(null, 0, obj.lastAccess, obj.id);
   }
 
   /** Forgets chunks from `idx` on (after a truncate). */
   dropChunksFrom(obj: CachedObject, idx: number, chunkSize: number): void {
     const set = this.chunksOf(obj);
-    let dropped = 0;
-    for (const i of set) if (i >= idx) { set.delete(i); dropped++; }
-    if (dropped === 0) return;
-    obj.cachedBytes = Math.max(0, obj.cachedBytes - dropped * chunkSize);
-    this.st.removeChunksFrom.run(obj.id, idx);
-    this.st.saveData.run(obj.dataVersion, obj.cachedBytes, obj.lastAccess, obj.id);
+    const gone = [...set].filter((i) => i >= idx);
+    if (gone.length === 0) return;
+    const cachedBytes = Math.max(0, obj.cachedBytes - gone.length * chunkSize);
+    this.batch(() => {
+      this.changing(obj);
+      this.st.removeChunksFrom.run(obj.id, idx);
+      this.st.saveData.run(obj.dataVersion, cachedBytes, obj.lastAccess, obj.id);
+    });
+    for (const i of gone) set.delete(i);
+    obj.cachedBytes = cachedBytes;
   }
 
   setDataVersion(obj: CachedObject, v: string | null): void {
     if (obj.dataVersion === v) return;
-    obj.dataVersion = v;
+    this.changing(obj);
     this.st.saveData.run(v, obj.cachedBytes, obj.lastAccess, obj.id);
+    obj.dataVersion = v;
   }
 
   /** Records a use of the object (ms since the epoch) for LRU culling; see flushAccessTimes. */
@@ -311,12 +370,23 @@ export class ObjectIndex {
     if (this.touched.size === 0) return;
     const ids = [...this.touched];
     this.touched.clear();
-    this.batch(() => {
-      for (const id of ids) {
-        const o = this.byId.get(id);
-        if (o) this.st.saveAccess.run(o.lastAccess, id);
-      }
-    });
+    try {
+      this.batch(() => {
+        for (const id of ids) {
+          const o = this.byId.get(id);
+          if (o) this.st.saveAccess.run(o.lastAccess, id);
+        }
+      });
+    } catch (e) {
+      // Runs from a timer: it must not throw. A full (or failing) cache disk only delays
+      // these times, which are kept in memory and written at the next flush.
+      for (const id of ids) this.touched.add(id);
+      if (!isCacheStorageError(e)) throw e;
+      if (!this.accessFlushFailing) log.warn('cannot write access times to the index (they are kept for the next try)', e);
+      this.accessFlushFailing = true;
+      return;
+    }
+    this.accessFlushFailing = false;
   }
 
   // ---- names ----
@@ -330,48 +400,56 @@ export class ObjectIndex {
   }
 
   setName(dir: CachedObject, name: string, child: number | null): void {
-    this.namesOf(dir).set(name, child);
+    const names = this.namesOf(dir);
+    this.changing(dir);
     this.st.setName.run(dir.id, name, child);
+    names.set(name, child);
   }
 
   /** Replaces a directory's whole name cache with a fresh listing, in one transaction. */
   replaceListing(dir: CachedObject, entries: { name: string; id: number }[], version: string): void {
-    this.db.transaction(() => {
+    const m = new Map<string, number | null>();
+    this.batch(() => {
+      this.changing(dir);
       this.st.delNames.run(dir.id);
-      const m = new Map<string, number | null>();
       for (const e of entries) { m.set(e.name, e.id); this.st.setName.run(dir.id, e.name, e.id); }
-      dir.names = m;
-      dir.stale = null;
-      dir.complete = true;
-      dir.namesVersion = version;
       this.st.saveDir.run(version, 1, dir.id);
-    })();
+    });
+    dir.names = m;
+    dir.stale = null;
+    dir.complete = true;
+    dir.namesVersion = version;
   }
 
   /** Drops the name cache of a directory (its version changed under us). */
   invalidateNames(dir: CachedObject): void {
     const before = this.namesOf(dir);
+    this.batch(() => {
+      this.changing(dir);
+      this.st.delNames.run(dir.id);
+      this.st.saveDir.run(null, 0, dir.id);
+    });
     if (before.size > 0 || dir.complete) dir.stale = { names: before, complete: dir.complete };
     dir.names = new Map();
     dir.complete = false;
     dir.namesVersion = null;
-    this.st.delNames.run(dir.id);
-    this.st.saveDir.run(null, 0, dir.id);
   }
 
   setNamesVersion(dir: CachedObject, version: string): void {
-    dir.namesVersion = version;
+    this.changing(dir);
     this.st.saveDir.run(version, dir.complete ? 1 : 0, dir.id);
+    dir.namesVersion = version;
   }
 
   /** Removes an object that no name reaches any more. Its data file is removed by the caller. */
   remove(obj: CachedObject): void {
-    this.db.transaction(() => {
+    this.batch(() => {
+      this.changing(obj);
       this.st.remove.run(obj.id);
       this.st.removeChunks.run(obj.id);
       this.st.delNames.run(obj.id);
       this.st.delNamesTo.run(obj.id);
-    })();
+    });
     this.byId.delete(obj.id);
     this.byFh.delete(obj.fh.toString('hex'));
   }
@@ -410,6 +488,30 @@ export class ObjectIndex {
     const r = this.st.count.get(this.fsid) as { n: number; bytes: number };
     return { objects: r.n, bytes: r.bytes };
   }
+}
+
+/** An object as its row stores it (not registered in any mirror). */
+function parseRow(r: ObjectRow): CachedObject {
+  const o: CachedObject = {
+    id: r.id,
+    fh: Buffer.from(r.fh),
+    attr: {
+      type: r.type as Attr['type'], mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, nlink: r.nlink,
+      rdev: r.rdev, used: r.used, atimeNs: BigInt(r.atime_ns), mtimeNs: BigInt(r.mtime_ns),
+      ctimeNs: BigInt(r.ctime_ns), version: r.version,
+    },
+    attrAt: 0,
+    dataVersion: r.data_version,
+    namesVersion: r.names_version,
+    complete: r.complete === 1,
+    symlink: r.symlink,
+    cachedBytes: r.cached_bytes,
+    lastAccess: r.last_access,
+    chunks: null,
+    names: null,
+    stale: null,
+  };
+  return o;
 }
 
 function sameAttr(a: Attr, b: Attr): boolean {

@@ -2,7 +2,11 @@
 // backend. One SQLite transaction per append (it is committed before the caller is told
 // anything), and a record is deleted only after the backend has applied it, so a crash at
 // any point leaves every unapplied mutation in the journal.
+//
+// The journal lives on the cache disk: `admit` (set by the composition root) refuses a record
+// that the disk has no room to keep for long, with ENOSPC, before SQLite is asked (see append).
 import type { Db } from '../index/db.js';
+import { FsError } from '../core/errors.js';
 import { JournalRecordSchema, type JournalRecord } from './records.js';
 import { log } from '../core/log.js';
 
@@ -30,7 +34,18 @@ export class Journal {
     };
   }
 
+  /**
+   * Asked before each append: may this record be kept? Null: always. The composition root
+   * refuses changes made while disconnected once the cache disk is nearly full, so the room
+   * left stays for what must not fail (the write records of data already acknowledged, and
+   * the replay's own bookkeeping).
+   */
+  admit: ((record: JournalRecord) => boolean) | null = null;
+
   append(record: JournalRecord): number {
+    if (this.admit && !this.admit(record)) {
+      throw new FsError('ENOSPC', 'the cache disk is full: this change cannot be journaled while disconnected');
+    }
     const info = this.st.append.run(JSON.stringify(record), Date.now());
     return Number(info.lastInsertRowid);
   }

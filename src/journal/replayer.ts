@@ -7,11 +7,18 @@
 // after the backend refused it and the refusal was handed to the waiting caller (or logged,
 // for a record left by an earlier run).
 //
+// The cache's own storage failing (SQLite cannot write: the cache disk is full, or failing)
+// is neither: replay *stalls*. The record stays in the journal (applied again later, which
+// replay tolerates as it does after a crash), or, when the backend did apply it and only its
+// row could not be deleted, stays queued to be deleted before anything else goes out. The
+// replayer pauses and tells `onStall`; nothing here throws into a timer or a promise, so a
+// failing disk never takes the mount process down. `resume()` tries again.
+//
 // The queue is kept in memory (loaded from SQLite at start, appended to as records are
 // written), so the hot path never reads the journal table back.
 import type { Journal, JournalEntry } from './journal.js';
 import type { JournalRecord } from './records.js';
-import { FsError, isFsError } from '../core/errors.js';
+import { FsError, isCacheFull, isCacheStorageError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 
 /** What the replayer needs from the world: somewhere to apply a record. */
@@ -38,6 +45,9 @@ const WRITE_BATCH_MAX = 8;
 
 interface Waiter<O> { resolve(o: ReplayOutcome<O>): void; reject(e: unknown): void }
 
+/** Why replay stopped on the cache's side, and since when (ms since the epoch). */
+export interface ReplayStall { reason: string; since: number }
+
 export class Replayer<O extends { kind: string }> {
   private readonly waiters = new Map<number, Waiter<O>>();
   private readonly hints = new Map<number, ReplayHint>();
@@ -47,6 +57,14 @@ export class Replayer<O extends { kind: string }> {
   private paused = false;
   private idleWaiters: (() => void)[] = [];
   private settledWaiters: { seq: number; resolve: () => void }[] = [];
+  /** Records the backend applied whose journal rows could not be deleted yet (cache disk full). */
+  private readonly unremoved = new Set<number>();
+  private stall: ReplayStall | null = null;
+  /**
+   * Told when replay stalls because the cache's own storage failed (the replayer is paused
+   * then; `resume()` retries). The composition root makes the mount say so and retry later.
+   */
+  onStall: ((reason: string) => void) | null = null;
 
   constructor(private readonly journal: Journal, private readonly target: ReplayTarget<O>) {
     // Records a previous run left behind go first, in their order.
@@ -72,15 +90,24 @@ export class Replayer<O extends { kind: string }> {
    * rewritten ones are stored anew, in one transaction. Returns how many were dropped.
    */
   optimize(fn: (entries: readonly JournalEntry[]) => { keep: JournalEntry[]; drop: number[] }): number {
-    if (this.running) return 0;
+    // Not while a record the backend has applied still waits for its row to go: the
+    // optimizer could fold a later change into it, and that change would never be sent.
+    if (this.running || this.unremoved.size > 0) return 0;
     const pending = this.queue.slice(this.head);
     if (pending.length < 2) return 0;
     const { keep, drop } = fn(pending);
     const before = new Map(pending.map((e) => [e.seq, e]));
-    this.journal.transaction(() => {
-      for (const seq of drop) this.journal.remove(seq);
-      for (const e of keep) if (before.get(e.seq)?.record !== e.record) this.journal.update(e.seq, e.record);
-    });
+    try {
+      this.journal.transaction(() => {
+        for (const seq of drop) this.journal.remove(seq);
+        for (const e of keep) if (before.get(e.seq)?.record !== e.record) this.journal.update(e.seq, e.record);
+      });
+    } catch (e) {
+      // One transaction: nothing changed. The records are replayed as they are.
+      if (!isCacheStorageError(e)) throw e;
+      log.warn('the journal was not optimized before replay: the cache cannot write its index now', e);
+      return 0;
+    }
     this.queue.splice(0, this.queue.length, ...keep);
     this.head = 0;
     for (const seq of drop) {
@@ -162,6 +189,8 @@ export class Replayer<O extends { kind: string }> {
   pause(): void { this.paused = true; }
   resume(): void { this.paused = false; this.kick(); }
   get isPaused(): boolean { return this.paused; }
+  /** Why replay is stalled on the cache's side (null: it is not). Cleared by the next progress. */
+  get stalled(): ReplayStall | null { return this.stall; }
   /** The records not yet applied, in order (a copy). */
   pendingEntries(): JournalEntry[] {
     return this.queue.slice(this.head);
@@ -193,7 +222,12 @@ export class Replayer<O extends { kind: string }> {
   kick(): void {
     if (this.running || this.paused) return;
     this.running = true;
-    void this.loop().finally(() => {
+    // loop() handles every failure it can foresee; anything else (a bug) stalls the replay
+    // rather than becoming an unhandled rejection that would end the process.
+    void this.loop().catch((e: unknown) => {
+      log.error('replay stopped on an unexpected error', e);
+      this.stallOn(null, e);
+    }).finally(() => {
       this.running = false;
       // A record appended while the loop was finishing (its kick() saw `running`) must not
       // be left waiting for the next append.
@@ -206,6 +240,15 @@ export class Replayer<O extends { kind: string }> {
 
   private async loop(): Promise<void> {
     while (!this.paused && this.head < this.queue.length) {
+      const head = this.queue[this.head]!;
+      if (this.unremoved.has(head.seq)) {
+        // Applied by the backend before the cache disk filled up: only its row is left.
+        if (!this.removeRow(head)) return;
+        this.unremoved.delete(head.seq);
+        this.head++;
+        this.wakeSettled();
+        continue;
+      }
       // Consecutive writes to disjoint byte ranges commute, so they go out together (one
       // round trip for several records on a network backend); outcomes are still taken in
       // journal order. Everything else is applied alone, in order.
@@ -258,13 +301,18 @@ export class Replayer<O extends { kind: string }> {
     else {
       const e = result.error;
       if (isConnectionError(e)) {
-        this.journal.noteFailure(entry.seq, (e as Error).message);
-        entry.attempts++; // it may have reached the backend: its replay may find it done
-        entry.lastError = (e as Error).message;
+        this.noteFailure(entry, e);
         this.paused = true;
         log.warn(`replay of record ${entry.seq} (${entry.record.op}) stopped: backend unreachable`, e);
         const w = this.waiters.get(entry.seq);
         if (w) { this.waiters.delete(entry.seq); w.reject(e); }
+        return true;
+      }
+      if (isCacheStorageError(e)) {
+        // Not the backend's answer: the cache could not record what happened (the backend
+        // may have applied it). The record stays and is applied again later; its waiter too.
+        this.noteFailure(entry, e);
+        this.stallOn(entry, e);
         return true;
       }
       const error = isFsError(e) ? e : new FsError('EIO', String((e as Error)?.message ?? e));
@@ -272,13 +320,59 @@ export class Replayer<O extends { kind: string }> {
       refusal = error;
       outcome = { kind: 'refused', error };
     }
-    this.journal.remove(entry.seq);
+    // The backend has spoken: the caller hears it now, even if the row cannot be deleted
+    // yet (then it is deleted before anything else is replayed; a crash meanwhile replays
+    // it once more, as after any crash between applying and deleting).
+    const removed = this.removeRow(entry);
+    if (!removed) this.unremoved.add(entry.seq);
     this.hints.delete(entry.seq);
     const w = this.waiters.get(entry.seq);
     if (w) { this.waiters.delete(entry.seq); w.resolve(outcome); }
     else if (refusal) {
       log.warn(`backend refused journal record ${entry.seq} (${entry.record.op}): ${refusal.code}`);
     }
-    return false;
+    return !removed;
+  }
+
+  /** Deletes a record's row; on a storage failure, stalls and returns false. */
+  private removeRow(entry: JournalEntry): boolean {
+    try {
+      this.journal.remove(entry.seq);
+    } catch (e) {
+      this.stallOn(entry, e);
+      return false;
+    }
+    if (this.stall) {
+      log.info(`replay goes on: the cache can write its journal again (stalled since ${new Date(this.stall.since).toISOString()})`);
+      this.stall = null;
+    }
+    return true;
+  }
+
+  /** Counts a failed attempt (in memory always; in the journal row when the disk lets us). */
+  private noteFailure(entry: JournalEntry, e: unknown): void {
+    const msg = String((e as Error)?.message ?? e);
+    entry.attempts++; // it may have reached the backend: its replay may find it done
+    entry.lastError = msg;
+    try {
+      this.journal.noteFailure(entry.seq, msg);
+    } catch (err) {
+      log.debug(`cannot note the failed attempt on journal record ${entry.seq}`, err);
+    }
+  }
+
+  /** Replay cannot go on because the cache's storage failed: pause, say why, keep everything. */
+  private stallOn(entry: JournalEntry | null, e: unknown): void {
+    this.paused = true;
+    const pending = this.pendingCount;
+    const msg = String((e as Error)?.message ?? e);
+    const reason = isCacheFull(e) ? `the cache disk is full: replay waits for room; ${pending} change(s) stay safe in the journal`
+      : isCacheStorageError(e) ? `the cache cannot write its index (${msg}): replay waits; ${pending} change(s) stay safe in the journal`
+        : `replay stopped on an unexpected error (${msg}); ${pending} change(s) stay safe in the journal`;
+    const what = entry ? ` at record ${entry.seq} (${entry.record.op})` : '';
+    if (!this.stall) log.warn(`replay stalled${what}: ${reason}`, e);
+    else log.debug(`replay stalled again${what}`, e);
+    this.stall = { reason, since: this.stall?.since ?? Date.now() };
+    try { this.onStall?.(reason); } catch (err) { log.error('the replay stall handler failed', err); }
   }
 }
