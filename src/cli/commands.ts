@@ -1,7 +1,7 @@
 // What each CLI command does. These functions throw UserError for anything the user should
 // read; they print only their own command's output.
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, readFileSync, existsSync, statfsSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, existsSync, rmSync, statSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
@@ -9,7 +9,7 @@ import { isNfsUrl } from '../backends/nfs/url.js';
 import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { runMount, prepareCacheDir } from '../daemon/daemon.js';
+import { runMount, prepareCacheDir, cacheDirUser } from '../daemon/daemon.js';
 import { sendControl, watchControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, type EvictResultView, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
@@ -48,6 +48,13 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
 
   // Background: start a foreground mount process of our own, detached, and wait until the
   // mount answers on its control socket (or the process dies and tells us why).
+  const inUse = existsSync(config.cacheDir) ? cacheDirUser(config.cacheDir) : null;
+  if (inUse !== null) {
+    throw new UserError(`the cache directory ${config.cacheDir} is in use by mount process ${inUse}`, {
+      hint: 'unmount the other mount first, or give this one its own --cache-dir',
+    });
+  }
+  const madeCacheDir = !existsSync(config.cacheDir);
   await prepareCacheDir(config.cacheDir);
   const errFile = path.join(config.cacheDir, 'mount-stderr.log');
   // On a full cache disk this file may not be writable: then the disk itself is the answer.
@@ -78,24 +85,34 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
 
   const deadline = Date.now() + 60_000;
   const sock = path.join(config.cacheDir, CONTROL_SOCKET);
+  const logFile = path.join(config.cacheDir, 'cachefs.log');
   while (Date.now() < deadline) {
     if (exited !== null) {
-      let why = '';
-      try { why = readFileSync(errFile, 'utf8').trim(); } catch { /* nothing was written */ }
-      const full = why ? null : fullDisk(config.cacheDir);
+      // The mount process said why on its stderr (its log may hold more, or nothing).
+      let raw = '';
+      try { raw = readFileSync(errFile, 'utf8').trim(); } catch { /* nothing was written */ }
+      const full = raw ? null : fullDisk(config.cacheDir);
       if (full) {
         throw new UserError(`the mount process exited with code ${exited}: the cache disk is full (${config.cacheDir}, ${full} free): cachefs needs room there for its index, journal and log`, {
           hint: 'make room on that disk (the journal and everything cached are kept), or give the cache a roomier disk (--cache-dir)',
         });
       }
-      throw new UserError(why.replace(/^cachefs: /, '') || `the mount process exited with code ${exited}`, {
-        hint: `see ${path.join(config.cacheDir, 'cachefs.log')}`,
+      const why = raw.split('\n');
+      const hintLine = why.find((l) => l.startsWith('  hint: '));
+      const message = why.filter((l) => !l.startsWith('  hint: ')).join('\n').replace(/^cachefs: /, '') || `the mount process exited with code ${exited}`;
+      const logged = existsSync(logFile) && statSync(logFile).size > 0;
+      // A cache directory made for this mount alone goes again: nothing was cached in it.
+      if (madeCacheDir) rmSync(config.cacheDir, { recursive: true, force: true });
+      throw new UserError(message, {
+        hint: hintLine?.slice('  hint: '.length) ?? (logged && !madeCacheDir ? `see ${logFile}` : 'run `cachefs mount --foreground` to see the mount process\'s own output'),
       });
     }
     if (existsSync(sock)) {
       try {
-        await sendControl(sock, { op: 'status' }, 2000);
-        if (await isMounted(config.mountpoint)) {
+        const s = StatusSchema.parse(await sendControl(sock, { op: 'status' }, 2000));
+        // Only our own process counts: another one answering here means the cache directory
+        // is in use (and ours is about to fail, or has).
+        if (s.pid === child.pid && await isMounted(config.mountpoint)) {
           process.stdout.write(`cachefs: ${config.backend} mounted on ${config.mountpoint} (pid ${child.pid})\n`);
           return;
         }
@@ -104,7 +121,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
     await sleep(50);
   }
   throw new UserError('the mount did not come up within 60 s', {
-    hint: `see ${path.join(config.cacheDir, 'cachefs.log')}; \`cachefs umount ${config.mountpoint}\` cleans up`,
+    hint: `see ${logFile}; \`cachefs umount ${config.mountpoint}\` cleans up`,
   });
 }
 
@@ -120,21 +137,34 @@ function fullDisk(dir: string): string | null {
   }
 }
 
-export async function commandUmount(mountpointArg: string): Promise<void> {
+export async function commandUmount(mountpointArg: string, opts: { force?: boolean; lazy?: boolean } = {}): Promise<void> {
   const mp = path.resolve(mountpointArg);
   const info = lookupMount(mp);
   const mounted = await isMounted(mp);
   if (info && processAlive(info.pid)) {
+    const sock = path.join(info.cacheDir, CONTROL_SOCKET);
+    if (opts.lazy) {
+      // Detach now (new opens fail), keep serving the open files, shut down after the last.
+      if (mounted) await forceUnmount(mp);
+      const r = await sendControl(sock, { op: 'shutdown', whenIdle: true }, 30_000) as { open?: number };
+      process.stdout.write(`cachefs: detached ${mp}${r.open ? `; the mount process finishes when its ${r.open} open file(s) are closed` : ''}\n`);
+      return;
+    }
+    let answered = false;
     try {
-      await sendControl(path.join(info.cacheDir, CONTROL_SOCKET), { op: 'shutdown' }, 30_000);
+      await sendControl(sock, { op: 'shutdown', ...(opts.force ? { force: true } : {}) }, 30_000);
+      answered = true;
+    } catch (e) {
+      // A refusal (busy) is the user's to read; a dead or stuck process is cleaned up below.
+      if (e instanceof UserError && /busy/.test(e.message)) throw new UserError(e.message, { ...(e.hint ? { hint: e.hint } : {}), exitCode: 1 });
+    }
+    if (answered) {
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline && processAlive(info.pid)) await sleep(50);
       if (!processAlive(info.pid) && !(await isMounted(mp))) {
         process.stdout.write(`cachefs: unmounted ${mp}\n`);
         return;
       }
-    } catch {
-      // Falls through to the forced clean-up below.
     }
   }
   if (mounted || info) {
@@ -264,10 +294,17 @@ export async function commandSync(mountpoint: string, opts: { json?: boolean; pr
       process.stderr.write(`cachefs: replayed ${total - s.journal.pending} record(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     }
     printState(s, opts.json);
+    if (s.state !== 'connected') {
+      throw new UserError(`${s.mountpoint} is still ${s.state} (${s.reason})`, {
+        hint: `${s.journal.pending} change(s) stay safe in the journal; the mount keeps probing the backend and reintegrates by itself when it answers`, exitCode: 1,
+      });
+    }
   } catch (e) {
     done = true;
     bar?.stop();
-    throw e instanceof UserError ? new UserError(e.message, { hint: 'the mount keeps probing the backend and reintegrates by itself when it answers', exitCode: 1 }) : e;
+    throw e instanceof UserError ? new UserError(e.message, {
+      hint: `${total} change(s) stay safe in the journal; the mount keeps probing the backend and reintegrates by itself when it answers`, exitCode: 1,
+    }) : e;
   }
 }
 

@@ -37,7 +37,9 @@ function buildProgram(): Command {
     .alias('unmount')
     .description('write pending changes to the backend, then unmount; also cleans up a dead mount')
     .argument('<mountpoint>', 'where cachefs is mounted')
-    .action(async (mountpoint: string) => { await commandUmount(mountpoint); });
+    .option('--force', 'unmount even while files are open in the mount (their users get ENOTCONN)')
+    .option('--lazy', 'detach now; the mount process finishes once the files open in it are closed')
+    .action(async (mountpoint: string, opts: { force?: boolean; lazy?: boolean }) => { await commandUmount(mountpoint, opts); });
 
   program.command('status')
     .description('show the state of a mount: connectivity, cache use, pending changes, counters')

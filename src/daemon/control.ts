@@ -153,6 +153,14 @@ export function sendControl(socketPath: string, req: OneShotRequest, timeoutMs =
     });
     sock.on('end', () => {
       clearTimeout(timer);
+      if (buf.trim() === '') {
+        // The connection closed with nothing said: the process died (or was killed) while
+        // it worked on the request.
+        reject(new UserError('the mount process went away before it answered (it crashed, was killed, or is unmounting)', {
+          hint: 'changes not yet on the backend stay safe in the journal; `cachefs status` tells what is left, `cachefs umount` cleans up a dead mount',
+        }));
+        return;
+      }
       let parsed;
       try { parsed = ControlResponseSchema.safeParse(JSON.parse(buf.trim())); } catch { parsed = null; }
       if (!parsed?.success) { reject(new UserError('the mount process sent a malformed answer')); return; }

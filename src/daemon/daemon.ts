@@ -10,7 +10,7 @@
 //   stalls and retries (src/journal/replayer.ts), and a storage failure that escapes its
 //   handler anyway is logged and shown by `status` (see onEscaped); a mount that cannot start
 //   on a full disk says so.
-import { promises as fsp, readFileSync, statfsSync } from 'node:fs';
+import { promises as fsp, constants as fsc, readFileSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import type net from 'node:net';
 import { UserError, isCacheFull, isCacheStorageError, isFsError } from '../core/errors.js';
@@ -47,6 +47,36 @@ import type { JournalRecord } from '../journal/records.js';
 export async function prepareCacheDir(dir: string): Promise<void> {
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   await fsp.chmod(dir, 0o700);
+}
+
+/**
+ * What makes a mount fail in FUSE itself, said before trying (libfuse only reports it as a
+ * failed mount): no access to /dev/fuse, or files under the mountpoint that it would hide.
+ */
+export async function checkMountable(mp: string): Promise<void> {
+  try {
+    await fsp.access('/dev/fuse', fsc.R_OK | fsc.W_OK);
+  } catch (e) {
+    throw new UserError(`no access to /dev/fuse (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): FUSE file systems cannot be mounted here`, {
+      hint: 'load the fuse module (modprobe fuse); in a container, pass the device (--device /dev/fuse) and CAP_SYS_ADMIN',
+    });
+  }
+  const names = await fsp.readdir(mp).catch(() => [] as string[]);
+  if (names.length > 0) {
+    throw new UserError(`mountpoint ${mp} is not empty (${names.length} entr${names.length === 1 ? 'y' : 'ies'}, e.g. ${names[0]}): the mount would hide them`, {
+      hint: 'mount on an empty directory',
+    });
+  }
+}
+
+/** The pid of a live mount process using this cache directory, or null. */
+export function cacheDirUser(cacheDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(path.join(cacheDir, PID_FILE), 'utf8').trim());
+    return pid && pid !== process.pid && processAlive(pid) ? pid : null;
+  } catch {
+    return null;
+  }
 }
 
 async function claimPidFile(cacheDir: string): Promise<string> {
@@ -225,6 +255,7 @@ async function startMount(config: Config): Promise<RunningMount> {
   if (await isMounted(mp)) {
     throw new UserError(`${mp} is already a FUSE mount`, { hint: `run \`cachefs umount ${mp}\` first` });
   }
+  await checkMountable(mp);
 
   const db: Db = openDb(path.join(config.cacheDir, 'index.sqlite'));
   const known = knownBackend(db, config.backend);
@@ -434,7 +465,26 @@ async function startMount(config: Config): Promise<RunningMount> {
     switch (req.op) {
       case 'status': return status();
       case 'flush': await layer.flushAll(); return { pending: journal.pending() };
-      case 'shutdown': setImmediate(() => void shutdown('cachefs umount')); return { shuttingDown: true };
+      case 'shutdown': {
+        const open = layer.openFileCount();
+        if (req.whenIdle) {
+          // Detached lazily by `cachefs umount --lazy`: the open files are still served.
+          void (async () => {
+            const since = Date.now();
+            while (layer.openFileCount() > 0 && !layer.closedSince(since, 2000)) await new Promise((r) => setTimeout(r, 200));
+            await shutdown('cachefs umount --lazy');
+          })();
+          return { shuttingDown: true, open };
+        }
+        if (open > 0 && !req.force) {
+          // As umount(8) does: in use is busy. Unmounting anyway would cut the writers off.
+          throw new UserError(`${mp}: target is busy (${open} file${open === 1 ? '' : 's'} open in the mount)`, {
+            hint: 'close them (fuser -vm <mountpoint> shows who has them), or `cachefs umount --lazy` (detach now, finish when they are closed) or `--force`',
+          });
+        }
+        setImmediate(() => void shutdown('cachefs umount'));
+        return { shuttingDown: true };
+      }
       case 'offline': layer.goOffline(); return status();
       case 'online': await layer.goOnline(); return status();
       case 'journal': return { items: layer.journalItems() };

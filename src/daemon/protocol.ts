@@ -11,7 +11,9 @@ import type { StampedEvent } from '../core/events.js';
 export const ControlRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }).strict(),
   z.object({ op: z.literal('flush') }).strict(),
-  z.object({ op: z.literal('shutdown') }).strict(),
+  // force: unmount even with files open (their users get ENOTCONN); whenIdle: the mount was
+  // detached lazily, shut down once the last open file is closed.
+  z.object({ op: z.literal('shutdown'), force: z.boolean().optional(), whenIdle: z.boolean().optional() }).strict(),
   z.object({ op: z.literal('offline') }).strict(),
   z.object({ op: z.literal('online') }).strict(),
   z.object({ op: z.literal('journal') }).strict(),

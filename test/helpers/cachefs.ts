@@ -110,7 +110,7 @@ export class Mounted {
 
   /** Unmounts whatever is left, however it is left. */
   async cleanup(): Promise<void> {
-    await this.umount().catch(() => undefined);
+    await cli(['umount', this.mnt, '--force']).catch(() => undefined);
     await sh('fusermount', ['-u', '-z', this.mnt]).catch(() => undefined);
     await fsp.rm(this.root, { recursive: true, force: true }).catch(() => undefined);
     if (!this.backend.startsWith(this.root + path.sep)) await fsp.rm(this.backend, { recursive: true, force: true }).catch(() => undefined);
