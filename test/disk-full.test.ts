@@ -19,8 +19,7 @@
 // - A mount that cannot start on a full disk says why (and starts once there is room).
 // - The backend coming back while the disk is full (the mount reintegrates by itself): an
 //   index failure no part of the mount expected is logged and shown by `status`, and the
-//   process stays up. (That the mount then reconnects once there is room needs a change in
-//   the cache layer: a `todo` test until it lands.)
+//   process stays up, and reconnects by itself once there is room.
 // Runs as root (tmpfs); each tmpfs is unmounted in `after`. KEEP_DISKFULL=1 keeps each
 // mount's root (with a copy of its log) for a post-mortem.
 import { describe, it, before, after } from 'node:test';
@@ -702,9 +701,7 @@ describe('a full cache disk when the mount reconnects by itself (local backend, 
     if (s.cache.storageError) assert.match(await ok(['status', m.mnt]), /storage +the cache's index could not be written at .*: .*full/);
   });
 
-  it('once there is room, the mount reconnects by itself', {
-    todo: 'needs the cache-layer change: reintegrate() must take the mount disconnected (and retry) when a step after the replay fails, not leave it reintegrating',
-  }, async () => {
+  it('once there is room, the mount reconnects by itself', async () => {
     const { t } = c;
     if (filler) await fsp.rm(filler, { force: true });
     await t.waitState('connected');

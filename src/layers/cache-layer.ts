@@ -61,6 +61,8 @@ export interface OpenFile {
   error: FsError | null;
   /** Bytes written through this descriptor (for the write-around threshold). */
   writtenBytes: number;
+  /** When the kernel last flushed it (a close() by some process; ms since the epoch, 0 never). */
+  flushedAt: number;
 }
 
 export interface Counters {
@@ -242,7 +244,7 @@ export class CacheLayer {
           const o = this.index.get(id);
           if (o && !this.openCount.has(id)) this.dropData(o);
         }
-      });
+      }).catch((e: unknown) => log.warn('cannot drop the cached data the last run may have left half-written; it is dropped at the next mount', e));
     }
   }
 
@@ -275,7 +277,7 @@ export class CacheLayer {
 
   private lostConnection(reason: string): void {
     if (this.deps.connectivity.state === 'disconnected') return;
-    log.warn(`backend unreachable, working disconnected: ${reason}`);
+    log.warn(`working disconnected: ${reason}`);
     this.deps.connectivity.set('disconnected', reason);
     this.replayer.pause();
     this.spillWriteBehind();
@@ -339,7 +341,11 @@ export class CacheLayer {
       if (this.deps.connectivity.state !== 'reintegrating') return;
       this.deps.connectivity.set('connected', 'journal replayed');
       log.info('connected: journal replayed');
-    })().finally(() => { this.reintegration = null; });
+    })().catch((e: unknown) => {
+      // Never left in a promise (nor the mount left 'reintegrating'): say why, try again later.
+      log.warn('the reintegration could not finish', e);
+      this.lostConnection(`the reintegration could not finish (${(e as Error)?.message ?? e}); it is tried again`);
+    }).finally(() => { this.reintegration = null; });
     return this.reintegration;
   }
 
@@ -708,7 +714,7 @@ export class CacheLayer {
   private addOpen(obj: CachedObject, flags: number): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
-    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null, writtenBytes: 0 });
+    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null, writtenBytes: 0, flushedAt: 0 });
     this.openCount.set(obj.id, (this.openCount.get(obj.id) ?? 0) + 1);
     this.index.touch(obj, Date.now());
     return fd;
@@ -731,6 +737,7 @@ export class CacheLayer {
   /** close(): the data written through `fd` is on the backend when this returns. */
   async flush(fd: number): Promise<void> {
     const of = this.fileOf(fd);
+    of.flushedAt = Date.now();
     if (!of.written) { this.throwPendingError(of); return; }
     const run = this.dirty.get(of.obj.id);
     if (run) void this.commitRun(run);
@@ -827,7 +834,13 @@ export class CacheLayer {
           // Only if nothing dropped the data meanwhile, and the object is still the version
           // these bytes came from (a revalidation may have seen a newer one while they landed).
           if ((this.dataGen.get(obj.id) ?? 0) === gen && (dataVersion === SELF || obj.attr.version === version)) {
-            this.index.addChunk(obj, idx, buf.length, dataVersion);
+            // Nobody awaits this (the reader has its bytes): a chunk the index cannot record
+            // (a full cache disk) is just not cached, and is fetched again when needed.
+            try {
+              this.index.addChunk(obj, idx, buf.length, dataVersion);
+            } catch (e) {
+              log.warn(`chunk ${idx} of object ${obj.id} cannot be recorded in the index; it is not kept`, e);
+            }
           }
         },
         (e) => { if (keep) log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e); },
@@ -1190,10 +1203,19 @@ export class CacheLayer {
       // attributes the writes gave (size, times) are stored with the record, in one
       // transaction: after a crash the cache still shows (and a conflict keeps) all of it.
       const t = nowNs();
-      this.index.batch(() => {
-        this.lastSeq.set(run.obj.id, this.replayer.append(record));
-        this.index.patchAttr(run.obj, { size: run.obj.attr.size, mtimeNs: t, ctimeNs: t });
-      });
+      try {
+        this.index.batch(() => {
+          this.lastSeq.set(run.obj.id, this.replayer.append(record));
+          this.index.patchAttr(run.obj, { size: run.obj.attr.size, mtimeNs: t, ctimeNs: t });
+        });
+      } catch (e) {
+        // The cache disk is full: the bytes are in the cache file but not journaled. The run
+        // stays dirty (unless a newer one took its place), so the next flush journals it; the
+        // caller (write, close, fsync) hears ENOSPC now.
+        run.committed = false;
+        if (!this.dirty.has(run.obj.id)) this.dirty.set(run.obj.id, run);
+        throw e;
+      }
       this.unpinRun(run, false);
       return Promise.resolve();
     }
@@ -1808,6 +1830,20 @@ export class CacheLayer {
   // ---------------------------------------------------------------- status
 
   openFileCount(): number { return this.openFiles.size; }
+
+  /**
+   * Whether every open file was flushed (closed by its process) since `since`, and the last
+   * of those flushes is `quietMs` old. After a lazy detach the kernel drops the connection
+   * at the last close without sending RELEASE, so this is how the mount learns it is idle.
+   */
+  closedSince(since: number, quietMs: number): boolean {
+    let last = 0;
+    for (const of of this.openFiles.values()) {
+      if (of.flushedAt < since) return false;
+      last = Math.max(last, of.flushedAt);
+    }
+    return Date.now() - last >= quietMs;
+  }
 
   /** Waits until every journaled change is on the backend (used by unmount). */
   async flushAll(): Promise<void> {
