@@ -9,10 +9,10 @@
 // cache-full event for `cachefs watch`).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { CLI, cli, mountFresh, sleep, tempRoot, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { cli, mountFresh, sleep, tempRoot, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { Watcher } from './helpers/watcher.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { randomBytes } from 'node:crypto';
 import { Culler, bytesOf, type CullLayer, type DiskSpace } from '../src/cache/culler.js';
@@ -220,29 +220,6 @@ function assertClasses(c: CacheJson): void {
   assert.equal(c.pinned + c.dirty + c.clean, c.bytes, `classes add up: ${JSON.stringify(c)}`);
 }
 
-/** A `cachefs watch --json` child process and its lines. */
-class Watcher {
-  readonly lines: string[] = [];
-  private partial = '';
-  private readonly child: ChildProcess;
-  constructor(mnt: string) {
-    this.child = spawn(process.execPath, [CLI, 'watch', mnt, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      const parts = (this.partial + d).split('\n');
-      this.partial = parts.pop()!;
-      this.lines.push(...parts);
-    });
-  }
-  events(): { type: string; path?: string | null; message?: string }[] { return this.lines.map((l) => JSON.parse(l)); }
-  async waitFor(type: string, ms = 10_000): Promise<{ type: string; path?: string | null; message?: string }> {
-    for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(25)) {
-      const e = this.events().find((x) => x.type === type);
-      if (e) return e;
-    }
-    assert.fail(`watcher: no ${type} event after ${ms} ms; got:\n${this.lines.join('\n')}`);
-  }
-  kill(): void { if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL'); }
-}
 
 for (const kind of BACKEND_KINDS) describe(`culling through a real mount (${kind} backend)`, { skip: skipKind(kind) }, () => {
   const LIMIT = 8 * MiB;

@@ -7,16 +7,12 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
-import { sendControl } from '../src/daemon/control.js';
 import { waitUntil } from './helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
-async function ctl(m: Mounted, op: 'status' | 'offline' | 'online'): Promise<{ pid: number; state: string; journal: { pending: number } }> {
-  return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as { pid: number; state: string; journal: { pending: number } };
-}
 
 async function dropKernelCaches(): Promise<void> {
   await fsp.writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);

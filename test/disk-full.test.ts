@@ -24,13 +24,13 @@
 // mount's root (with a copy of its log) for a post-mortem.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { constants } from 'node:os';
-import { CLI, cli, sh, sleep, tempRoot, Mounted, fuseMounted } from './helpers/cachefs.js';
+import { cli, sh, sleep, tempRoot, Mounted, fuseMounted } from './helpers/cachefs.js';
+import { Watcher } from './helpers/watcher.js';
 import { FsError, fromNodeError, isCacheStorageError } from '../src/core/errors.js';
 import { toFuseErrno } from '../src/fuse/errno.js';
 import { openDb, type Db } from '../src/index/db.js';
@@ -58,29 +58,6 @@ interface StatusJson {
   cache: { diskFreePercent: number | null; storing: boolean; storageError?: { message: string; at: string } | null };
 }
 
-/** A `cachefs watch --json` child process and its lines. */
-class Watcher {
-  readonly lines: string[] = [];
-  private partial = '';
-  private readonly child: ChildProcess;
-  constructor(mnt: string) {
-    this.child = spawn(process.execPath, [CLI, 'watch', mnt, '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      const parts = (this.partial + d).split('\n');
-      this.partial = parts.pop()!;
-      this.lines.push(...parts);
-    });
-  }
-  events(): { type: string; path?: string | null; message?: string }[] { return this.lines.map((l) => JSON.parse(l)); }
-  async waitFor(type: string, ms = 10_000): Promise<{ type: string; path?: string | null; message?: string }> {
-    for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(25)) {
-      const e = this.events().find((x) => x.type === type);
-      if (e) return e;
-    }
-    assert.fail(`watcher: no ${type} event after ${ms} ms; got:\n${this.lines.join('\n')}`);
-  }
-  kill(): void { if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL'); }
-}
 
 function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }

@@ -5,13 +5,9 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
-import { sendControl } from '../src/daemon/control.js';
 
-async function ctl(m: Mounted, op: 'status' | 'offline' | 'online'): Promise<{ state: string; journal: { pending: number } }> {
-  return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as { state: string; journal: { pending: number } };
-}
 
 const GIT_ENV = ['-c', 'user.name=Laptop User', '-c', 'user.email=user@example.invalid', '-c', 'commit.gpgsign=false', '-c', 'core.fsync=none'];
 

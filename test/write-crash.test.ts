@@ -7,9 +7,8 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { mountFresh, sh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { mountFresh, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
-import { sendControl } from '../src/daemon/control.js';
 import { waitUntil } from './helpers/wait.js';
 import { mulberry32 } from './helpers/rng.js';
 
@@ -26,9 +25,6 @@ const POINTS = {
 };
 const SIZES = [131072, 65536, 300000, 4096, 1 << 20, 777];
 
-async function ctl(m: Mounted, op: 'status' | 'offline' | 'online'): Promise<{ pid: number; state: string; journal: { pending: number } }> {
-  return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as { pid: number; state: string; journal: { pending: number } };
-}
 
 /** The bytes the writer below writes with `seed`, up to `length`. */
 function expected(seed: number, length: number): Buffer {

@@ -126,6 +126,15 @@ export interface StatusJson {
   rssBytes: number;
 }
 
+/**
+ * A control request from this process (no CLI child per step): 'status', or 'offline' /
+ * 'online' (which answers once the journal is replayed, or the mount is still away).
+ */
+export async function control(m: Mounted, op: 'status' | 'offline' | 'online'): Promise<StatusJson & { reason?: string }> {
+  const { sendControl } = await import('../../src/daemon/control.js');
+  return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as StatusJson & { reason?: string };
+}
+
 /** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
 export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
   const root = opts.root ?? tempRoot(tag);
