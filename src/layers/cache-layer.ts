@@ -446,7 +446,12 @@ export class CacheLayer {
     const [lo, hi] = obj.attr.type === 'dir' ? [c.acdirmin, c.acdirmax] : [c.acregmin, c.acregmax];
     // NFS's heuristic: the longer an object has gone unchanged, the longer we trust it.
     const ageS = Math.max(0, Date.now() / 1000 - Number(obj.attr.mtimeNs / 1_000_000_000n));
-    return Math.min(hi, Math.max(lo, ageS / 10)) * 1000;
+    // The kernel keeps what we answer for fuse.attrTimeout on top of this: what applications
+    // see must be no older than an NFS client would show (acregmin for a young file), so our
+    // own trust is shorter by that much. (A file changed on the server 0.3 s after a read was
+    // served stale for 3 + 1 s: the kernel's i_size came from our cached attributes at the
+    // LOOKUP just before open(), and open()'s own revalidation cannot reach the kernel.)
+    return Math.max(0, Math.min(hi, Math.max(lo, ageS / 10)) * 1000 - this.cfg.fuse.attrTimeout * 1000);
   }
 
   private isFresh(obj: CachedObject): boolean {
