@@ -235,6 +235,23 @@ for (const kind of BACKEND_KINDS) {
       assert.deepEqual(JSON.parse(c.stdout), [], 'no conflicts');
     });
 
+    it('offline: a sequential write is journaled in records of up to 1 MiB (one per FUSE write before), and replays whole', async () => {
+      const m = await fresh('coalesce');
+      await fsp.readdir(m.mnt);
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+      const want = randomBytes(4 * MiB + 5000);
+      const h = await fsp.open(m.m('seq'), 'w');
+      for (let pos = 0; pos < want.length; pos += MiB) await h.write(want, pos, Math.min(MiB, want.length - pos), pos);
+      await h.close();
+      const j = await cli(['journal', m.mnt, '--json']);
+      assert.equal(j.code, 0, j.stderr);
+      const writes = (JSON.parse(j.stdout) as { op: string }[]).filter((r) => r.op === 'write').length;
+      assert.ok(writes <= 6, `${writes} write records for 4 MiB written in 1 MiB write()s`);
+      const s = await ctl(m, 'online');
+      assert.equal(s.journal.pending, 0);
+      assertSame(await fsp.readFile(m.b('seq')), want, 'the backend');
+    });
+
     it('offline: fsync puts the cache file and the journal record on stable storage', async () => {
       const m = await fresh('fsync');
       await fsp.readdir(m.mnt);

@@ -144,6 +144,21 @@ export class Replayer<O extends { kind: string }> {
     return false;
   }
 
+  /**
+   * Replaces the journal's last record `seq`, still `was`, with `record` (an offline write
+   * extended by the next one), only while nothing replays (paused, not running).
+   * Durable on return, as an append is. Returns false when it cannot: append instead.
+   */
+  extendLast(seq: number, was: JournalRecord, record: JournalRecord): boolean {
+    if (!this.paused || this.running || this.queue.length === this.head) return false;
+    const last = this.queue[this.queue.length - 1]!;
+    // `was`: the very record the caller last wrote (an optimization may have rewritten it).
+    if (last.seq !== seq || last.record !== was || this.hints.has(seq)) return false;
+    this.journal.update(seq, record);
+    last.record = record;
+    return true;
+  }
+
   /** Pending write records whose bytes this process holds in memory, in journal order. */
   hintedWrites(): { seq: number; obj: number; offset: number; data: Buffer }[] {
     const out: { seq: number; obj: number; offset: number; data: Buffer }[] = [];

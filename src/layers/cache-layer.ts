@@ -1178,12 +1178,33 @@ export class CacheLayer {
    */
   private journalOfflineWrite(obj: CachedObject, pos: number, data: Buffer, end: number): void {
     const t = nowNs();
+    const attrs = { size: Math.max(obj.attr.size, end), mtimeNs: t, ctimeNs: t };
+    // A write that continues the journal's last record (the same object, right after it,
+    // nothing journaled since) extends that record in place, up to DIRTY_RUN_MAX: a 1 MiB
+    // write arrives as eight FUSE writes, and replay is one round trip per record. The CRC
+    // continues over the new bytes; the update is one transaction, as an append is.
+    const last = this.offlineTail;
+    if (last && last.record.obj === obj.id && last.record.offset + last.record.length === pos
+      && last.record.length + data.length <= DIRTY_RUN_MAX) {
+      const record = { ...last.record, length: last.record.length + data.length, crc: crc32(data, last.record.crc) };
+      const extended = this.index.batch(() => {
+        if (!this.replayer.extendLast(last.seq, last.record, record)) return false;
+        this.index.patchAttr(obj, attrs);
+        return true;
+      });
+      if (extended) { this.offlineTail = { seq: last.seq, record }; return; }
+    }
     const record = { op: 'write' as const, obj: obj.id, offset: pos, length: data.length, crc: crc32(data), base: obj.attr.version, offline: true as const };
     this.index.batch(() => {
-      this.lastSeq.set(obj.id, this.replayer.append(record));
-      this.index.patchAttr(obj, { size: Math.max(obj.attr.size, end), mtimeNs: t, ctimeNs: t });
+      const seq = this.replayer.append(record);
+      this.lastSeq.set(obj.id, seq);
+      this.offlineTail = { seq, record };
+      this.index.patchAttr(obj, attrs);
     });
   }
+
+  /** The last offline write record journaled (extendLast checks it is still the journal's last). */
+  private offlineTail: { seq: number; record: { op: 'write'; obj: number; offset: number; length: number; crc: number; base: string; offline: true } } | null = null;
 
   /**
    * Turns a dirty run into a journal record. The record carries a CRC of the bytes: if the
