@@ -72,6 +72,7 @@ export class Replayer<O extends { kind: string }> {
       const batch = journal.after(after, 1000);
       if (batch.length === 0) break;
       this.queue.push(...batch);
+      for (const e of batch) this.countPending(e, 1);
       after = batch[batch.length - 1]!.seq;
     }
   }
@@ -80,7 +81,9 @@ export class Replayer<O extends { kind: string }> {
   append(record: JournalRecord, hint?: ReplayHint): number {
     const seq = this.journal.append(record);
     if (hint) this.hints.set(seq, hint);
-    this.queue.push({ seq, record, createdAt: Date.now(), attempts: 0, lastError: null });
+    const entry = { seq, record, createdAt: Date.now(), attempts: 0, lastError: null };
+    this.queue.push(entry);
+    this.countPending(entry, 1);
     return seq;
   }
 
@@ -110,6 +113,8 @@ export class Replayer<O extends { kind: string }> {
     }
     this.queue.splice(0, this.queue.length, ...keep);
     this.head = 0;
+    this.pendingObjs.clear();
+    for (const e of keep) this.countPending(e, 1);
     for (const seq of drop) {
       this.hints.delete(seq);
       const w = this.waiters.get(seq);
@@ -136,12 +141,25 @@ export class Replayer<O extends { kind: string }> {
    * target: replay checks that object against the server, so it must stay known).
    */
   hasPendingFor(id: number): boolean {
-    for (let i = this.head; i < this.queue.length; i++) {
-      const r = this.queue[i]!.record;
-      if ('obj' in r && r.obj === id) return true;
-      if (r.op === 'rename' && r.target === id) return true;
+    return this.pendingObjs.has(id);
+  }
+
+  /**
+   * Per object, how many records not yet applied change or name it (hasPendingFor is asked
+   * on every revalidation: a scan of a long offline queue there cost O(queue) per entry of a
+   * listing). Kept in step wherever a record enters or leaves the pending part of the queue.
+   */
+  private readonly pendingObjs = new Map<number, number>();
+
+  private countPending(entry: JournalEntry, delta: 1 | -1): void {
+    const r = entry.record;
+    const ids: number[] = [];
+    if ('obj' in r && typeof r.obj === 'number') ids.push(r.obj);
+    if (r.op === 'rename' && r.target !== undefined) ids.push(r.target);
+    for (const id of ids) {
+      const n = (this.pendingObjs.get(id) ?? 0) + delta;
+      if (n > 0) this.pendingObjs.set(id, n); else this.pendingObjs.delete(id);
     }
-    return false;
   }
 
   /**
@@ -260,6 +278,7 @@ export class Replayer<O extends { kind: string }> {
         // Applied by the backend before the cache disk filled up: only its row is left.
         if (!this.removeRow(head)) return;
         this.unremoved.delete(head.seq);
+        this.countPending(head, -1);
         this.head++;
         this.wakeSettled();
         continue;
@@ -280,6 +299,7 @@ export class Replayer<O extends { kind: string }> {
           await Promise.all(started);
           return;
         }
+        this.countPending(batch[i]!, -1);
         this.head++;
         this.wakeSettled();
       }
