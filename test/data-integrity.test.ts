@@ -7,7 +7,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl } from './helpers/cachefs.js';
+import { mountFresh, cli, type Mounted, BACKEND_KINDS, skipKind, control as ctl, killMount, waitReplayed } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -314,10 +314,7 @@ for (const kind of BACKEND_KINDS) {
       await fd.write(Buffer.from('ZZZZ'), 0, 4, 0);
       await fd.close();
       await m.mount();
-      await waitUntil('the journal to be replayed', async () => {
-        const s = await ctl(m, 'status');
-        return s.state === 'connected' && s.journal.pending === 0;
-      }, 60_000, 100);
+      await waitReplayed(m, 60_000);
       const r = await cli(['conflicts', m.mnt, '--json']);
       assert.equal(r.code, 0, r.stderr);
       const open = (JSON.parse(r.stdout) as { id: number; kind: string; path: string }[]).filter((c) => c.path === 'f' || c.path === '/f');
@@ -383,15 +380,10 @@ describe('data integrity: a big connected write when the NFS server goes away', 
     const status = await ctl(mnt, 'status') as unknown as { pid: number; state: string; rssBytes: number };
     assert.equal(status.state, 'disconnected');
     assert.ok(status.rssBytes < 400 * MiB, `mount RSS ${Math.round(status.rssBytes / MiB)} MiB after a ${total} MiB write`);
-    process.kill(status.pid, 'SIGKILL');
-    await waitUntil('the mount process to die', () => { try { process.kill(status.pid, 0); return false; } catch { return true; } }, 10_000, 10);
-    await sh('fusermount', ['-u', '-z', mnt.mnt]);
+    await killMount(mnt);
     await nfs.start();
     await mnt.mount();
-    await waitUntil('the journal to be replayed', async () => {
-      const s = await ctl(mnt, 'status');
-      return s.state === 'connected' && s.journal.pending === 0;
-    }, 180_000, 200);
+    await waitReplayed(mnt);
     const want = Buffer.alloc(total * MiB);
     for (let i = 0; i < total; i++) want.fill((i * 13 + 1) & 255, i * MiB, (i + 1) * MiB);
     assertSame(await fsp.readFile(mnt.b('big')), want, 'the file on the server');

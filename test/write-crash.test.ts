@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { mountFresh, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl } from './helpers/cachefs.js';
+import { mountFresh, type Mounted, BACKEND_KINDS, skipKind, control as ctl, killMount, waitReplayed } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { waitUntil } from './helpers/wait.js';
 import { mulberry32 } from './helpers/rng.js';
@@ -67,19 +67,9 @@ function startWriter(file: string, seed: number, total: number): { acked: () => 
   return { acked: () => acked, done: new Promise((r) => child.on('close', () => r())) };
 }
 
-async function kill9(m: Mounted): Promise<void> {
-  const pid = (await ctl(m, 'status')).pid;
-  process.kill(pid, 'SIGKILL');
-  await waitUntil('the mount process to die', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 5);
-  await sh('fusermount', ['-u', '-z', m.mnt]);
-}
-
 async function remountAndReplay(m: Mounted): Promise<void> {
   await m.mount();
-  await waitUntil('the journal to be replayed', async () => {
-    const s = await ctl(m, 'status');
-    return s.state === 'connected' && s.journal.pending === 0;
-  }, 180_000, 50);
+  await waitReplayed(m);
 }
 
 async function inParallel<T>(items: T[], fn: (item: T) => Promise<void>, width: number): Promise<void> {
@@ -124,7 +114,7 @@ for (const kind of BACKEND_KINDS) {
         assert.equal((await ctl(m, 'offline')).state, 'disconnected');
         const w = startWriter(m.m('big'), i, 8 * MiB);
         await waitUntil(`point ${i}: the writer to pass ${at}`, () => w.acked() >= at, 60_000, 2);
-        await kill9(m);
+        await killMount(m);
         await w.done;
         const acked = w.acked();
         await remountAndReplay(m);
@@ -145,7 +135,7 @@ for (const kind of BACKEND_KINDS) {
         assert.equal(w.acked(), total, 'the offline writer finished');
         void ctl(m, 'online').catch(() => undefined); // answers once replayed, if it lives that long
         await new Promise((r) => setTimeout(r, afterMs));
-        await kill9(m);
+        await killMount(m);
         await remountAndReplay(m);
         const onBackend = await fsp.readFile(m.b('big'));
         assert.equal(onBackend.length, total, `point ${i} (killed ${afterMs} ms into the replay): size`);

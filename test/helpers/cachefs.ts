@@ -135,6 +135,24 @@ export async function control(m: Mounted, op: 'status' | 'offline' | 'online'): 
   return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as StatusJson & { reason?: string };
 }
 
+/** kill -9 of the mount process, waited for, and its dead mount detached (fusermount -u -z). */
+export async function killMount(m: Mounted): Promise<void> {
+  const { waitUntil } = await import('./wait.js');
+  const pid = (await control(m, 'status')).pid;
+  process.kill(pid, 'SIGKILL');
+  await waitUntil('the mount process to die', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 5);
+  await sh('fusermount', ['-u', '-z', m.mnt]);
+}
+
+/** Waits until the mount is connected with nothing left in its journal (a replay is over). */
+export async function waitReplayed(m: Mounted, timeoutMs = 180_000): Promise<void> {
+  const { waitUntil } = await import('./wait.js');
+  await waitUntil('the journal to be replayed', async () => {
+    const s = await control(m, 'status');
+    return s.state === 'connected' && s.journal.pending === 0;
+  }, timeoutMs, 50);
+}
+
 /** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
 export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
   const root = opts.root ?? tempRoot(tag);
