@@ -97,9 +97,15 @@ for (const kind of BACKEND_KINDS) {
       await fsp.writeFile(m.m('proj/offline.txt'), 'made offline');
       const r = await fsp.stat(m.m('proj/nothing-here')).then(() => 'exists', (e: NodeJS.ErrnoException) => e.code);
       assert.equal(r, 'ENOENT', 'a name the directory did not have is ENOENT, not a network errno');
+      await fsp.appendFile(m.m('proj/a.txt'), ' and more');
+      await fsp.appendFile(m.m('proj/sub/deep.txt'), ' and deeper');
+      const j = await cli(['journal', m.mnt, '--json']);
+      const paths = (JSON.parse(j.stdout) as { path: string | null }[]).map((i) => i.path);
+      for (const p of ['/proj/offline.txt', '/proj/a.txt', '/proj/sub/deep.txt']) assert.ok(paths.includes(p), `the journal names ${p}: ${paths.join(' ')}`);
       const s = await ctl(m, 'online');
       assert.equal(s.journal.pending, 0);
       assert.equal(await fsp.readFile(m.b('proj/offline.txt'), 'utf8'), 'made offline');
+      assert.equal(await fsp.readFile(m.b('proj/a.txt'), 'utf8'), 'a and more');
     });
 
     it('three git commits offline replay to a repository git is happy with on the server', async () => {

@@ -156,12 +156,24 @@ export class ObjectIndex {
     const parts: string[] = [];
     for (let cur = id, hops = 0; cur !== rootId; hops++) {
       if (hops > 4096) return null; // a cycle in a corrupt index: no path
-      const row = this.st.nameOf.get(cur) as { parent: number; name: string } | undefined;
+      const row = (this.st.nameOf.get(cur) as { parent: number; name: string } | undefined) ?? this.staleNameOf(cur);
       if (!row) return null;
       parts.push(row.name);
       cur = row.parent;
     }
     return '/' + parts.reverse().join('/');
+  }
+
+  /**
+   * Where a directory whose names went stale (invalidateNames) last showed `id`: those names
+   * still answer offline, so the object still has a path (for the journal and conflicts).
+   */
+  private staleNameOf(id: number): { parent: number; name: string } | undefined {
+    for (const dir of this.byId.values()) {
+      if (!dir.stale) continue;
+      for (const [name, child] of dir.stale.names) if (child === id) return { parent: dir.id, name };
+    }
+    return undefined;
   }
 
   /** Every object currently loaded in memory (for revalidation after reconnecting). */
