@@ -273,6 +273,35 @@ for (const [kind, make] of Object.entries(subjects)) {
       assert.equal(await codeOf(b.getattr(f.fh)), 'ESTALE');
     });
 
+    it('a change made for another user is checked as that user (EACCES / EPERM), root may do all', { skip: !isRoot && 'needs root to own files as others' }, async () => {
+      const { d, rel } = await fresh();
+      const user = { uid: 4301, gid: 4301 };
+      const other = { uid: 4302, gid: 4302, groups: [4303] };
+      const f = await b.create(d.fh, 'f', 0o644, creds, { exclusive: true });
+      await b.setattr(f.fh, { uid: user.uid, gid: user.gid });
+      await b.setattr(d.fh, { mode: 0o755 });
+      // the owner, and root, may; the other user may not
+      await b.write(f.fh, 0, Buffer.from('by owner'), user);
+      assert.equal(await codeOf(b.write(f.fh, 0, Buffer.from('by other'), other)), 'EACCES', 'write to a 0644 file of another');
+      assert.equal(await codeOf(b.setattr(f.fh, { size: 0 }, other)), 'EACCES', 'truncate');
+      assert.equal(await codeOf(b.setattr(f.fh, { mode: 0o666 }, other)), 'EPERM', 'chmod of another user\'s file');
+      assert.equal(await codeOf(b.setattr(f.fh, { mtime: { kind: 'set', ns: 1_000_000_000n } }, other)), 'EPERM', 'an explicit time');
+      assert.equal(await codeOf(b.setattr(f.fh, { uid: other.uid }, user)), 'EPERM', 'giving a file away');
+      assert.equal(await codeOf(b.unlink(d.fh, 'f', other)), 'EACCES', 'unlink in a 0755 directory of root');
+      assert.equal(await codeOf(b.rename(d.fh, 'f', d.fh, 'g', other)), 'EACCES', 'rename there');
+      assert.equal(await codeOf(b.link(f.fh, d.fh, 'h', other)), 'EACCES', 'link there');
+      assert.equal(await codeOf(b.create(d.fh, 'mine', 0o644, other, { exclusive: true })), 'EACCES', 'create there');
+      // a group the user is in through its supplementary groups gives access
+      await b.setattr(f.fh, { gid: 4303, mode: 0o664 });
+      await b.write(f.fh, 0, Buffer.from('by group'), other);
+      await b.setattr(d.fh, { mode: 0o1777 }); // sticky, like /tmp
+      assert.equal(await codeOf(b.unlink(d.fh, 'f', other)), 'EPERM', 'the sticky bit keeps another user\'s file');
+      await b.setattr(f.fh, { mode: 0o666, mtime: { kind: 'set', ns: 2_000_000_000n } }, user);
+      await b.rename(d.fh, 'f', d.fh, 'g', user);
+      await b.unlink(d.fh, 'g', { uid: 0, gid: 0 });
+      assert.deepEqual(await fsp.readdir(path.join(s.dir, rel)), []);
+    });
+
     it('statfs reports a plausible file system', async () => {
       const st = await b.statfs();
       assert.ok(st.blocks > 0 && st.bfree <= st.blocks && st.bavail <= st.bfree);

@@ -80,7 +80,7 @@ export class DeferredBackend implements Backend {
   async readdir(dir: Buffer) { return (await this.real()).readdir(dir); }
   async readlink(fh: Buffer) { return (await this.real()).readlink(fh); }
   async read(fh: Buffer, offset: number, length: number) { return (await this.real()).read(fh, offset, length); }
-  async write(fh: Buffer, offset: number, data: Buffer) { return (await this.real()).write(fh, offset, data); }
+  async write(...a: Parameters<Backend['write']>) { return (await this.real()).write(...a); }
   async commit(fh: Buffer) { return (await this.real()).commit(fh); }
   async create(...a: Parameters<Backend['create']>) { return (await this.real()).create(...a); }
   async mkdir(...a: Parameters<Backend['mkdir']>) { return (await this.real()).mkdir(...a); }

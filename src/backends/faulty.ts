@@ -4,7 +4,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { FsError, type ErrnoName } from '../core/errors.js';
-import type { Backend } from './types.js';
+import type { Backend, Creds } from './types.js';
 
 const OpName = z.enum(['getattr', 'lookup', 'readdir', 'readlink', 'read', 'write', 'commit', 'create', 'mkdir',
   'symlink', 'mknod', 'link', 'unlink', 'rmdir', 'rename', 'setattr', 'statfs', 'root']);
@@ -74,17 +74,17 @@ export function withFaults(inner: Backend, source: FaultSource): Backend {
     readdir: wrap('readdir', (d: Buffer) => inner.readdir(d)),
     readlink: wrap('readlink', (fh: Buffer) => inner.readlink(fh)),
     read: wrap('read', (fh: Buffer, o: number, l: number) => inner.read(fh, o, l)),
-    write: wrap('write', (fh: Buffer, o: number, d: Buffer) => inner.write(fh, o, d)),
+    write: wrap('write', (fh: Buffer, o: number, d: Buffer, c?: Creds) => inner.write(fh, o, d, c)),
     commit: wrap('commit', (fh: Buffer) => inner.commit(fh)),
     create: wrap('create', (d: Buffer, n: string, m: number, c, o) => inner.create(d, n, m, c, o)),
     mkdir: wrap('mkdir', (d: Buffer, n: string, m: number, c) => inner.mkdir(d, n, m, c)),
     symlink: wrap('symlink', (d: Buffer, n: string, t: string, c) => inner.symlink(d, n, t, c)),
     mknod: wrap('mknod', (d: Buffer, n: string, m: number, r: number, c) => inner.mknod(d, n, m, r, c)),
-    link: wrap('link', (fh: Buffer, d: Buffer, n: string) => inner.link(fh, d, n)),
-    unlink: wrap('unlink', (d: Buffer, n: string) => inner.unlink(d, n)),
-    rmdir: wrap('rmdir', (d: Buffer, n: string) => inner.rmdir(d, n)),
-    rename: wrap('rename', (a: Buffer, an: string, b: Buffer, bn: string) => inner.rename(a, an, b, bn)),
-    setattr: wrap('setattr', (fh: Buffer, s) => inner.setattr(fh, s)),
+    link: wrap('link', (fh: Buffer, d: Buffer, n: string, c?: Creds) => inner.link(fh, d, n, c)),
+    unlink: wrap('unlink', (d: Buffer, n: string, c?: Creds) => inner.unlink(d, n, c)),
+    rmdir: wrap('rmdir', (d: Buffer, n: string, c?: Creds) => inner.rmdir(d, n, c)),
+    rename: wrap('rename', (a: Buffer, an: string, b: Buffer, bn: string, c?: Creds) => inner.rename(a, an, b, bn, c)),
+    setattr: wrap('setattr', (fh: Buffer, s, c?: Creds) => inner.setattr(fh, s, c)),
     statfs: wrap('statfs', () => inner.statfs()),
     ...(inner.watch ? { watch: (...a: Parameters<NonNullable<Backend['watch']>>) => inner.watch!(...a) } : {}),
     close: () => inner.close(),

@@ -37,7 +37,13 @@ export interface DirEntry extends Node {
   name: string;
 }
 
-/** Credentials the backend should act as (the caller of the FUSE request). */
+/**
+ * Credentials the backend should act as (the caller of the FUSE request, or the process
+ * whose change a journal record replays). On the calls that change an existing object or
+ * name they are optional: given, the backend applies the change only if that user may
+ * (NFS: AUTH_SYS as that user, the server decides; local: the same checks the kernel makes),
+ * else it refuses with EACCES or EPERM. Absent, it acts as the mount.
+ */
 export interface Creds {
   uid: number;
   gid: number;
@@ -99,7 +105,7 @@ export interface Backend {
    * data, a local fstat): the cache then knows the version its own write produced, so a
    * change made right after, offline, is not taken for someone else's.
    */
-  write(fh: Buffer, offset: number, data: Buffer): Promise<Attr | void>;
+  write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void>;
   /**
    * Makes written data durable on the backend (fsync / NFS COMMIT). May answer with the
    * attributes after it (NFS wcc data), sparing the cache a getattr.
@@ -109,11 +115,11 @@ export interface Backend {
   mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node>;
   symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node>;
   mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node>;
-  link(fh: Buffer, dir: Buffer, name: string): Promise<Attr>;
-  unlink(dir: Buffer, name: string): Promise<void>;
-  rmdir(dir: Buffer, name: string): Promise<void>;
-  rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void>;
-  setattr(fh: Buffer, set: SetAttr): Promise<Attr>;
+  link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr>;
+  unlink(dir: Buffer, name: string, creds?: Creds): Promise<void>;
+  rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void>;
+  rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<void>;
+  setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr>;
   statfs(): Promise<StatFs>;
   /** Starts noticing changes made to the backend from outside (if the backend can). */
   watch?(onChange: (change: OutsideChange) => void, opts?: WatchOptions): Promise<void>;

@@ -337,7 +337,8 @@ async function startMount(config: Config): Promise<RunningMount> {
     caller: () => {
       const c = fuse?.context;
       const creds = { uid: c?.[0] ?? 0, gid: c?.[1] ?? 0 };
-      const groups = backend.needsGroups && c ? groupsOf(c[2] ?? 0) : undefined;
+      // Root's rights need no groups to check (and /proc is read once per change otherwise).
+      const groups = backend.needsGroups && c && creds.uid !== 0 ? groupsOf(c[2] ?? 0) : undefined;
       return groups ? { ...creds, groups } : creds;
     },
   }, new ControlDir({ conflicts, cacheDir: config.cacheDir }));

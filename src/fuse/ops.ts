@@ -138,7 +138,9 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext, control?: Control
     open(path: string, flags: number, cb: Cb) {
       const c = ctl(path);
       if (c) { answer('open', cb, async () => [await c.open(path, flags)]); return; }
-      answer('open', cb, async () => [await layer.open(path, flags)]);
+      // A descriptor that can write carries its opener's credentials: its writes replay as them.
+      const by = (flags & 3) !== 0 ? ctx.caller() : undefined;
+      answer('open', cb, async () => [await layer.open(path, flags, by)]);
     },
     opendir(_path: string, _flags: number, cb: Cb) { cb(0, 0); },
     releasedir(_path: string, _fd: number, cb: Cb) { cb(0); },
@@ -198,7 +200,8 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext, control?: Control
     truncate(path: string, size: number, cb: Cb) {
       const c = ctl(path);
       if (c) { answer('truncate', cb, () => c.truncate(path, size)); return; }
-      answer('truncate', cb, async () => { await layer.truncate(path, size); });
+      const by = ctx.caller();
+      answer('truncate', cb, async () => { await layer.truncate(path, size, by); });
     },
     ftruncate(path: string, fd: number, size: number, cb: Cb) {
       const c = ctlFd(fd) ?? ctl(path);
@@ -206,28 +209,32 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext, control?: Control
         answer('ftruncate', cb, () => (c.ownsFd(fd) ? c.ftruncate(fd, size) : c.truncate(path, size)));
         return;
       }
+      const by = fd ? undefined : ctx.caller();
       answer('ftruncate', cb, async () => {
-        if (fd) await layer.ftruncate(fd, size); else await layer.truncate(path, size);
+        if (fd) await layer.ftruncate(fd, size); else await layer.truncate(path, size, by);
       });
     },
     chmod(path: string, mode: number, cb: Cb) {
       if (readOnly('chmod', cb, path)) return;
-      answer('chmod', cb, async () => { await layer.chmod(path, mode); });
+      const by = ctx.caller();
+      answer('chmod', cb, async () => { await layer.chmod(path, mode, by); });
     },
     chown(path: string, uid: number, gid: number, cb: Cb) {
       if (readOnly('chown', cb, path)) return;
+      const by = ctx.caller();
       answer('chown', cb, async () => {
-        await layer.chown(path, uid === UNSET_ID ? undefined : uid, gid === UNSET_ID ? undefined : gid);
+        await layer.chown(path, uid === UNSET_ID ? undefined : uid, gid === UNSET_ID ? undefined : gid, by);
       });
     },
     utimens(path: string, atime: TimeArg, mtime: TimeArg, cb: Cb) {
+      const by = ctx.caller();
       answer('utimens', cb, async () => {
         if (typeof atime !== 'bigint' && atime !== 'now' && atime !== 'omit') {
           throw new FsError('EIO', 'fuse-native without the cachefs patch: run npm ci');
         }
         const c = ctl(path);
         if (c) { await c.utimens(path, atime, mtime); return; }
-        await layer.utimens(path, atime, mtime);
+        await layer.utimens(path, atime, mtime, by);
       });
     },
     mknod(path: string, mode: number, dev: number, cb: Cb) {
@@ -247,21 +254,25 @@ export function makeOps(layer: CacheLayer, ctx: CallerContext, control?: Control
     },
     link(src: string, dest: string, cb: Cb) {
       if (readOnly('link', cb, src, dest)) return;
-      answer('link', cb, async () => { await layer.link(src, dest); });
+      const by = ctx.caller();
+      answer('link', cb, async () => { await layer.link(src, dest, by); });
     },
     unlink(path: string, cb: Cb) {
       if (readOnly('unlink', cb, path)) return;
-      answer('unlink', cb, async () => { await layer.unlink(path); });
+      const by = ctx.caller();
+      answer('unlink', cb, async () => { await layer.unlink(path, by); });
     },
     rmdir(path: string, cb: Cb) {
       if (readOnly('rmdir', cb, path)) return;
-      answer('rmdir', cb, async () => { await layer.rmdir(path); });
+      const by = ctx.caller();
+      answer('rmdir', cb, async () => { await layer.rmdir(path, by); });
     },
     rename(src: string, dest: string, cb: Cb) {
       // Into, out of or within the control directory: EROFS. (EXDEV would not make
       // `mv draft …/resolved` work either: mv then unlinks the target first.)
       if (readOnly('rename', cb, src, dest)) return;
-      answer('rename', cb, async () => { await layer.rename(src, dest); });
+      const by = ctx.caller();
+      answer('rename', cb, async () => { await layer.rename(src, dest, by); });
     },
   };
 }

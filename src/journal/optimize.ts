@@ -11,7 +11,10 @@
 // rename (onto another link of the same file it does nothing), a write of some bytes and a
 // size-changing truncate reset mtime (a truncate to the same size may or may not), and
 // permission checks read the mode and owners at the time of each operation (so those are
-// only collapsed where no operation in between could be checked against them).
+// only collapsed where no operation in between could be checked against them). Each record
+// is checked as the user who made it (`by`): records are only merged into one when they act
+// as the same user; dropping a record is safe whoever made it, since the journal as a whole
+// is assumed to replay without error.
 //
 // The optimizer is a pipeline of small passes. Each pass is safe on its own (it preserves the
 // contract for any valid journal it is given, and its output is again a valid journal), so
@@ -25,7 +28,7 @@
 // that do not name their object (unlink, rmdir, rename without `obj`) make every name and
 // object they touch unknown: nothing is optimized through them.
 import type { JournalEntry } from './journal.js';
-import type { JournalRecord, SetAttrRecord } from './records.js';
+import { sameCreds, type JournalRecord, type SetAttrRecord } from './records.js';
 
 export interface Optimized {
   /** Records to replay, in order (kept records keep their seq; a record may be rewritten, e.g. a setattr with fewer fields or a merged rename: then it keeps the seq of the record it replaces). */
@@ -311,6 +314,8 @@ function collapseRenames(list: readonly JournalEntry[]): Edit {
     // which still holds the object in the merged history.
     if (info.targetBefore === c.from.parent || (info.targetBefore === UNKNOWN && c.mayBeDir)) return false;
     const first = list[c.at]!.record as Extract<JournalRecord, { op: 'rename' }>;
+    // One record acts as one user: renames by two users stay two (each checked as its own).
+    if (!sameCreds(first, r)) return false;
     const identity = r.toParent === c.from.parent && r.toName === c.from.name;
     const dirs = new Set([c.from.parent, c.to.parent, r.toParent]);
     for (const d of dirs) if (touchedDirs.has(d)) return false;

@@ -5,7 +5,9 @@
 import { z } from 'zod';
 
 const id = z.number().int().positive();
-const name = z.string().min(1).max(255).refine((s) => !s.includes('/') && s !== '.' && s !== '..', 'not a file name');
+// NAME_MAX is 255 bytes (UTF-8), not characters.
+const name = z.string().min(1).refine((s) => Buffer.byteLength(s) <= 255, 'longer than 255 bytes')
+  .refine((s) => !s.includes('/') && s !== '.' && s !== '..', 'not a file name');
 const nsTime = z.union([
   z.object({ kind: z.literal('set'), ns: z.string().regex(/^-?\d+$/) }),
   z.object({ kind: z.literal('now') }),
@@ -22,6 +24,13 @@ export const SetAttrSchema = z.object({
 
 /** The creator's supplementary groups (servers that check permissions themselves need them). */
 const groups = z.array(z.number().int().nonnegative()).max(64).optional();
+/**
+ * Who made the change: the credentials of the process (uid, gid, supplementary groups), so
+ * it is replayed with that user's rights and the server can refuse it (then a conflict the
+ * user sees). Absent (records of older journals, changes the mount makes itself): the
+ * mount's own identity. Creates carry theirs as uid/gid/groups.
+ */
+const by = z.object({ uid: z.number().int().nonnegative(), gid: z.number().int().nonnegative(), groups }).strict().optional();
 /** The version of the modified object as last seen from the backend (for conflict checks). */
 const base = z.string().nullable();
 /**
@@ -41,18 +50,18 @@ const objBase = z.string().nullable().optional();
 export const JournalRecordSchema = z.discriminatedUnion('op', [
   // crc: CRC-32 of the bytes, checked when the bytes are read back from the cache file.
   z.object({ op: z.literal('write'), obj: id, offset: z.number().int().nonnegative(), length: z.number().int().nonnegative(),
-    crc: z.number().int().nonnegative(), offline, base }),
-  z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, offline, base }),
+    crc: z.number().int().nonnegative(), by, offline, base }),
+  z.object({ op: z.literal('setattr'), obj: id, set: SetAttrSchema, by, offline, base }),
   z.object({ op: z.literal('create'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
   z.object({ op: z.literal('mkdir'), parent: id, name, mode: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
   z.object({ op: z.literal('symlink'), parent: id, name, target: z.string().min(1).max(4096), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
   z.object({ op: z.literal('mknod'), parent: id, name, mode: z.number().int(), rdev: z.number().int(), uid: z.number().int(), gid: z.number().int(), groups, obj: subject, offline, base }),
-  z.object({ op: z.literal('link'), obj: id, parent: id, name, offline, base }),
-  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, offline, base, objBase }),
-  z.object({ op: z.literal('rmdir'), parent: id, name, obj: subject, offline, base, objBase }),
+  z.object({ op: z.literal('link'), obj: id, parent: id, name, by, offline, base }),
+  z.object({ op: z.literal('unlink'), parent: id, name, obj: subject, by, offline, base, objBase }),
+  z.object({ op: z.literal('rmdir'), parent: id, name, obj: subject, by, offline, base, objBase }),
   // target/targetBase: the object the rename replaced, as the cache knew it (none: the name
   // was free), so replay notices a target the server changed or created meanwhile.
-  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, offline, base,
+  z.object({ op: z.literal('rename'), fromParent: id, fromName: name, toParent: id, toName: name, obj: subject, by, offline, base,
     target: id.optional(), targetBase: z.string().nullable().optional() }),
   z.object({ op: z.literal('commit'), obj: id, base }),
 ]);
@@ -60,6 +69,28 @@ export const JournalRecordSchema = z.discriminatedUnion('op', [
 export type JournalRecord = z.infer<typeof JournalRecordSchema>;
 export type JournalOp = JournalRecord['op'];
 export type SetAttrRecord = z.infer<typeof SetAttrSchema>;
+export type RecordCreds = NonNullable<z.infer<typeof by>>;
+
+/** The credentials a record is replayed with (undefined: the mount's own). */
+export function credsOfRecord(r: JournalRecord): RecordCreds | undefined {
+  switch (r.op) {
+    case 'create': case 'mkdir': case 'symlink': case 'mknod':
+      return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
+    case 'commit': return undefined;
+    default: return r.by;
+  }
+}
+
+/** Whether two records act as the same user (records may be merged only then). */
+export function sameCreds(a: JournalRecord, b: JournalRecord): boolean {
+  return sameUser(credsOfRecord(a), credsOfRecord(b));
+}
+
+/** Whether two sets of credentials are one user (undefined: the mount's own). */
+export function sameUser(x: RecordCreds | undefined, y: RecordCreds | undefined): boolean {
+  if (!x || !y) return x === y;
+  return x.uid === y.uid && x.gid === y.gid && (x.groups ?? []).join(',') === (y.groups ?? []).join(',');
+}
 
 /**
  * The object whose data, attributes or ctime a record changes, when the record names it

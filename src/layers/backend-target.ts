@@ -153,7 +153,7 @@ export class BackendTarget implements ReplayTarget {
           }
         }
         const fh = this.fhOf(r.obj);
-        const attr = await this.call('write', () => b.write(fh, r.offset, data));
+        const attr = await this.call('write', () => b.write(fh, r.offset, data, r.by));
         return attr ? { kind: 'attr', attr } : { kind: 'done' };
       }
       case 'commit': {
@@ -163,7 +163,7 @@ export class BackendTarget implements ReplayTarget {
       }
       case 'setattr': {
         const fh = this.fhOf(r.obj);
-        const attr = await this.call('setattr', () => b.setattr(fh, toSetAttr(r.set)));
+        const attr = await this.call('setattr', () => b.setattr(fh, toSetAttr(r.set), r.by));
         return { kind: 'attr', attr };
       }
       case 'create': {
@@ -192,23 +192,23 @@ export class BackendTarget implements ReplayTarget {
       case 'link': {
         const fh = this.fhOf(r.obj);
         const dir = this.fhOf(r.parent);
-        const attr = await this.call('link', () => b.link(fh, dir, r.name));
+        const attr = await this.call('link', () => b.link(fh, dir, r.name, r.by));
         return { kind: 'attr', attr };
       }
       case 'unlink': {
         const dir = this.fhOf(r.parent);
-        await this.call('unlink', () => b.unlink(dir, r.name));
+        await this.call('unlink', () => b.unlink(dir, r.name, r.by));
         return { kind: 'done' };
       }
       case 'rmdir': {
         const dir = this.fhOf(r.parent);
-        await this.call('rmdir', () => b.rmdir(dir, r.name));
+        await this.call('rmdir', () => b.rmdir(dir, r.name, r.by));
         return { kind: 'done' };
       }
       case 'rename': {
         const from = this.fhOf(r.fromParent);
         const to = this.fhOf(r.toParent);
-        await this.call('rename', () => b.rename(from, r.fromName, to, r.toName));
+        await this.call('rename', () => b.rename(from, r.fromName, to, r.toName, r.by));
         return { kind: 'done' };
       }
     }
@@ -225,6 +225,7 @@ export function toSetAttr(s: SetAttrRecord): SetAttr {
   if (s.mtime) out.mtime = s.mtime.kind === 'now' ? { kind: 'now' } : { kind: 'set', ns: BigInt(s.mtime.ns) };
   return out;
 }
+
 
 function credsOf(r: { uid: number; gid: number; groups?: number[] | undefined }): Creds {
   return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };

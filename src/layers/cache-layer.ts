@@ -28,7 +28,7 @@ import type { Attr, Backend, Creds, Node, OutsideChange, StatFs } from '../backe
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
-import type { JournalRecord, SetAttrRecord } from '../journal/records.js';
+import { sameUser, type JournalRecord, type SetAttrRecord } from '../journal/records.js';
 import type { Config } from '../config/schema.js';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -63,6 +63,12 @@ export interface OpenFile {
   writtenBytes: number;
   /** When the kernel last flushed it (a close() by some process; ms since the epoch, 0 never). */
   flushedAt: number;
+  /**
+   * Who opened it: its writes are journaled, and replayed, as that user (the kernel checks
+   * a write's rights at open, as NFS clients send writes with the opener's credentials).
+   * Undefined: the mount itself (hoarding, conflict resolution as the mount).
+   */
+  by: Creds | undefined;
 }
 
 export interface Counters {
@@ -709,17 +715,17 @@ export class CacheLayer {
 
   // ---------------------------------------------------------------- open files
 
-  async open(p: string, flags: number): Promise<number> {
+  async open(p: string, flags: number, by?: Creds): Promise<number> {
     const o = await this.resolve(p);
     if (this.cfg.consistency.closeToOpen) await this.revalidate(o, true);
     if (o.attr.type === 'dir' && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
-    return this.addOpen(o, flags);
+    return this.addOpen(o, flags, by);
   }
 
-  private addOpen(obj: CachedObject, flags: number): number {
+  private addOpen(obj: CachedObject, flags: number, by: Creds | undefined): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
-    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null, writtenBytes: 0, flushedAt: 0 });
+    this.openFiles.set(fd, { obj, flags, written: false, nextPos: -1, error: null, writtenBytes: 0, flushedAt: 0, by });
     this.openCount.set(obj.id, (this.openCount.get(obj.id) ?? 0) + 1);
     this.index.touch(obj, Date.now());
     return fd;
@@ -752,7 +758,9 @@ export class CacheLayer {
     if (!this.connected && of.written) {
       // Written offline: replayed, the writes would give the file the replay's time on the
       // server (and make rebuild everything after a trip). The server gets the mtime the
-      // user saw here, at close.
+      // user saw here, at close. As the mount, not the writer: it is the time the writes
+      // themselves gave (their rights are checked with them), and setting an explicit time
+      // needs ownership, which a writer of someone else's 0666 file does not have.
       await this.mutate({ op: 'setattr', obj: of.obj.id, set: { mtime: { kind: 'set', ns: String(of.obj.attr.mtimeNs) } }, base: of.obj.attr.version });
     }
     of.written = false;
@@ -1043,7 +1051,7 @@ export class CacheLayer {
     let own = data;
     if (!offline) {
       run = this.dirty.get(obj.id);
-      if (run && (run.offset + run.length !== pos || run.length + data.length > run.buf.length)) {
+      if (run && (run.offset + run.length !== pos || run.length + data.length > run.buf.length || !sameUser(run.of.by, of.by))) {
         void this.commitRun(run);
         run = undefined;
       }
@@ -1088,7 +1096,7 @@ export class CacheLayer {
       }
     }
     if (offline) {
-      this.journalOfflineWrite(obj, pos, own, end);
+      this.journalOfflineWrite(obj, pos, own, end, of.by);
       this.throwPendingError(of);
       return data.length;
     }
@@ -1176,7 +1184,7 @@ export class CacheLayer {
    * (with the size and times the write gives, in one transaction, so after a crash the cache
    * still shows all of it). From here the write survives kill -9 (invariant 1).
    */
-  private journalOfflineWrite(obj: CachedObject, pos: number, data: Buffer, end: number): void {
+  private journalOfflineWrite(obj: CachedObject, pos: number, data: Buffer, end: number, by: Creds | undefined): void {
     const t = nowNs();
     const attrs = { size: Math.max(obj.attr.size, end), mtimeNs: t, ctimeNs: t };
     // A write that continues the journal's last record (the same object, right after it,
@@ -1185,7 +1193,7 @@ export class CacheLayer {
     // continues over the new bytes; the update is one transaction, as an append is.
     const last = this.offlineTail;
     if (last && last.record.obj === obj.id && last.record.offset + last.record.length === pos
-      && last.record.length + data.length <= DIRTY_RUN_MAX) {
+      && last.record.length + data.length <= DIRTY_RUN_MAX && sameUser(last.record.by, by)) {
       const record = { ...last.record, length: last.record.length + data.length, crc: crc32(data, last.record.crc) };
       const extended = this.index.batch(() => {
         if (!this.replayer.extendLast(last.seq, last.record, record)) return false;
@@ -1194,7 +1202,7 @@ export class CacheLayer {
       });
       if (extended) { this.offlineTail = { seq: last.seq, record }; return; }
     }
-    const record = { op: 'write' as const, obj: obj.id, offset: pos, length: data.length, crc: crc32(data), base: obj.attr.version, offline: true as const };
+    const record = { op: 'write' as const, obj: obj.id, offset: pos, length: data.length, crc: crc32(data), ...byOf(by), base: obj.attr.version, offline: true as const };
     this.index.batch(() => {
       const seq = this.replayer.append(record);
       this.lastSeq.set(obj.id, seq);
@@ -1204,7 +1212,7 @@ export class CacheLayer {
   }
 
   /** The last offline write record journaled (extendLast checks it is still the journal's last). */
-  private offlineTail: { seq: number; record: { op: 'write'; obj: number; offset: number; length: number; crc: number; base: string; offline: true } } | null = null;
+  private offlineTail: { seq: number; record: { op: 'write'; obj: number; offset: number; length: number; crc: number; by?: Creds; base: string; offline: true } } | null = null;
 
   /**
    * Turns a dirty run into a journal record. The record carries a CRC of the bytes: if the
@@ -1219,7 +1227,7 @@ export class CacheLayer {
     // The base is the version now, not when the run began: a record of ours applied since
     // (its answer carries the version it made) must not look like someone else's change.
     const record = {
-      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), base: run.obj.attr.version,
+      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), ...byOf(run.of.by), base: run.obj.attr.version,
       ...(this.connected ? {} : { offline: true as const }),
     };
     if (!this.connected && !this.writeAround.has(run.obj.id)) {
@@ -1459,7 +1467,7 @@ export class CacheLayer {
     const { dir, name } = await this.resolveParent(p);
     const prov = this.provisional('file', mode, creds);
     const obj = await this.createVia(dir, name, prov, { op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
-    return this.addOpen(obj, flags);
+    return this.addOpen(obj, flags, creds);
   }
 
   async mkdir(p: string, mode: number, creds: Creds): Promise<void> {
@@ -1496,13 +1504,13 @@ export class CacheLayer {
     throw new FsError('EEXIST');
   }
 
-  async link(src: string, dst: string): Promise<void> {
+  async link(src: string, dst: string, by?: Creds): Promise<void> {
     const obj = await this.resolve(src);
     if (obj.attr.type === 'dir') throw new FsError('EPERM');
     const { dir, name } = await this.resolveParent(dst);
     await this.ensureAbsent(dir, name);
     await this.captureBase(obj);
-    const out = await this.mutate({ op: 'link', obj: obj.id, parent: dir.id, name, base: obj.attr.version });
+    const out = await this.mutate({ op: 'link', obj: obj.id, parent: dir.id, name, ...byOf(by), base: obj.attr.version });
     this.index.setName(dir, name, obj.id);
     this.afterDirChange(dir);
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
@@ -1526,12 +1534,12 @@ export class CacheLayer {
     });
   }
 
-  async unlink(p: string): Promise<void> {
+  async unlink(p: string, by?: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
     await this.captureBase(obj);
-    await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, base: dir.attr.version, objBase: obj.attr.version });
+    await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir);
@@ -1548,7 +1556,7 @@ export class CacheLayer {
     }
   }
 
-  async rmdir(p: string): Promise<void> {
+  async rmdir(p: string, by?: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
@@ -1558,7 +1566,7 @@ export class CacheLayer {
       if (obj.stale && this.staleListing(obj).length > 0) throw new FsError('ENOTEMPTY');
       for (const child of this.index.namesOf(obj).values()) if (child !== null) throw new FsError('ENOTEMPTY');
     }
-    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, base: dir.attr.version, objBase: obj.attr.version });
+    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir, -1);
@@ -1566,7 +1574,7 @@ export class CacheLayer {
     });
   }
 
-  async rename(src: string, dst: string): Promise<void> {
+  async rename(src: string, dst: string, by?: Creds): Promise<void> {
     const from = await this.resolveParent(src);
     const to = await this.resolveParent(dst);
     const obj = await this.lookup(from.dir, from.name);
@@ -1578,7 +1586,7 @@ export class CacheLayer {
     await this.captureBase(obj);
     await this.captureBase(target);
     const out = await this.mutate({
-      op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, base: obj.attr.version,
+      op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, ...byOf(by), base: obj.attr.version,
       ...(target ? { target: target.id, targetBase: target.attr.version } : {}),
     });
     this.index.batch(() => {
@@ -1617,9 +1625,9 @@ export class CacheLayer {
     }
   }
 
-  async setattr(obj: CachedObject, set: SetAttrRecord): Promise<void> {
+  async setattr(obj: CachedObject, set: SetAttrRecord, by?: Creds): Promise<void> {
     await this.captureBase(obj);
-    const out = await this.mutate({ op: 'setattr', obj: obj.id, set, base: obj.attr.version });
+    const out = await this.mutate({ op: 'setattr', obj: obj.id, set, ...byOf(by), base: obj.attr.version });
     if (set.size !== undefined) {
       const before = obj.attr.size;
       await this.truncateCache(obj, set.size);
@@ -1654,37 +1662,39 @@ export class CacheLayer {
     }
   }
 
-  async truncate(p: string, size: number): Promise<void> {
+  async truncate(p: string, size: number, by?: Creds): Promise<void> {
     const obj = await this.resolve(p);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
-    await this.setattr(obj, { size });
+    await this.setattr(obj, { size }, by);
   }
 
+  /** As the opener: the kernel checked the right to truncate at open, as for a write. */
   async ftruncate(fd: number, size: number): Promise<void> {
-    await this.setattr(this.fileOf(fd).obj, { size });
+    const of = this.fileOf(fd);
+    await this.setattr(of.obj, { size }, of.by);
   }
 
-  async chmod(p: string, mode: number): Promise<void> {
-    await this.setattr(await this.resolve(p), { mode: mode & 0o7777 });
+  async chmod(p: string, mode: number, by?: Creds): Promise<void> {
+    await this.setattr(await this.resolve(p), { mode: mode & 0o7777 }, by);
   }
 
-  async chown(p: string, uid: number | undefined, gid: number | undefined): Promise<void> {
+  async chown(p: string, uid: number | undefined, gid: number | undefined, by?: Creds): Promise<void> {
     const set: SetAttrRecord = {};
     if (uid !== undefined) set.uid = uid;
     if (gid !== undefined) set.gid = gid;
     const obj = await this.resolve(p);
     if (!('uid' in set) && !('gid' in set)) return;
-    await this.setattr(obj, set);
+    await this.setattr(obj, set, by);
   }
 
-  async utimens(p: string, atime: TimeArg, mtime: TimeArg): Promise<void> {
+  async utimens(p: string, atime: TimeArg, mtime: TimeArg, by?: Creds): Promise<void> {
     const set: SetAttrRecord = {};
     const conv = (t: TimeArg) => (t === 'now' ? { kind: 'now' as const } : { kind: 'set' as const, ns: String(t) });
     if (atime !== 'omit') set.atime = conv(atime);
     if (mtime !== 'omit') set.mtime = conv(mtime);
     const obj = await this.resolve(p);
     if (!set.atime && !set.mtime) return;
-    await this.setattr(obj, set);
+    await this.setattr(obj, set, by);
   }
 
   // ---------------------------------------------------------------- hoarding and culling
@@ -1783,7 +1793,7 @@ export class CacheLayer {
       writeFile: async (p, src, mode) => {
         let fd: number;
         try {
-          fd = await this.open(p, O_WRONLY);
+          fd = await this.open(p, O_WRONLY, creds);
           try { await this.ftruncate(fd, 0); } catch (e) { await this.release(fd); throw e; }
         } catch (e) {
           if (!isFsError(e, 'ENOENT')) throw e;
@@ -1809,10 +1819,10 @@ export class CacheLayer {
       },
       symlink: (target, p) => this.symlink(target, p, creds),
       mkdir: (p, mode) => this.mkdir(p, 0o040000 | mode, creds),
-      unlink: (p) => this.unlink(p),
-      rmdir: (p) => this.rmdir(p),
-      chmod: (p, mode) => this.chmod(p, mode),
-      chown: (p, uid, gid) => this.chown(p, uid, gid),
+      unlink: (p) => this.unlink(p, creds),
+      rmdir: (p) => this.rmdir(p, creds),
+      chmod: (p, mode) => this.chmod(p, mode, creds),
+      chown: (p, uid, gid) => this.chown(p, uid, gid, creds),
     };
   }
 
@@ -1928,4 +1938,9 @@ function localSetattr(a: Attr, set: SetAttrRecord): Partial<Attr> {
 
 function now(): number {
   return performance.now() || 1;
+}
+
+/** The `by` field of a record made for `by` (none for the mount's own changes). */
+function byOf(by: Creds | undefined): { by?: Creds } {
+  return by ? { by: { uid: by.uid, gid: by.gid, ...(by.groups ? { groups: by.groups } : {}) } } : {};
 }

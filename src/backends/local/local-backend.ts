@@ -16,6 +16,7 @@ import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetA
 import { handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, type MetaCalls } from './meta.js';
+import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
 
 interface Where { rel: string; ino: bigint }
 
@@ -25,6 +26,8 @@ const SYNC_WRITE_MAX = 256 * 1024;
 const INO_PATHS_MAX = 200_000;
 
 export class LocalBackend implements Backend {
+  /** Checks the rights of the user a change is made for (access.ts): it needs their groups. */
+  readonly needsGroups = true;
   readonly description: string;
   fsid = '';
   private readonly rootPath: string;
@@ -319,8 +322,9 @@ export class LocalBackend implements Backend {
     return got === length ? buf : buf.subarray(0, got);
   }
 
-  async write(fh: Buffer, offset: number, data: Buffer): Promise<Attr | void> {
+  async write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void> {
     const h = await this.fdFor(fh, true);
+    if (actsFor(creds)) checkWrite(owned(fstatSync(h.fd, { bigint: true })), creds);
     let done = 0;
     try {
       // Small writes to a local disk land in the page cache in microseconds (see meta.ts).
@@ -342,6 +346,11 @@ export class LocalBackend implements Backend {
     try { await have.fh.datasync(); } catch (e) { throw fromNodeError(e, 'fsync'); }
   }
 
+  /** The owner and mode of the object at `abs` (not following a symlink). */
+  private async ownedAt(abs: string): Promise<Owned> {
+    try { return owned(await this.meta.lstat(abs)); } catch (e) { throw fromNodeError(e, 'lstat'); }
+  }
+
   private async chownNew(abs: string, creds: Creds): Promise<void> {
     if (process.getuid?.() !== 0) return; // only root can give objects away
     if (creds.uid === 0 && creds.gid === (process.getgid?.() ?? 0)) return; // already ours
@@ -350,6 +359,7 @@ export class LocalBackend implements Backend {
 
   async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
     const d = await this.pathOf(dir);
+    if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     const abs = this.abs(rel);
     const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
@@ -364,6 +374,7 @@ export class LocalBackend implements Backend {
 
   async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
+    if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     const abs = this.abs(rel);
     try { await this.meta.mkdir(abs, mode & 0o7777); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
@@ -374,6 +385,7 @@ export class LocalBackend implements Backend {
 
   async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
+    if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     try { await this.meta.symlink(target, this.abs(rel)); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
     await this.chownNew(this.abs(rel), creds);
@@ -382,40 +394,49 @@ export class LocalBackend implements Backend {
 
   async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
+    if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     mknod(this.abs(rel), mode, rdev);
     await this.chownNew(this.abs(rel), creds);
     return this.nodeAt(rel);
   }
 
-  async link(fh: Buffer, dir: Buffer, name: string): Promise<Attr> {
+  async link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr> {
     const src = await this.pathOf(fh);
     const d = await this.pathOf(dir);
+    if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     try { await this.meta.link(src.abs, this.abs(rel)); } catch (e) { throw fromNodeError(e, `link ${rel}`); }
     return toAttr(await this.meta.lstat(src.abs));
   }
 
-  async unlink(dir: Buffer, name: string): Promise<void> {
+  async unlink(dir: Buffer, name: string, creds?: Creds): Promise<void> {
     const d = await this.pathOf(dir);
     const abs = this.abs(this.childRel(d.rel, name));
+    if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(abs), creds);
     try { await this.meta.unlink(abs); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
   }
 
-  async rmdir(dir: Buffer, name: string): Promise<void> {
+  async rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void> {
     const d = await this.pathOf(dir);
     const abs = this.abs(this.childRel(d.rel, name));
+    if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(abs), creds);
     try { await this.meta.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
     const rel = this.childRel(d.rel, name);
     for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
     this.watcher?.remove(this.watchPath(rel));
   }
 
-  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void> {
+  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<void> {
     const a = await this.pathOf(fromDir);
     const b = await this.pathOf(toDir);
     const fromRel = this.childRel(a.rel, fromName);
     const toRel = this.childRel(b.rel, toName);
+    if (actsFor(creds)) {
+      const target = await this.ownedAt(this.abs(toRel)).catch((e) => { if (isFsError(e, 'ENOENT')) return null; throw e; });
+      const from = owned(a.st);
+      checkRename(from, await this.ownedAt(this.abs(fromRel)), a.st.ino === b.st.ino ? from : owned(b.st), target, creds);
+    }
     try { await this.meta.rename(this.abs(fromRel), this.abs(toRel)); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
     // Keep remembered paths right for the moved object and everything below it.
     const prefix = fromRel + '/';
@@ -432,8 +453,9 @@ export class LocalBackend implements Backend {
     this.watcher?.rename(this.watchPath(fromRel), this.watchPath(toRel));
   }
 
-  async setattr(fh: Buffer, set: SetAttr): Promise<Attr> {
+  async setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr> {
     const { abs, st } = await this.pathOf(fh);
+    if (actsFor(creds)) checkSetattr(owned(st), set, creds);
     if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
       // Best effort (not atomic, unlike NFS's guarded SETATTR): the object changed since.
       throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
@@ -550,4 +572,13 @@ export function toAttr(st: BigIntStats): Attr {
     ctimeNs: st.ctimeNs,
     version: `${st.ctimeNs}:${st.mtimeNs}:${st.size}`,
   };
+}
+
+/** Whether a change is made for a user whose rights must be checked (root may do anything). */
+function actsFor(creds: Creds | undefined): creds is Creds {
+  return creds !== undefined && creds.uid !== 0;
+}
+
+function owned(st: BigIntStats): Owned {
+  return { mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid) };
 }

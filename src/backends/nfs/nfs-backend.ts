@@ -48,7 +48,8 @@ const ACCESS_ALL = 0x3f;
 const POLL_MAX_DIRS = 2000;
 const POLL_CONCURRENCY = 8;
 
-interface Uncommitted { fh: Buffer; bytes: number; writes: { offset: number; data: Buffer; verf: Buffer }[] }
+/** `auth`: the writer's, so a write sent again after a server restart is checked as the first was. */
+interface Uncommitted { fh: Buffer; bytes: number; writes: { offset: number; data: Buffer; verf: Buffer; auth: AuthSys | undefined }[] }
 
 interface Answer { status: number; r: XdrReader; retransmitted: boolean }
 
@@ -239,6 +240,12 @@ export class NfsBackend implements Backend {
     return { uid: creds.uid, gid: creds.gid, gids, machine: this.auth.machine };
   }
 
+  /** Call options that make the server check the call as `creds` (AUTH_SYS), if given. */
+  private callAs(creds: Creds | undefined): CallOptions {
+    const auth = this.authFor(creds);
+    return auth ? { auth } : {};
+  }
+
   /** One NFS call: reads the status, retries JUKEBOX until the deadline. */
   private async call(proc: Proc, args: Buffer | null, what: string, opts: CallOptions = {}): Promise<Answer> {
     const rpc = this.rpc;
@@ -318,8 +325,7 @@ export class NfsBackend implements Backend {
 
   /** ACCESS: which of the asked rights (ACCESS3_* bits) the server grants the caller. */
   async access(fh: Buffer, mask = ACCESS_ALL, creds?: Creds): Promise<number> {
-    const auth = this.authFor(creds);
-    const a = await this.call(Proc.ACCESS, new XdrWriter(84).opaque(fh).u32(mask).done(), 'ACCESS', auth ? { auth } : {});
+    const a = await this.call(Proc.ACCESS, new XdrWriter(84).opaque(fh).u32(mask).done(), 'ACCESS', this.callAs(creds));
     return this.decode('ACCESS', () => {
       decodePostOpAttr(a.r);
       if (a.status !== NFS3_OK) throw nfsError(a.status, 'ACCESS');
@@ -443,18 +449,19 @@ export class NfsBackend implements Backend {
     });
   }
 
-  async write(fh: Buffer, offset: number, data: Buffer): Promise<Attr | void> {
+  async write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void> {
+    const auth = this.authFor(creds);
     let after: Attr | undefined;
     for (let o = 0; o < data.length; o += this.wsize) {
       const piece = data.subarray(o, Math.min(data.length, o + this.wsize));
-      const { committed, verf, attr } = await this.writeOnce(fh, offset + o, piece, Stable.UNSTABLE);
+      const { committed, verf, attr } = await this.writeOnce(fh, offset + o, piece, Stable.UNSTABLE, auth);
       after = attr;
       if (committed !== Stable.UNSTABLE) continue;
       const key = fh.toString('hex');
       let u = this.uncommitted.get(key);
       if (!u) { u = { fh: Buffer.from(fh), bytes: 0, writes: [] }; this.uncommitted.set(key, u); }
       // A copy: the caller reuses its buffer once we return.
-      u.writes.push({ offset: offset + o, data: Buffer.from(piece), verf });
+      u.writes.push({ offset: offset + o, data: Buffer.from(piece), verf, auth });
       u.bytes += piece.length;
       this.uncommittedTotal += piece.length;
     }
@@ -472,9 +479,9 @@ export class NfsBackend implements Backend {
     return best!.fh;
   }
 
-  private async writeOnce(fh: Buffer, offset: number, data: Buffer, stable: Stable): Promise<{ committed: number; verf: Buffer; attr?: Attr }> {
+  private async writeOnce(fh: Buffer, offset: number, data: Buffer, stable: Stable, auth: AuthSys | undefined): Promise<{ committed: number; verf: Buffer; attr?: Attr }> {
     const args = new XdrWriter(112).opaque(fh).u64(offset).u32(data.length).u32(stable).u32(data.length).done();
-    const a = await this.call(Proc.WRITE, args, 'WRITE', { tail: [data, xdrPadding(data.length)] });
+    const a = await this.call(Proc.WRITE, args, 'WRITE', { tail: [data, xdrPadding(data.length)], ...(auth ? { auth } : {}) });
     return this.decode('WRITE', () => {
       const wcc = decodeWcc(a.r);
       if (a.status !== NFS3_OK) throw nfsError(a.status, 'WRITE');
@@ -513,7 +520,7 @@ export class NfsBackend implements Backend {
         this.stats.verifierChanges++;
         log.warn(`NFS server restarted (write verifier changed): writing ${lost.length} uncommitted pieces again`);
         for (const w of lost) {
-          await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC);
+          await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC, w.auth);
           this.stats.rewrites++;
         }
       }
@@ -590,8 +597,7 @@ export class NfsBackend implements Backend {
 
   /** The common tail of CREATE, MKDIR, SYMLINK and MKNOD: the new handle and attributes. */
   private async made(proc: Proc, args: Buffer, what: string, dir: Buffer, name: string, creds: Creds): Promise<Node> {
-    const auth = this.authFor(creds);
-    const a = await this.call(proc, args, `${what} ${name}`, auth ? { auth } : {});
+    const a = await this.call(proc, args, `${what} ${name}`, this.callAs(creds));
     if (a.status === NFS3ERR_EXIST && a.retransmitted) {
       // Our first transmission made it; the retransmission found it. It is ours.
       return this.lookup(dir, name);
@@ -609,10 +615,10 @@ export class NfsBackend implements Backend {
     return node;
   }
 
-  async link(fh: Buffer, dir: Buffer, name: string): Promise<Attr> {
+  async link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr> {
     const w = new XdrWriter(160).opaque(fh);
     encodeDirop(w, dir, name);
-    const a = await this.call(Proc.LINK, w.done(), `LINK ${name}`);
+    const a = await this.call(Proc.LINK, w.done(), `LINK ${name}`, this.callAs(creds));
     if (a.status === NFS3ERR_EXIST && a.retransmitted) return this.getattr(fh);
     const attr = this.decode('LINK', () => {
       const at = decodePostOpAttr(a.r);
@@ -623,26 +629,26 @@ export class NfsBackend implements Backend {
     return attr ? attr.attr : this.getattr(fh);
   }
 
-  async unlink(dir: Buffer, name: string): Promise<void> {
-    await this.removeLike(Proc.REMOVE, dir, name, 'REMOVE');
+  async unlink(dir: Buffer, name: string, creds?: Creds): Promise<void> {
+    await this.removeLike(Proc.REMOVE, dir, name, 'REMOVE', creds);
   }
 
-  async rmdir(dir: Buffer, name: string): Promise<void> {
-    await this.removeLike(Proc.RMDIR, dir, name, 'RMDIR');
+  async rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void> {
+    await this.removeLike(Proc.RMDIR, dir, name, 'RMDIR', creds);
   }
 
-  private async removeLike(proc: Proc, dir: Buffer, name: string, what: string): Promise<void> {
-    const a = await this.call(proc, dirop(dir, name), `${what} ${name}`);
+  private async removeLike(proc: Proc, dir: Buffer, name: string, what: string, creds: Creds | undefined): Promise<void> {
+    const a = await this.call(proc, dirop(dir, name), `${what} ${name}`, this.callAs(creds));
     if (a.status === NFS3ERR_NOENT && a.retransmitted) return; // our first transmission did it
     this.decode(what, () => decodeWcc(a.r));
     if (a.status !== NFS3_OK) throw nfsError(a.status, `${what} ${name}`);
   }
 
-  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<void> {
+  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<void> {
     const w = new XdrWriter(192);
     encodeDirop(w, fromDir, fromName);
     encodeDirop(w, toDir, toName);
-    const a = await this.call(Proc.RENAME, w.done(), `RENAME ${fromName}`);
+    const a = await this.call(Proc.RENAME, w.done(), `RENAME ${fromName}`, this.callAs(creds));
     if (a.status === NFS3ERR_NOENT && a.retransmitted) {
       // Done by our first transmission if the new name is there now.
       if (await this.lookup(toDir, toName).then(() => true, () => false)) return;
@@ -651,13 +657,13 @@ export class NfsBackend implements Backend {
     if (a.status !== NFS3_OK) throw nfsError(a.status, `RENAME ${fromName} -> ${toName}`);
   }
 
-  async setattr(fh: Buffer, set: SetAttr & { guardCtimeNs?: bigint }): Promise<Attr> {
+  async setattr(fh: Buffer, set: SetAttr & { guardCtimeNs?: bigint }, creds?: Creds): Promise<Attr> {
     const w = new XdrWriter(128).opaque(fh);
     encodeSattr3(w, set);
     if (set.guardCtimeNs !== undefined) {
       w.u32(1).u32(Number(set.guardCtimeNs / 1_000_000_000n)).u32(Number(set.guardCtimeNs % 1_000_000_000n));
     } else w.u32(0);
-    const a = await this.call(Proc.SETATTR, w.done(), 'SETATTR');
+    const a = await this.call(Proc.SETATTR, w.done(), 'SETATTR', this.callAs(creds));
     const after = this.decode('SETATTR', () => decodeWcc(a.r).after);
     if (a.status !== NFS3_OK) throw nfsError(a.status, 'SETATTR');
     if (set.size !== undefined) this.dropUncommittedFrom(fh, set.size);
