@@ -2,9 +2,9 @@
 // flags (naming the field, the value and the fix), and nothing mounted or written then.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { cli, tempRoot, fuseMounted } from './helpers/cachefs.js';
+import { cli, tempRoot, fuseMounted, REPO } from './helpers/cachefs.js';
 
 describe('cli', () => {
   const root = tempRoot('cli');
@@ -22,6 +22,22 @@ describe('cli', () => {
       assert.match(r.stdout, /Usage: cachefs/);
     });
   }
+
+  it('--help describes what cachefs does today (NFS included), and --version prints package.json\'s version', async () => {
+    let r = await cli(['--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /later/);
+    assert.match(r.stdout, /a directory or an NFS export/);
+    assert.match(r.stdout, /--version/);
+    r = await cli(['mount', '--help']);
+    assert.match(r.stdout, /nfs:\/\//);
+    const { version } = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      r = await cli([flag]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `${version}\n`);
+    }
+  });
 
   async function expectRejected(config: unknown, field: RegExp, extra: string[] = []): Promise<string> {
     const file = path.join(root, 'bad.json');

@@ -2,24 +2,46 @@
 // The cachefs command line. Thin: it parses arguments (commander, for help texts and option
 // parsing we would otherwise hand-write), calls into the library, and has one exit point
 // (`main`) that prints errors with their hint. Library code never prints or exits.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
 import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch, commandEvict } from './commands.js';
 import { commandConflicts, commandResolve } from './conflicts.js';
 import { commandPin, commandUnpin, commandPins, commandHoard } from './hoard.js';
 
+/**
+ * The version in cachefs's package.json: the first one found going up from this module, so it
+ * is the same from src/ and from dist/src/ (the build does not copy package.json).
+ */
+function packageVersion(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ;) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'cachefs' && typeof pkg.version === 'string') return pkg.version;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return 'unknown';
+    dir = up;
+  }
+}
+
 function buildProgram(): Command {
   const program = new Command();
   program
     .name('cachefs')
-    .description('A caching filesystem: mount a directory (or, later, an NFS export) through a local cache\n' +
+    .description('A caching filesystem: mount a directory or an NFS export through a local cache\n' +
       'that keeps working offline and replays your changes when the backend is back.')
+    .version(packageVersion(), '-V, --version', 'print the cachefs version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
   program.command('mount')
     .description('mount <backend> on <mountpoint> through the cache (both default to cache.config.json)')
-    .argument('[backend]', 'a directory path or file:// URL to cache')
+    .argument('[backend]', 'a directory path, file:// URL or nfs://host/export URL to cache')
     .argument('[mountpoint]', 'an empty directory to mount on')
     .option('--cache-dir <dir>', 'cache directory (index, journal, data; created 0700)')
     .option('--config <file>', 'configuration file (default: ./cache.config.json if present)')
