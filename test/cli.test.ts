@@ -129,13 +129,21 @@ describe('cli', () => {
     assert.equal(await fuseMounted(mnt), false);
   });
 
-  it('status and umount of something that is not mounted say so', async () => {
-    let r = await cli(['status', mnt]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /not a cachefs mount/);
-    r = await cli(['umount', mnt]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /not a cachefs mount/);
+  it('every command given something that is not a cachefs mount says so, with exit status 1', async () => {
+    const profile = path.join(root, 'profile.txt');
+    writeFileSync(profile, '/docs -r\n');
+    const inside = path.join(mnt, 'file.txt');
+    const commands = [
+      ['status', mnt], ['umount', mnt], ['offline', mnt], ['online', mnt], ['sync', mnt], ['journal', mnt],
+      ['watch', mnt], ['conflicts', mnt], ['resolve', mnt, '--id', '1', '--keep', 'client'], ['resolve', inside, '--keep', 'server'],
+      ['pin', inside], ['pin', '--from', profile, mnt], ['unpin', inside], ['pins', mnt], ['hoard', mnt], ['evict', inside],
+    ];
+    for (const args of commands) {
+      const r = await cli(args);
+      assert.equal(r.code, 1, `cachefs ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /is not (in )?a cachefs mount/, args.join(' '));
+      assert.match(r.stderr, /hint: /, args.join(' '));
+    }
   });
 
   it('the embedded default configuration is valid', async () => {
