@@ -147,4 +147,19 @@ for (const kind of BACKEND_KINDS) describe(`pins and hoard walks (${kind} backen
     assert.equal(r.code, 2);
     assert.match(r.stderr, /bad\.hoard:2: "high" is neither a priority nor -r/);
   });
+
+  it('pin FILE -r pins the file itself, and neither says nor stores "recursive" (a profile line too)', async () => {
+    await fsp.writeFile(m.b('single.txt'), 'one file');
+    await fsp.writeFile(m.b('other.txt'), 'another file');
+    const out = await ok(['pin', m.m('single.txt'), '-r', '--no-hoard']);
+    assert.doesNotMatch(out, /\(recursive\)/);
+    assert.match(out, /pinned \/single\.txt \(not a directory: -r does not apply\)/);
+    const profile = path.join(m.root, 'files.hoard');
+    await fsp.writeFile(profile, '/other.txt 3 -r\n');
+    assert.doesNotMatch(await ok(['pin', '--from', profile, m.mnt, '--no-hoard']), /\(recursive\)/);
+    const stored = (await pins()).pins.filter((x) => x.path === '/single.txt' || x.path === '/other.txt');
+    assert.deepEqual(stored.map((x) => [x.path, x.recursive]), [['/other.txt', false], ['/single.txt', false]]);
+    assert.doesNotMatch(await ok(['pins', m.mnt]), /txt +\(recursive\)/);
+    await ok(['unpin', m.m('single.txt'), m.m('other.txt')]);
+  });
 });

@@ -82,7 +82,9 @@ export async function commandPin(args: string[], opts: PinOpts): Promise<void> {
   const notFound: string[] = [];
   for (const g of groups) {
     const r = PinResultSchema.parse(await sendControl(sock, { op: 'pin', paths: g.paths, recursive: g.recursive, priority: g.priority }));
-    pinned.push(...r.pins.map((p) => `${p.path}${p.recursive ? ' (recursive)' : ''}${p.priority ? ` priority ${p.priority}` : ''}`));
+    // -r on a file: the mount pinned the file itself (recursion is for directories); say so.
+    pinned.push(...r.pins.map((p) => `${p.path}${p.recursive ? ' (recursive)' : g.recursive && !p.glob ? ' (not a directory: -r does not apply)' : ''}`
+      + `${p.priority ? ` priority ${p.priority}` : ''}`));
     notFound.push(...r.notFound);
   }
   if (!opts.json) {
