@@ -137,6 +137,7 @@ describe('cli', () => {
       ['status', mnt], ['umount', mnt], ['offline', mnt], ['online', mnt], ['sync', mnt], ['journal', mnt],
       ['watch', mnt], ['conflicts', mnt], ['resolve', mnt, '--id', '1', '--keep', 'client'], ['resolve', inside, '--keep', 'server'],
       ['pin', inside], ['pin', '--from', profile, mnt], ['unpin', inside], ['pins', mnt], ['hoard', mnt], ['evict', inside],
+      ['lost-found', mnt], ['lost-found', mnt, '--empty'],
     ];
     for (const args of commands) {
       const r = await cli(args);

@@ -135,6 +135,59 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     assert.equal(await read(m.m('.cachefs', 'lost+found', kept)), 'client');
   });
 
+  it('cachefs lost-found lists what resolutions discarded, removes entries by name, and empties it', async () => {
+    const d = await fresh({ 'lf.txt': 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'lf.txt'), 'client');
+    await server(() => fsp.writeFile(m.b(d, 'lf.txt'), 'server!'));
+    await sync();
+    const c = await openAt(`/${d}/lf.txt`);
+    await resolve([m.mnt, '--id', String(c.id), '--keep', 'server']);
+    interface Lost { name: string; type: string; bytes: number; movedAt: string; conflict: number | null; variant: string | null; original: string | null }
+    const list = async (): Promise<Lost[]> => {
+      const r = await cli(['lost-found', m.mnt, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as Lost[];
+    };
+    const mine = (await list()).filter((e) => e.conflict === c.id);
+    // --keep server: every variant the conflict had goes there (the path has the server's bytes).
+    assert.deepEqual(mine.filter((e) => e.variant !== 'resolved').map((e) => [e.variant, e.original, e.type, e.bytes]).sort(),
+      [['base', 'lf.txt', 'file', 4], ['client', 'lf.txt', 'file', 6], ['server', 'lf.txt', 'file', 7]], JSON.stringify(mine));
+    assert.ok(mine.some((e) => e.variant === 'resolved'), 'and the resolved file it was seeded with');
+    assert.ok(mine.every((e) => !Number.isNaN(Date.parse(e.movedAt))));
+    const text = await cli(['lost-found', m.mnt]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`${c.id}-client-lf\\.txt +file .*conflict #${c.id}: the client variant of lf\\.txt`));
+    assert.match(text.stdout, /--empty/);
+
+    const client = mine.find((e) => e.variant === 'client')!.name;
+    const base = mine.find((e) => e.variant === 'base')!.name;
+    let r = await cli(['lost-found', m.mnt, '--remove', 'no-such-entry', client]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /lost\+found has no entry "no-such-entry"; nothing was removed/);
+    assert.ok(await exists(m.m('.cachefs', 'lost+found', client)), 'nothing was removed');
+    r = await cli(['lost-found', m.mnt, '--remove', '../control.sock']);
+    assert.equal(r.code, 1, 'a name leading out of lost+found is refused');
+    r = await cli(['lost-found', m.mnt, '--remove', m.m('.cachefs', 'lost+found', client)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`removed ${c.id}-client-lf\\.txt \\(6 B\\)`));
+    assert.equal(await exists(m.m('.cachefs', 'lost+found', client)), false);
+    assert.ok((await list()).some((e) => e.name === base), 'the other entry stays');
+
+    r = await cli(['lost-found', m.mnt, '--empty', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const emptied = JSON.parse(r.stdout) as { removed: Lost[]; bytes: number };
+    assert.ok(emptied.removed.some((e) => e.name === base));
+    assert.equal(emptied.bytes, emptied.removed.reduce((n, e) => n + e.bytes, 0));
+    assert.deepEqual(await list(), []);
+    assert.deepEqual(await fsp.readdir(m.m('.cachefs', 'lost+found')), [], 'the mount shows it empty');
+    r = await cli(['lost-found', m.mnt, '--empty']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /already empty/);
+    r = await cli(['lost-found', m.mnt]);
+    assert.match(r.stdout, /is empty/);
+  });
+
   it('update/update: --keep both puts the client variant beside the server one under a marked name', async () => {
     const d = await fresh({ 'report.txt': 'base' });
     await offline();

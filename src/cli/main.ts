@@ -10,6 +10,7 @@ import { UserError } from '../core/errors.js';
 import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch, commandEvict } from './commands.js';
 import { commandConflicts, commandResolve } from './conflicts.js';
 import { commandPin, commandUnpin, commandPins, commandHoard } from './hoard.js';
+import { commandLostFound } from './lost-found.js';
 
 /**
  * The version in cachefs's package.json: the first one found going up from this module, so it
@@ -121,10 +122,20 @@ function buildProgram(): Command {
     .option('--resolved', 'the path gets the resolved variant you wrote in .cachefs/conflicts/<id>/resolved')
     .option('--json', 'print what was done as JSON')
     .addHelpText('after', '\nThe resolution is an ordinary change through the journal: offline, it is replayed on reconnection.\n' +
-      'The variant not kept is moved to <mountpoint>/.cachefs/lost+found/.')
+      'The variant not kept is moved to <mountpoint>/.cachefs/lost+found/ (cachefs lost-found lists and empties it).')
     .action(async (target: string, opts: { id?: string; keep?: string; use?: string; resolved?: boolean; json?: boolean }) => {
       await commandResolve(target, opts);
     });
+
+  program.command('lost-found')
+    .description('list the variants resolutions did not keep (in <mountpoint>/.cachefs/lost+found), or remove them')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--empty', 'remove every entry')
+    .option('--remove <names...>', 'remove these entries (names as listed)')
+    .option('--json', 'print machine-readable JSON')
+    .addHelpText('after', '\nEntries are named ID-VARIANT-NAME: the conflict, the variant (client, server, base, resolved)\n' +
+      'and the conflicted file\'s name. They are only in the cache directory, never on the backend.')
+    .action(async (mountpoint: string, opts: { json?: boolean; empty?: boolean; remove?: string[] }) => { await commandLostFound(mountpoint, opts); });
 
   program.command('pin')
     .description('keep paths in the cache for working offline (hoarding): fetched now, never culled')

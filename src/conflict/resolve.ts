@@ -10,6 +10,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
+import { lostFoundDir, lostFoundName } from './lost-found.js';
 import type { Conflict, ConflictStore, Resolution } from './store.js';
 
 export type Choice = 'client' | 'server' | 'both' | 'resolved';
@@ -210,13 +211,13 @@ export class Resolver {
     if (!c.dir) return [];
     const placed: Record<Choice, string[]> = { server: [], client: ['client'], both: ['client'], resolved: ['resolved'] };
     const discard = ['client', 'server', 'base', 'resolved'].filter((v) => !placed[choice].includes(v) && !(choice === 'both' && v === 'server'));
-    const lf = path.join(this.cacheDir, 'lost+found');
+    const lf = lostFoundDir(this.cacheDir);
     const kept: string[] = [];
     await fsp.mkdir(lf, { recursive: true, mode: 0o700 });
     for (const name of discard) {
       const from = path.join(c.dir, name);
       if (!await fsp.lstat(from).then(() => true, () => false)) continue;
-      const to = path.join(lf, `${c.id}-${name}-${path.posix.basename(c.path) || 'root'}`);
+      const to = path.join(lf, lostFoundName(c.id, name, path.posix.basename(c.path)));
       await fsp.rm(to, { recursive: true, force: true });
       await fsp.rename(from, to);
       kept.push(to);
