@@ -201,6 +201,27 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     assert.equal(await read(m.b(d, `report.client-conflict-${c.id}.txt`)), 'client');
   });
 
+  it('a name near NAME_MAX (254 bytes of é): --keep both shortens the marked name to fit 255 bytes, and lost+found entries fit', async () => {
+    const long = `${'é'.repeat(125)}.txt`; // 254 bytes, 129 characters
+    const d = await fresh({ [long]: 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, long), 'client');
+    await server(() => fsp.writeFile(m.b(d, long), 'server'));
+    await sync();
+    const c = await openAt(`/${d}/${long}`);
+    await resolve([m.m(d, long), '--keep', 'both']);
+    await sync();
+    assert.equal(await read(m.b(d, long)), 'server');
+    const marked = (await fsp.readdir(m.b(d))).find((n) => n !== long) ?? assert.fail('no marked name beside it');
+    assert.ok(marked.endsWith(`.client-conflict-${c.id}.txt`) && marked.startsWith('éé'), `marked name: ${marked}`);
+    assert.ok(Buffer.byteLength(marked) <= 255 && Buffer.byteLength(marked) >= 253, `${Buffer.byteLength(marked)} bytes`);
+    assert.equal(await read(m.b(d, marked)), 'client');
+    assert.equal(await read(m.m(d, marked)), 'client');
+    const lf = (await fsp.readdir(m.m('.cachefs', 'lost+found'))).filter((f) => f.startsWith(`${c.id}-`));
+    assert.ok(lf.some((f) => f.startsWith(`${c.id}-base-éé`)), `the base variant is in lost+found: ${lf}`);
+    assert.ok(lf.every((f) => Buffer.byteLength(f) <= 255), lf.join(', '));
+  });
+
   it('update/update: --use FILE, and a resolved variant written in the mount with --resolved', async () => {
     const d = await fresh({ 'x.bin': 'base', 'y.txt': 'base' });
     await offline();
@@ -620,4 +641,23 @@ describe('conflicts: crash safety of reconciliation (local backend)', () => {
   }
 
   function read(p: string): Promise<string> { return fsp.readFile(p, 'utf8'); }
+});
+
+describe('names cachefs makes up for conflicts', () => {
+  it('marked and lost+found names: unchanged when short, cut between characters to NAME_MAX bytes when long', async () => {
+    const { markedName } = await import('../src/conflict/resolve.js');
+    const { lostFoundName } = await import('../src/conflict/lost-found.js');
+    assert.equal(markedName('/d/report.txt', 7), '/d/report.client-conflict-7.txt');
+    assert.equal(markedName('/d/Makefile', 7), '/d/Makefile.client-conflict-7');
+    assert.equal(lostFoundName(7, 'client', 'report.txt'), '7-client-report.txt');
+    assert.equal(lostFoundName(7, 'server', ''), '7-server-root');
+    const huge = '日'.repeat(85); // 255 bytes, 3 per character
+    const marked = path.posix.basename(markedName(`/${huge}.md`, 12));
+    assert.ok(Buffer.byteLength(marked) <= 255 && marked.endsWith('日.client-conflict-12.md'), marked);
+    assert.equal(Buffer.from(marked).toString('utf8'), marked, 'no character cut in half');
+    const lost = lostFoundName(12, 'resolved', huge);
+    assert.ok(Buffer.byteLength(lost) <= 255 && lost.startsWith('12-resolved-日'), lost);
+    const extOnly = path.posix.basename(markedName(`/a.${'x'.repeat(250)}`, 3));
+    assert.ok(Buffer.byteLength(extOnly) <= 255 && extOnly.endsWith('.client-conflict-3'), 'an extension too long to keep goes into the stem');
+  });
 });

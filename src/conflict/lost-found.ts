@@ -12,6 +12,7 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import path from 'node:path';
 import { FsError, fromNodeError } from '../core/errors.js';
+import { fitName } from '../core/names.js';
 
 export const LOST_FOUND = 'lost+found';
 
@@ -31,7 +32,10 @@ export interface LostEntry {
   bytes: number;
   /** When it was moved there (its ctime), ISO. */
   movedAt: string;
-  /** The conflict it came from, the variant it was, and the conflicted path's last name (null: not named so). */
+  /**
+   * The conflict it came from, the variant it was, and the conflicted path's last name (null:
+   * not named so; a name near NAME_MAX is shortened to fit the entry's name).
+   */
   conflict: number | null;
   variant: (typeof VARIANTS)[number] | null;
   original: string | null;
@@ -142,7 +146,10 @@ async function ownerWritable(p: string): Promise<void> {
   for (const name of await fsp.readdir(p)) await ownerWritable(path.join(p, name));
 }
 
-/** The lost+found name of a variant `variant` of conflict `id` on a path ending in `base`. */
+/**
+ * The lost+found name of variant `variant` of conflict `id` on a path ending in `base`: `base`
+ * is shortened (whole characters) when the name would pass NAME_MAX bytes.
+ */
 export function lostFoundName(id: number, variant: string, base: string): string {
-  return `${id}-${variant}-${base || 'root'}`;
+  return fitName(`${id}-${variant}-`, base || 'root');
 }

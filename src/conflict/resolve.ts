@@ -10,6 +10,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
+import { NAME_MAX, fitName, nameBytes } from '../core/names.js';
 import { lostFoundDir, lostFoundName } from './lost-found.js';
 import type { Conflict, ConflictStore, Resolution } from './store.js';
 
@@ -32,13 +33,18 @@ export interface ResolveFs {
 
 export interface Resolved { id: number; path: string; choice: Choice; placed: string[]; lostFound: string[] }
 
-/** Where `both` puts the client's variant: beside the server's, under a marked name. */
+/**
+ * Where `both` puts the client's variant: beside the server's, under a marked name
+ * (`NAME.client-conflict-ID.EXT`), within NAME_MAX bytes: a long name's stem is shortened to
+ * make room for the mark (an extension too long to keep goes into the stem).
+ */
 export function markedName(p: string, id: number): string {
   const dir = path.posix.dirname(p);
   const base = path.posix.basename(p);
+  const mark = `.client-conflict-${id}`;
   const dot = base.lastIndexOf('.');
-  const name = dot > 0 ? `${base.slice(0, dot)}.client-conflict-${id}${base.slice(dot)}` : `${base}.client-conflict-${id}`;
-  return path.posix.join(dir, name);
+  const ext = dot > 0 && nameBytes(mark + base.slice(dot)) <= NAME_MAX / 2 ? base.slice(dot) : '';
+  return path.posix.join(dir, fitName('', ext ? base.slice(0, dot) : base, mark + ext));
 }
 
 export class Resolver {
