@@ -2,9 +2,9 @@
 // flags (naming the field, the value and the fix), and nothing mounted or written then.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { cli, tempRoot, fuseMounted } from './helpers/cachefs.js';
+import { cli, tempRoot, fuseMounted, REPO } from './helpers/cachefs.js';
 
 describe('cli', () => {
   const root = tempRoot('cli');
@@ -22,6 +22,22 @@ describe('cli', () => {
       assert.match(r.stdout, /Usage: cachefs/);
     });
   }
+
+  it('--help describes what cachefs does today (NFS included), and --version prints package.json\'s version', async () => {
+    let r = await cli(['--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /later/);
+    assert.match(r.stdout, /a directory or an NFS export/);
+    assert.match(r.stdout, /--version/);
+    r = await cli(['mount', '--help']);
+    assert.match(r.stdout, /nfs:\/\//);
+    const { version } = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      r = await cli([flag]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `${version}\n`);
+    }
+  });
 
   async function expectRejected(config: unknown, field: RegExp, extra: string[] = []): Promise<string> {
     const file = path.join(root, 'bad.json');
@@ -113,13 +129,22 @@ describe('cli', () => {
     assert.equal(await fuseMounted(mnt), false);
   });
 
-  it('status and umount of something that is not mounted say so', async () => {
-    let r = await cli(['status', mnt]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /not a cachefs mount/);
-    r = await cli(['umount', mnt]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /not a cachefs mount/);
+  it('every command given something that is not a cachefs mount says so, with exit status 1', async () => {
+    const profile = path.join(root, 'profile.txt');
+    writeFileSync(profile, '/docs -r\n');
+    const inside = path.join(mnt, 'file.txt');
+    const commands = [
+      ['status', mnt], ['umount', mnt], ['offline', mnt], ['online', mnt], ['sync', mnt], ['journal', mnt],
+      ['watch', mnt], ['conflicts', mnt], ['resolve', mnt, '--id', '1', '--keep', 'client'], ['resolve', inside, '--keep', 'server'],
+      ['pin', inside], ['pin', '--from', profile, mnt], ['unpin', inside], ['pins', mnt], ['hoard', mnt], ['evict', inside],
+      ['lost-found', mnt], ['lost-found', mnt, '--empty'],
+    ];
+    for (const args of commands) {
+      const r = await cli(args);
+      assert.equal(r.code, 1, `cachefs ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /is not (in )?a cachefs mount/, args.join(' '));
+      assert.match(r.stderr, /hint: /, args.join(' '));
+    }
   });
 
   it('the embedded default configuration is valid', async () => {

@@ -135,6 +135,62 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     assert.equal(await read(m.m('.cachefs', 'lost+found', kept)), 'client');
   });
 
+  // lost+found is the cache directory's alone (the backend never sees it): one backend is enough.
+  it('cachefs lost-found lists what resolutions discarded, removes entries by name, and empties it', {
+    skip: kind !== 'local' && 'lost+found does not depend on the backend',
+  }, async () => {
+    const d = await fresh({ 'lf.txt': 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, 'lf.txt'), 'client');
+    await server(() => fsp.writeFile(m.b(d, 'lf.txt'), 'server!'));
+    await sync();
+    const c = await openAt(`/${d}/lf.txt`);
+    await resolve([m.mnt, '--id', String(c.id), '--keep', 'server']);
+    interface Lost { name: string; type: string; bytes: number; movedAt: string; conflict: number | null; variant: string | null; original: string | null }
+    const list = async (): Promise<Lost[]> => {
+      const r = await cli(['lost-found', m.mnt, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as Lost[];
+    };
+    const mine = (await list()).filter((e) => e.conflict === c.id);
+    // --keep server: every variant the conflict had goes there (the path has the server's bytes).
+    assert.deepEqual(mine.filter((e) => e.variant !== 'resolved').map((e) => [e.variant, e.original, e.type, e.bytes]).sort(),
+      [['base', 'lf.txt', 'file', 4], ['client', 'lf.txt', 'file', 6], ['server', 'lf.txt', 'file', 7]], JSON.stringify(mine));
+    assert.ok(mine.some((e) => e.variant === 'resolved'), 'and the resolved file it was seeded with');
+    assert.ok(mine.every((e) => !Number.isNaN(Date.parse(e.movedAt))));
+    const text = await cli(['lost-found', m.mnt]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`${c.id}-client-lf\\.txt +file .*conflict #${c.id}: the client variant of lf\\.txt`));
+    assert.match(text.stdout, /--empty/);
+
+    const client = mine.find((e) => e.variant === 'client')!.name;
+    const base = mine.find((e) => e.variant === 'base')!.name;
+    let r = await cli(['lost-found', m.mnt, '--remove', 'no-such-entry', client]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /lost\+found has no entry "no-such-entry"; nothing was removed/);
+    assert.ok(await exists(m.m('.cachefs', 'lost+found', client)), 'nothing was removed');
+    r = await cli(['lost-found', m.mnt, '--remove', '../control.sock']);
+    assert.equal(r.code, 1, 'a name leading out of lost+found is refused');
+    r = await cli(['lost-found', m.mnt, '--remove', m.m('.cachefs', 'lost+found', client)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`removed ${c.id}-client-lf\\.txt \\(6 B\\)`));
+    assert.equal(await exists(m.m('.cachefs', 'lost+found', client)), false);
+    assert.ok((await list()).some((e) => e.name === base), 'the other entry stays');
+
+    r = await cli(['lost-found', m.mnt, '--empty', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const emptied = JSON.parse(r.stdout) as { removed: Lost[]; bytes: number };
+    assert.ok(emptied.removed.some((e) => e.name === base));
+    assert.equal(emptied.bytes, emptied.removed.reduce((n, e) => n + e.bytes, 0));
+    assert.deepEqual(await list(), []);
+    assert.deepEqual(await fsp.readdir(m.m('.cachefs', 'lost+found')), [], 'the mount shows it empty');
+    r = await cli(['lost-found', m.mnt, '--empty']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /already empty/);
+    r = await cli(['lost-found', m.mnt]);
+    assert.match(r.stdout, /is empty/);
+  });
+
   it('update/update: --keep both puts the client variant beside the server one under a marked name', async () => {
     const d = await fresh({ 'report.txt': 'base' });
     await offline();
@@ -146,6 +202,27 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     await sync();
     assert.equal(await read(m.b(d, 'report.txt')), 'server');
     assert.equal(await read(m.b(d, `report.client-conflict-${c.id}.txt`)), 'client');
+  });
+
+  it('a name near NAME_MAX (254 bytes of é): --keep both shortens the marked name to fit 255 bytes, and lost+found entries fit', async () => {
+    const long = `${'é'.repeat(125)}.txt`; // 254 bytes, 129 characters
+    const d = await fresh({ [long]: 'base' });
+    await offline();
+    await fsp.writeFile(m.m(d, long), 'client');
+    await server(() => fsp.writeFile(m.b(d, long), 'server'));
+    await sync();
+    const c = await openAt(`/${d}/${long}`);
+    await resolve([m.m(d, long), '--keep', 'both']);
+    await sync();
+    assert.equal(await read(m.b(d, long)), 'server');
+    const marked = (await fsp.readdir(m.b(d))).find((n) => n !== long) ?? assert.fail('no marked name beside it');
+    assert.ok(marked.endsWith(`.client-conflict-${c.id}.txt`) && marked.startsWith('éé'), `marked name: ${marked}`);
+    assert.ok(Buffer.byteLength(marked) <= 255 && Buffer.byteLength(marked) >= 253, `${Buffer.byteLength(marked)} bytes`);
+    assert.equal(await read(m.b(d, marked)), 'client');
+    assert.equal(await read(m.m(d, marked)), 'client');
+    const lf = (await fsp.readdir(m.m('.cachefs', 'lost+found'))).filter((f) => f.startsWith(`${c.id}-`));
+    assert.ok(lf.some((f) => f.startsWith(`${c.id}-base-éé`)), `the base variant is in lost+found: ${lf}`);
+    assert.ok(lf.every((f) => Buffer.byteLength(f) <= 255), lf.join(', '));
   });
 
   it('update/update: --use FILE, and a resolved variant written in the mount with --resolved', async () => {
@@ -567,4 +644,23 @@ describe('conflicts: crash safety of reconciliation (local backend)', () => {
   }
 
   function read(p: string): Promise<string> { return fsp.readFile(p, 'utf8'); }
+});
+
+describe('names cachefs makes up for conflicts', () => {
+  it('marked and lost+found names: unchanged when short, cut between characters to NAME_MAX bytes when long', async () => {
+    const { markedName } = await import('../src/conflict/resolve.js');
+    const { lostFoundName } = await import('../src/conflict/lost-found.js');
+    assert.equal(markedName('/d/report.txt', 7), '/d/report.client-conflict-7.txt');
+    assert.equal(markedName('/d/Makefile', 7), '/d/Makefile.client-conflict-7');
+    assert.equal(lostFoundName(7, 'client', 'report.txt'), '7-client-report.txt');
+    assert.equal(lostFoundName(7, 'server', ''), '7-server-root');
+    const huge = '日'.repeat(85); // 255 bytes, 3 per character
+    const marked = path.posix.basename(markedName(`/${huge}.md`, 12));
+    assert.ok(Buffer.byteLength(marked) <= 255 && marked.endsWith('日.client-conflict-12.md'), marked);
+    assert.equal(Buffer.from(marked).toString('utf8'), marked, 'no character cut in half');
+    const lost = lostFoundName(12, 'resolved', huge);
+    assert.ok(Buffer.byteLength(lost) <= 255 && lost.startsWith('12-resolved-日'), lost);
+    const extOnly = path.posix.basename(markedName(`/a.${'x'.repeat(250)}`, 3));
+    assert.ok(Buffer.byteLength(extOnly) <= 255 && extOnly.endsWith('.client-conflict-3'), 'an extension too long to keep goes into the stem');
+  });
 });

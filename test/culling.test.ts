@@ -19,6 +19,8 @@ import { Culler, bytesOf, type CullLayer, type DiskSpace } from '../src/cache/cu
 import type { CachedDataRow, CachedObject } from '../src/index/objects.js';
 import { DEFAULTS } from '../src/config/schema.js';
 import { FsError } from '../src/core/errors.js';
+import { MountEventSchema } from '../src/daemon/protocol.js';
+import { formatWatchEvent } from '../src/cli/format.js';
 
 const MiB = 1024 * 1024;
 
@@ -132,7 +134,9 @@ describe('the culler (fake layer, index and disk)', () => {
     // Only dirty data left beyond what fits: refused.
     for (const o of w.live.values()) o.dirty = true;
     for (let i = 0; i < 7; i++) { assert.equal(admit(128 * 1024), true); write(); }
+    assert.equal(w.layer.offlineRefusal, undefined, 'nothing refused yet');
     assert.equal(admit(128 * 1024), false);
+    assert.equal(w.layer.offlineRefusal, 'maxBytes', 'the refusal names the size limit, not the disk (500 MiB free)');
     w.culler.stop();
   });
 
@@ -151,6 +155,7 @@ describe('the culler (fake layer, index and disk)', () => {
     await w.culler.check('test');
     assert.equal(w.layer.storeData, false);
     assert.equal(w.layer.admitOffline!(4096), false);
+    assert.equal(w.layer.offlineRefusal, 'disk', 'no maxBytes here: the refusal names the disk');
     w.disk.current = { ...w.disk.current, bavail: 0.5 * blocks };
     await w.culler.check('test');
     assert.equal(w.layer.storeData, true);
@@ -410,5 +415,27 @@ for (const kind of BACKEND_KINDS) describe(`a full cache while disconnected (${k
     await ok(['sync', m.mnt]);
     assert.ok((await fsp.readFile(m.b('a.bin'))).equals(a), 'replayed intact');
     assert.ok((await fsp.readFile(m.b('b.bin'))).equals(partial));
+  });
+
+  it('at culling.maxBytes (the disk has room), cache-full names the size limit, and watch says evict, unpin or raise it', {
+    todo: 'needs src/layers/cache-layer.ts to pass the culler\'s offlineRefusal on as the cache-full event\'s cause',
+  }, async () => {
+    const json = new Watcher(m.mnt);
+    try {
+      await json.waitFor('state');
+      await ok(['offline', m.mnt]);
+      // 2 MiB pinned, the rest clean: 3 MiB more cannot fit under 4 MiB.
+      assert.equal(await codeOf(fsp.writeFile(m.m('over.bin'), bytes(3 * MiB))), 'ENOSPC');
+      await json.waitFor('cache-full');
+      const raw = json.lines.find((l) => l.includes('"cache-full"'))!;
+      const event = MountEventSchema.parse(JSON.parse(raw));
+      assert.equal(event.type === 'cache-full' && event.cause, 'maxBytes', raw);
+      const sentence = formatWatchEvent(event, m.mnt);
+      assert.match(sentence, /size limit \(culling\.maxBytes\).*cachefs evict.*cachefs unpin.*raise culling\.maxBytes/);
+      assert.doesNotMatch(sentence, /disk/);
+    } finally {
+      json.kill();
+      await ok(['sync', m.mnt]);
+    }
   });
 });

@@ -135,7 +135,7 @@ for (const kind of BACKEND_KINDS) describe(`pins and hoard walks (${kind} backen
 
   it('clear errors: a path outside any mount, a missing path, a bad profile line', async () => {
     let r = await cli(['pin', path.join(m.root, 'elsewhere')]);
-    assert.equal(r.code, 2);
+    assert.equal(r.code, 1, 'not in a mount: 1, as from every command');
     assert.match(r.stderr, /is not in a cachefs mount/);
     assert.match(r.stderr, /hint:/);
     r = await cli(['pin', m.m('no-such-thing')]);
@@ -146,5 +146,20 @@ for (const kind of BACKEND_KINDS) describe(`pins and hoard walks (${kind} backen
     r = await cli(['pin', '--from', bad, m.mnt]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /bad\.hoard:2: "high" is neither a priority nor -r/);
+  });
+
+  it('pin FILE -r pins the file itself, and neither says nor stores "recursive" (a profile line too)', async () => {
+    await fsp.writeFile(m.b('single.txt'), 'one file');
+    await fsp.writeFile(m.b('other.txt'), 'another file');
+    const out = await ok(['pin', m.m('single.txt'), '-r', '--no-hoard']);
+    assert.doesNotMatch(out, /\(recursive\)/);
+    assert.match(out, /pinned \/single\.txt \(not a directory: -r does not apply\)/);
+    const profile = path.join(m.root, 'files.hoard');
+    await fsp.writeFile(profile, '/other.txt 3 -r\n');
+    assert.doesNotMatch(await ok(['pin', '--from', profile, m.mnt, '--no-hoard']), /\(recursive\)/);
+    const stored = (await pins()).pins.filter((x) => x.path === '/single.txt' || x.path === '/other.txt');
+    assert.deepEqual(stored.map((x) => [x.path, x.recursive]), [['/other.txt', false], ['/single.txt', false]]);
+    assert.doesNotMatch(await ok(['pins', m.mnt]), /txt +\(recursive\)/);
+    await ok(['unpin', m.m('single.txt'), m.m('other.txt')]);
   });
 });

@@ -253,6 +253,25 @@ for (const kind of BACKEND_KINDS) describe(`cachefs watch (${kind} backend)`, { 
 });
 
 describe('cachefs watch: the stream on the control socket', () => {
+  it('a cache-full line says which limit the write met and what to do about that one', async () => {
+    const { formatWatchEvent } = await import('../src/cli/format.js');
+    const at = new Date().toISOString();
+    const line = (cause?: 'maxBytes' | 'disk') => formatWatchEvent(MountEventSchema.parse({
+      type: 'cache-full', path: '/big.bin', message: 'the cache is full: this change cannot be kept while disconnected', at, ...(cause ? { cause } : {}),
+    }), '/home/me/work');
+    const limit = line('maxBytes');
+    assert.match(limit, /\/big\.bin: .*refused \(the journal is intact\)/);
+    assert.match(limit, /size limit \(culling\.maxBytes\)/);
+    assert.match(limit, /cachefs evict.*cachefs unpin/);
+    assert.match(limit, /raise culling\.maxBytes/);
+    assert.doesNotMatch(limit, /disk/, 'the size limit is not the disk: freeing disk space would not help');
+    assert.match(line('disk'), /cache disk is full; free space on it/);
+    assert.doesNotMatch(line('disk'), /maxBytes/);
+    const unknown = line();
+    assert.match(unknown, /culling\.maxBytes/, 'a mount that does not say: both, with how to tell');
+    assert.match(unknown, /disk/);
+  });
+
   it('--help says what it follows and how to stop it', async () => {
     const r = await cli(['watch', '--help']);
     assert.equal(r.code, 0, r.stderr);

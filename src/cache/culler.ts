@@ -5,7 +5,7 @@
 // the stop threshold (`bstop`/`fstop`, and never less than the index reserve, see below), or
 // while it is over maxBytes with nothing left to drop, nothing new is cached (the layer's
 // `storeData`), and a write made while disconnected is refused with ENOSPC (the layer's
-// `admitOffline`: the write fails rather than be lost later).
+// `admitOffline`: the write fails rather than be lost later; `offlineRefusal` says which limit).
 //
 // The index reserve: the index and journal (SQLite, with its write-ahead log) live on the same
 // disk and must always be able to grow a little: a journal record that cannot be written
@@ -36,6 +36,7 @@
 import { promises as fsp, statfsSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { log } from '../core/log.js';
+import type { CacheLimit } from '../core/events.js';
 import { isCacheStorageError, isFsError } from '../core/errors.js';
 import type { CachedDataRow, CachedObject } from '../index/objects.js';
 import { DataStore } from '../store/data-store.js';
@@ -52,6 +53,11 @@ export interface CullLayer {
   storeData: boolean;
   /** Asked before each write made while disconnected: may it be kept? */
   admitOffline: ((bytes: number) => boolean) | null;
+  /**
+   * Set by the culler each time admitOffline says no: the limit that write met, for the
+   * cache-full event (a layer that does not declare it yet just does not tell).
+   */
+  offlineRefusal?: CacheLimit | null;
 }
 
 /** What the culler needs of the object index. */
@@ -460,21 +466,28 @@ export class Culler {
     else log.warn(`${why}: fetched data is served but not kept, and writes made while disconnected fail with ENOSPC`);
   }
 
-  /** The layer asks before a write made while disconnected: may `bytes` more be kept? */
+  /**
+   * The layer asks before a write made while disconnected: may `bytes` more be kept? When
+   * not, the layer's `offlineRefusal` says which limit the write met.
+   */
   private admit(bytes: number): boolean {
-    if (this.fits(bytes)) return true;
-    if (this.stuckAt && Date.now() - this.stuckAt < STUCK_RETRY_MS) return false;
-    this.cullNow('a write while disconnected', bytes);
-    return this.fits(bytes);
+    let misfit = this.misfit(bytes);
+    if (misfit !== null && !(this.stuckAt && Date.now() - this.stuckAt < STUCK_RETRY_MS)) {
+      this.cullNow('a write while disconnected', bytes);
+      misfit = this.misfit(bytes);
+    }
+    if (misfit !== null) this.d.layer.offlineRefusal = misfit;
+    return misfit === null;
   }
 
-  private fits(bytes: number): boolean {
+  /** Which limit `bytes` more would pass (the disk's first: raising maxBytes cannot help there); null: they fit. */
+  private misfit(bytes: number): CacheLimit | null {
     let disk = this.diskNow();
     // Near the stop threshold the estimate is not good enough (the index, its log and our
     // log grow too): read the disk again.
     if (disk && disk.total > 0 && disk.avail - bytes < 2 * this.stopBytes(disk.total) && this.refreshDisk()) disk = this.diskNow();
-    if (disk && disk.total > 0 && (disk.avail - bytes < this.stopBytes(disk.total) || disk.filesPct < this.cfg.fstop)) return false;
-    return this.cfg.maxBytes === 0 || this.estimate() + bytes <= this.cfg.maxBytes;
+    if (disk && disk.total > 0 && (disk.avail - bytes < this.stopBytes(disk.total) || disk.filesPct < this.cfg.fstop)) return 'disk';
+    return this.cfg.maxBytes === 0 || this.estimate() + bytes <= this.cfg.maxBytes ? null : 'maxBytes';
   }
 
   /**

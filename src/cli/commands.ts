@@ -15,7 +15,7 @@ import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, typ
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { forceUnmount, isMounted } from '../fuse/mount.js';
 import { formatBytes, formatWatchEvent } from './format.js';
-import { mountOf } from './where.js';
+import { EXIT_NOT_A_MOUNT, notAMount, requireMountOf } from './where.js';
 
 export interface MountFlags {
   cacheDir?: string;
@@ -178,7 +178,7 @@ export async function commandUmount(mountpointArg: string, opts: { force?: boole
       ' (pending changes, if any, stay in the journal and are replayed at the next mount)\n');
     return;
   }
-  throw new UserError(`${mp} is not a cachefs mount`, { hint: 'see `cachefs status <mountpoint>` or /proc/mounts', exitCode: 1 });
+  throw notAMount(mp, 'see `cachefs status <mountpoint>` or /proc/mounts');
 }
 
 export async function fetchStatus(mountpointArg: string): Promise<Status> {
@@ -187,10 +187,10 @@ export async function fetchStatus(mountpointArg: string): Promise<Status> {
   if (!info || !processAlive(info.pid)) {
     if (await isMounted(mp)) {
       throw new UserError(`${mp} is a dead mount (its process is gone: "Transport endpoint is not connected")`, {
-        hint: `run \`cachefs umount ${mp}\` to clean it up, then mount again`, exitCode: 1,
+        hint: `run \`cachefs umount ${mp}\` to clean it up, then mount again`, exitCode: EXIT_NOT_A_MOUNT,
       });
     }
-    throw new UserError(`${mp} is not a cachefs mount`, { hint: 'mount it with `cachefs mount <backend> <mountpoint>`', exitCode: 1 });
+    throw notAMount(mp, 'mount it with `cachefs mount <backend> <mountpoint>`');
   }
   const raw = await sendControl(path.join(info.cacheDir, CONTROL_SOCKET), { op: 'status' });
   const parsed = StatusSchema.safeParse(raw);
@@ -372,13 +372,7 @@ export async function commandEvict(paths: string[], opts: { recursive?: boolean;
   // Group the paths by mount (usually one), keeping their order.
   const byMount = new Map<string, { abs: string; rel: string }[]>();
   for (const p of paths) {
-    const where = mountOf(p);
-    if (!where) {
-      throw new UserError(`${path.resolve(p)} is not in a cachefs mount`, {
-        hint: 'give files or directories inside a mount (`cachefs status <mountpoint>` shows whether it is one); nothing was evicted',
-        exitCode: 1,
-      });
-    }
+    const where = requireMountOf(p, 'give files or directories inside a mount (`cachefs status <mountpoint>` shows whether it is one); nothing was evicted');
     const list = byMount.get(where.mountpoint) ?? [];
     list.push({ abs: path.resolve(p), rel: where.rel });
     byMount.set(where.mountpoint, list);

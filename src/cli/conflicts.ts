@@ -10,7 +10,7 @@ import { CONTROL_SOCKET, ConflictListSchema, ResolvedSchema, type ConflictView }
 import { isText, unifiedDiff } from '../conflict/merge.js';
 import { readVariant } from '../conflict/variants.js';
 import { fetchStatus } from './commands.js';
-import { mountOf } from './where.js';
+import { mountOf, requireMountOf } from './where.js';
 
 export { mountOf };
 import { formatBytes, formatLocalTime } from './format.js';
@@ -105,8 +105,7 @@ export async function commandResolve(target: string, opts: ResolveOpts): Promise
   if (opts.keep !== undefined && !['client', 'server', 'both'].includes(opts.keep)) {
     throw new UserError(`--keep takes client, server or both, not "${opts.keep}"`, { exitCode: 2 });
   }
-  const where = mountOf(target);
-  if (!where) throw new UserError(`${path.resolve(target)} is not in a cachefs mount`, { hint: 'give a path inside the mount, or the mountpoint with --id N' });
+  const where = requireMountOf(target, 'give a path inside the mount, or the mountpoint with --id N');
   const { sock, mountpoint } = await socketOf(where.mountpoint);
   let id: number | undefined;
   if (opts.id !== undefined) {

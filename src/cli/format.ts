@@ -1,4 +1,5 @@
 // Human-readable numbers, times and events for CLI output.
+import type { CacheLimit } from '../core/events.js';
 import type { WatchEvent } from '../daemon/protocol.js';
 
 export function formatBytes(n: number): string {
@@ -16,6 +17,15 @@ export function formatLocalTime(iso: string): string {
   const p = (n: number) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
+
+/** What to do about a cache-full event, by the limit the write met. */
+const CACHE_FULL_HINT: Record<CacheLimit | 'unknown', string> = {
+  maxBytes: 'the cache is at its size limit (culling.maxBytes); make room with `cachefs evict` or `cachefs unpin` '
+    + '(or `cachefs sync` once connected: replayed data can be culled), or raise culling.maxBytes in the config and remount',
+  disk: 'the cache disk is full; free space on it (or `cachefs evict` / `cachefs unpin` what the cache holds)',
+  unknown: 'make room with `cachefs evict` or `cachefs unpin`; if the cache is at culling.maxBytes raise it, '
+    + 'if its disk is full free space there (`cachefs status` shows both)',
+};
 
 /**
  * One `cachefs watch` event for people: local time, the event type in a column, and a
@@ -46,7 +56,7 @@ export function formatWatchEvent(e: WatchEvent, mountpoint: string): string {
       text = `${e.id} (${e.kind}) on ${e.path}: ${e.resolution}${e.by === 'auto' ? ', automatically' : ''}`;
       break;
     case 'cache-full':
-      text = `${e.path ?? 'a change'}: ${e.message}; that write was refused (the journal is intact): free space on the cache disk`;
+      text = `${e.path ?? 'a change'}: ${e.message}; that write was refused (the journal is intact): ${CACHE_FULL_HINT[e.cause ?? 'unknown']}`;
       break;
     case 'missed': text = `${e.count} event(s) not shown: this watcher read too slowly`; break;
     case 'unmounted': text = `${mountpoint} (${e.reason})`; break;

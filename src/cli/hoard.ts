@@ -8,7 +8,7 @@ import { sendControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, HoardProgressSchema, PinListSchema, PinResultSchema, type HoardProgressView } from '../daemon/protocol.js';
 import { fetchStatus } from './commands.js';
 import { formatBytes } from './format.js';
-import { mountOf } from './where.js';
+import { requireMountOf } from './where.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -56,8 +56,7 @@ export async function commandPin(args: string[], opts: PinOpts): Promise<void> {
   const groups: { priority: number; recursive: boolean; paths: string[] }[] = [];
   let mount: string | null = null;
   const inMount = (p: string): string => {
-    const where = mountOf(p);
-    if (!where) throw new UserError(`${path.resolve(p)} is not in a cachefs mount`, { hint: 'pin paths inside a mounted cachefs (see cachefs status <mountpoint>)' });
+    const where = requireMountOf(p, 'pin paths inside a mounted cachefs (see cachefs status <mountpoint>)');
     if (mount !== null && where.mountpoint !== mount) throw new UserError('pin paths of one mount at a time', { exitCode: 2 });
     mount = where.mountpoint;
     return where.rel;
@@ -71,8 +70,7 @@ export async function commandPin(args: string[], opts: PinOpts): Promise<void> {
     if (entries.length === 0) throw new UserError(`${opts.from} names nothing to pin`);
     // Profile paths are from the mount root, of the mount given (or the one we are in).
     const root = args[0] ?? process.cwd();
-    const where = mountOf(root);
-    if (!where) throw new UserError(`${path.resolve(root)} is not in a cachefs mount`, { hint: 'cachefs pin --from FILE <mountpoint>' });
+    const where = requireMountOf(root, 'cachefs pin --from FILE <mountpoint>');
     mount = where.mountpoint;
     for (const e of entries) groups.push({ priority: e.priority, recursive: e.recursive, paths: [e.path] });
   } else {
@@ -84,7 +82,9 @@ export async function commandPin(args: string[], opts: PinOpts): Promise<void> {
   const notFound: string[] = [];
   for (const g of groups) {
     const r = PinResultSchema.parse(await sendControl(sock, { op: 'pin', paths: g.paths, recursive: g.recursive, priority: g.priority }));
-    pinned.push(...r.pins.map((p) => `${p.path}${p.recursive ? ' (recursive)' : ''}${p.priority ? ` priority ${p.priority}` : ''}`));
+    // -r on a file: the mount pinned the file itself (recursion is for directories); say so.
+    pinned.push(...r.pins.map((p) => `${p.path}${p.recursive ? ' (recursive)' : g.recursive && !p.glob ? ' (not a directory: -r does not apply)' : ''}`
+      + `${p.priority ? ` priority ${p.priority}` : ''}`));
     notFound.push(...r.notFound);
   }
   if (!opts.json) {
@@ -107,8 +107,7 @@ export async function commandUnpin(args: string[], opts: { recursive?: boolean; 
   if (args.length === 0) throw new UserError('unpin what? give pinned paths', { exitCode: 2 });
   let mount: string | null = null;
   const rels = args.map((p) => {
-    const where = mountOf(p);
-    if (!where) throw new UserError(`${path.resolve(p)} is not in a cachefs mount`, { hint: 'cachefs pins <mountpoint> lists the pins' });
+    const where = requireMountOf(p, 'cachefs pins <mountpoint> lists the pins');
     if (mount !== null && where.mountpoint !== mount) throw new UserError('unpin paths of one mount at a time', { exitCode: 2 });
     mount = where.mountpoint;
     return where.rel;

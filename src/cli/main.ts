@@ -2,24 +2,47 @@
 // The cachefs command line. Thin: it parses arguments (commander, for help texts and option
 // parsing we would otherwise hand-write), calls into the library, and has one exit point
 // (`main`) that prints errors with their hint. Library code never prints or exits.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
 import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch, commandEvict } from './commands.js';
 import { commandConflicts, commandResolve } from './conflicts.js';
 import { commandPin, commandUnpin, commandPins, commandHoard } from './hoard.js';
+import { commandLostFound } from './lost-found.js';
+
+/**
+ * The version in cachefs's package.json: the first one found going up from this module, so it
+ * is the same from src/ and from dist/src/ (the build does not copy package.json).
+ */
+function packageVersion(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ;) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'cachefs' && typeof pkg.version === 'string') return pkg.version;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return 'unknown';
+    dir = up;
+  }
+}
 
 function buildProgram(): Command {
   const program = new Command();
   program
     .name('cachefs')
-    .description('A caching filesystem: mount a directory (or, later, an NFS export) through a local cache\n' +
+    .description('A caching filesystem: mount a directory or an NFS export through a local cache\n' +
       'that keeps working offline and replays your changes when the backend is back.')
+    .version(packageVersion(), '-V, --version', 'print the cachefs version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 
   program.command('mount')
     .description('mount <backend> on <mountpoint> through the cache (both default to cache.config.json)')
-    .argument('[backend]', 'a directory path or file:// URL to cache')
+    .argument('[backend]', 'a directory path, file:// URL or nfs://host/export URL to cache')
     .argument('[mountpoint]', 'an empty directory to mount on')
     .option('--cache-dir <dir>', 'cache directory (index, journal, data; created 0700)')
     .option('--config <file>', 'configuration file (default: ./cache.config.json if present)')
@@ -99,10 +122,20 @@ function buildProgram(): Command {
     .option('--resolved', 'the path gets the resolved variant you wrote in .cachefs/conflicts/<id>/resolved')
     .option('--json', 'print what was done as JSON')
     .addHelpText('after', '\nThe resolution is an ordinary change through the journal: offline, it is replayed on reconnection.\n' +
-      'The variant not kept is moved to <mountpoint>/.cachefs/lost+found/.')
+      'The variant not kept is moved to <mountpoint>/.cachefs/lost+found/ (cachefs lost-found lists and empties it).')
     .action(async (target: string, opts: { id?: string; keep?: string; use?: string; resolved?: boolean; json?: boolean }) => {
       await commandResolve(target, opts);
     });
+
+  program.command('lost-found')
+    .description('list the variants resolutions did not keep (in <mountpoint>/.cachefs/lost+found), or remove them')
+    .argument('<mountpoint>', 'where cachefs is mounted')
+    .option('--empty', 'remove every entry')
+    .option('--remove <names...>', 'remove these entries (names as listed)')
+    .option('--json', 'print machine-readable JSON')
+    .addHelpText('after', '\nEntries are named ID-VARIANT-NAME: the conflict, the variant (client, server, base, resolved)\n' +
+      'and the conflicted file\'s name. They are only in the cache directory, never on the backend.')
+    .action(async (mountpoint: string, opts: { json?: boolean; empty?: boolean; remove?: string[] }) => { await commandLostFound(mountpoint, opts); });
 
   program.command('pin')
     .description('keep paths in the cache for working offline (hoarding): fetched now, never culled')

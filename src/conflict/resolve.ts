@@ -10,6 +10,8 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
+import { NAME_MAX, fitName, nameBytes } from '../core/names.js';
+import { lostFoundDir, lostFoundName } from './lost-found.js';
 import type { Conflict, ConflictStore, Resolution } from './store.js';
 
 export type Choice = 'client' | 'server' | 'both' | 'resolved';
@@ -31,13 +33,18 @@ export interface ResolveFs {
 
 export interface Resolved { id: number; path: string; choice: Choice; placed: string[]; lostFound: string[] }
 
-/** Where `both` puts the client's variant: beside the server's, under a marked name. */
+/**
+ * Where `both` puts the client's variant: beside the server's, under a marked name
+ * (`NAME.client-conflict-ID.EXT`), within NAME_MAX bytes: a long name's stem is shortened to
+ * make room for the mark (an extension too long to keep goes into the stem).
+ */
 export function markedName(p: string, id: number): string {
   const dir = path.posix.dirname(p);
   const base = path.posix.basename(p);
+  const mark = `.client-conflict-${id}`;
   const dot = base.lastIndexOf('.');
-  const name = dot > 0 ? `${base.slice(0, dot)}.client-conflict-${id}${base.slice(dot)}` : `${base}.client-conflict-${id}`;
-  return path.posix.join(dir, name);
+  const ext = dot > 0 && nameBytes(mark + base.slice(dot)) <= NAME_MAX / 2 ? base.slice(dot) : '';
+  return path.posix.join(dir, fitName('', ext ? base.slice(0, dot) : base, mark + ext));
 }
 
 export class Resolver {
@@ -210,13 +217,13 @@ export class Resolver {
     if (!c.dir) return [];
     const placed: Record<Choice, string[]> = { server: [], client: ['client'], both: ['client'], resolved: ['resolved'] };
     const discard = ['client', 'server', 'base', 'resolved'].filter((v) => !placed[choice].includes(v) && !(choice === 'both' && v === 'server'));
-    const lf = path.join(this.cacheDir, 'lost+found');
+    const lf = lostFoundDir(this.cacheDir);
     const kept: string[] = [];
     await fsp.mkdir(lf, { recursive: true, mode: 0o700 });
     for (const name of discard) {
       const from = path.join(c.dir, name);
       if (!await fsp.lstat(from).then(() => true, () => false)) continue;
-      const to = path.join(lf, `${c.id}-${name}-${path.posix.basename(c.path) || 'root'}`);
+      const to = path.join(lf, lostFoundName(c.id, name, path.posix.basename(c.path)));
       await fsp.rm(to, { recursive: true, force: true });
       await fsp.rename(from, to);
       kept.push(to);

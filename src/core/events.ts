@@ -16,8 +16,17 @@ export type MountEvent =
   | { type: 'conflict'; id: number; kind: string; path: string; needsYou: boolean; resolution: string | null }
   /** A conflict was resolved (by the user, or by an automatic rule later). */
   | { type: 'resolved'; id: number; kind: string; path: string; resolution: string; by: 'auto' | 'user' }
-  /** The cache could not hold something (a write while disconnected failed with ENOSPC). */
-  | { type: 'cache-full'; path: string | null; message: string };
+  /**
+   * The cache could not hold something (a write while disconnected failed with ENOSPC);
+   * cause: which limit it met, when the emitter knows (the hint `cachefs watch` gives differs).
+   */
+  | { type: 'cache-full'; path: string | null; message: string; cause?: CacheLimit };
+
+/**
+ * What keeps the cache from taking more: its size limit (culling.maxBytes: evict, unpin or
+ * raise it), or the free space of its disk (bstop/fstop and the index reserve: free space there).
+ */
+export type CacheLimit = 'maxBytes' | 'disk';
 
 export type StampedEvent = MountEvent & { at: string };
 

@@ -134,7 +134,8 @@ export const MountEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('online'), reason: z.string(), at }),
   z.object({ type: z.literal('conflict'), ...conflictFields, needsYou: z.boolean(), resolution: z.string().nullable(), at }),
   z.object({ type: z.literal('resolved'), ...conflictFields, resolution: z.string(), by: z.enum(['auto', 'user']), at }),
-  z.object({ type: z.literal('cache-full'), path: z.string().nullable(), message: z.string(), at }),
+  /** cause: the limit met (src/core/events.ts CacheLimit); absent when the mount did not say. */
+  z.object({ type: z.literal('cache-full'), path: z.string().nullable(), message: z.string(), cause: z.enum(['maxBytes', 'disk']).optional(), at }),
   z.object({ type: z.literal('missed'), count: z.number().int().positive(), at }),
   z.object({ type: z.literal('unmounted'), reason: z.string(), at }),
 ]);

@@ -36,10 +36,10 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Conflict } from '../conflict/store.js';
 import { FsError } from '../core/errors.js';
+import { LOST_FOUND } from '../conflict/lost-found.js';
 
 export const CONTROL_DIR_NAME = '.cachefs';
 const ROOT = `/${CONTROL_DIR_NAME}`;
-const LOST_FOUND = 'lost+found';
 const VARIANT_NAMES = ['client', 'server', 'base', 'resolved'] as const;
 type Variant = typeof VARIANT_NAMES[number];
 

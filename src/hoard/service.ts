@@ -33,15 +33,22 @@ export class HoardService {
     if (this.pins.list().length > 0 && this.mount.connectivity.state === 'connected') void this.walker.start('mounted');
   }
 
+  /**
+   * Pins `paths`. `recursive` applies to directories (and globs) only: a file, symlink or other
+   * non-directory is pinned as itself, not recursively (as `chmod -R` treats a file), so
+   * `pin FILE -r` does not store or report a recursion it does not have. A path whose type
+   * cannot be known now (disconnected, never cached) keeps the flag as given.
+   */
   async pin(paths: string[], recursive: boolean, priority: number): Promise<{ pins: Pin[]; notFound: string[] }> {
     const fs = this.mount.hoardFs();
     const added: Pin[] = [];
     const notFound: string[] = [];
     for (const raw of paths) {
       const p = normalizePinPath(raw);
+      let tree = recursive;
       if (!isGlob(p)) {
         try {
-          await fs.stat(p);
+          if ((await fs.stat(p)).type !== 'dir') tree = false;
         } catch (e) {
           // Not there: a clear error. Unreachable (disconnected, never cached): the pin is
           // kept, and the walk after reconnecting fetches it.
@@ -49,7 +56,7 @@ export class HoardService {
           if (!isFsError(e)) throw e;
         }
       }
-      added.push(this.pins.add({ path: p, recursive, priority }));
+      added.push(this.pins.add({ path: p, recursive: tree, priority }));
     }
     if (added.length === 0 && notFound.length > 0) {
       throw new UserError(`nothing to pin: ${notFound.join(', ')} ${notFound.length === 1 ? 'does' : 'do'} not exist in the mount`, {
