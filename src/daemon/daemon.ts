@@ -305,7 +305,7 @@ async function startMount(config: Config): Promise<RunningMount> {
   };
   journal.admit = (record) => {
     if (!('offline' in record && record.offline) || ALWAYS_JOURNALED.has(record.op) || culler.journalRoom()) return true;
-    events.emit({ type: 'cache-full', path: recordPath(record), message: `the cache disk is full: this change (${record.op}) cannot be journaled while disconnected` });
+    events.emit({ type: 'cache-full', path: recordPath(record), message: `the cache disk is full: this change (${record.op}) cannot be journaled while disconnected`, cause: 'disk' });
     return false;
   };
   // Replay that stalls on the cache's own storage (a full disk) takes the mount disconnected,

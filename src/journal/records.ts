@@ -3,10 +3,12 @@
 // Objects are named by their index id (the stable inode number), never by path: a record
 // stays meaningful after renames, and provisional objects can be mapped to real handles.
 import { z } from 'zod';
+import { NAME_MAX, nameTooLong } from '../core/names.js';
 
 const id = z.number().int().positive();
-// NAME_MAX is 255 bytes (UTF-8), not characters.
-const name = z.string().min(1).refine((s) => Buffer.byteLength(s) <= 255, 'longer than 255 bytes')
+/** A name in a directory: NAME_MAX counts bytes of UTF-8, not characters (core/names.ts). */
+const name = z.string().min(1)
+  .refine((s) => !nameTooLong(s), `longer than NAME_MAX (${NAME_MAX} bytes of UTF-8)`)
   .refine((s) => !s.includes('/') && s !== '.' && s !== '..', 'not a file name');
 const nsTime = z.union([
   z.object({ kind: z.literal('set'), ns: z.string().regex(/^-?\d+$/) }),

@@ -24,6 +24,7 @@ import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import { withDeadline } from '../core/deadline.js';
 import { log } from '../core/log.js';
+import { nameTooLong } from '../core/names.js';
 import type { Attr, Backend, Creds, Node, OutsideChange, StatFs } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
@@ -38,7 +39,7 @@ import { BackendTarget, PROVISIONAL_TAG, isProvisional, type AppliedOutcome, typ
 import type { Connectivity } from './connectivity.js';
 import type { JournalItem } from '../daemon/protocol.js';
 import type { ConflictStore } from '../conflict/store.js';
-import type { EventSink } from '../core/events.js';
+import type { CacheLimit, EventSink } from '../core/events.js';
 import { OfflineBases, BASE_COPY_MAX } from '../conflict/bases.js';
 import { fullyCached } from '../conflict/variants.js';
 import type { ResolveFs } from '../conflict/resolve.js';
@@ -563,7 +564,7 @@ export class CacheLayer {
 
   async lookup(dir: CachedObject, name: string): Promise<CachedObject> {
     if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
-    if (name.length > 255) throw new FsError('ENAMETOOLONG');
+    if (nameTooLong(name)) throw new FsError('ENAMETOOLONG');
     await this.revalidate(dir, false);
     const names = this.index.namesOf(dir);
     const known = names.get(name);
@@ -616,7 +617,7 @@ export class CacheLayer {
   async resolveParent(p: string): Promise<{ dir: CachedObject; name: string }> {
     const name = path.posix.basename(p);
     if (name === '' || p === '/') throw new FsError('EBUSY', 'the mount root');
-    if (Buffer.byteLength(name) > 255) throw new FsError('ENAMETOOLONG');
+    if (nameTooLong(name)) throw new FsError('ENAMETOOLONG');
     const dir = await this.resolve(path.posix.dirname(p));
     if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
     return { dir, name };
@@ -1006,7 +1007,8 @@ export class CacheLayer {
       // cannot make room for it, the write fails now (EDISCONFULL) rather than be lost later.
       if (this.admitOffline && !this.admitOffline(data.length)) {
         const full = new FsError('ENOSPC', 'the cache is full: this change cannot be kept while disconnected');
-        this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message });
+        const cause = this.offlineRefusal ?? undefined;
+        this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message, ...(cause ? { cause } : {}) });
         throw full;
       }
       await this.captureBase(obj);
@@ -1080,7 +1082,7 @@ export class CacheLayer {
         // Disconnected, the cache file is the only home of these bytes until replay: if it
         // cannot take them (a full cache disk), the write fails rather than lose them later.
         const full = isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
-        this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message });
+        this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message, cause: 'disk' });
         throw full;
       }
       // The bytes still reach the backend (they are in the run); the cache just cannot
@@ -1703,6 +1705,8 @@ export class CacheLayer {
   storeData = true;
   /** Set by the culler: may a write of this many bytes be kept while disconnected? */
   admitOffline: ((bytes: number) => boolean) | null = null;
+  /** Set by the culler when admitOffline says no: the limit that write met (the cache-full event's cause). */
+  offlineRefusal: CacheLimit | null = null;
 
   /** The object's cached data holds changes the backend does not have yet (never culled). */
   isDirty(id: number): boolean {
