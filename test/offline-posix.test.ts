@@ -146,3 +146,65 @@ for (const kind of BACKEND_KINDS) {
     });
   });
 }
+
+// pjdfstest truncate/12 and ftruncate/12 (found by a conformance run offline): a truncate to
+// 999999999999999 offline answered EIO after 100 s (a row per 1 MiB chunk of the grown
+// range, until a Set overflowed), and one to 16 TiB took 83 s and left "16 TiB dirty".
+for (const kind of BACKEND_KINDS) {
+  describe(`files grown far offline (${kind} backend)`, { skip: skipKind(kind) }, () => {
+    let nfs: NfsServer | undefined;
+    let m: Mounted;
+    after(async () => { await m?.cleanup(); await nfs?.dispose(); });
+    const HUGE = 999_999_999_999_999;
+    const TiB = 2 ** 40;
+    const timed = async (p: Promise<unknown>): Promise<{ code: string; ms: number }> => {
+      const t = Date.now();
+      const c = await code(p);
+      return { code: c, ms: Date.now() - t };
+    };
+
+    it('a truncate or a write far past the end answers at once as the connected mount does (EFBIG where the disk cannot), and grows nothing but the size', async () => {
+      if (kind === 'nfs') nfs = await startNfsServer('grown');
+      m = await mountFresh(`grown-${kind}`, { ...(nfs ? { nfs } : {}), config: { fuse: { attrTimeout: 0, entryTimeout: 0, negativeTimeout: 0 } } });
+      for (const f of ['conn', 'off', 'tera', 'far']) await fsp.writeFile(m.b(f), 'head');
+      for (const f of ['conn', 'off', 'tera', 'far']) assert.equal(await fsp.readFile(m.m(f), 'utf8'), 'head');
+      const connected = await timed(fsp.truncate(m.m('conn'), HUGE));
+      assert.ok(['EFBIG', 'EINVAL', 'ok'].includes(connected.code), `connected: ${connected.code}`);
+      assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+      const offline = await timed(fsp.truncate(m.m('off'), HUGE));
+      assert.equal(offline.code, connected.code, 'offline, the same answer as connected');
+      assert.ok(offline.ms < 5000, `at once (${offline.ms} ms)`);
+      if (offline.code !== 'ok') assert.equal((await fsp.stat(m.m('off'))).size, 4, 'a refused truncate changes nothing');
+      // a size the disk can have: instant, readable as zeros, nothing cached for it
+      const tera = await timed(fsp.truncate(m.m('tera'), TiB));
+      assert.equal(tera.code, 'ok');
+      assert.ok(tera.ms < 5000, `a truncate to 1 TiB at once (${tera.ms} ms)`);
+      const h = await fsp.open(m.m('tera'), 'r+');
+      try {
+        const buf = Buffer.alloc(4096, 0xff);
+        await h.read(buf, 0, buf.length, TiB / 2);
+        assert.ok(buf.equals(Buffer.alloc(4096)), 'the grown range reads as zeros offline');
+        const w = await timed(h.write(Buffer.from('mid'), 0, 3, TiB / 2));
+        assert.equal(w.code, 'ok');
+      } finally { await h.close(); }
+      const far = await timed(fsp.open(m.m('far'), 'r+').then(async (f) => { try { await f.write(Buffer.from('x'), 0, 1, HUGE); } finally { await f.close(); } }));
+      assert.equal(far.code, connected.code === 'ok' ? 'ok' : 'EFBIG', 'a write past what the disk can hold');
+      assert.ok(far.ms < 5000, `at once (${far.ms} ms)`);
+      const s = await ctl(m, 'status');
+      assert.ok(s.cache.dirty < 64 * 1024 * 1024, `the grown range is not counted as cached data (${s.cache.dirty} bytes dirty)`);
+      assert.equal((await ctl(m, 'online')).journal.pending, 0);
+      const st = await fsp.stat(m.b('tera'));
+      assert.equal(st.size, TiB, 'the server has the size');
+      const back = await fsp.open(m.b('tera'), 'r');
+      try {
+        const buf = Buffer.alloc(7);
+        await back.read(buf, 0, 7, 0);
+        assert.equal(buf.subarray(0, 4).toString(), 'head');
+        await back.read(buf, 0, 3, TiB / 2);
+        assert.equal(buf.subarray(0, 3).toString(), 'mid');
+      } finally { await back.close(); }
+      const r = await cli(['conflicts', m.mnt, '--json']);
+      assert.deepEqual(JSON.parse(r.stdout), []);
+    });
+  });
+}

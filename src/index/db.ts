@@ -120,6 +120,11 @@ const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // v6: where a file's known zeros start, so growing a file (a truncate up, a write past its
+  // end) costs one value, not a row per chunk (a truncate to 1 TiB was a million rows).
+  `
+  ALTER TABLE objects ADD COLUMN zeros_from INTEGER;  -- bytes at or past this that no cached chunk holds are zeros; NULL = no such promise
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -31,6 +31,12 @@ export interface CachedObject {
   symlink: string | null;
   cachedBytes: number;
   lastAccess: number;
+  /**
+   * Files: bytes at or past this offset that no cached chunk holds are zeros (the file grew
+   * here from this size, or was cut to it, and nothing of the backend's lies beyond); null =
+   * no such promise. Only ever lowered while the cached data stays; cleared with it.
+   */
+  zerosFrom: number | null;
   /** Loaded lazily: indexes of cached chunks. */
   chunks: Set<number> | null;
   /** Loaded lazily, directories only: name -> child id, null = known absent. */
@@ -62,7 +68,7 @@ interface ObjectRow {
   id: number; fh: Buffer; type: string; mode: number; uid: number; gid: number; size: number;
   nlink: number; rdev: number; used: number; atime_ns: string; mtime_ns: string; ctime_ns: string;
   version: string; data_version: string | null; names_version: string | null; complete: number;
-  symlink: string | null; cached_bytes: number; last_access: number;
+  symlink: string | null; cached_bytes: number; last_access: number; zeros_from: number | null;
 }
 
 export class ObjectIndex {
@@ -87,6 +93,7 @@ export class ObjectIndex {
           nlink=@nlink, rdev=@rdev, used=@used, atime_ns=@atime_ns, mtime_ns=@mtime_ns, ctime_ns=@ctime_ns,
           version=@version WHERE id=@id`),
       saveData: db.prepare(`UPDATE objects SET data_version=?, cached_bytes=?, last_access=? WHERE id=?`),
+      saveZerosFrom: db.prepare(`UPDATE objects SET zeros_from=? WHERE id=?`),
       saveDir: db.prepare(`UPDATE objects SET names_version=?, complete=? WHERE id=?`),
       saveSymlink: db.prepare(`UPDATE objects SET symlink=? WHERE id=?`),
       saveAccess: db.prepare(`UPDATE objects SET last_access=? WHERE id=?`),
@@ -339,10 +346,20 @@ export class ObjectIndex {
       this.changing(obj);
       this.st.removeChunks.run(obj.id);
       this.st.saveData.run(null, 0, obj.lastAccess, obj.id);
+      this.st.saveZerosFrom.run(null, obj.id);
     });
     obj.chunks = new Set();
     obj.cachedBytes = 0;
     obj.dataVersion = null;
+    obj.zerosFrom = null;
+  }
+
+  /** Nothing of the backend's lies at or past `offset` any more (see CachedObject.zerosFrom). */
+  noteZerosFrom(obj: CachedObject, offset: number): void {
+    if (obj.zerosFrom !== null && obj.zerosFrom <= offset) return;
+    this.changing(obj);
+    this.st.saveZerosFrom.run(offset, obj.id);
+    obj.zerosFrom = offset;
   }
 
   /** Forgets chunks from `idx` on (after a truncate). */
@@ -519,6 +536,7 @@ function parseRow(r: ObjectRow): CachedObject {
     symlink: r.symlink,
     cachedBytes: r.cached_bytes,
     lastAccess: r.last_access,
+    zerosFrom: r.zeros_from,
     chunks: null,
     names: null,
     stale: null,

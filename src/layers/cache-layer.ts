@@ -1075,12 +1075,13 @@ export class CacheLayer {
       if (!around) {
         const grown = end > obj.attr.size ? obj.attr.size : -1;
         for (const i of fresh) this.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
-        if (grown >= 0) this.knownZerosBetween(obj, grown, pos);
+        if (grown >= 0) this.knownZerosFrom(obj, grown);
       }
     } catch (e) {
       if (offline) {
         // Disconnected, the cache file is the only home of these bytes until replay: if it
         // cannot take them (a full cache disk), the write fails rather than lose them later.
+        if (isFsError(e, 'EFBIG')) throw e; // past the largest file the cache disk can hold
         const full = isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
         this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message, cause: 'disk' });
         throw full;
@@ -1160,24 +1161,22 @@ export class CacheLayer {
    * bytes are what we wrote there (holes read as zeros).
    */
   private knownZero(obj: CachedObject, idx: number): boolean {
-    return idx * this.chunk >= obj.attr.size || isProvisional(obj.fh);
+    const start = idx * this.chunk;
+    return start >= obj.attr.size || isProvisional(obj.fh) || (obj.zerosFrom !== null && obj.dataVersion !== null && start >= obj.zerosFrom);
   }
 
   /**
-   * The file grew from `from` to `to` (a write past its end, a truncate up): the chunks that
-   * start in between hold only zeros, so they count as cached (offline they can be read,
-   * mapped and written; connected they need no fetch). The chunk holding `from`, when it
-   * starts before it, keeps its state (its head is the backend's).
+   * The file grew from `from` (a write past its end, a truncate up): chunks that start at or
+   * past it and are not cached hold only zeros (offline they can be read, mapped and written;
+   * connected they need no fetch). One value, however far the file grew. The chunk holding
+   * `from`, when it starts before it, keeps its state (its head is the backend's).
    */
-  private knownZerosBetween(obj: CachedObject, from: number, to: number): void {
-    const chunks = this.index.chunksOf(obj);
-    const first = Math.ceil(from / this.chunk);
-    const last = Math.ceil(to / this.chunk) - 1;
-    if (last < first) return;
+  private knownZerosFrom(obj: CachedObject, from: number): void {
     this.index.batch(() => {
-      for (let i = first; i <= last; i++) {
-        if (!chunks.has(i) && !this.inflight.has(this.chunkKey(obj, i))) this.index.addChunk(obj, i, Math.min(this.chunk, to - i * this.chunk), SELF);
-      }
+      // The promise belongs to our data version: when the backend's content moves on, the
+      // data is dropped, and the promise with it (clearChunks).
+      if (obj.dataVersion === null) this.index.setDataVersion(obj, SELF);
+      this.index.noteZerosFrom(obj, from);
     });
   }
 
@@ -1629,13 +1628,19 @@ export class CacheLayer {
 
   async setattr(obj: CachedObject, set: SetAttrRecord, by?: Creds): Promise<void> {
     await this.captureBase(obj);
+    if (set.size !== undefined && set.size > obj.attr.size && !this.connected) {
+      // Disconnected, the cache file holds the file until replay, so it must be able to have
+      // the new size before the change is journaled: its file system refuses a size it cannot
+      // hold (EFBIG), as the backend's would have. (The file stays sparse: no space is used.)
+      await this.store.truncate(obj.id, set.size);
+    }
     const out = await this.mutate({ op: 'setattr', obj: obj.id, set, ...byOf(by), base: obj.attr.version });
     if (set.size !== undefined) {
       const before = obj.attr.size;
       await this.truncateCache(obj, set.size);
       // The size is ours from now on (the backend's answer below may be behind later writes).
       this.index.setLocalSize(obj, set.size);
-      if (set.size > before) this.knownZerosBetween(obj, before, set.size);
+      if (set.size > before) this.knownZerosFrom(obj, before);
     }
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
     else if (out.kind === 'journaled') this.index.patchAttr(obj, localSetattr(obj.attr, set));

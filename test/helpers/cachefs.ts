@@ -119,7 +119,7 @@ export class Mounted {
 
 export interface StatusJson {
   state: string; backend: string; pid: number; mountpoint: string; cacheDir: string;
-  cache: { bytes: number; objects: number };
+  cache: { bytes: number; objects: number; dirty: number };
   journal: { pending: number };
   conflicts: number;
   counters: { hits: number; misses: number; bytesFromCache: number; bytesFromBackend: number; backendCalls: number };
