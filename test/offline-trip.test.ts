@@ -4,7 +4,8 @@
 // What must hold after the replay, for each tool: no conflict, no temporary or lock file left
 // on the server, the server's copy is byte for byte (and, for make, mtime for mtime) what the
 // mount showed offline, and the tool itself, run on the server's copy, is happy with it
-// (git fsck --strict, PRAGMA integrity_check, make -n rebuilding only what changed).
+// (git fsck --strict, PRAGMA integrity_check, make -n rebuilding only what changed). And the
+// names the mount learnt while connected (in a directory it never listed) still answer offline.
 //
 // One trip per backend (stopping and starting the server is the slow part): each scenario
 // works in its own directory, in three steps (connected, offline, replayed) that run in that
@@ -87,6 +88,8 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     if (kind === 'nfs') nfs = await startNfsServer('trip');
     m = await mountFresh('trip', nfs ? { nfs } : {});
     origin = tempRoot('trip-origin');
+    // A directory the server has, that the laptop never lists (the names scenario).
+    await fsp.mkdir(m.b('shared'));
     // The user has looked at the mount (ls): its root's listing is cached.
     await fsp.readdir(m.mnt);
   });
@@ -111,6 +114,16 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     const mine = conflicts.filter((c) => (c.path ?? '').startsWith(`/${dir}/`));
     assert.deepEqual(mine, [], `no conflict under /${dir}`);
   };
+
+  // ---- names ----------------------------------------------------------------------------
+  // Directories made through the mount, connected, inside a directory it never listed: each
+  // creation moves that directory's version, and the names the mount learnt must still
+  // answer offline. (Runs first: the kernel's entry cache is long expired when they are
+  // looked up again offline, so the lookups reach the mount.)
+  step('names', 'connected: three directories made in a directory never listed', async () => {
+    for (const d of ['a', 'b', 'c']) await fsp.mkdir(m.m('shared', d));
+    assert.ok((await fsp.stat(m.b('shared', 'c'))).isDirectory());
+  });
 
   // ---- git ------------------------------------------------------------------------------
   const gitOffline: { refs?: string; log?: string; head?: string; tree?: Map<string, Entry> } = {};
@@ -302,6 +315,13 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     makeOffline.tree = await snapshot(d, { mtimes: true });
   });
 
+  step('names', 'offline: the three directories are still there, and take new files', async () => {
+    for (const d of ['a', 'b', 'c']) {
+      assert.ok((await fsp.stat(m.m('shared', d))).isDirectory(), `shared/${d} offline`);
+      await fsp.writeFile(m.m('shared', d, 'offline.txt'), `made offline in ${d}\n`);
+    }
+  });
+
   it('the server comes back: cachefs sync replays the whole journal, with no conflict', async () => {
     if (nfs) await nfs.start();
     const r = await cli(['sync', m.mnt, '--json']);
@@ -313,6 +333,11 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     const log = (await fsp.readFile(path.join(m.cache, 'cachefs.log'), 'utf8').catch(() => '')).split('\n')
       .filter((l) => /conflict|replay.*(fail|error)/i.test(l)).slice(-10).join('\n');
     assert.deepEqual(conflicts, [], `no conflict at all\n${log}`);
+  });
+
+  step('names', 'replayed: the files made offline are on the server', async () => {
+    noConflictUnder('shared');
+    for (const d of ['a', 'b', 'c']) assert.equal(await fsp.readFile(m.b('shared', d, 'offline.txt'), 'utf8'), `made offline in ${d}\n`);
   });
 
   step('git', 'replayed: no lock file, the same files, fsck --strict, log and refs as offline, clean status (server copy)', async () => {
