@@ -458,7 +458,13 @@ export class ObjectIndex {
       this.st.delNames.run(dir.id);
       this.st.saveDir.run(null, 0, dir.id);
     });
-    if (before.size > 0 || dir.complete) dir.stale = { names: before, complete: dir.complete };
+    // What the cache knew stays the disconnected answer, including what an earlier
+    // invalidation kept: a directory whose version moves again before it is listed (each
+    // name created in a directory never listed moves it) must not forget all but the last
+    // names, or they answer EHOSTUNREACH offline.
+    const names = new Map([...(dir.stale?.names ?? []), ...before]);
+    const complete = dir.complete || (dir.stale?.complete ?? false);
+    if (names.size > 0 || complete) dir.stale = { names, complete };
     dir.names = new Map();
     dir.complete = false;
     dir.namesVersion = null;

@@ -626,9 +626,27 @@ export class CacheLayer {
   // ---------------------------------------------------------------- attributes
 
   async getattr(p: string): Promise<CachedObject> {
+    return this.resolveValid(p, false);
+  }
+
+  /**
+   * resolve(), then revalidate the object the name led to. When the backend says that object
+   * is gone (revalidate forgot it: ESTALE), the name may well be another object's now (a
+   * file replaced by a rename elsewhere, as git's index.lock -> index): the name is looked
+   * up again, once, as the kernel walks a path again on ESTALE, instead of answering ENOENT
+   * for a name that exists.
+   */
+  private async resolveValid(p: string, force: boolean): Promise<CachedObject> {
     const o = await this.resolve(p);
-    await this.revalidate(o, false);
-    return o;
+    try {
+      await this.revalidate(o, force);
+      return o;
+    } catch (e) {
+      if (!isFsError(e, 'ENOENT') || this.index.get(o.id) === o) throw e;
+    }
+    const again = await this.resolve(p);
+    await this.revalidate(again, force);
+    return again;
   }
 
   fileOf(fd: number): OpenFile {
@@ -717,8 +735,7 @@ export class CacheLayer {
   // ---------------------------------------------------------------- open files
 
   async open(p: string, flags: number, by?: Creds): Promise<number> {
-    const o = await this.resolve(p);
-    if (this.cfg.consistency.closeToOpen) await this.revalidate(o, true);
+    const o = this.cfg.consistency.closeToOpen ? await this.resolveValid(p, true) : await this.resolve(p);
     if (o.attr.type === 'dir' && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
     return this.addOpen(o, flags, by);
   }
@@ -1540,12 +1557,24 @@ export class CacheLayer {
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
     await this.captureBase(obj);
-    await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
+    const survives = obj.attr.nlink > 1;
+    const out = await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
     this.index.batch(() => {
       this.index.setName(dir, name, null);
       this.afterDirChange(dir);
       this.dropLink(obj);
     });
+    // Applied, and the object keeps another name: the unlink moved its ctime (so its version)
+    // on the backend. Learn it now, while connected, as rename does: git links each loose
+    // object to its name and unlinks the temporary one, and a `git gc` offline removing the
+    // object must be based on the version the backend really has (invariant 9).
+    if (survives && out.kind !== 'journaled') {
+      try {
+        this.adoptOwnChange(obj, await this.call('getattr', () => this.backend.getattr(obj.fh)));
+      } catch (e) {
+        log.debug(`revalidation after an unlink of a link of object ${obj.id} failed`, e);
+      }
+    }
   }
 
   /** One name less for `obj`: forget it when it was the last one. */
