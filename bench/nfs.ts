@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNfsServer, type NfsServer } from '../test/helpers/nfs-server.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
-import { parseNfsUrl } from '../src/backends/nfs/url.js';
+import { parseNfsUrl } from '../src/core/nfs-url.js';
 import { cpuDelta, cpuSnap, watchGanesha, type Cpu } from './cpu.js';
 import { writeDocSection, shq, runChild, arg, makeBigFile, makeTree, deltaOps, deltaCounters, CLI, REPO, type OpsTable, type Counters } from './common.js';
 

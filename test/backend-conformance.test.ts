@@ -10,7 +10,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LocalBackend } from '../src/backends/local/local-backend.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
-import { parseNfsUrl } from '../src/backends/nfs/url.js';
+import { parseNfsUrl } from '../src/core/nfs-url.js';
 import type { Backend, Node } from '../src/backends/types.js';
 import { tempRoot } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';

@@ -16,7 +16,7 @@ import { setLogLevel } from '../src/core/log.js';
 import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
 import { RecordParser, RpcClient, AUTH_NONE, AUTH_SYS, type AuthSys } from '../src/backends/nfs/rpc.js';
 import { portmapGetPort } from '../src/backends/nfs/mount-client.js';
-import { parseNfsUrl } from '../src/backends/nfs/url.js';
+import { parseNfsUrl } from '../src/core/nfs-url.js';
 import { XdrReader, XdrWriter } from '../src/backends/nfs/xdr.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 

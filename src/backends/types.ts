@@ -1,6 +1,7 @@
 // The lower layer: what a backend (a POSIX directory, an NFSv3 export) must offer to the
 // cache. Everything is addressed by file handle, never by path; the adapters know nothing
 // of caching. All methods reject with FsError only.
+import type { Creds } from '../core/creds.js';
 
 /** Object types, as the kernel names them. */
 export type ObjType = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'chardev' | 'blockdev';
@@ -37,19 +38,7 @@ export interface DirEntry extends Node {
   name: string;
 }
 
-/**
- * Credentials the backend should act as (the caller of the FUSE request, or the process
- * whose change a journal record replays). On the calls that change an existing object or
- * name they are optional: given, the backend applies the change only if that user may
- * (NFS: AUTH_SYS as that user, the server decides; local: the same checks the kernel makes),
- * else it refuses with EACCES or EPERM. Absent, it acts as the mount.
- */
-export interface Creds {
-  uid: number;
-  gid: number;
-  /** Supplementary groups, for backends that check permissions themselves (NFS AUTH_SYS). */
-  groups?: number[];
-}
+export type { Creds } from '../core/creds.js';
 
 /** A time in a setattr: an exact time, or "now" on the backend's clock. */
 export type SetTime = { kind: 'set'; ns: bigint } | { kind: 'now' };

@@ -5,7 +5,7 @@ import { openSync, closeSync, readFileSync, existsSync, rmSync, statSync, statfs
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
-import { isNfsUrl } from '../backends/nfs/url.js';
+import { isNfsUrl } from '../core/nfs-url.js';
 import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -13,7 +13,7 @@ import { runMount, prepareCacheDir, cacheDirUser } from '../daemon/daemon.js';
 import { sendControl, watchControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, type EvictResultView, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
-import { forceUnmount, isMounted } from '../fuse/mount.js';
+import { forceUnmount, isMounted } from '../core/mount-table.js';
 import { formatBytes, formatWatchEvent } from './format.js';
 import { EXIT_NOT_A_MOUNT, notAMount, requireMountOf } from './where.js';
 

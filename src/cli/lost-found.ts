@@ -4,7 +4,7 @@
 // in neither the index nor the journal, and the mount shows it as it is on disk.
 import path from 'node:path';
 import { UserError, isFsError } from '../core/errors.js';
-import { CONTROL_DIR_NAME } from '../fuse/control-dir.js';
+import { CONTROL_DIR_NAME } from '../core/names.js';
 import { LOST_FOUND, emptyLostFound, listLostFound, removeLostFound, type LostEntry } from '../conflict/lost-found.js';
 import { fetchStatus } from './commands.js';
 import { formatBytes, formatLocalTime } from './format.js';

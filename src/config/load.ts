@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ZodIssue } from 'zod';
 import { UserError } from '../core/errors.js';
-import { NfsUrlError, formatNfsUrl, parseNfsUrl } from '../backends/nfs/url.js';
+import { NfsUrlError, formatNfsUrl, parseNfsUrl } from '../core/nfs-url.js';
 import { ConfigSchema, DEFAULTS, FIELD_HINTS, type Config } from './schema.js';
 
 export const DEFAULT_CONFIG_NAME = 'cache.config.json';

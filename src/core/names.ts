@@ -44,3 +44,6 @@ export function fitName(head: string, stem: string, tail = ''): string {
   if (room < 1) throw new RangeError(`no room for a name between "${head}" and "${tail}"`);
   return head + truncateBytes(stem, room) + tail;
 }
+
+/** The control directory's name at the mount's root (conflicts, lost+found): shadows a backend entry. */
+export const CONTROL_DIR_NAME = '.cachefs';

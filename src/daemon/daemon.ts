@@ -22,7 +22,7 @@ import type { Backend } from '../backends/types.js';
 import { NfsBackend } from '../backends/nfs/nfs-backend.js';
 import { DeferredBackend, type KnownBackend } from '../backends/deferred.js';
 import { isConnectionError } from '../journal/replayer.js';
-import { isNfsUrl, parseNfsUrl } from '../backends/nfs/url.js';
+import { isNfsUrl, parseNfsUrl } from '../core/nfs-url.js';
 import { faultsFromEnv, withFaults } from '../backends/faulty.js';
 import { openDb, getMeta, setMeta, type Db } from '../index/db.js';
 import { ObjectIndex } from '../index/objects.js';
@@ -35,8 +35,10 @@ import { Culler, MeteredDataStore } from '../cache/culler.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
 import { makeOps, opStats } from '../fuse/ops.js';
-import { ControlDir } from '../fuse/control-dir.js';
-import { FuseMount, forceUnmount, isMounted } from '../fuse/mount.js';
+import { ControlDir } from '../layers/control-dir.js';
+import { hoardFsOf } from './hoard-fs.js';
+import { FuseMount } from '../fuse/mount.js';
+import { forceUnmount, isMounted } from '../core/mount-table.js';
 import { serveControl, type WatchStream } from './control.js';
 import { CONTROL_SOCKET, LOG_FILE, PID_FILE, asWatchEvent, type Status } from './protocol.js';
 import { wireNotifications } from './notifications.js';
@@ -282,7 +284,7 @@ async function startMount(config: Config): Promise<RunningMount> {
   await layer.init();
   if (backend instanceof DeferredBackend) layer.startDisconnected('the backend was unreachable when mounting');
   else rememberBackend(db, config.backend, backend.fsid, layer.rootObjectId);
-  const hoard = new HoardService(db, { hoardFs: () => layer.hoardFs(), connectivity }, config.hoard);
+  const hoard = new HoardService(db, { hoardFs: () => hoardFsOf(layer), connectivity }, config.hoard);
   // Keeps the cache within culling.maxBytes and the disk thresholds; never culls pinned or dirty data.
   const culler = new Culler({
     layer, index, pins: hoard.pins, rootId: () => layer.rootObjectId, config: config.culling,

@@ -75,18 +75,3 @@ export class FuseMount {
   }
 }
 
-/** Lazily detaches a mount (the recovery for "Transport endpoint is not connected"). */
-export async function forceUnmount(mountpoint: string): Promise<void> {
-  await promisify(execFile)('fusermount', ['-u', '-z', mountpoint]);
-}
-
-/** True when the kernel lists a FUSE mount at `mountpoint`. */
-export async function isMounted(mountpoint: string): Promise<boolean> {
-  const { readFile } = await import('node:fs/promises');
-  const text = await readFile('/proc/self/mounts', 'utf8');
-  const esc = mountpoint.replace(/ /g, '\\040');
-  return text.split('\n').some((l) => {
-    const parts = l.split(' ');
-    return parts[1] === esc && (parts[2] ?? '').startsWith('fuse');
-  });
-}

@@ -5,13 +5,13 @@
 // Paths inside the hidden control directory (`/.cachefs`, see ./control-dir.ts) and file
 // handles it gave out never reach the layer: each handler hands them to the ControlDir.
 import type { CacheLayer, TimeArg } from '../layers/cache-layer.js';
-import type { CachedObject } from '../index/objects.js';
-import type { Creds } from '../backends/types.js';
+import type { CachedObject } from '../layers/cache-layer.js';
+import type { Creds } from '../core/creds.js';
 import { FsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { toFuseErrno } from './errno.js';
 import { BufferPool } from '../core/buffer-pool.js';
-import type { ControlDir } from './control-dir.js';
+import type { ControlDir } from '../layers/control-dir.js';
 
 type Cb = (...args: unknown[]) => void;
 

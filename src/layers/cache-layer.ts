@@ -37,13 +37,11 @@ import { isConnectionError } from '../journal/replayer.js';
 import { optimizeJournal } from '../journal/optimize.js';
 import { BackendTarget, PROVISIONAL_TAG, isProvisional, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
-import type { JournalItem } from '../daemon/protocol.js';
 import type { ConflictStore } from '../conflict/store.js';
 import type { CacheLimit, EventSink } from '../core/events.js';
 import { OfflineBases, BASE_COPY_MAX } from '../conflict/bases.js';
 import { fullyCached } from '../conflict/variants.js';
 import type { ResolveFs } from '../conflict/resolve.js';
-import type { HoardFs } from '../hoard/walk.js';
 
 /**
  * Marks a data or names version as "changed by us, adopt the next version the backend
@@ -70,6 +68,24 @@ export interface OpenFile {
    * Undefined: the mount itself (hoarding, conflict resolution as the mount).
    */
   by: Creds | undefined;
+}
+
+export type { CachedObject } from '../index/objects.js';
+
+/** A journal record as `cachefs journal` shows it (daemon/protocol.ts checks it at the edge). */
+export interface JournalItem {
+  seq: number;
+  op: string;
+  /** Where in the mount, as far as the cache knows (null: no name reaches it any more). */
+  path: string | null;
+  /** For renames and links: the other name. */
+  to: string | null;
+  /** Data bytes the record carries (writes). */
+  bytes: number;
+  /** ISO time the change was made. */
+  at: string;
+  attempts: number;
+  lastError: string | null;
 }
 
 export interface Counters {
@@ -1799,16 +1815,9 @@ export class CacheLayer {
     return fetched;
   }
 
-  /** The mount by path, for hoard walks (reads only: listings, attributes, whole files). */
-  hoardFs(): HoardFs {
-    const entry = (o: CachedObject) => ({ type: o.attr.type, size: o.attr.size, cachedBytes: o.cachedBytes, ref: o.id });
-    return {
-      stat: async (p) => entry(await this.getattr(p)),
-      list: async (p) => (await this.readdir(p)).entries.map((e) => ({ name: e.name, ...entry(e.obj) })),
-      readlink: (p) => this.readlink(p),
-      // The object the scan found (not the path again: a lookup may revalidate each file).
-      fetch: async (p, onBytes, ref) => this.hoardFile((ref !== undefined ? this.index.get(ref) : undefined) ?? await this.resolve(p), onBytes),
-    };
+  /** The object with this id, if the index has it (hoard walks fetch what their scan found). */
+  objectById(id: number): CachedObject | undefined {
+    return this.index.get(id);
   }
 
   // ---------------------------------------------------------------- conflict resolution

@@ -27,7 +27,7 @@ import { RpcClient, decodeWith, type AuthSys, type CallOptions } from './rpc.js'
 import {
   NFS3ERR_BAD_COOKIE, NFS3ERR_EXIST, NFS3ERR_JUKEBOX, NFS3ERR_NOENT, NFS3ERR_NOTSUPP, NFS3ERR_TOOSMALL, NFS3_OK, nfsError,
 } from './status.js';
-import { formatNfsUrl, type NfsUrl } from './url.js';
+import { formatNfsUrl, type NfsUrl } from '../../core/nfs-url.js';
 import { XdrWriter, xdrPadding, type XdrReader } from './xdr.js';
 
 export interface NfsBackendOptions {

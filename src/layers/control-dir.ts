@@ -37,8 +37,9 @@ import path from 'node:path';
 import type { Conflict } from '../conflict/store.js';
 import { FsError } from '../core/errors.js';
 import { LOST_FOUND } from '../conflict/lost-found.js';
+import { CONTROL_DIR_NAME } from '../core/names.js';
 
-export const CONTROL_DIR_NAME = '.cachefs';
+export { CONTROL_DIR_NAME };
 const ROOT = `/${CONTROL_DIR_NAME}`;
 const VARIANT_NAMES = ['client', 'server', 'base', 'resolved'] as const;
 type Variant = typeof VARIANT_NAMES[number];
