@@ -20,7 +20,7 @@ const SEED = Number(process.env.CACHEFS_WRITE_CRASH_SEED ?? 20261204);
  * CACHEFS_WRITE_CRASH_POINTS=100 CACHEFS_REPLAY_CRASH_POINTS=100 node --test dist/test/write-crash.test.js
  */
 const POINTS = {
-  local: { write: Number(process.env.CACHEFS_WRITE_CRASH_POINTS ?? 14), replay: Number(process.env.CACHEFS_REPLAY_CRASH_POINTS ?? 8) },
+  local: { write: Number(process.env.CACHEFS_WRITE_CRASH_POINTS ?? 10), replay: Number(process.env.CACHEFS_REPLAY_CRASH_POINTS ?? 6) },
   nfs: { write: Number(process.env.CACHEFS_WRITE_CRASH_POINTS ?? 6), replay: Number(process.env.CACHEFS_REPLAY_CRASH_POINTS ?? 6) },
 };
 const SIZES = [131072, 65536, 300000, 4096, 1 << 20, 777];
