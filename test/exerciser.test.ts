@@ -13,7 +13,7 @@ import { mulberry32 } from './helpers/rng.js';
 
 
 const SEED = Number(process.env.CACHEFS_EXERCISER_SEED ?? 20261121);
-const OPS = Number(process.env.CACHEFS_EXERCISER_OPS ?? 4000);
+const OPS = Number(process.env.CACHEFS_EXERCISER_OPS ?? 6000);
 
 function rng(seed: number) {
   const next = mulberry32(seed);
