@@ -76,11 +76,15 @@ export type RecordCreds = NonNullable<z.infer<typeof by>>;
 /** The credentials a record is replayed with (undefined: the mount's own). */
 export function credsOfRecord(r: JournalRecord): RecordCreds | undefined {
   switch (r.op) {
-    case 'create': case 'mkdir': case 'symlink': case 'mknod':
-      return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
+    case 'create': case 'mkdir': case 'symlink': case 'mknod': return creatorOf(r);
     case 'commit': return undefined;
     default: return r.by;
   }
+}
+
+/** The credentials a create record carries as its uid/gid/groups fields. */
+export function creatorOf(r: { uid: number; gid: number; groups?: number[] | undefined }): RecordCreds {
+  return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
 }
 
 /** Whether two records act as the same user (records may be merged only then). */

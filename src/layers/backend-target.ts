@@ -5,11 +5,11 @@ import { crc32 } from 'node:zlib';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { Reconciler, type ReconcileGuard } from '../conflict/reconcile.js';
-import type { Attr, Backend, BackendCall, Creds, SetAttr } from '../backends/types.js';
+import type { Attr, Backend, BackendCall, SetAttr } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { JournalEntry } from '../journal/journal.js';
-import { changedObject as subjectOf, type SetAttrRecord } from '../journal/records.js';
+import { changedObject as subjectOf, creatorOf, type SetAttrRecord } from '../journal/records.js';
 import type { ReplayHint, ReplayTarget } from '../journal/replayer.js';
 
 export type { BackendCall } from '../backends/types.js';
@@ -171,22 +171,22 @@ export class BackendTarget implements ReplayTarget {
         // Made offline, the name must still be free: an unchecked create would open (and a
         // later write overwrite) a file the server made there meanwhile.
         const exclusive = r.offline === true;
-        const n = await this.call('create', () => b.create(dir, r.name, r.mode, credsOf(r), { exclusive })).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
+        const n = await this.call('create', () => b.create(dir, r.name, r.mode, creatorOf(r), { exclusive })).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'mkdir': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, credsOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
+        const n = await this.call('mkdir', () => b.mkdir(dir, r.name, r.mode, creatorOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'symlink': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, credsOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
+        const n = await this.call('symlink', () => b.symlink(dir, r.name, r.target, creatorOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'mknod': {
         const dir = this.fhOf(r.parent);
-        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, credsOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
+        const n = await this.call('mknod', () => b.mknod(dir, r.name, r.mode, r.rdev, creatorOf(r))).catch((e) => this.madeBefore(e, entry, r.obj, dir, r.name));
         return this.created(r.obj, n);
       }
       case 'link': {
@@ -226,10 +226,6 @@ export function toSetAttr(s: SetAttrRecord): SetAttr {
   return out;
 }
 
-
-function credsOf(r: { uid: number; gid: number; groups?: number[] | undefined }): Creds {
-  return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
-}
 
 /** The cause of the EIO a write record whose cached bytes fail their CRC is refused with. */
 export const BYTES_LOST = 'journaled bytes lost from the cache file';
