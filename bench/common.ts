@@ -247,8 +247,8 @@ export class BenchMount {
     try {
       await this.cli(['umount', this.mnt]);
     } catch (e) {
-      process.stderr.write(`cachefs umount ${this.mnt} failed (${(e as Error).message}); fusermount -u -z\n`);
-      await runChild('fusermount', ['-u', '-z', this.mnt]).catch(() => undefined);
+      process.stderr.write(`cachefs umount ${this.mnt} failed (${(e as Error).message}); fusermount3 -u -z\n`);
+      await runChild('fusermount3', ['-u', '-z', this.mnt]).catch(() => undefined);
     }
     if (this.exited) {
       let timer: NodeJS.Timeout | undefined;

@@ -74,8 +74,8 @@ class CachefsMount {
     try {
       await run(process.execPath, [CLI, 'umount', this.mnt], { cwd: WORK });
     } catch (e) {
-      process.stderr.write(`cachefs umount ${this.mnt} failed (${(e as Error).message}); fusermount -u -z\n`);
-      await run('fusermount', ['-u', '-z', this.mnt]).catch(() => undefined);
+      process.stderr.write(`cachefs umount ${this.mnt} failed (${(e as Error).message}); fusermount3 -u -z\n`);
+      await run('fusermount3', ['-u', '-z', this.mnt]).catch(() => undefined);
     }
     this.pid = null;
     live.delete(this);

@@ -59,7 +59,7 @@ function makeTargets(backend: string): Target[] {
   const bindfs: Target = {
     name: 'bindfs', dir: bindMnt,
     mount: async () => { await fsp.mkdir(bindMnt, { recursive: true }); await run('bindfs', ['-o', 'big_writes', backend, bindMnt]); },
-    umount: async () => { await run('fusermount', ['-u', bindMnt]).catch(() => run('fusermount', ['-u', '-z', bindMnt])); },
+    umount: async () => { await run('fusermount3', ['-u', bindMnt]).catch(() => run('fusermount3', ['-u', '-z', bindMnt])); },
     pid: () => null,
   };
   const cMnt = path.join(WORK, 'cachefs-mnt');

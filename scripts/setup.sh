@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up everything cachefs needs on a Debian machine, as root: the system packages (FUSE,
-# libfuse2 for fuse-native, bindfs for the benchmarks' baseline, a C toolchain to build the
-# patched fuse-native and better-sqlite3; nfs-ganesha + its VFS backend, libnfs-utils, iproute2,
+# Sets up everything cachefs needs on a Debian machine, as root: the system packages (fuse3 for
+# fusermount3: cachefs speaks the FUSE protocol itself and needs no libfuse; bindfs for the
+# benchmarks' baseline, a C toolchain in case better-sqlite3 must be built; nfs-ganesha + its VFS backend, libnfs-utils, iproute2,
 # gcc and libc6-dev for the test/benchmark NFS server of scripts/nfs-server.sh), the npm
 # packages (npm ci) and the build.
 # Safe to run again: it installs only what is missing.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # server on 127.0.0.1 for the tests and benchmarks; gcc + libc6-dev build its LD_PRELOAD shim).
 # libnfs-dev: bench/hoard.ts builds its libnfs tree-copy baseline against it.
 # strace: test/data-integrity.test.ts checks that fsync while disconnected reaches the disk.
-APT_PACKAGES=(fuse libfuse2 bindfs g++ make python3 ca-certificates
+APT_PACKAGES=(fuse3 bindfs g++ make python3 ca-certificates
   nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev iproute2 gcc libc6-dev strace)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -52,7 +52,6 @@ if [ ! -e /dev/fuse ]; then
   exit 1
 fi
 
-# npm ci also patches and rebuilds fuse-native (postinstall), see scripts/rebuild-fuse-native.mjs.
 npm ci --no-audit --no-fund
 npm run build
 echo "setup: done"

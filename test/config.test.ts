@@ -48,7 +48,7 @@ describe('configuration', () => {
 
   it('every error names the field and the fix', () => {
     const cases: [unknown, RegExp][] = [
-      [{ fuse: { maxWrite: 1 << 20 } }, /fuse\.maxWrite.*131072/s],
+      [{ fuse: { maxWrite: 2 << 20 } }, /fuse\.maxWrite.*1048576/s],
       [{ log: 'verbose' }, /"log".*"verbose".*Fix/s],
       [{ fuse: { allowOther: 'yes' } }, /fuse\.allowOther.*true, false or "auto"/s],
       [{ extra: 1 }, /unknown field "extra"/],

@@ -154,7 +154,7 @@ class TmpfsMount {
 
   async dispose(): Promise<void> {
     await this.m.umount().catch(() => undefined);
-    if (await fuseMounted(this.m.mnt)) await sh('fusermount', ['-u', '-z', this.m.mnt]);
+    if (await fuseMounted(this.m.mnt)) await sh('fusermount3', ['-u', '-z', this.m.mnt]);
     if (process.env.KEEP_DISKFULL) await fsp.copyFile(path.join(this.m.cache, 'cachefs.log'), path.join(this.root, 'cachefs.log')).catch(() => undefined);
     if (this.tmpfs) {
       const r = await sh('umount', [this.m.cache]);

@@ -169,7 +169,7 @@ export async function commandUmount(mountpointArg: string, opts: { force?: boole
   }
   if (mounted || info) {
     if (mounted) await forceUnmount(mp).catch((e: Error) => {
-      throw new UserError(`cannot detach ${mp}: ${e.message}`, { hint: `try \`fusermount -u -z ${mp}\` as the mounting user` });
+      throw new UserError(`cannot detach ${mp}: ${e.message}`, { hint: `try \`fusermount3 -u -z ${mp}\` as the mounting user` });
     });
     if (info && processAlive(info.pid)) {
       try { process.kill(info.pid, 'SIGTERM'); } catch { /* gone meanwhile */ }

@@ -38,10 +38,15 @@ export const ConfigSchema = z.object({
     allowOther: z.union([z.boolean(), z.literal('auto')]),
     /** Kernel dentry / attribute / negative-lookup cache lifetimes, in seconds. */
     entryTimeout: seconds, attrTimeout: seconds, negativeTimeout: seconds,
-    /** Largest write the kernel sends at once (libfuse2 caps it at 128 KiB). */
-    maxWrite: z.number().int().min(4096).max(131072),
+    /** Largest read or write the kernel sends at once (the kernel allows up to 1 MiB: max_pages_limit). */
+    maxWrite: z.number().int().min(4096).max(1048576),
     /** Keep the kernel page cache across opens while the file is unchanged (auto_cache). */
     autoCache: z.boolean(),
+    /**
+     * The kernel's writeback cache: writes gather in its page cache and reach us at close,
+     * fsync or under memory pressure (close-to-open still holds: close flushes them).
+     */
+    writebackCache: z.boolean(),
   }).strict(),
   /**
    * Keeping the cache within its size (ARCHITECTURE §8), like cachefilesd: culling starts
@@ -71,7 +76,7 @@ export const ConfigSchema = z.object({
     /** Optimize the journal before replaying it (Coda's rules: see src/journal/optimize.ts). */
     optimize: z.boolean(),
   }).strict(),
-  /** Deadline for one backend call, ms; must stay well under fuse-native's 15 s op timeout. */
+  /** Deadline for one backend call, ms; must stay well under the kernel's request timeout, where one is set. */
   backendTimeoutMs: z.number().int().min(100).max(10_000),
   log: z.enum(['debug', 'info', 'warn', 'error']),
 }).strict();
@@ -84,7 +89,7 @@ export const DEFAULTS: Config = {
   cacheDir: './.cache/cachefs',
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
   consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
-  fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 131072, autoCache: true },
+  fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 1048576, autoCache: true, writebackCache: false },
   culling: { maxBytes: 0, brun: 10, bcull: 7, bstop: 3, frun: 10, fcull: 7, fstop: 3, intervalS: 10 },
   hoard: { concurrency: 16, afterReconnect: true },
   reintegration: { optimize: true },
@@ -111,8 +116,9 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.entryTimeout': 'seconds, e.g. 1',
   'fuse.attrTimeout': 'seconds, e.g. 1',
   'fuse.negativeTimeout': 'seconds, e.g. 1',
-  'fuse.maxWrite': 'bytes between 4096 and 131072, e.g. 131072',
+  'fuse.maxWrite': 'bytes between 4096 and 1048576, e.g. 1048576',
   'fuse.autoCache': 'true or false',
+  'fuse.writebackCache': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
   culling: 'percentages with bstop < bcull < brun and fstop < fcull < frun, e.g. 3, 7, 10',

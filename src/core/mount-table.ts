@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 
 /** Lazily detaches a mount (the recovery for "Transport endpoint is not connected"). */
 export async function forceUnmount(mountpoint: string): Promise<void> {
-  await promisify(execFile)('fusermount', ['-u', '-z', mountpoint]);
+  await promisify(execFile)('fusermount3', ['-u', '-z', mountpoint]);
 }
 
 /** True when the kernel lists a FUSE mount at `mountpoint`. */

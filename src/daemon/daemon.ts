@@ -34,10 +34,10 @@ import { HoardService } from '../hoard/service.js';
 import { Culler, MeteredDataStore } from '../cache/culler.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
-import { makeOps, opStats } from '../fuse/ops.js';
+import { opStats } from '../fuse/ops.js';
 import { ControlDir } from '../layers/control-dir.js';
 import { hoardFsOf } from './hoard-fs.js';
-import { FuseMount } from '../fuse/mount.js';
+import { FuseServer } from '../fuse/server.js';
 import { forceUnmount, isMounted } from '../core/mount-table.js';
 import { serveControl, type WatchStream } from './control.js';
 import { CONTROL_SOCKET, LOG_FILE, PID_FILE, asWatchEvent, type Status } from './protocol.js';
@@ -334,18 +334,23 @@ async function startMount(config: Config): Promise<RunningMount> {
   process.on('unhandledRejection', onRejection);
   process.on('uncaughtException', onException);
 
-  let fuse: FuseMount | null = null;
-  const ops = makeOps(layer, {
-    caller: () => {
-      const c = fuse?.context;
-      const creds = { uid: c?.[0] ?? 0, gid: c?.[1] ?? 0 };
+  const fuse = new FuseServer({
+    mountpoint: mp,
+    fsname: `cachefs:${backend.description}`,
+    config,
+    layer,
+    control: new ControlDir({ conflicts, cacheDir: config.cacheDir }),
+    creds: (h) => {
+      const creds = { uid: h.uid, gid: h.gid };
       // Root's rights need no groups to check (and /proc is read once per change otherwise).
-      const groups = backend.needsGroups && c && creds.uid !== 0 ? groupsOf(c[2] ?? 0) : undefined;
+      const groups = backend.needsGroups && creds.uid !== 0 ? groupsOf(h.pid) : undefined;
       return groups ? { ...creds, groups } : creds;
     },
-  }, new ControlDir({ conflicts, cacheDir: config.cacheDir }));
-  fuse = new FuseMount({ mountpoint: mp, fsname: `cachefs:${backend.description}`, config }, ops);
+  });
+  layer.kernel = fuse;
   await fuse.mount();
+  // Unmounted from outside (fusermount3 -u, umount): the daemon has nothing left to serve.
+  void fuse.ended.then((why) => { if (!shuttingDown) void shutdown(`the kernel ended the session (${why})`); });
   log.info(`mounted ${backend.description} on ${mp} (cache ${config.cacheDir})`);
 
   const watch = config.consistency.watch;
@@ -426,7 +431,7 @@ async function startMount(config: Config): Promise<RunningMount> {
       if (left > 0) log.warn(`${left} change(s) stay safe in the journal and are replayed at the next mount`);
       else if (pending > 0) log.info(`${pending} pending change(s) written to the backend`);
       try {
-        await fuse!.unmount();
+        await fuse.unmount();
       } catch (e) {
         log.warn('unmount failed; detaching lazily', e);
         await forceUnmount(mp).catch((e2) => log.error('lazy unmount failed', e2));

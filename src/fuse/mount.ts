@@ -1,25 +1,18 @@
-// Mounting with fuse-native, with the options fuse-native does not expose. What each option
-// is for (measured in shared/lab/fuse/FUSE-NATIVE-NOTES.md):
-// - big_writes,max_write: without them writes arrive in 4 KiB pieces (5.7x slower);
-// - use_ino: st_ino comes from us (stable object ids), so hard links share an inode number;
-// - entry_timeout/attr_timeout/negative_timeout passed raw: fuse-native drops a value of 0;
-// - default_permissions: the kernel checks permissions against the attributes we report;
-// - allow_other: a root mount answers other users with real permission checks.
-import { createRequire } from 'node:module';
-import { promisify } from 'node:util';
-import { execFile } from 'node:child_process';
+// Mounting a FUSE file system without libfuse. As root (CAP_SYS_ADMIN): open /dev/fuse and
+// mount(2) with its descriptor in the `fd=` option. As anyone else: `fusermount3` (setuid
+// root) opens /dev/fuse, mounts, and passes the descriptor back over a socket named by
+// _FUSE_COMMFD, as libfuse does. The options users know stay: fsname and subtype (shown in
+// /proc/mounts as `fsname mountpoint fuse.cachefs`), default_permissions (the kernel checks
+// permissions against the attributes we report), allow_other.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import type { Config } from '../config/schema.js';
+import { FsError, isFsError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import { MNT_DETACH, MS_NODEV, MS_NOSUID, mount, receiveFd, socketPair, umount2 } from './sys.js';
 
-const require = createRequire(import.meta.url);
-// fuse-native is CommonJS without types; this is the narrow surface we use.
-interface FuseNative {
-  mount(cb: (err: Error | null) => void): void;
-  unmount(cb: (err: Error | null) => void): void;
-  context?: Uint32Array;
-  _fuseOptions(): string;
-}
-type FuseCtor = new (mnt: string, ops: object, opts: object) => FuseNative;
-const Fuse = require('fuse-native') as FuseCtor;
+const CONNECTIONS = '/sys/fs/fuse/connections';
 
 export interface MountOptions {
   mountpoint: string;
@@ -27,51 +20,128 @@ export interface MountOptions {
   config: Config;
 }
 
+/** The options every mount gets, in fusermount3's syntax. */
 export function fuseOptionList(o: MountOptions): string[] {
   const f = o.config.fuse;
   const isRoot = process.getuid?.() === 0;
   const allowOther = f.allowOther === 'auto' ? isRoot : f.allowOther;
-  const opts = [
-    `fsname=${o.fsname.replace(/[,\\]/g, '_')}`,
-    'subtype=cachefs',
-    'default_permissions',
-    'use_ino',
-    'big_writes',
-    `max_write=${f.maxWrite}`,
-    `entry_timeout=${f.entryTimeout}`,
-    `attr_timeout=${f.attrTimeout}`,
-    `negative_timeout=${f.negativeTimeout}`,
-  ];
+  const opts = [`fsname=${o.fsname.replace(/[,\\]/g, '_')}`, 'subtype=cachefs', 'default_permissions'];
   if (allowOther) opts.push('allow_other');
-  if (f.autoCache) opts.push('auto_cache');
   return opts;
 }
 
-export class FuseMount {
-  private readonly fuse: FuseNative;
+/** A mounted FUSE file system: the /dev/fuse descriptor its session reads. */
+export interface Mounted { fd: number; how: 'mount(2)' | 'fusermount3' }
 
-  constructor(private readonly o: MountOptions, ops: object) {
-    const extra = fuseOptionList(o);
-    class TunedFuse extends (Fuse as unknown as new (...a: unknown[]) => FuseNative) {
-      override _fuseOptions(): string {
-        const base = super._fuseOptions();
-        const list = base ? base.replace(/^-o/, '').split(',').filter(Boolean) : [];
-        return '-o' + [...list, ...extra].join(',');
-      }
+export async function mountFuse(o: MountOptions): Promise<Mounted> {
+  if (process.getuid?.() === 0) {
+    try {
+      return { fd: mountDirect(o), how: 'mount(2)' };
+    } catch (e) {
+      // Root without CAP_SYS_ADMIN (a container): fusermount3 may still be allowed.
+      if (!isFsError(e, 'EPERM')) throw e;
+      log.info('mount(2) refused (EPERM); mounting through fusermount3');
     }
-    // The op timeout is fuse-native's last resort; our backend deadlines are far shorter.
-    this.fuse = new TunedFuse(o.mountpoint, ops, { force: true, mkdir: false, timeout: 14_000 }) as FuseNative;
   }
+  return { fd: await mountWithFusermount(o), how: 'fusermount3' };
+}
 
-  /** [uid, gid, pid] of the request being handled (valid until the handler's first await). */
-  get context(): Uint32Array | undefined { return this.fuse.context; }
-
-  mount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.mount((err) => (err ? reject(err) : resolve())));
+function mountDirect(o: MountOptions): number {
+  const fd = fs.openSync('/dev/fuse', fs.constants.O_RDWR) // libuv opens close-on-exec;
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const list = fuseOptionList(o);
+  const fsname = list.find((x) => x.startsWith('fsname='))!.slice(7);
+  const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, ...list.filter((x) => !x.startsWith('fsname=') && !x.startsWith('subtype='))].join(',');
+  try {
+    mount(fsname, o.mountpoint, 'fuse.cachefs', MS_NOSUID | MS_NODEV, data);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
   }
+  return fd;
+}
 
-  unmount(): Promise<void> {
-    return new Promise((resolve, reject) => this.fuse.unmount((err) => (err ? reject(err) : resolve())));
+function mountWithFusermount(o: MountOptions): Promise<number> {
+  const [mine, theirs] = socketPair();
+  return new Promise<number>((resolve, reject) => {
+    let stderr = '';
+    const child = spawn('fusermount3', ['-o', fuseOptionList(o).join(','), '--', o.mountpoint], {
+      stdio: ['ignore', 'ignore', 'pipe', theirs],
+      env: { ...process.env, _FUSE_COMMFD: '3' },
+    });
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', (e) => finish(new FsError('ENOENT', `cannot run fusermount3 (${e.message}): install the fuse3 package`)));
+    child.on('close', (code) => {
+      if (code !== 0) { finish(new FsError('EPERM', `fusermount3 could not mount ${o.mountpoint}: ${stderr.trim() || `exit ${code}`}`)); return; }
+      try { finish(null, receiveFd(mine)); } catch (e) { finish(e as Error); }
+    });
+    let settled = false;
+    const finish = (err: Error | null, fd?: number) => {
+      if (settled) return;
+      settled = true;
+      try { fs.closeSync(mine); } catch { /* closed */ }
+      if (err) reject(err); else resolve(fd!);
+    };
+    // Our copy of the child's end: closed once the child has it.
+    child.on('spawn', () => { try { fs.closeSync(theirs); } catch { /* closed */ } });
+  });
+}
+
+/** Unmounts `mountpoint` (lazily: `lazy`), as root directly, otherwise through fusermount3. */
+export async function unmountFuse(mountpoint: string, lazy = false): Promise<void> {
+  if (process.getuid?.() === 0) {
+    try {
+      await umount2(mountpoint, lazy ? MNT_DETACH : 0);
+      return;
+    } catch (e) {
+      if (!isFsError(e, 'EPERM')) throw e;
+    }
+  }
+  await new Promise<void>((resolve, reject) => {
+    let stderr = '';
+    const child = spawn('fusermount3', lazy ? ['-u', '-z', '--', mountpoint] : ['-u', '--', mountpoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new FsError('EBUSY', `fusermount3 -u ${mountpoint}: ${stderr.trim() || `exit ${code}`}`))));
+  });
+}
+
+/**
+ * The number of the FUSE connection mounted on `mountpoint` (its device minor, from
+ * /proc/self/mountinfo: no request to the mount itself), or null.
+ */
+export function connectionOf(mountpoint: string): number | null {
+  try {
+    const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    let found: number | null = null;
+    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      const sep = f.indexOf('-');
+      if (sep < 0 || !f[sep + 1]?.startsWith('fuse') || unescape(f[4] ?? '') !== mountpoint) continue;
+      const [major, minor] = (f[2] ?? '').split(':').map(Number);
+      if (major === 0 && minor !== undefined) found = minor; // the last one mounted there wins
+    }
+    return found;
+  } catch {
+    return null;
   }
 }
 
+/**
+ * Aborts FUSE connection `n` (`echo 1 > /sys/fs/fuse/connections/N/abort`): every request
+ * waiting on it fails with ENOTCONN and its server's reads end. Mounts fusectl there first
+ * when root and it is missing. Quiet when the connection is gone already.
+ */
+export async function abortConnection(n: number): Promise<void> {
+  const file = `${CONNECTIONS}/${n}/abort`;
+  try {
+    if (!fs.existsSync(`${CONNECTIONS}/${n}`) && process.getuid?.() === 0) {
+      try { mount('fusectl', CONNECTIONS, 'fusectl', 0, ''); } catch (e) { if (!isFsError(e, 'EBUSY')) log.debug('cannot mount fusectl', e); }
+    }
+    if (!fs.existsSync(`${CONNECTIONS}/${n}`)) return;
+    await fsp.writeFile(file, '1');
+  } catch (e) {
+    log.debug(`aborting FUSE connection ${n} failed`, e);
+  }
+}

@@ -1,278 +1,413 @@
-// The fuse-native operation table: translates the kernel's path-based requests into calls
-// on the cache layer. Every handler is wrapped so that it answers exactly once, with an
-// integer, whatever happens (a throw or a second answer would kill the process or leave the
-// kernel waiting); errors go through the single errno translation in ./errno.ts.
-// Paths inside the hidden control directory (`/.cachefs`, see ./control-dir.ts) and file
-// handles it gave out never reach the layer: each handler hands them to the ControlDir.
-import type { CacheLayer, TimeArg } from '../layers/cache-layer.js';
-import type { CachedObject } from '../layers/cache-layer.js';
+// The FUSE request handlers: each opcode's body decoded (./protocol.ts), turned into a call on
+// the cache layer by object (or on the control directory by path), and its reply encoded.
+// The session (./session.ts) answers every request exactly once with what a handler returns
+// or throws; errors become errnos in one place (./errno.ts).
+//
+// The control directory (`/.cachefs`, see layers/control-dir.ts) is routed here and only
+// here: its nodes are path nodes of the NodeTable, its file handles lie above
+// CONTROL_FD_BASE, and the layer never sees either.
+import { constants as fsc } from 'node:fs';
+import type { CacheLayer, CachedObject } from '../layers/cache-layer.js';
+import type { ControlDir, ControlTime, FuseStat } from '../layers/control-dir.js';
+import { CONTROL_DIR_NAME } from '../core/names.js';
 import type { Creds } from '../core/creds.js';
-import { FsError } from '../core/errors.js';
-import { log } from '../core/log.js';
-import { toFuseErrno } from './errno.js';
-import { BufferPool } from '../core/buffer-pool.js';
-import type { ControlDir } from '../layers/control-dir.js';
+import { FsError, isFsError } from '../core/errors.js';
+import type { SetAttrRecord } from '../layers/cache-layer.js';
+import {
+  Fattr, Fopen, GETATTR_FH, Init, Op, RENAME_NOREPLACE, attrOut, direntPlusSize, direntSize, direntType,
+  entryOut, negativeEntryOut, openOut, statfsOut, writeDirent, writeEntry, writeOut, type FuseAttr, type InHeader,
+} from './protocol.js';
+import type { NodeTable } from './nodes.js';
+import type { Handler, Negotiated, Payload, Request } from './session.js';
 
-type Cb = (...args: unknown[]) => void;
+export { opStats } from './session.js';
 
-/** What the op table needs from the FUSE binding: the caller's credentials. */
-export interface CallerContext { caller(): Creds }
+/** How long the kernel may trust names and attributes, seconds. */
+export interface Timeouts { entry: number; attr: number; negative: number }
 
-const UNSET_ID = 0xffffffff; // chown's "-1": leave unchanged
-const readPool = new BufferPool(128 * 1024, 16);
+export interface OpsDeps {
+  layer: CacheLayer;
+  nodes: NodeTable;
+  control?: ControlDir;
+  timeouts: Timeouts;
+  /** The credentials of a request's caller (supplementary groups where the backend needs them). */
+  creds(h: InHeader): Creds;
+  /** Whether an unchanged file's pages may stay in the kernel's cache across opens. */
+  autoCache: boolean;
+  /** What INIT settled (read at each request: features such as atomic O_TRUNC). */
+  negotiated(): Negotiated | null;
+}
 
-export function statOf(o: CachedObject) {
+const CONTROL_FD_BASE = 0x80000000;
+const CONTROL_ROOT = `/${CONTROL_DIR_NAME}`;
+const S_IFDIR = 0o040000;
+
+export function attrOf(o: CachedObject): FuseAttr {
   const a = o.attr;
   return {
-    mode: a.mode,
-    uid: a.uid,
-    gid: a.gid,
-    size: a.size,
-    dev: 0,
-    nlink: a.nlink,
-    ino: o.id,
-    rdev: a.rdev,
-    blksize: 4096,
-    blocks: Math.ceil(a.used / 512),
-    atimeNs: a.atimeNs,
-    mtimeNs: a.mtimeNs,
-    ctimeNs: a.ctimeNs,
+    ino: BigInt(o.id), size: a.size, blocks: Math.ceil(a.used / 512), atimeNs: a.atimeNs, mtimeNs: a.mtimeNs,
+    ctimeNs: a.ctimeNs, mode: a.mode, nlink: a.nlink, uid: a.uid, gid: a.gid, rdev: a.rdev, blksize: 4096,
   };
 }
 
-/**
- * Runs `fn` and answers `cb` once: `cb(0, ...result)` for results given as an array,
- * `cb(n)` for a number result (read/write sizes), `cb(-errno)` for errors.
- */
-/** Per-operation counts and total handler time (ms), shown by `cachefs status --json`. */
-export const opStats: Record<string, { count: number; ms: number; errors: number }> = {};
-
-function answer(op: string, cb: Cb, fn: () => Promise<unknown[] | number | void>): void {
-  let done = false;
-  const t0 = performance.now();
-  const reply = (...args: unknown[]) => {
-    if (done) return;
-    done = true;
-    const s = (opStats[op] ??= { count: 0, ms: 0, errors: 0 });
-    s.count++;
-    s.ms += performance.now() - t0;
-    if (typeof args[0] === 'number' && args[0] < 0) s.errors++;
-    try { cb(...args); } catch (e) { log.error(`fuse-native rejected the answer to ${op}`, e); }
-  };
-  let p: Promise<unknown[] | number | void>;
-  try { p = fn(); } catch (e) { reply(toFuseErrno(e, op)); return; }
-  p.then(
-    (r) => {
-      if (typeof r === 'number') reply(r);
-      else if (Array.isArray(r)) reply(0, ...r);
-      else reply(0);
-    },
-    (e) => reply(toFuseErrno(e, op)),
-  );
-}
-
-export function makeOps(layer: CacheLayer, ctx: CallerContext, control?: ControlDir) {
-  /** Whether `path` belongs to the control directory (never to the layer). */
-  const ctl = (path: string): ControlDir | undefined => (control?.owns(path) ? control : undefined);
-  /** Whether `fd` is a control directory's file handle. */
-  const ctlFd = (fd: number): ControlDir | undefined => (fd && control?.ownsFd(fd) ? control : undefined);
-  /** Answers EROFS for a change to the control directory; false when `paths` are not in it. */
-  const readOnly = (op: string, cb: Cb, ...paths: string[]): boolean => {
-    const c = paths.map(ctl).find(Boolean);
-    if (!c) return false;
-    answer(op, cb, () => c.mutation(op, paths.join(' -> ')));
-    return true;
-  };
+function ctlAttr(s: FuseStat): FuseAttr {
   return {
-    init(cb: Cb) { cb(0); },
-    access(path: string, mode: number, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('access', cb, () => c.access(path, mode)); return; }
-      // Permission checks are the kernel's (default_permissions); this only says it exists.
-      answer('access', cb, async () => { await layer.resolve(path); });
-    },
-    statfs(_path: string, cb: Cb) {
-      answer('statfs', cb, async () => {
-        const s = await layer.statfs();
-        return [{ bsize: s.bsize, frsize: s.frsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
-          files: s.files, ffree: s.ffree, favail: s.ffree, fsid: 0, flag: 0, namemax: s.namemax }];
-      });
-    },
-    getattr(path: string, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('getattr', cb, async () => [await c.getattr(path)]); return; }
-      answer('getattr', cb, async () => [statOf(await layer.getattr(path))]);
-    },
-    fgetattr(path: string, fd: number, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('fgetattr', cb, async () => [await c.getattr(path)]); return; }
-      answer('fgetattr', cb, async () => {
-        if (!fd) return [statOf(await layer.getattr(path))];
-        return [statOf(layer.fileOf(fd).obj)];
-      });
-    },
-    readdir(path: string, cb: Cb) {
-      const c = ctl(path);
-      if (c) {
-        answer('readdir', cb, async () => { const r = await c.readdir(path); return [r.names, r.stats]; });
-        return;
-      }
-      answer('readdir', cb, async () => {
-        const { dir, entries } = await layer.readdir(path);
-        const names = ['.', '..'];
-        const stats = [statOf(dir), statOf(dir)];
-        // The control directory is reachable by name only; it shadows a backend `.cachefs`.
-        const hidden = path === '/' ? control : undefined;
-        for (const e of entries) {
-          if (hidden?.hides(e.name)) continue;
-          names.push(e.name); stats.push(statOf(e.obj));
-        }
-        return [names, stats];
-      });
-    },
-    readlink(path: string, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('readlink', cb, async () => [await c.readlink(path)]); return; }
-      answer('readlink', cb, async () => [await layer.readlink(path)]);
-    },
-    open(path: string, flags: number, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('open', cb, async () => [await c.open(path, flags)]); return; }
-      // A descriptor that can write carries its opener's credentials: its writes replay as them.
-      const by = (flags & 3) !== 0 ? ctx.caller() : undefined;
-      answer('open', cb, async () => [await layer.open(path, flags, by)]);
-    },
-    opendir(_path: string, _flags: number, cb: Cb) { cb(0, 0); },
-    releasedir(_path: string, _fd: number, cb: Cb) { cb(0); },
-    create(path: string, mode: number, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('create', cb, async () => [await c.create(path, mode)]); return; }
-      const creds = ctx.caller();
-      // libfuse2 passes no open flags to create; the kernel opens for writing (O_CREAT|O_WRONLY
-      // at least), and reads through the fd are still allowed by our layer for O_RDWR callers.
-      answer('create', cb, async () => [await layer.create(path, mode, 2 /* O_RDWR */, creds)]);
-    },
-    read(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
-      const c = ctlFd(fd);
-      if (c) { answer('read', cb, () => c.read(fd, buf, len, pos)); return; }
-      answer('read', cb, async () => {
-        // `buf` is detached by fuse-native if we answer after its timeout: the layer reads
-        // into it only when the read completes without waiting on I/O; otherwise into pooled
-        // scratch space, copied only while `buf` lives.
-        const scratch = readPool.acquire(len);
-        try {
-          const data = await layer.read(fd, pos, len, scratch, buf);
-          const inPlace = data.buffer === buf.buffer && data.byteOffset === buf.byteOffset;
-          if (!inPlace && buf.length) data.copy(buf, 0, 0, Math.min(data.length, buf.length));
-          return data.length;
-        } finally {
-          readPool.release(scratch);
-        }
-      });
-    },
-    write(_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) {
-      // `buf` is the kernel's and is reused after we answer: the layer copies it (into its
-      // dirty run) before answering, and checks it was not detached by a timeout.
-      const c = ctlFd(fd);
-      if (c) {
-        // Copied before the first await, for the same reason (inside answer: a throw is an errno).
-        answer('write', cb, () => c.write(fd, Buffer.from(buf.subarray(0, len)), pos));
-        return;
-      }
-      answer('write', cb, async () => layer.write(fd, pos, buf.subarray(0, len)));
-    },
-    flush(_path: string, fd: number, cb: Cb) {
-      const c = ctlFd(fd);
-      if (c) { answer('flush', cb, () => c.flush(fd)); return; }
-      answer('flush', cb, async () => { if (fd) await layer.flush(fd); });
-    },
-    fsync(_path: string, datasync: number, fd: number, cb: Cb) {
-      const c = ctlFd(fd);
-      if (c) { answer('fsync', cb, () => c.fsync(fd, !!datasync)); return; }
-      answer('fsync', cb, async () => { if (fd) await layer.fsync(fd); });
-    },
-    fsyncdir(_path: string, _datasync: number, _fd: number, cb: Cb) { cb(0); },
-    release(_path: string, fd: number, cb: Cb) {
-      const c = ctlFd(fd);
-      if (c) { answer('release', cb, () => c.release(fd)); return; }
-      answer('release', cb, async () => { await layer.release(fd); });
-    },
-    truncate(path: string, size: number, cb: Cb) {
-      const c = ctl(path);
-      if (c) { answer('truncate', cb, () => c.truncate(path, size)); return; }
-      const by = ctx.caller();
-      answer('truncate', cb, async () => { await layer.truncate(path, size, by); });
-    },
-    ftruncate(path: string, fd: number, size: number, cb: Cb) {
-      const c = ctlFd(fd) ?? ctl(path);
-      if (c) {
-        answer('ftruncate', cb, () => (c.ownsFd(fd) ? c.ftruncate(fd, size) : c.truncate(path, size)));
-        return;
-      }
-      const by = fd ? undefined : ctx.caller();
-      answer('ftruncate', cb, async () => {
-        if (fd) await layer.ftruncate(fd, size); else await layer.truncate(path, size, by);
-      });
-    },
-    chmod(path: string, mode: number, cb: Cb) {
-      if (readOnly('chmod', cb, path)) return;
-      const by = ctx.caller();
-      answer('chmod', cb, async () => { await layer.chmod(path, mode, by); });
-    },
-    chown(path: string, uid: number, gid: number, cb: Cb) {
-      if (readOnly('chown', cb, path)) return;
-      const by = ctx.caller();
-      answer('chown', cb, async () => {
-        await layer.chown(path, uid === UNSET_ID ? undefined : uid, gid === UNSET_ID ? undefined : gid, by);
-      });
-    },
-    utimens(path: string, atime: TimeArg, mtime: TimeArg, cb: Cb) {
-      const by = ctx.caller();
-      answer('utimens', cb, async () => {
-        if (typeof atime !== 'bigint' && atime !== 'now' && atime !== 'omit') {
-          throw new FsError('EIO', 'fuse-native without the cachefs patch: run npm ci');
-        }
-        const c = ctl(path);
-        if (c) { await c.utimens(path, atime, mtime); return; }
-        await layer.utimens(path, atime, mtime, by);
-      });
-    },
-    mknod(path: string, mode: number, dev: number, cb: Cb) {
-      if (readOnly('mknod', cb, path)) return;
-      const creds = ctx.caller();
-      answer('mknod', cb, async () => { await layer.mknod(path, mode, dev, creds); });
-    },
-    mkdir(path: string, mode: number, cb: Cb) {
-      if (readOnly('mkdir', cb, path)) return;
-      const creds = ctx.caller();
-      answer('mkdir', cb, async () => { await layer.mkdir(path, mode | 0o40000, creds); });
-    },
-    symlink(target: string, path: string, cb: Cb) {
-      if (readOnly('symlink', cb, path)) return;
-      const creds = ctx.caller();
-      answer('symlink', cb, async () => { await layer.symlink(target, path, creds); });
-    },
-    link(src: string, dest: string, cb: Cb) {
-      if (readOnly('link', cb, src, dest)) return;
-      const by = ctx.caller();
-      answer('link', cb, async () => { await layer.link(src, dest, by); });
-    },
-    unlink(path: string, cb: Cb) {
-      if (readOnly('unlink', cb, path)) return;
-      const by = ctx.caller();
-      answer('unlink', cb, async () => { await layer.unlink(path, by); });
-    },
-    rmdir(path: string, cb: Cb) {
-      if (readOnly('rmdir', cb, path)) return;
-      const by = ctx.caller();
-      answer('rmdir', cb, async () => { await layer.rmdir(path, by); });
-    },
-    rename(src: string, dest: string, cb: Cb) {
-      // Into, out of or within the control directory: EROFS. (EXDEV would not make
-      // `mv draft …/resolved` work either: mv then unlinks the target first.)
-      if (readOnly('rename', cb, src, dest)) return;
-      const by = ctx.caller();
-      answer('rename', cb, async () => { await layer.rename(src, dest, by); });
-    },
+    ino: BigInt(s.ino), size: s.size, blocks: s.blocks, atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
+    mode: s.mode, nlink: s.nlink, uid: s.uid, gid: s.gid, rdev: s.rdev, blksize: s.blksize,
   };
+}
+
+/** One open directory: its listing, taken at the first READDIR (offset 0). */
+interface DirHandle { entries: { name: Buffer; ino: bigint; type: number; node?: bigint; attr?: FuseAttr }[] | null }
+
+/** Requests that change nothing, which an INTERRUPT may answer EINTR at once. */
+export const INTERRUPTIBLE: ReadonlySet<number> = new Set([
+  Op.LOOKUP, Op.GETATTR, Op.READLINK, Op.READ, Op.READDIR, Op.READDIRPLUS, Op.STATFS, Op.ACCESS, Op.FSYNC, Op.FSYNCDIR,
+]);
+
+export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
+  const { layer, nodes, control, timeouts: t } = d;
+  const dirs = new Map<number, DirHandle>();
+  let nextDir = 1;
+  /** auto_cache: the (mtime, size) each file had at its last open. */
+  const seenAtOpen = new Map<number, string>();
+
+  const ref = (node: bigint) => {
+    const r = nodes.ref(node);
+    if (!r) throw new FsError('ESTALE', `node ${node} is not known`);
+    return r;
+  };
+  const objOf = (node: bigint): CachedObject => {
+    const r = ref(node);
+    if (r.kind !== 'obj') throw new FsError('EROFS', 'the control directory is read-only');
+    return layer.objectOrStale(r.id);
+  };
+  const isCtlFh = (fh: number) => control !== undefined && fh >= CONTROL_FD_BASE;
+
+  const entry = (o: CachedObject): Buffer => {
+    const node = nodes.nodeOf(o.id);
+    nodes.looked(node);
+    return entryOut(node, attrOf(o), t.entry, t.attr);
+  };
+  const ctlEntry = async (path: string): Promise<Buffer> => {
+    const st = await control!.getattr(path);
+    const node = nodes.ctlNode(path, st.ino);
+    nodes.looked(node);
+    return entryOut(node, ctlAttr(st), t.entry, t.attr);
+  };
+  /** A name looked up in a directory node: the control path it leads to, or null. */
+  const ctlChild = (parent: bigint, name: string): string | null => {
+    const r = ref(parent);
+    if (r.kind === 'ctl') return `${r.path}/${name}`;
+    if (control && parent === 1n && name === CONTROL_DIR_NAME) return CONTROL_ROOT;
+    return null;
+  };
+
+  const h: Partial<Record<number, Handler>> = {};
+
+  h[Op.LOOKUP] = async ({ h: hd, body }) => {
+    const name = body.cstr();
+    const cp = ctlChild(hd.nodeid, name);
+    if (cp) return ctlEntry(cp);
+    try {
+      return entry(await layer.lookup(objOf(hd.nodeid), name));
+    } catch (e) {
+      // A negative entry lets the kernel remember the absence (negative_timeout).
+      if (isFsError(e, 'ENOENT') && t.negative > 0) return negativeEntryOut(t.negative);
+      throw e;
+    }
+  };
+
+  h[Op.GETATTR] = async ({ h: hd, body }) => {
+    const flags = body.u32();
+    body.skip(4);
+    const fh = body.num64();
+    const r = ref(hd.nodeid);
+    if (r.kind === 'ctl') return attrOut(ctlAttr(await control!.getattr(r.path)), t.attr);
+    // fstat(): the open file's object, as the descriptor sees it (no revalidation).
+    if (flags & GETATTR_FH && fh && !isCtlFh(fh)) {
+      try { return attrOut(attrOf(layer.fileOf(fh).obj), t.attr); } catch (e) { if (!isFsError(e, 'EBADF')) throw e; }
+    }
+    return attrOut(attrOf(await layer.getattrOf(layer.objectOrStale(r.id))), t.attr);
+  };
+
+  h[Op.SETATTR] = async ({ h: hd, body }) => {
+    const valid = body.u32();
+    body.skip(4);
+    const fh = body.num64();
+    const size = body.num64();
+    body.skip(8); // lock_owner
+    const atime = body.u64(), mtime = body.u64();
+    body.skip(8); // ctime
+    const atimensec = body.u32(), mtimensec = body.u32();
+    body.skip(4);
+    const mode = body.u32();
+    body.skip(4);
+    const uid = body.u32(), gid = body.u32();
+    const ns = (s: bigint, n: number) => BigInt.asIntN(64, s) * 1_000_000_000n + BigInt(n);
+    const at: ControlTime = valid & Fattr.ATIME_NOW ? 'now' : valid & Fattr.ATIME ? ns(atime, atimensec) : 'omit';
+    const mt: ControlTime = valid & Fattr.MTIME_NOW ? 'now' : valid & Fattr.MTIME ? ns(mtime, mtimensec) : 'omit';
+    const r = ref(hd.nodeid);
+    const withFh = (valid & Fattr.FH) !== 0 && fh !== 0;
+    if (r.kind === 'ctl') {
+      const c = control!;
+      if (valid & (Fattr.MODE | Fattr.UID | Fattr.GID)) await c.mutation('setattr', r.path);
+      if (valid & Fattr.SIZE) await (withFh && isCtlFh(fh) ? c.ftruncate(fh, size) : c.truncate(r.path, size));
+      if (at !== 'omit' || mt !== 'omit') await c.utimens(r.path, at, mt);
+      return attrOut(ctlAttr(await c.getattr(r.path)), t.attr);
+    }
+    const obj = layer.objectOrStale(r.id);
+    const set: SetAttrRecord = {};
+    if (valid & Fattr.MODE) set.mode = mode & 0o7777;
+    if (valid & Fattr.UID) set.uid = uid;
+    if (valid & Fattr.GID) set.gid = gid;
+    if (valid & Fattr.SIZE) {
+      if (obj.attr.type === 'dir') throw new FsError('EISDIR');
+      set.size = size;
+    }
+    if (at !== 'omit') set.atime = at === 'now' ? { kind: 'now' } : { kind: 'set', ns: String(at) };
+    if (mt !== 'omit') set.mtime = mt === 'now' ? { kind: 'now' } : { kind: 'set', ns: String(mt) };
+    if (Object.keys(set).length > 0) {
+      // ftruncate(): as the opener (the kernel checked the right at open), like a write.
+      if (withFh && !isCtlFh(fh) && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
+      else await layer.setattr(obj, set, d.creds(hd));
+    }
+    return attrOut(attrOf(obj), t.attr);
+  };
+
+  h[Op.READLINK] = async ({ h: hd }) => {
+    const r = ref(hd.nodeid);
+    const target = r.kind === 'ctl' ? await control!.readlink(r.path) : await layer.readlinkOf(layer.objectOrStale(r.id));
+    return Buffer.from(target);
+  };
+
+  /** The parent of a change: an object directory (the control directory is read-only). */
+  const dirFor = async (op: string, parent: bigint, name: string): Promise<CachedObject> => {
+    const cp = ctlChild(parent, name);
+    if (cp) await control!.mutation(op, cp);
+    return objOf(parent);
+  };
+
+  h[Op.MKNOD] = async ({ h: hd, body }) => {
+    const mode = body.u32(), rdev = body.u32();
+    body.skip(8);
+    const name = body.cstr();
+    const dir = await dirFor('mknod', hd.nodeid, name);
+    return entry(await layer.mknodAt(dir, name, mode, rdev, d.creds(hd)));
+  };
+
+  h[Op.MKDIR] = async ({ h: hd, body }) => {
+    const mode = body.u32();
+    body.skip(4);
+    const name = body.cstr();
+    const dir = await dirFor('mkdir', hd.nodeid, name);
+    return entry(await layer.mkdirAt(dir, name, mode | S_IFDIR, d.creds(hd)));
+  };
+
+  h[Op.SYMLINK] = async ({ h: hd, body }) => {
+    const name = body.cstr();
+    const target = body.cstr();
+    const dir = await dirFor('symlink', hd.nodeid, name);
+    return entry(await layer.symlinkAt(dir, name, target, d.creds(hd)));
+  };
+
+  h[Op.UNLINK] = async ({ h: hd, body }) => {
+    const name = body.cstr();
+    await layer.unlinkAt(await dirFor('unlink', hd.nodeid, name), name, d.creds(hd));
+  };
+
+  h[Op.RMDIR] = async ({ h: hd, body }) => {
+    const name = body.cstr();
+    await layer.rmdirAt(await dirFor('rmdir', hd.nodeid, name), name, d.creds(hd));
+  };
+
+  const rename = async (hd: InHeader, newdir: bigint, flags: number, from: string, to: string): Promise<void> => {
+    // Into, out of or within the control directory: EROFS. (EXDEV would not make
+    // `mv draft …/resolved` work either: mv then unlinks the target first.)
+    const src = await dirFor('rename', hd.nodeid, from);
+    const dst = await dirFor('rename', newdir, to);
+    if (flags & ~RENAME_NOREPLACE) throw new FsError('EINVAL', 'RENAME_EXCHANGE and RENAME_WHITEOUT are not supported');
+    await layer.renameAt(src, from, dst, to, d.creds(hd), (flags & RENAME_NOREPLACE) !== 0);
+  };
+  h[Op.RENAME] = async ({ h: hd, body }) => {
+    const newdir = body.u64();
+    const from = body.cstr(), to = body.cstr();
+    await rename(hd, newdir, 0, from, to);
+  };
+  h[Op.RENAME2] = async ({ h: hd, body }) => {
+    const newdir = body.u64();
+    const flags = body.u32();
+    body.skip(4);
+    const from = body.cstr(), to = body.cstr();
+    await rename(hd, newdir, flags, from, to);
+  };
+
+  h[Op.LINK] = async ({ h: hd, body }) => {
+    const old = body.u64();
+    const name = body.cstr();
+    const dir = await dirFor('link', hd.nodeid, name);
+    return entry(await layer.linkAt(objOf(old), dir, name, d.creds(hd)));
+  };
+
+  /** FOPEN_KEEP_CACHE when the file is as it was at its last open (libfuse's auto_cache). */
+  const keepCache = (o: CachedObject): number => {
+    if (!d.autoCache) return 0;
+    const seen = `${o.attr.mtimeNs}:${o.attr.size}`;
+    const keep = seenAtOpen.get(o.id) === seen;
+    seenAtOpen.set(o.id, seen);
+    return keep ? Fopen.KEEP_CACHE : 0;
+  };
+
+  h[Op.OPEN] = async ({ h: hd, body }) => {
+    const flags = body.u32();
+    const r = ref(hd.nodeid);
+    if (r.kind === 'ctl') {
+      const fh = await control!.open(r.path, flags);
+      // Atomic O_TRUNC: the kernel sends no truncate of its own after this open.
+      if (flags & fsc.O_TRUNC) {
+        try { await control!.ftruncate(fh, 0); } catch (e) { await control!.release(fh).catch(() => undefined); throw e; }
+      }
+      return openOut(BigInt(fh), Fopen.DIRECT_IO);
+    }
+    const o = layer.objectOrStale(r.id);
+    // A descriptor that can write carries its opener's credentials: its writes replay as them.
+    const by = (flags & 3) !== 0 || (flags & fsc.O_TRUNC) ? d.creds(hd) : undefined;
+    const fd = await layer.openObject(o, flags, by);
+    const n = d.negotiated();
+    if (flags & fsc.O_TRUNC && n && n.flags & Init.ATOMIC_O_TRUNC && o.attr.size !== 0) {
+      try { await layer.ftruncate(fd, 0); } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
+    }
+    return openOut(BigInt(fd), keepCache(o));
+  };
+
+  h[Op.READ] = async ({ body }) => {
+    const fh = body.num64();
+    const pos = body.num64();
+    const size = body.u32();
+    if (isCtlFh(fh)) {
+      const buf = Buffer.allocUnsafe(size);
+      const n = await control!.read(fh, buf, size, pos);
+      return buf.subarray(0, n);
+    }
+    return layer.read(fh, pos, size, Buffer.allocUnsafe(size));
+  };
+
+  h[Op.WRITE] = async ({ body }) => {
+    const fh = body.num64();
+    const pos = body.num64();
+    const size = body.u32();
+    body.skip(4 + 8 + 4 + 4); // write_flags, lock_owner, flags, padding
+    const data = body.bytes(size);
+    // `data` is a view of the request's buffer: copied by whoever keeps it (the layer's dirty run).
+    const n = isCtlFh(fh) ? await control!.write(fh, Buffer.from(data), pos) : await layer.write(fh, pos, data);
+    return writeOut(n);
+  };
+
+  h[Op.STATFS] = async () => {
+    const s = await layer.statfs();
+    return statfsOut({ blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: s.namemax, frsize: s.frsize });
+  };
+
+  h[Op.RELEASE] = async ({ body }) => {
+    const fh = body.num64();
+    if (isCtlFh(fh)) await control!.release(fh); else await layer.release(fh);
+  };
+
+  h[Op.FSYNC] = async ({ body }) => {
+    const fh = body.num64();
+    const flags = body.u32();
+    if (isCtlFh(fh)) await control!.fsync(fh, (flags & 1) !== 0);
+    else if (fh) await layer.fsync(fh);
+  };
+
+  h[Op.FLUSH] = async ({ body }) => {
+    const fh = body.num64();
+    if (isCtlFh(fh)) await control!.flush(fh);
+    else if (fh) await layer.flush(fh);
+  };
+
+  h[Op.OPENDIR] = ({ h: hd }) => {
+    const r = ref(hd.nodeid);
+    if (r.kind === 'obj' && layer.objectOrStale(r.id).attr.type !== 'dir') throw new FsError('ENOTDIR');
+    const fh = nextDir++;
+    dirs.set(fh, { entries: null });
+    return openOut(BigInt(fh), 0);
+  };
+
+  /** The listing of a directory node: `.` and `..` first, then its entries. */
+  const listing = async (node: bigint): Promise<NonNullable<DirHandle['entries']>> => {
+    const r = ref(node);
+    if (r.kind === 'ctl') {
+      const l = await control!.readdir(r.path);
+      return l.names.map((name, i) => ({ name: Buffer.from(name), ino: BigInt(l.stats[i]!.ino), type: direntType(l.stats[i]!.mode) }));
+    }
+    const { dir, entries } = await layer.readdirOf(layer.objectOrStale(r.id));
+    const self = { ino: BigInt(dir.id), type: direntType(S_IFDIR) };
+    const out: NonNullable<DirHandle['entries']> = [{ name: Buffer.from('.'), ...self }, { name: Buffer.from('..'), ...self }];
+    // The control directory is reachable by name only; it shadows a backend `.cachefs`.
+    const hidden = node === 1n ? control : undefined;
+    for (const e of entries) {
+      if (hidden?.hides(e.name)) continue;
+      out.push({ name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode), node: nodes.nodeOf(e.obj.id), attr: attrOf(e.obj) });
+    }
+    return out;
+  };
+
+  const readdir = async (req: Request, plus: boolean): Promise<Payload> => {
+    const fh = req.body.num64();
+    const offset = req.body.num64();
+    const size = req.body.u32();
+    const dh = dirs.get(fh);
+    if (!dh) throw new FsError('EBADF');
+    if (offset === 0 || !dh.entries) dh.entries = await listing(req.h.nodeid);
+    const list = dh.entries;
+    const out = Buffer.alloc(size);
+    let used = 0;
+    for (let i = offset; i < list.length; i++) {
+      const e = list[i]!;
+      const need = plus ? direntPlusSize(e.name) : direntSize(e.name);
+      if (used + need > size) break;
+      if (plus) {
+        if (e.node !== undefined && e.attr) {
+          writeEntry(out, used, e.node, e.attr, t.entry, t.attr);
+          nodes.looked(e.node);
+        } else {
+          out.fill(0, used, used + 128); // no attributes: the kernel looks the name up itself
+        }
+        used += 128;
+      }
+      used += writeDirent(out, used, e.ino, i + 1, e.type, e.name);
+    }
+    return out.subarray(0, used);
+  };
+  h[Op.READDIR] = (req) => readdir(req, false);
+  h[Op.READDIRPLUS] = (req) => readdir(req, true);
+
+  h[Op.RELEASEDIR] = ({ body }) => { dirs.delete(body.num64()); };
+  h[Op.FSYNCDIR] = () => undefined;
+
+  h[Op.ACCESS] = async ({ h: hd, body }) => {
+    const mask = body.u32();
+    const r = ref(hd.nodeid);
+    if (r.kind === 'ctl') await control!.access(r.path, mask);
+    // Permission checks are the kernel's (default_permissions); the node exists.
+    else layer.objectOrStale(r.id);
+  };
+
+  h[Op.CREATE] = async ({ h: hd, body }) => {
+    const flags = body.u32(), mode = body.u32();
+    body.skip(8); // umask (applied by the kernel), open_flags
+    const name = body.cstr();
+    const cp = ctlChild(hd.nodeid, name);
+    if (cp) {
+      const fh = await control!.create(cp, mode);
+      return [await ctlEntry(cp), openOut(BigInt(fh), Fopen.DIRECT_IO)];
+    }
+    const dir = objOf(hd.nodeid);
+    const { fd, obj } = await layer.createAt(dir, name, mode, flags, d.creds(hd));
+    seenAtOpen.set(obj.id, `${obj.attr.mtimeNs}:${obj.attr.size}`);
+    return [entry(obj), openOut(BigInt(fd), 0)];
+  };
+
+  return h;
 }

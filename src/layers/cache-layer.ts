@@ -71,6 +71,7 @@ export interface OpenFile {
 }
 
 export type { CachedObject } from '../index/objects.js';
+export type { SetAttrRecord } from '../journal/records.js';
 
 /** A journal record as `cachefs journal` shows it (daemon/protocol.ts checks it at the edge). */
 export interface JournalItem {
@@ -97,6 +98,19 @@ export interface Counters {
 }
 
 export type TimeArg = bigint | 'now' | 'omit';
+
+/**
+ * What the layer tells the kernel when it learns that the backend changed behind the
+ * kernel's caches (the FUSE server implements it; null: nobody to tell).
+ */
+export interface KernelCache {
+  /** Object `id`'s attributes and data may have changed. */
+  invalidateObject(id: number): void;
+  /** `name` in directory `dirId` may lead elsewhere now (or nowhere). */
+  invalidateEntry(dirId: number, name: string): void;
+  /** Whether the kernel holds object `id` (a node it was given and has not forgotten). */
+  holds(id: number): boolean;
+}
 
 export interface LayerDeps {
   backend: Backend;
@@ -177,6 +191,12 @@ export class CacheLayer {
   private readonly writeAround = new Set<number>();
   /** Objects no name reaches any more, kept while they are open. */
   private readonly orphans = new Set<number>();
+  /**
+   * Files unlinked (or renamed over) while open here, silly-renamed as NFS clients do: the
+   * backend must keep the object until its last close, or the writes still to come through
+   * the open descriptors would find it gone. Removed at that close.
+   */
+  private readonly hidden = new Map<number, { dir: CachedObject; name: string; by: Creds | undefined }>();
   private nextFd = 1;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** Chunks whose fetched bytes are still on their way into the cache file. */
@@ -272,6 +292,9 @@ export class CacheLayer {
   }
 
   get rootObjectId(): number { return this.rootId; }
+
+  /** Told when the backend changed behind the kernel's caches (set by the daemon). */
+  kernel: KernelCache | null = null;
 
   // ---------------------------------------------------------------- connectivity
   //
@@ -646,6 +669,24 @@ export class CacheLayer {
   }
 
   /**
+   * The object a kernel node stands for, revalidated. ESTALE when the backend says it is
+   * gone: the kernel then looks its name up again (LOOKUP_REVAL), as resolveValid does for
+   * a path.
+   */
+  async getattrOf(o: CachedObject, force = false): Promise<CachedObject> {
+    try {
+      await this.revalidate(o, force);
+      return o;
+    } catch (e) {
+      if (isFsError(e, 'ENOENT') && this.index.get(o.id) !== o) throw new FsError('ESTALE', `object ${o.id} is gone from the backend`);
+      throw e;
+    }
+  }
+
+  /** The object with this id (a kernel node id), or ESTALE when the cache forgot it. */
+  objectOrStale(id: number): CachedObject { return this.obj(id); }
+
+  /**
    * resolve(), then revalidate the object the name led to. When the backend says that object
    * is gone (revalidate forgot it: ESTALE), the name may well be another object's now (a
    * file replaced by a rename elsewhere, as git's index.lock -> index): the name is looked
@@ -672,7 +713,10 @@ export class CacheLayer {
   }
 
   async readdir(p: string): Promise<{ dir: CachedObject; entries: { name: string; obj: CachedObject }[] }> {
-    const dir = await this.resolve(p);
+    return this.readdirOf(await this.resolve(p));
+  }
+
+  async readdirOf(dir: CachedObject): Promise<{ dir: CachedObject; entries: { name: string; obj: CachedObject }[] }> {
     if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
     await this.revalidate(dir, false);
     // A listing with attributes (READDIRPLUS-style) when the names are not all cached, or
@@ -726,7 +770,10 @@ export class CacheLayer {
   }
 
   async readlink(p: string): Promise<string> {
-    const o = await this.resolve(p);
+    return this.readlinkOf(await this.resolve(p));
+  }
+
+  async readlinkOf(o: CachedObject): Promise<string> {
     if (o.attr.type !== 'symlink') throw new FsError('EINVAL');
     await this.revalidate(o, false);
     if (o.symlink !== null && (o.dataVersion === o.attr.version || !this.connected)) return o.symlink;
@@ -756,6 +803,13 @@ export class CacheLayer {
     return this.addOpen(o, flags, by);
   }
 
+  /** open() of a kernel node: revalidated first (close-to-open), ESTALE when it is gone. */
+  async openObject(o: CachedObject, flags: number, by?: Creds): Promise<number> {
+    if (this.cfg.consistency.closeToOpen) await this.getattrOf(o, true);
+    if (o.attr.type === 'dir' && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
+    return this.addOpen(o, flags, by);
+  }
+
   private addOpen(obj: CachedObject, flags: number, by: Creds | undefined): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
@@ -776,7 +830,24 @@ export class CacheLayer {
       this.lastSeq.delete(of.obj.id);
       this.writeAround.delete(of.obj.id);
       if (this.orphans.delete(of.obj.id)) this.forgetObject(of.obj);
+      const h = this.hidden.get(of.obj.id);
+      if (h) {
+        this.hidden.delete(of.obj.id);
+        await this.unlinkAt(h.dir, h.name, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
+      }
     } else this.openCount.set(of.obj.id, n);
+  }
+
+  /** Whether removing this name would drop an object that is still open here (see `hidden`). */
+  private mustHide(obj: CachedObject): boolean {
+    return obj.attr.type === 'file' && obj.attr.nlink <= 1 && this.isOpen(obj.id) && !this.hidden.has(obj.id);
+  }
+
+  /** Moves `name` (an open file's last name) aside until its last close. */
+  private async hide(dir: CachedObject, name: string, obj: CachedObject, by: Creds | undefined): Promise<void> {
+    const hiddenName = `.cachefs-hidden-${obj.id}-${Date.now().toString(36)}`;
+    await this.renameAt(dir, name, dir, hiddenName, by);
+    this.hidden.set(obj.id, { dir, name: hiddenName, by });
   }
 
   /** close(): the data written through `fd` is on the backend when this returns. */
@@ -1499,33 +1570,54 @@ export class CacheLayer {
 
   async create(p: string, mode: number, flags: number, creds: Creds): Promise<number> {
     const { dir, name } = await this.resolveParent(p);
+    return (await this.createAt(dir, name, mode, flags, creds)).fd;
+  }
+
+  async createAt(dir: CachedObject, name: string, mode: number, flags: number, creds: Creds): Promise<{ fd: number; obj: CachedObject }> {
+    checkName(dir, name);
     const prov = this.provisional('file', mode, creds);
     const obj = await this.createVia(dir, name, prov, { op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
-    return this.addOpen(obj, flags, creds);
+    return { fd: this.addOpen(obj, flags, creds), obj };
   }
 
   async mkdir(p: string, mode: number, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
+    await this.mkdirAt(dir, name, mode, creds);
+  }
+
+  async mkdirAt(dir: CachedObject, name: string, mode: number, creds: Creds): Promise<CachedObject> {
+    checkName(dir, name);
     await this.ensureAbsent(dir, name);
     const prov = this.provisional('dir', mode, creds);
-    await this.createVia(dir, name, prov, { op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
+    return this.createVia(dir, name, prov, { op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
   }
 
   async mknod(p: string, mode: number, rdev: number, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
+    await this.mknodAt(dir, name, mode, rdev, creds);
+  }
+
+  async mknodAt(dir: CachedObject, name: string, mode: number, rdev: number, creds: Creds): Promise<CachedObject> {
+    checkName(dir, name);
     await this.ensureAbsent(dir, name);
     const type = typeOfMode(mode);
     const prov = this.provisional(type, mode, creds, { rdev });
-    await this.createVia(dir, name, prov, { op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
+    return this.createVia(dir, name, prov, { op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
   }
 
   async symlink(target: string, p: string, creds: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
+    await this.symlinkAt(dir, name, target, creds);
+  }
+
+  async symlinkAt(dir: CachedObject, name: string, target: string, creds: Creds): Promise<CachedObject> {
+    checkName(dir, name);
     await this.ensureAbsent(dir, name);
     const prov = this.provisional('symlink', 0o777, creds, { size: Buffer.byteLength(target) });
     const obj = await this.createVia(dir, name, prov, { op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
     this.index.setSymlink(obj, target);
     this.index.setDataVersion(obj, obj.attr.version);
+    return obj;
   }
 
   private async ensureAbsent(dir: CachedObject, name: string): Promise<void> {
@@ -1542,6 +1634,12 @@ export class CacheLayer {
     const obj = await this.resolve(src);
     if (obj.attr.type === 'dir') throw new FsError('EPERM');
     const { dir, name } = await this.resolveParent(dst);
+    await this.linkAt(obj, dir, name, by);
+  }
+
+  async linkAt(obj: CachedObject, dir: CachedObject, name: string, by?: Creds): Promise<CachedObject> {
+    if (obj.attr.type === 'dir') throw new FsError('EPERM');
+    checkName(dir, name);
     await this.ensureAbsent(dir, name);
     await this.captureBase(obj);
     const out = await this.mutate({ op: 'link', obj: obj.id, parent: dir.id, name, ...byOf(by), base: obj.attr.version });
@@ -1550,6 +1648,7 @@ export class CacheLayer {
     if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
     else if (out.kind === 'journaled') this.index.patchAttr(obj, { nlink: obj.attr.nlink + 1, ctimeNs: nowNs() });
     else obj.attrAt = 0;
+    return obj;
   }
 
   /** Our own metadata change: the new attributes must not drop our cached data. */
@@ -1570,8 +1669,14 @@ export class CacheLayer {
 
   async unlink(p: string, by?: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
+    await this.unlinkAt(dir, name, by);
+  }
+
+  async unlinkAt(dir: CachedObject, name: string, by?: Creds): Promise<void> {
+    checkName(dir, name);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
+    if (this.mustHide(obj)) { await this.hide(dir, name, obj, by); return; }
     await this.captureBase(obj);
     const survives = obj.attr.nlink > 1;
     const out = await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
@@ -1604,6 +1709,11 @@ export class CacheLayer {
 
   async rmdir(p: string, by?: Creds): Promise<void> {
     const { dir, name } = await this.resolveParent(p);
+    await this.rmdirAt(dir, name, by);
+  }
+
+  async rmdirAt(dir: CachedObject, name: string, by?: Creds): Promise<void> {
+    checkName(dir, name);
     const obj = await this.lookup(dir, name);
     if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
     // Connected, the backend says whether it is empty; otherwise the cached names do (a
@@ -1623,11 +1733,27 @@ export class CacheLayer {
   async rename(src: string, dst: string, by?: Creds): Promise<void> {
     const from = await this.resolveParent(src);
     const to = await this.resolveParent(dst);
+    // A directory into itself: the kernel checks this before a FUSE rename; a path caller here.
+    if ((dst + '/').startsWith(src + '/') && (await this.lookup(from.dir, from.name)).attr.type === 'dir') throw new FsError('EINVAL');
+    await this.renameAt(from.dir, from.name, to.dir, to.name, by);
+  }
+
+  /** rename(2) by parent objects and names (`noReplace`: RENAME_NOREPLACE, EEXIST if taken). */
+  async renameAt(fromDir: CachedObject, fromName: string, toDir: CachedObject, toName: string, by?: Creds, noReplace = false): Promise<void> {
+    checkName(fromDir, fromName);
+    checkName(toDir, toName);
+    const from = { dir: fromDir, name: fromName };
+    const to = { dir: toDir, name: toName };
     const obj = await this.lookup(from.dir, from.name);
     let target: CachedObject | null = null;
     try { target = await this.lookup(to.dir, to.name); } catch (e) { if (!isFsError(e, 'ENOENT')) throw e; }
+    if (target && noReplace) throw new FsError('EEXIST');
     if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
-    if (obj.attr.type === 'dir' && (dst + '/').startsWith(src + '/')) throw new FsError('EINVAL');
+    if (target && this.mustHide(target)) {
+      // Replacing a file that is open here: it hides first, the rename then takes a free name.
+      await this.hide(to.dir, to.name, target, by);
+      target = null;
+    }
     if (target && !this.connected) this.checkRenameTarget(obj, target);
     await this.captureBase(obj);
     await this.captureBase(target);
@@ -1903,11 +2029,52 @@ export class CacheLayer {
         const o = this.index.get(child);
         if (o) o.attrAt = 0;
       }
+      this.tellKernelLater(dir, change.name);
     }
     if (change.fh) {
       const o = this.index.byHandle(change.fh);
-      if (o) o.attrAt = 0;
+      if (o) { o.attrAt = 0; this.tellKernelLater(o); }
     }
+  }
+
+  /** Objects (and names in them) the kernel may hold stale copies of, checked together soon. */
+  private readonly toRecheck = new Map<number, Set<string>>();
+  private recheckTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * The kernel caches names and attributes for as long as the mount's timeouts say. When a
+   * watcher reports a change to something the kernel holds, the object is revalidated (a
+   * batch, soon after) and, if the backend's version really moved (our own changes do not:
+   * their versions are adopted as they are made), the kernel is told to drop its copies.
+   */
+  private tellKernelLater(o: CachedObject, name?: string): void {
+    const k = this.kernel;
+    if (!k || !k.holds(o.id)) return;
+    let names = this.toRecheck.get(o.id);
+    if (!names) this.toRecheck.set(o.id, (names = new Set()));
+    if (name !== undefined) names.add(name);
+    this.recheckTimer ??= setTimeout(() => { this.recheckTimer = null; void this.recheck(); }, 50);
+  }
+
+  private async recheck(): Promise<void> {
+    const batch = [...this.toRecheck];
+    this.toRecheck.clear();
+    const k = this.kernel;
+    if (!k || !this.connected) return;
+    await Promise.all(batch.map(async ([id, names]) => {
+      const o = this.index.get(id);
+      if (!o) return;
+      const before = o.attr.version;
+      try {
+        await this.revalidate(o, true);
+      } catch (e) {
+        if (!isFsError(e, 'ENOENT')) { log.debug(`revalidating object ${id} after an outside change failed`, e); return; }
+      }
+      if (this.index.get(id) !== o) { k.invalidateObject(id); return; } // gone from the backend
+      if (o.attr.version === before) return;
+      k.invalidateObject(id);
+      for (const n of names) k.invalidateEntry(id, n);
+    }));
   }
 
   // ---------------------------------------------------------------- status
@@ -1990,4 +2157,11 @@ function now(): number {
 /** The `by` field of a record made for `by` (none for the mount's own changes). */
 function byOf(by: Creds | undefined): { by?: Creds } {
   return by ? { by: { uid: by.uid, gid: by.gid, ...(by.groups ? { groups: by.groups } : {}) } } : {};
+}
+
+/** A name in a directory, as every *At() method takes it: the directory must be one, the name fit NAME_MAX. */
+function checkName(dir: CachedObject, name: string): void {
+  if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new FsError('EINVAL', `not a name: ${JSON.stringify(name)}`);
+  if (nameTooLong(name)) throw new FsError('ENAMETOOLONG');
 }

@@ -1,5 +1,5 @@
 // Test helpers: run the real CLI in a child process, mount real FUSE file systems over
-// temporary backend directories, and always clean up (cachefs umount, then fusermount -u -z).
+// temporary backend directories, and always clean up (cachefs umount, then fusermount3 -u -z).
 // The test process is never the one serving a mount, so synchronous I/O on it is safe here.
 import { execFile, spawn } from 'node:child_process';
 import { promises as fsp, mkdtempSync, writeFileSync } from 'node:fs';
@@ -111,7 +111,7 @@ export class Mounted {
   /** Unmounts whatever is left, however it is left. */
   async cleanup(): Promise<void> {
     await cli(['umount', this.mnt, '--force']).catch(() => undefined);
-    await sh('fusermount', ['-u', '-z', this.mnt]).catch(() => undefined);
+    await sh('fusermount3', ['-u', '-z', this.mnt]).catch(() => undefined);
     await fsp.rm(this.root, { recursive: true, force: true }).catch(() => undefined);
     if (!this.backend.startsWith(this.root + path.sep)) await fsp.rm(this.backend, { recursive: true, force: true }).catch(() => undefined);
   }
@@ -135,13 +135,13 @@ export async function control(m: Mounted, op: 'status' | 'offline' | 'online'): 
   return await sendControl(path.join(m.cache, 'control.sock'), { op }, 120_000) as StatusJson & { reason?: string };
 }
 
-/** kill -9 of the mount process, waited for, and its dead mount detached (fusermount -u -z). */
+/** kill -9 of the mount process, waited for, and its dead mount detached (fusermount3 -u -z). */
 export async function killMount(m: Mounted): Promise<void> {
   const { waitUntil } = await import('./wait.js');
   const pid = (await control(m, 'status')).pid;
   process.kill(pid, 'SIGKILL');
   await waitUntil('the mount process to die', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 5);
-  await sh('fusermount', ['-u', '-z', m.mnt]);
+  await sh('fusermount3', ['-u', '-z', m.mnt]);
 }
 
 /** Waits until the mount is connected with nothing left in its journal (a replay is over). */

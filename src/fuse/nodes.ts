@@ -1,0 +1,61 @@
+// The kernel's node ids and what they stand for. A node id is the cache's object id (stable,
+// never reused), so every name of a hard link is one kernel inode: they agree on nlink and
+// ctime at once. FUSE fixes the root's node id at 1, so the root object's id and 1 trade
+// places. Control-directory nodes (paths below /.cachefs, never objects) live above 2^48.
+//
+// Lookup counts follow the protocol: each reply that gives the kernel a node (LOOKUP, the
+// creates, LINK, READDIRPLUS entries) adds one, FORGET takes n away. A node the kernel does
+// not hold needs no invalidation; a control node it forgot is dropped from the table.
+
+/** What a node id stands for. */
+export type NodeRef = { kind: 'obj'; id: number } | { kind: 'ctl'; path: string };
+
+const CTL_BASE = 1n << 48n;
+
+export class NodeTable {
+  private readonly counts = new Map<bigint, number>();
+  private readonly ctl = new Map<bigint, string>();
+
+  constructor(private readonly rootId: number) {}
+
+  /** The node id of an object. */
+  nodeOf(id: number): bigint {
+    if (id === this.rootId) return 1n;
+    if (id === 1) return BigInt(this.rootId);
+    return BigInt(id);
+  }
+
+  /** The node id of a control-directory path (its control inode number, moved above 2^48). */
+  ctlNode(path: string, ino: number): bigint {
+    const n = CTL_BASE + BigInt(ino);
+    this.ctl.set(n, path);
+    return n;
+  }
+
+  ref(node: bigint): NodeRef | undefined {
+    if (node >= CTL_BASE) {
+      const path = this.ctl.get(node);
+      return path === undefined ? undefined : { kind: 'ctl', path };
+    }
+    const n = Number(node);
+    return { kind: 'obj', id: n === 1 ? this.rootId : n === this.rootId ? 1 : n };
+  }
+
+  /** The kernel was given `node` once more. */
+  looked(node: bigint): void {
+    this.counts.set(node, (this.counts.get(node) ?? 0) + 1);
+  }
+
+  forget(node: bigint, n: number): void {
+    const left = (this.counts.get(node) ?? 0) - n;
+    if (left > 0) { this.counts.set(node, left); return; }
+    this.counts.delete(node);
+    if (node >= CTL_BASE) this.ctl.delete(node);
+  }
+
+  /** Whether the kernel holds this node (the root always). */
+  known(node: bigint): boolean { return node === 1n || this.counts.has(node); }
+
+  /** Nodes the kernel holds now (status and tests). */
+  get size(): number { return this.counts.size; }
+}

@@ -1,0 +1,108 @@
+// A mounted cachefs: the mount (./mount.ts), its session on /dev/fuse (./session.ts), the
+// handlers (./ops.ts) and the node table (./nodes.ts) put together, plus what the layer
+// tells the kernel when it learns that the backend changed (invalidation).
+import type { Config } from '../config/schema.js';
+import type { Creds } from '../core/creds.js';
+import { log } from '../core/log.js';
+import { isFsError } from '../core/errors.js';
+import type { CacheLayer } from '../layers/cache-layer.js';
+import type { ControlDir } from '../layers/control-dir.js';
+import { abortConnection, connectionOf, mountFuse, unmountFuse, type Mounted } from './mount.js';
+import { NodeTable } from './nodes.js';
+import { INTERRUPTIBLE, makeHandlers } from './ops.js';
+import { Init, Notify, notifyInvalEntry, notifyInvalInode, type InHeader } from './protocol.js';
+import { FuseSession, type Negotiated } from './session.js';
+
+export interface ServerOptions {
+  mountpoint: string;
+  fsname: string;
+  config: Config;
+  layer: CacheLayer;
+  control?: ControlDir;
+  creds(h: InHeader): Creds;
+}
+
+/** Outstanding reads of /dev/fuse (each holds a pool thread). */
+const READERS = 2;
+
+export class FuseServer {
+  private session: FuseSession | null = null;
+  private mounted: Mounted | null = null;
+  /** The connection's number under /sys/fs/fuse/connections (null: not found). */
+  private connection: number | null = null;
+  readonly nodes: NodeTable;
+
+  constructor(private readonly o: ServerOptions) {
+    this.nodes = new NodeTable(o.layer.rootObjectId);
+  }
+
+  /** Mounts and starts serving; resolves once the kernel can send requests. */
+  async mount(): Promise<void> {
+    const f = this.o.config.fuse;
+    this.mounted = await mountFuse({ mountpoint: this.o.mountpoint, fsname: this.o.fsname, config: this.o.config });
+    let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS
+      | Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.ASYNC_DIO | Init.AUTO_INVAL_DATA;
+    if (f.writebackCache) want |= Init.WRITEBACK_CACHE;
+    const session: FuseSession = new FuseSession(this.mounted.fd, {
+      want,
+      maxWrite: f.maxWrite,
+      readers: READERS,
+      interruptible: INTERRUPTIBLE,
+      forget: (pairs) => { for (const [node, n] of pairs) this.nodes.forget(node, n); },
+      handlers: makeHandlers({
+        layer: this.o.layer,
+        nodes: this.nodes,
+        ...(this.o.control ? { control: this.o.control } : {}),
+        timeouts: { entry: f.entryTimeout, attr: f.attrTimeout, negative: f.negativeTimeout },
+        creds: this.o.creds,
+        autoCache: f.autoCache,
+        negotiated: (): Negotiated | null => session.init,
+      }),
+    });
+    this.session = session;
+    this.connection = connectionOf(this.o.mountpoint);
+    session.start();
+    log.info(`mounted through ${this.mounted.how}`);
+  }
+
+  /** Resolves when the kernel ends the session (an unmount from outside, an abort). */
+  get ended(): Promise<string> { return this.session?.ended ?? Promise.resolve('never mounted'); }
+
+  /**
+   * Unmounts. Busy (files still open): detached lazily, and the connection aborted, so the
+   * processes holding files get ENOTCONN instead of a mount nobody serves. Reads of
+   * /dev/fuse only end when the connection does (closing the descriptor does not wake
+   * them, and the process cannot exit while they wait): the abort ends them.
+   */
+  async unmount(lazy = false): Promise<void> {
+    try {
+      await unmountFuse(this.o.mountpoint, lazy).catch(async (e: unknown) => {
+        if (lazy || !isFsError(e, 'EBUSY')) throw e;
+        log.warn(`${this.o.mountpoint} is busy: detaching it lazily and aborting its connection`);
+        await unmountFuse(this.o.mountpoint, true);
+      });
+    } finally {
+      if (this.connection !== null) await abortConnection(this.connection);
+      this.session?.close('unmounted');
+    }
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** The kernel must drop what it cached of object `id`'s data and attributes. */
+  invalidateObject(id: number): void {
+    const node = this.nodes.nodeOf(id);
+    if (!this.session || !this.nodes.known(node)) return;
+    void this.session.notify(Notify.INVAL_INODE, notifyInvalInode(node, 0, 0));
+  }
+
+  /** The kernel must look `name` in directory `dirId` up again. */
+  invalidateEntry(dirId: number, name: string): void {
+    const node = this.nodes.nodeOf(dirId);
+    if (!this.session || !this.nodes.known(node)) return;
+    void this.session.notify(Notify.INVAL_ENTRY, notifyInvalEntry(node, Buffer.from(name)));
+  }
+
+  holds(id: number): boolean { return this.session !== null && this.nodes.known(this.nodes.nodeOf(id)); }
+
+}

@@ -1,0 +1,242 @@
+// One FUSE session: the conversation with the kernel on a /dev/fuse descriptor. It reads
+// requests (several reads outstanding, each on a libuv pool thread, so the event loop never
+// blocks), negotiates INIT, hands each request to its handler and writes the reply.
+//
+// What must stay true:
+// - every request that expects a reply gets exactly one, also when its handler throws or the
+//   request is malformed (EINVAL) or unknown (ENOSYS); FORGET, BATCH_FORGET and INTERRUPT get
+//   none, as the protocol says;
+// - replies are written synchronously (the kernel copies them at once and never waits on us);
+//   notifications are written from a pool thread: the kernel may hold a lock of the inode
+//   being invalidated while it waits for a reply of ours, and a blocked event loop would
+//   never send that reply;
+// - a read error of ENODEV means the file system was unmounted: the session ends, once.
+import fs from 'node:fs';
+import { log } from '../core/log.js';
+import { FsError, errnoNumber } from '../core/errors.js';
+import {
+  Body, Init, Op, OLDEST_MINOR, OUR_MINOR, FUSE_KERNEL_VERSION, IN_HEADER, ProtocolError, initOut, opName,
+  outHeader, parseHeader, parseInit, type InHeader,
+} from './protocol.js';
+import { toFuseErrno } from './errno.js';
+
+/** One request as a handler sees it. */
+export interface Request {
+  h: InHeader;
+  body: Body;
+}
+
+/** A handler's answer: the reply's payload (nothing: an empty reply). */
+export type Payload = Buffer | Buffer[] | void;
+export type Handler = (req: Request) => Promise<Payload> | Payload;
+
+/** What INIT settled: the kernel's minor and the features both sides have. */
+export interface Negotiated { minor: number; flags: bigint; maxWrite: number; maxReadahead: number }
+
+export interface SessionOptions {
+  /** Features we would like (intersected with the kernel's offer). */
+  want: bigint;
+  maxWrite: number;
+  /** Outstanding reads of /dev/fuse. */
+  readers: number;
+  handlers: Partial<Record<number, Handler>>;
+  /** Requests that change nothing: an INTERRUPT answers them EINTR at once. */
+  interruptible: ReadonlySet<number>;
+  /** FORGET and BATCH_FORGET: (nodeid, nlookup) pairs. */
+  forget(pairs: [bigint, number][]): void;
+  onInit?(n: Negotiated): void;
+}
+
+/** Per-operation counts and total handler time (ms), shown by `cachefs status --json`. */
+export const opStats: Record<string, { count: number; ms: number; errors: number }> = {};
+
+const SMALL_REQUEST = 64 * 1024;
+
+export class FuseSession {
+  private closed = false;
+  private negotiated: Negotiated | null = null;
+  /** unique -> answer-now for requests being handled that an INTERRUPT may cut short. */
+  private readonly inflight = new Map<bigint, (errno: number) => void>();
+  private readonly bufSize: number;
+  private endedResolve!: (why: string) => void;
+  /** Resolves with the reason when the kernel closes the session (unmount, abort). */
+  readonly ended: Promise<string> = new Promise((r) => { this.endedResolve = r; });
+
+  constructor(readonly fd: number, private readonly o: SessionOptions) {
+    // The kernel wants room for the largest write plus its headers (at least 8 KiB).
+    this.bufSize = Math.max(o.maxWrite + 4096, 8192) + IN_HEADER;
+  }
+
+  get init(): Negotiated | null { return this.negotiated; }
+
+  start(): void {
+    for (let i = 0; i < Math.max(1, this.o.readers); i++) this.readLoop(Buffer.allocUnsafeSlow(this.bufSize));
+  }
+
+  /** Stops reading; the descriptor is closed (the kernel then aborts what is left). */
+  close(why = 'closed'): void {
+    if (this.closed) return;
+    this.closed = true;
+    try { fs.closeSync(this.fd); } catch { /* already gone */ }
+    this.endedResolve(why);
+  }
+
+  private readLoop(buf: Buffer): void {
+    if (this.closed) return;
+    fs.read(this.fd, buf, 0, buf.length, null, (err, n) => {
+      if (this.closed) return;
+      if (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again.
+        if (code === 'ENOENT' || code === 'EINTR' || code === 'EAGAIN') { this.readLoop(buf); return; }
+        if (code !== 'ENODEV') log.error('reading /dev/fuse failed; the session ends', err);
+        this.close(code === 'ENODEV' ? 'unmounted' : `read error ${code}`);
+        return;
+      }
+      // A large request (a write) keeps its buffer until answered; the reader takes a new one.
+      let req: Buffer;
+      if (n > SMALL_REQUEST) { req = buf; buf = Buffer.allocUnsafeSlow(this.bufSize); } else req = Buffer.from(buf.subarray(0, n));
+      this.readLoop(buf);
+      this.dispatch(req, n);
+    });
+  }
+
+  /** Handles one request read from the kernel (also the entry point of the decoder's fuzz test). */
+  dispatch(buf: Buffer, n: number): void {
+    let h: InHeader;
+    try {
+      h = parseHeader(buf, n);
+    } catch (e) {
+      log.warn('dropped a malformed request from the kernel', e);
+      return;
+    }
+    const body = new Body(buf, IN_HEADER, h.len);
+    switch (h.opcode) {
+      case Op.INIT: this.answerInit(h, body); return;
+      case Op.FORGET:
+        try { this.o.forget([[h.nodeid, body.num64()]]); } catch (e) { log.warn('malformed FORGET', e); }
+        return;
+      case Op.BATCH_FORGET: {
+        try {
+          const count = body.u32();
+          body.skip(4);
+          const pairs: [bigint, number][] = [];
+          for (let i = 0; i < count; i++) pairs.push([body.u64(), body.num64()]);
+          this.o.forget(pairs);
+        } catch (e) { log.warn('malformed BATCH_FORGET', e); }
+        return;
+      }
+      case Op.INTERRUPT: {
+        try {
+          const cut = this.inflight.get(body.u64());
+          if (cut) cut(-errnoNumber('EINTR'));
+        } catch (e) { log.warn('malformed INTERRUPT', e); }
+        return;
+      }
+      case Op.NOTIFY_REPLY: return; // we never ask the kernel for data (NOTIFY_RETRIEVE)
+      case Op.DESTROY: this.reply(h.unique, 0); return;
+    }
+    this.handle(h, body);
+  }
+
+  private handle(h: InHeader, body: Body): void {
+    const name = opName[h.opcode] ?? `op${h.opcode}`;
+    if (!this.negotiated) { this.reply(h.unique, -errnoNumber('EIO')); return; }
+    const fn = this.o.handlers[h.opcode];
+    if (!fn) { this.reply(h.unique, -errnoNumber('ENOSYS')); return; }
+    let done = false;
+    const t0 = performance.now();
+    const answer = (error: number, payload?: Payload) => {
+      if (done) return;
+      done = true;
+      this.inflight.delete(h.unique);
+      const s = (opStats[name] ??= { count: 0, ms: 0, errors: 0 });
+      s.count++;
+      s.ms += performance.now() - t0;
+      if (error < 0) s.errors++;
+      this.reply(h.unique, error, payload);
+    };
+    if (this.o.interruptible.has(h.opcode)) this.inflight.set(h.unique, (e) => answer(e));
+    let p: Promise<Payload> | Payload;
+    try {
+      p = fn({ h, body });
+    } catch (e) {
+      answer(errnoOf(e, name));
+      return;
+    }
+    if (p instanceof Promise) p.then((r) => answer(0, r), (e) => answer(errnoOf(e, name)));
+    else answer(0, p);
+  }
+
+  private answerInit(h: InHeader, body: Body): void {
+    let error = 0;
+    try {
+      const i = parseInit(body);
+      if (i.major !== FUSE_KERNEL_VERSION || i.minor < OLDEST_MINOR) {
+        // An older kernel: say which version we speak, and it gives up (or sends INIT again).
+        log.error(`the kernel speaks FUSE ${i.major}.${i.minor}; cachefs needs 7.${OLDEST_MINOR} or newer (Linux 5.4)`);
+        this.reply(h.unique, 0, initOut({ minor: OUR_MINOR, maxReadahead: 0, flags: 0n, maxBackground: 0, congestionThreshold: 0, maxWrite: 4096, maxPages: 1, maxStackDepth: 0 }));
+        return;
+      }
+      const minor = Math.min(i.minor, OUR_MINOR);
+      let flags = i.flags & this.o.want;
+      if (minor < 40) flags &= ~Init.PASSTHROUGH;
+      if (flags >> 32n) flags |= Init.INIT_EXT;
+      const maxPages = Math.ceil(this.o.maxWrite / 4096);
+      const n: Negotiated = { minor, flags, maxWrite: this.o.maxWrite, maxReadahead: Math.min(i.maxReadahead, this.o.maxWrite) };
+      this.negotiated = n;
+      this.o.onInit?.(n);
+      this.reply(h.unique, 0, initOut({
+        minor, maxReadahead: n.maxReadahead, flags,
+        maxBackground: 64, congestionThreshold: 48,
+        maxWrite: this.o.maxWrite, maxPages,
+        // Passthrough stacks the mount on the cache disk's file system: one level.
+        maxStackDepth: flags & Init.PASSTHROUGH ? 1 : 0,
+      }));
+      log.info(`FUSE ${i.major}.${i.minor} (speaking 7.${minor}); features 0x${flags.toString(16)}, max_write ${this.o.maxWrite}`);
+      return;
+    } catch (e) {
+      log.error('malformed INIT from the kernel', e);
+      error = -errnoNumber('EINVAL');
+    }
+    this.reply(h.unique, error);
+  }
+
+  /** Writes one reply; an error reply has no payload. */
+  reply(unique: bigint, error: number, payload?: Payload): void {
+    const parts = error === 0 && payload ? (Array.isArray(payload) ? payload : [payload]) : [];
+    let len = 16;
+    for (const p of parts) len += p.length;
+    try {
+      fs.writevSync(this.fd, [outHeader(len, error, unique), ...parts]);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // ENOENT: the request was interrupted meanwhile; EBADF/ENODEV: the session is over.
+      if (code === 'ENOENT' || this.closed) return;
+      if (code === 'ENODEV') { this.close('unmounted'); return; }
+      log.error(`the kernel refused a reply (unique ${unique}, error ${error}, ${len} bytes)`, e);
+    }
+  }
+
+  /** Sends a notification (unique 0, `code` in the error field), from a pool thread. */
+  notify(code: number, payload: Buffer): Promise<void> {
+    if (this.closed || !this.negotiated) return Promise.resolve();
+    const hdr = outHeader(16 + payload.length, code, 0n);
+    return new Promise((resolve) => {
+      fs.writev(this.fd, [hdr, payload], (err) => {
+        const c = (err as NodeJS.ErrnoException | null)?.code;
+        // ENOENT: the kernel does not know that inode or name (any more): nothing to drop.
+        if (err && c !== 'ENOENT' && !this.closed) log.debug(`notification ${code} failed: ${c}`);
+        resolve();
+      });
+    });
+  }
+}
+
+function errnoOf(e: unknown, op: string): number {
+  if (e instanceof ProtocolError) {
+    log.warn(`malformed ${op} request`, e);
+    return -errnoNumber('EINVAL');
+  }
+  return toFuseErrno(e instanceof Error || e instanceof FsError ? e : new Error(String(e)), op);
+}
