@@ -1,13 +1,15 @@
 // The local backend adapter on its own (no FUSE): file handles from name_to_handle_at that
 // survive renames, finding an object again after someone renamed it behind our back,
-// ESTALE once it is gone, and the metadata operations with their errnos.
+// ESTALE once it is gone, the metadata operations with their errnos, and objects whose path
+// below the backend root is longer than PATH_MAX (alone and through a real mount).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp, rmSync } from 'node:fs';
+import { promises as fsp, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { LocalBackend } from '../src/backends/local/local-backend.js';
 import { fsTypeOf } from '../src/backends/local/meta.js';
-import { tempRoot } from './helpers/cachefs.js';
+import type { Node } from '../src/backends/types.js';
+import { mountFresh, sh, tempRoot, type Mounted } from './helpers/cachefs.js';
 
 const creds = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
 
@@ -18,7 +20,7 @@ describe('local backend adapter', () => {
     b = new LocalBackend(root);
     await b.open();
   });
-  after(async () => { await b.close(); rmSync(root, { recursive: true, force: true }); });
+  after(async () => { await b.close(); await rmDeep(root, '.'); rmSync(root, { recursive: true, force: true }); });
 
   it('names the file system and the exported root in its fsid', async () => {
     assert.match(b.fsid, new RegExp(`^local:${root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}#[0-9a-f]+$`));
@@ -115,5 +117,103 @@ describe('local backend adapter', () => {
 
   it('knows the file system type of its directory (for the metadata fast path)', () => {
     assert.ok(typeof fsTypeOf(root) === 'string');
+  });
+
+  it('reaches objects whose path below the backend root is longer than PATH_MAX', async () => {
+    const r = await b.root();
+    const top = await b.mkdir(r.fh, 'deep', 0o755, creds);
+    const chain: Node[] = [top];
+    for (let i = 0; i < DEPTH; i++) chain.push(await b.mkdir(chain[i]!.fh, longName(i), 0o755, creds));
+    const d = chain[DEPTH]!;
+    assert.ok(path.join(root, 'deep', ...names()).length > 4096, 'the bottom is beyond PATH_MAX from the root');
+
+    const f = await b.create(d.fh, 'file', 0o644, creds, { exclusive: true });
+    await b.write(f.fh, 0, Buffer.from('at the bottom'));
+    await b.commit(f.fh);
+    assert.equal((await b.read(f.fh, 0, 100)).toString(), 'at the bottom');
+    const a = await b.setattr(f.fh, { mode: 0o600, mtime: { kind: 'set', ns: 1_500_000_000_123_456_789n } });
+    assert.equal(a.mode & 0o7777, 0o600);
+    assert.equal(a.mtimeNs, 1_500_000_000_123_456_789n);
+    assert.deepEqual((await b.lookup(d.fh, 'file')).fh, f.fh);
+    const s = await b.symlink(d.fh, 'ln', 'file', creds);
+    assert.equal(await b.readlink(s.fh), 'file');
+    assert.equal((await b.link(f.fh, d.fh, 'hard')).nlink, 2);
+    assert.deepEqual((await b.readdir(d.fh)).map((e) => e.name).sort(), ['file', 'hard', 'ln']);
+    await b.rename(d.fh, 'file', d.fh, 'renamed');
+    assert.equal((await b.getattr(f.fh)).size, 13);
+
+    // What the backend holds, reached by relative names only (no path longer than one name).
+    const onDisk = await sh('sh', ['-c', `${cdChain(['deep', ...names()])} && cat renamed && echo && ls`], { cwd: root });
+    assert.equal(onDisk.code, 0, onDisk.stderr);
+    assert.equal(onDisk.stdout, 'at the bottom\nhard\nln\nrenamed\n');
+
+    // Move the bottom directory up and back: its objects stay reachable through their handles.
+    await b.rename(chain[DEPTH - 1]!.fh, longName(DEPTH - 1), top.fh, 'up');
+    assert.equal((await b.read(f.fh, 0, 100)).toString(), 'at the bottom');
+    await b.rename(top.fh, 'up', chain[DEPTH - 1]!.fh, longName(DEPTH - 1));
+    assert.equal((await b.getattr(f.fh)).mode & 0o7777, 0o600);
+
+    for (const n of ['renamed', 'hard', 'ln']) await b.unlink(d.fh, n);
+    for (let i = DEPTH - 1; i >= 0; i--) await b.rmdir(chain[i]!.fh, longName(i), creds);
+    await assert.rejects(b.getattr(f.fh), { code: 'ESTALE' });
+    assert.deepEqual(await fsp.readdir(path.join(root, 'deep')), []);
+  });
+
+  it('finds a deep directory renamed behind its back, deeper than /proc can name it, and keeps its descriptors bounded', { skip: process.getuid?.() !== 0 ? 'open_by_handle_at needs CAP_DAC_READ_SEARCH' : false }, async () => {
+    const fdsBefore = readdirSync('/proc/self/fd').length;
+    const r = await b.root();
+    const chain: Node[] = [await b.mkdir(r.fh, 'deep2', 0o755, creds)];
+    for (let i = 0; i < DEPTH; i++) chain.push(await b.mkdir(chain[i]!.fh, longName(i), 0o755, creds));
+    const d = chain[DEPTH]!;
+    const f = await b.create(d.fh, 'file', 0o644, creds, { exclusive: true });
+    await b.write(f.fh, 0, Buffer.from('still here'));
+    // Renamed from outside, by relative names only.
+    const mv = await sh('sh', ['-c', `${cdChain(['deep2', ...names().slice(0, DEPTH - 1)])} && mv ${longName(DEPTH - 1)} elsewhere`], { cwd: root });
+    assert.equal(mv.code, 0, mv.stderr);
+    assert.equal((await b.getattr(d.fh)).type, 'dir');
+    assert.deepEqual((await b.readdir(d.fh)).map((e) => e.name), ['file']);
+    assert.equal((await b.read(f.fh, 0, 100)).toString(), 'still here');
+    // Many directories, more than the adapter keeps open: descriptors stay bounded.
+    const wide = await b.mkdir(r.fh, 'wide', 0o755, creds);
+    for (let i = 0; i < 200; i++) {
+      const sub = await b.mkdir(wide.fh, `w${i}`, 0o755, creds);
+      await b.create(sub.fh, 'f', 0o644, creds, { exclusive: true });
+    }
+    assert.ok(readdirSync('/proc/self/fd').length - fdsBefore < 100, 'no descriptor per directory');
+    await rmDeep(root, 'deep2');
+  });
+});
+
+/** 24 levels of 200-byte names: about 4,800 bytes below the backend root. */
+const DEPTH = 24;
+const longName = (i: number) => `${String(i).padStart(2, '0')}${'n'.repeat(198)}`;
+const names = () => Array.from({ length: DEPTH }, (_, i) => longName(i));
+/** rm -rf by a tool that walks with relative names (Node's fs.rm joins whole paths). */
+async function rmDeep(dir: string, name: string): Promise<void> {
+  const r = await sh('rm', ['-rf', '--one-file-system', '--', name === '.' ? dir : path.join(dir, name)]);
+  assert.equal(r.code, 0, r.stderr);
+}
+/** A shell command entering `dirs` one name at a time (cd -P: dash would otherwise chdir to $PWD/name). */
+const cdChain = (dirs: string[]) => dirs.map((d) => `cd -P ${d}`).join(' && ');
+
+describe('a mount whose backend paths are longer than PATH_MAX', { skip: process.getuid?.() !== 0 ? 'mounting needs root here' : false }, () => {
+  let m: Mounted;
+  before(async () => { m = await mountFresh('deep'); });
+  after(async () => { await m?.cleanup(); });
+
+  it('makes, writes, reads, renames and removes a file 24 levels of 200-byte names down', async () => {
+    const mk = names().map((d) => `mkdir ${d} && cd -P ${d}`).join(' && ');
+    const made = await sh('sh', ['-c', `${mk} && printf 'deep data' > f && mv f g && cat g && stat -c %s g`], { cwd: m.mnt });
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(made.stdout, 'deep data9\n');
+    const onDisk = await sh('sh', ['-c', `${cdChain(names())} && cat g && ls`], { cwd: m.backend });
+    assert.equal(onDisk.code, 0, onDisk.stderr);
+    assert.equal(onDisk.stdout, 'deep datag\n');
+
+    const up = names().reverse().map((d) => `cd -P .. && rmdir ${d}`).join(' && ');
+    const removed = await sh('sh', ['-c', `${cdChain(names())} && rm g && ${up}`], { cwd: m.mnt });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(await fsp.readdir(m.mnt), []);
+    assert.deepEqual(await fsp.readdir(m.backend), []);
   });
 });

@@ -8,19 +8,29 @@
 // checks (by inode number) before every use that the path still names that object. If it does
 // not (someone renamed it behind our back) it finds the object again with open_by_handle_at,
 // and answers ESTALE only when the object is really gone.
-import { promises as fsp, constants as fsc, writeSync, fstatSync, type BigIntStats } from 'node:fs';
+//
+// No system call is given a path from the backend root: every object is named as one name
+// below an open descriptor of its directory (dir-fds.ts), so an object whose path is longer
+// than PATH_MAX below the root (the mount's paths fit PATH_MAX, the root's own path does not
+// count there) is reached like any other.
+import { promises as fsp, constants as fsc, writeSync, fstatSync, openSync, closeSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
-import { handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
+import { AT_FDCWD, handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
-import { metaCallsFor, type MetaCalls } from './meta.js';
+import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
+import { DirFds, procPath } from './dir-fds.js';
 
 interface Where { rel: string; ino: bigint }
+/** An object found where it was remembered: its path below the root and its lstat. */
+interface Located { rel: string; st: BigIntStats }
 
 const MAX_OPEN_FDS = 128;
+/** Directory descriptors kept open besides those in use (see dir-fds.ts). */
+const MAX_DIR_FDS = 64;
 const SYNC_WRITE_MAX = 256 * 1024;
 /** Most inode -> path entries kept from a walk that looked for a file by inode. */
 const INO_PATHS_MAX = 200_000;
@@ -31,6 +41,11 @@ export class LocalBackend implements Backend {
   readonly description: string;
   fsid = '';
   private readonly rootPath: string;
+  /** rootPath with its symlinks resolved, as /proc/self/fd names things. */
+  private realRoot = '';
+  private rootDev = -1n;
+  private rootIno = -1n;
+  private dirs: DirFds | null = null;
   private readonly where = new Map<string, Where>();
   private useKernelHandles = true;
   private mountFd: fsp.FileHandle | null = null;
@@ -44,7 +59,11 @@ export class LocalBackend implements Backend {
 
   private readonly workInRoot: boolean;
 
-  /** `workInRoot`: chdir into the backend and use relative paths (one backend per process). */
+  /**
+   * `workInRoot`: chdir into the backend (one backend per process). Objects are reached
+   * through directory descriptors either way (dir-fds.ts); the working directory is kept
+   * for whoever resolves relative paths in this process.
+   */
   constructor(rootPath: string, opts: { workInRoot?: boolean } = {}) {
     this.rootPath = path.resolve(rootPath);
     this.description = `file://${this.rootPath}`;
@@ -61,7 +80,7 @@ export class LocalBackend implements Backend {
     }
     if (!st.isDirectory()) throw new FsError('ENOTDIR', `backend ${this.rootPath} is not a directory`);
     try {
-      handleOf(this.rootPath);
+      handleOf(AT_FDCWD, this.rootPath);
     } catch (e) {
       if (isFsError(e) && (e.code === 'EOPNOTSUPP' || e.code === 'ENOTSUP' || e.code === 'ENOSYS')) {
         this.useKernelHandles = false;
@@ -71,19 +90,39 @@ export class LocalBackend implements Backend {
     try {
       this.mountFd = await fsp.open(this.rootPath, fsc.O_RDONLY | fsc.O_DIRECTORY);
     } catch { this.mountFd = null; }
+    let rootFd: number;
+    try {
+      rootFd = openSync(this.rootPath, O_PATH | fsc.O_DIRECTORY);
+    } catch (e) { throw fromNodeError(e, `backend ${this.rootPath}`); }
+    this.dirs = new DirFds({ fd: rootFd, ino: st.ino, refs: 0, dead: false }, {
+      openDir: (p) => this.meta.openDir(p),
+      inoOf: async (fd) => (await this.meta.fstat(fd)).ino,
+      close: (fd) => closeSync(fd),
+    }, MAX_DIR_FDS);
+    try {
+      await fsp.lstat(procPath(rootFd, '.'));
+    } catch (e) {
+      this.dirs.close();
+      this.dirs = null;
+      throw new FsError('EIO', `backend ${this.rootPath}: /proc must be mounted (files are reached as /proc/self/fd/N/name)`, { cause: e });
+    }
+    this.rootDev = st.dev;
+    this.rootIno = st.ino;
     if (this.workInRoot) process.chdir(this.rootPath);
-    this.rootFh = this.handleFor(this.rootPath, st);
+    this.rootFh = this.handleFor(AT_FDCWD, this.rootPath, st);
     this.remember(this.rootFh, '', st.ino);
     const real = await fsp.realpath(this.rootPath);
+    this.realRoot = real;
     this.meta = metaCallsFor(real);
     log.info(`backend ${real}: ${this.meta.sync ? 'local disk, synchronous' : 'asynchronous'} metadata calls`);
     this.fsid = `local:${real}#${this.rootFh.toString('hex')}`;
   }
 
-  private handleFor(abs: string, st: BigIntStats): Buffer {
+  /** The handle of the object `name` in the directory open as `dirFd` (lstat'ed as `st`). */
+  private handleFor(dirFd: number, name: string, st: BigIntStats): Buffer {
     if (this.useKernelHandles) {
       try {
-        const h = handleOf(abs);
+        const h = handleOf(dirFd, name);
         return Buffer.concat([Buffer.from('H'), h.bytes]);
       } catch (e) {
         if (!isFsError(e) || (e.code !== 'EOPNOTSUPP' && e.code !== 'ENOTSUP')) throw e;
@@ -101,26 +140,42 @@ export class LocalBackend implements Backend {
     this.where.set(fh.toString('hex'), { rel, ino });
   }
 
-  /**
-   * The path to hand to a system call. With `workInRoot` the process works inside the
-   * backend directory and uses paths relative to it: a path that fits PATH_MAX inside the
-   * mount then fits on the backend too (root + path would not), and a rename of the backend
-   * directory itself does not break the mount.
-   */
-  private abs(rel: string): string {
-    if (this.workInRoot) return rel === '' ? '.' : rel;
-    return rel === '' ? this.rootPath : path.join(this.rootPath, rel);
+  private get dirFds(): DirFds {
+    if (!this.dirs) throw new FsError('EBADF', 'the local backend is not open');
+    return this.dirs;
   }
 
-  /** The current absolute path of an object, verified by inode number. */
-  private async pathOf(fh: Buffer): Promise<{ abs: string; rel: string; st: BigIntStats }> {
+  /**
+   * Runs `fn` on the object at `rel`, named as `name` in its directory, which is held open
+   * as `dirFd` meanwhile; `p` is the short path of the pair (/proc/self/fd/N/name). The root
+   * is '.' in itself.
+   */
+  private async at<T>(rel: string, fn: (dirFd: number, name: string, p: string) => Promise<T>): Promise<T> {
+    const i = rel.lastIndexOf('/');
+    const dir = rel === '' || i < 0 ? '' : rel.slice(0, i);
+    const name = rel === '' ? '.' : rel.slice(i + 1);
+    const d = await this.dirFds.acquire(dir).catch((e) => { throw fromNodeError(e, `open directory ${dir}`); });
+    try { return await fn(d.fd, name, procPath(d.fd, name)); } finally { this.dirFds.release(d); }
+  }
+
+  /** Runs `fn` with the directory `d` (as pathOf found it) held open as `dirFd`. */
+  private async inDir<T>(d: Located, fn: (dirFd: number) => Promise<T>): Promise<T> {
+    const h = await this.dirFds.acquire(d.rel, d.st.ino).catch((e) => { throw fromNodeError(e, `open directory ${d.rel}`); });
+    try { return await fn(h.fd); } finally { this.dirFds.release(h); }
+  }
+
+  private lstatAt(rel: string): Promise<BigIntStats> {
+    return this.at(rel, (_dirFd, _name, p) => this.meta.lstat(p));
+  }
+
+  /** Where an object is now, verified by inode number. */
+  private async pathOf(fh: Buffer): Promise<Located> {
     const key = fh.toString('hex');
     const w = this.where.get(key);
     if (w) {
-      const abs = this.abs(w.rel);
       try {
-        const st = await this.meta.lstat(abs);
-        if (st.ino === w.ino) return { abs, rel: w.rel, st };
+        const st = await this.lstatAt(w.rel);
+        if (st.ino === w.ino) return { rel: w.rel, st };
       } catch (e) {
         if (!isMissing(e)) throw fromNodeError(e, 'lstat');
       }
@@ -129,28 +184,16 @@ export class LocalBackend implements Backend {
   }
 
   /** Finds an object whose remembered path went away (renamed from outside). */
-  private async refind(fh: Buffer): Promise<{ abs: string; rel: string; st: BigIntStats }> {
+  private async refind(fh: Buffer): Promise<Located> {
     if (fh[0] === 0x48 /* 'H' */ && this.mountFd) {
       let fd = -1;
       try {
         fd = openHandle(this.mountFd.fd, fh.subarray(1));
-        const target = await fsp.readlink(`/proc/self/fd/${fd}`);
-        const rel = path.relative(this.rootPath, target);
-        if (!rel.startsWith('..') && !path.isAbsolute(rel) && !target.endsWith(' (deleted)') && target !== '/') {
-          const st = await this.meta.lstat(target);
+        const rel = await this.relOfFd(fd);
+        if (rel !== null) {
+          const st = await this.lstatAt(rel);
           this.remember(fh, rel, st.ino);
-          return { abs: target, rel, st };
-        }
-        if (target === '/' && !this.rootPath.startsWith('/proc')) {
-          // The handle opens, but the kernel cannot name the file: its dentry was evicted
-          // (a reboot, memory pressure, drop_caches) and file handles of non-directories do
-          // not carry their parent. The file exists; find it by its inode number.
-          const ino = fstatSync(fd, { bigint: true }).ino;
-          const found = await this.findByInode(ino);
-          if (found) {
-            this.remember(fh, found.rel, ino);
-            return { abs: this.abs(found.rel), rel: found.rel, st: found.st };
-          }
+          return { rel, st };
         }
       } catch (e) {
         if (isFsError(e) && e.code !== 'ESTALE' && e.code !== 'EPERM' && e.code !== 'ENOENT') {
@@ -165,6 +208,64 @@ export class LocalBackend implements Backend {
     throw new FsError('ESTALE', 'the object is gone from the backend');
   }
 
+  /** Where below the root the object open as `fd` is; null if it is not below it, or deleted. */
+  private async relOfFd(fd: number): Promise<string | null> {
+    let target: string;
+    try {
+      target = await fsp.readlink(`/proc/self/fd/${fd}`);
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'ENAMETOOLONG') throw fromNodeError(e, 'readlink /proc/self/fd');
+      // Deeper than /proc prints a path (PATH_MAX): a directory climbs its '..' entries, a
+      // file (which has no '..') is looked for by its inode number.
+      const st = fstatSync(fd, { bigint: true });
+      if (st.isDirectory()) return this.climb(fd, st);
+      return (await this.findByInode(st.ino))?.rel ?? null;
+    }
+    const rel = path.relative(this.realRoot, target);
+    if (rel !== '..' && !rel.startsWith('../') && !path.isAbsolute(rel) && !target.endsWith(' (deleted)') && target !== '/') {
+      return rel;
+    }
+    if (target === '/' && !this.rootPath.startsWith('/proc')) {
+      // The handle opens, but the kernel cannot name the file: its dentry was evicted
+      // (a reboot, memory pressure, drop_caches) and file handles of non-directories do
+      // not carry their parent. The file exists; find it by its inode number.
+      const found = await this.findByInode(fstatSync(fd, { bigint: true }).ino);
+      if (found) return found.rel;
+    }
+    return null;
+  }
+
+  /**
+   * The path below the root of the directory open as `fd`, found by climbing '..' and
+   * looking in each parent for the child's inode number (one descriptor open at a time).
+   * Null if the climb reaches '/' without meeting the root.
+   */
+  private async climb(fd: number, st: BigIntStats): Promise<string | null> {
+    const names: string[] = [];
+    let cur = fd;
+    let curSt = st;
+    try {
+      while (curSt.ino !== this.rootIno || curSt.dev !== this.rootDev) {
+        const up = await this.meta.openDir(procPath(cur, '..'));
+        if (cur !== fd) closeSync(cur);
+        cur = up;
+        const upSt = await this.meta.fstat(up);
+        if (upSt.ino === curSt.ino && upSt.dev === curSt.dev) return null; // '/' is its own parent
+        let name: string | null = null;
+        for (const n of await this.meta.readdir(procPath(up, '.'))) {
+          const s = await this.meta.lstat(procPath(up, n)).catch(() => null);
+          if (s && s.ino === curSt.ino && s.dev === curSt.dev) { name = n; break; }
+        }
+        if (name === null) return null;
+        names.push(name);
+        curSt = upSt;
+      }
+      return names.reverse().join('/');
+    } finally {
+      if (cur !== fd) closeSync(cur);
+    }
+  }
+
   /** Paths by inode number, learnt by the last walk of findByInode (entries checked on use). */
   private readonly inoPaths = new Map<bigint, string>();
 
@@ -177,25 +278,26 @@ export class LocalBackend implements Backend {
   private async findByInode(ino: bigint): Promise<{ rel: string; st: BigIntStats } | null> {
     const known = this.inoPaths.get(ino);
     if (known !== undefined) {
-      const st = await this.meta.lstat(this.abs(known)).catch(() => null);
+      const st = await this.lstatAt(known).catch(() => null);
       if (st && st.ino === ino) return { rel: known, st };
       this.inoPaths.delete(ino);
     }
-    const root = await this.meta.lstat(this.abs(''));
+    const root = await this.lstatAt('');
     const queue: string[] = [''];
     let found: { rel: string; st: BigIntStats } | null = null;
     while (queue.length > 0) {
       const dir = queue.shift()!;
-      let names: string[];
-      try { names = await fsp.readdir(this.abs(dir)); } catch { continue; }
-      for (const name of names) {
-        const rel = dir === '' ? name : `${dir}/${name}`;
-        let st: BigIntStats;
-        try { st = await this.meta.lstat(this.abs(rel)); } catch { continue; }
-        if (this.inoPaths.size < INO_PATHS_MAX) this.inoPaths.set(st.ino, rel);
-        if (st.ino === ino && !st.isDirectory()) found ??= { rel, st };
-        if (st.isDirectory() && st.dev === root.dev) queue.push(rel);
-      }
+      // Failures mean the directory went away (or cannot be read) since it was queued.
+      await this.dirFds.with(dir, async (d) => {
+        for (const name of await fsp.readdir(procPath(d.fd, '.'))) {
+          const rel = dir === '' ? name : `${dir}/${name}`;
+          let st: BigIntStats;
+          try { st = await this.meta.lstat(procPath(d.fd, name)); } catch { continue; }
+          if (this.inoPaths.size < INO_PATHS_MAX) this.inoPaths.set(st.ino, rel);
+          if (st.ino === ino && !st.isDirectory()) found ??= { rel, st };
+          if (st.isDirectory() && st.dev === root.dev) queue.push(rel);
+        }
+      }).catch(() => undefined);
       if (found && this.inoPaths.size >= INO_PATHS_MAX) break;
     }
     return found;
@@ -208,13 +310,14 @@ export class LocalBackend implements Backend {
     return dirRel === '' ? name : `${dirRel}/${name}`;
   }
 
-  private async nodeAt(rel: string): Promise<Node> {
-    const abs = this.abs(rel);
+  /** The node `name` in the directory `dirRel`, open as `dirFd` (the name checked first). */
+  private async nodeIn(dirFd: number, dirRel: string, name: string): Promise<Node> {
+    const rel = this.childRel(dirRel, name);
     let st: BigIntStats;
     try {
-      st = await this.meta.lstat(abs);
+      st = await this.meta.lstat(procPath(dirFd, name));
     } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
-    const fh = this.handleFor(abs, st);
+    const fh = this.handleFor(dirFd, name, st);
     this.remember(fh, rel, st.ino);
     if (st.isDirectory()) this.noteDir(rel);
     return { fh, attr: toAttr(st) };
@@ -228,7 +331,7 @@ export class LocalBackend implements Backend {
   }
 
   async root(): Promise<Node> {
-    const st = await fsp.lstat(this.rootPath, { bigint: true }).catch((e) => { throw fromNodeError(e, 'backend root'); });
+    const st = await this.lstatAt('').catch((e) => { throw fromNodeError(e, 'backend root'); });
     return { fh: this.rootFh, attr: toAttr(st) };
   }
 
@@ -240,37 +343,42 @@ export class LocalBackend implements Backend {
   async lookup(dir: Buffer, name: string): Promise<Node> {
     const d = await this.pathOf(dir);
     if (!d.st.isDirectory()) throw new FsError('ENOTDIR');
-    return this.nodeAt(this.childRel(d.rel, name));
+    this.childRel(d.rel, name);
+    return this.inDir(d, (dirFd) => this.nodeIn(dirFd, d.rel, name));
   }
 
   async readdir(dir: Buffer): Promise<DirEntry[]> {
     const d = await this.pathOf(dir);
-    let names: string[];
-    try {
-      names = await this.meta.readdir(d.abs);
-    } catch (e) { throw fromNodeError(e, `readdir ${d.rel}`); }
-    const out: DirEntry[] = [];
-    // lstat in bounded batches: enough parallelism to hide latency on a network filesystem
-    // without flooding libuv's thread pool.
-    const BATCH = 64;
-    for (let i = 0; i < names.length; i += BATCH) {
-      const part = names.slice(i, i + BATCH);
-      const nodes = await Promise.all(part.map(async (name) => {
-        try {
-          return { name, ...(await this.nodeAt(this.childRel(d.rel, name))) };
-        } catch (e) {
-          if (isFsError(e, 'ENOENT')) return null; // removed while we listed: not an entry any more
-          throw e;
-        }
-      }));
-      for (const n of nodes) if (n) out.push(n);
-    }
-    return out;
+    return this.inDir(d, async (dirFd) => {
+      let names: string[];
+      try {
+        names = await this.meta.readdir(procPath(dirFd, '.'));
+      } catch (e) { throw fromNodeError(e, `readdir ${d.rel}`); }
+      const out: DirEntry[] = [];
+      // lstat in bounded batches: enough parallelism to hide latency on a network filesystem
+      // without flooding libuv's thread pool.
+      const BATCH = 64;
+      for (let i = 0; i < names.length; i += BATCH) {
+        const part = names.slice(i, i + BATCH);
+        const nodes = await Promise.all(part.map(async (name) => {
+          try {
+            return { name, ...(await this.nodeIn(dirFd, d.rel, name)) };
+          } catch (e) {
+            if (isFsError(e, 'ENOENT')) return null; // removed while we listed: not an entry any more
+            throw e;
+          }
+        }));
+        for (const n of nodes) if (n) out.push(n);
+      }
+      return out;
+    });
   }
 
   async readlink(fh: Buffer): Promise<string> {
-    const { abs } = await this.pathOf(fh);
-    try { return await this.meta.readlink(abs); } catch (e) { throw fromNodeError(e, 'readlink'); }
+    const { rel } = await this.pathOf(fh);
+    return this.at(rel, async (_dirFd, _name, p) => {
+      try { return await this.meta.readlink(p); } catch (e) { throw fromNodeError(e, 'readlink'); }
+    });
   }
 
   private async fdFor(fh: Buffer, writable: boolean): Promise<fsp.FileHandle> {
@@ -282,14 +390,15 @@ export class LocalBackend implements Backend {
       this.fds.set(key, have);
       return have.fh;
     }
-    const { abs, st } = await this.pathOf(fh);
+    const { rel, st } = await this.pathOf(fh);
     if (!st.isFile()) throw new FsError(st.isDirectory() ? 'EISDIR' : 'EINVAL');
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(abs, writable ? fsc.O_RDWR : fsc.O_RDONLY);
-    } catch (e) { throw fromNodeError(e, `open ${abs}`); }
     // (fs.promises has no synchronous open that yields a FileHandle; opens are per file, not
     // per request, so the thread pool trip is paid once.)
+    const handle = await this.at(rel, async (_dirFd, _name, p) => {
+      try {
+        return await fsp.open(p, writable ? fsc.O_RDWR : fsc.O_RDONLY);
+      } catch (e) { throw fromNodeError(e, `open ${rel}`); }
+    });
     if (have) { this.fds.delete(key); void have.fh.close().catch(() => undefined); }
     this.fds.set(key, { fh: handle, writable });
     while (this.fds.size > MAX_OPEN_FDS) {
@@ -346,59 +455,68 @@ export class LocalBackend implements Backend {
     try { await have.fh.datasync(); } catch (e) { throw fromNodeError(e, 'fsync'); }
   }
 
-  /** The owner and mode of the object at `abs` (not following a symlink). */
-  private async ownedAt(abs: string): Promise<Owned> {
-    try { return owned(await this.meta.lstat(abs)); } catch (e) { throw fromNodeError(e, 'lstat'); }
+  /** The owner and mode of the object at `p` (not following a symlink). */
+  private async ownedAt(p: string): Promise<Owned> {
+    try { return owned(await this.meta.lstat(p)); } catch (e) { throw fromNodeError(e, 'lstat'); }
   }
 
-  private async chownNew(abs: string, creds: Creds): Promise<void> {
+  private async chownNew(p: string, creds: Creds): Promise<void> {
     if (process.getuid?.() !== 0) return; // only root can give objects away
     if (creds.uid === 0 && creds.gid === (process.getgid?.() ?? 0)) return; // already ours
-    try { await this.meta.lchown(abs, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
+    try { await this.meta.lchown(p, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
   }
 
   async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
-    const abs = this.abs(rel);
-    const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
-    try { await this.meta.createFile(abs, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
-    await this.chownNew(abs, creds);
-    if ((mode & 0o7000) !== 0) {
-      // open() drops set-id bits; chown() too, so this comes after it.
-      await this.meta.chmod(abs, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
-    }
-    return this.nodeAt(rel);
+    return this.inDir(d, async (dirFd) => {
+      const p = procPath(dirFd, name);
+      const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
+      try { await this.meta.createFile(p, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
+      await this.chownNew(p, creds);
+      if ((mode & 0o7000) !== 0) {
+        // open() drops set-id bits; chown() too, so this comes after it.
+        await this.meta.chmod(p, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+      }
+      return this.nodeIn(dirFd, d.rel, name);
+    });
   }
 
   async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
-    const abs = this.abs(rel);
-    try { await this.meta.mkdir(abs, mode & 0o7777); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
-    await this.chownNew(abs, creds);
-    if ((mode & 0o7000) !== 0) await this.meta.chmod(abs, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
-    return this.nodeAt(rel);
+    return this.inDir(d, async (dirFd) => {
+      const p = procPath(dirFd, name);
+      try { await this.meta.mkdir(p, mode & 0o7777); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
+      await this.chownNew(p, creds);
+      if ((mode & 0o7000) !== 0) await this.meta.chmod(p, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+      return this.nodeIn(dirFd, d.rel, name);
+    });
   }
 
   async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
-    try { await this.meta.symlink(target, this.abs(rel)); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
-    await this.chownNew(this.abs(rel), creds);
-    return this.nodeAt(rel);
+    return this.inDir(d, async (dirFd) => {
+      const p = procPath(dirFd, name);
+      try { await this.meta.symlink(target, p); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
+      await this.chownNew(p, creds);
+      return this.nodeIn(dirFd, d.rel, name);
+    });
   }
 
   async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
-    const rel = this.childRel(d.rel, name);
-    mknod(this.abs(rel), mode, rdev);
-    await this.chownNew(this.abs(rel), creds);
-    return this.nodeAt(rel);
+    this.childRel(d.rel, name);
+    return this.inDir(d, async (dirFd) => {
+      mknod(dirFd, name, mode, rdev);
+      await this.chownNew(procPath(dirFd, name), creds);
+      return this.nodeIn(dirFd, d.rel, name);
+    });
   }
 
   async link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr> {
@@ -406,23 +524,31 @@ export class LocalBackend implements Backend {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
-    try { await this.meta.link(src.abs, this.abs(rel)); } catch (e) { throw fromNodeError(e, `link ${rel}`); }
-    return toAttr(await this.meta.lstat(src.abs));
+    return this.at(src.rel, (_srcDirFd, _srcName, srcP) => this.inDir(d, async (dirFd) => {
+      try { await this.meta.link(srcP, procPath(dirFd, name)); } catch (e) { throw fromNodeError(e, `link ${rel}`); }
+      return toAttr(await this.meta.lstat(srcP));
+    }));
   }
 
   async unlink(dir: Buffer, name: string, creds?: Creds): Promise<void> {
     const d = await this.pathOf(dir);
-    const abs = this.abs(this.childRel(d.rel, name));
-    if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(abs), creds);
-    try { await this.meta.unlink(abs); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
+    this.childRel(d.rel, name);
+    await this.inDir(d, async (dirFd) => {
+      const p = procPath(dirFd, name);
+      if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(p), creds);
+      try { await this.meta.unlink(p); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
+    });
   }
 
   async rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void> {
     const d = await this.pathOf(dir);
-    const abs = this.abs(this.childRel(d.rel, name));
-    if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(abs), creds);
-    try { await this.meta.rmdir(abs); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
     const rel = this.childRel(d.rel, name);
+    await this.inDir(d, async (dirFd) => {
+      const p = procPath(dirFd, name);
+      if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(p), creds);
+      try { await this.meta.rmdir(p); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
+    });
+    this.dirFds.dropped(rel);
     for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
     this.watcher?.remove(this.watchPath(rel));
   }
@@ -432,12 +558,17 @@ export class LocalBackend implements Backend {
     const b = await this.pathOf(toDir);
     const fromRel = this.childRel(a.rel, fromName);
     const toRel = this.childRel(b.rel, toName);
-    if (actsFor(creds)) {
-      const target = await this.ownedAt(this.abs(toRel)).catch((e) => { if (isFsError(e, 'ENOENT')) return null; throw e; });
-      const from = owned(a.st);
-      checkRename(from, await this.ownedAt(this.abs(fromRel)), a.st.ino === b.st.ino ? from : owned(b.st), target, creds);
-    }
-    try { await this.meta.rename(this.abs(fromRel), this.abs(toRel)); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
+    await this.inDir(a, (fromFd) => this.inDir(b, async (toFd) => {
+      const fromP = procPath(fromFd, fromName);
+      const toP = procPath(toFd, toName);
+      if (actsFor(creds)) {
+        const target = await this.ownedAt(toP).catch((e) => { if (isFsError(e, 'ENOENT')) return null; throw e; });
+        const from = owned(a.st);
+        checkRename(from, await this.ownedAt(fromP), a.st.ino === b.st.ino ? from : owned(b.st), target, creds);
+      }
+      try { await this.meta.rename(fromP, toP); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
+    }));
+    this.dirFds.moved(fromRel, toRel);
     // Keep remembered paths right for the moved object and everything below it.
     const prefix = fromRel + '/';
     for (const w of this.where.values()) {
@@ -454,32 +585,34 @@ export class LocalBackend implements Backend {
   }
 
   async setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr> {
-    const { abs, st } = await this.pathOf(fh);
+    const { rel, st } = await this.pathOf(fh);
     if (actsFor(creds)) checkSetattr(owned(st), set, creds);
     if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
       // Best effort (not atomic, unlike NFS's guarded SETATTR): the object changed since.
       throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
     }
-    try {
-      if (set.uid !== undefined || set.gid !== undefined) {
-        await this.meta.lchown(abs, set.uid ?? -1, set.gid ?? -1);
-      }
-      if (set.mode !== undefined && !st.isSymbolicLink()) await this.meta.chmod(abs, set.mode & 0o7777);
-      if (set.size !== undefined) {
-        const have = this.fds.get(fh.toString('hex'));
-        if (have?.writable) await have.fh.truncate(set.size);
-        else await this.meta.truncate(abs, set.size);
-      }
-      if (set.atime || set.mtime) {
-        const omit: TimeSpec = { kind: 'omit' };
-        setTimes(abs, set.atime ?? omit, set.mtime ?? omit);
-      }
-    } catch (e) { throw fromNodeError(e, 'setattr'); }
-    return toAttr(await this.meta.lstat(abs));
+    return this.at(rel, async (dirFd, name, p) => {
+      try {
+        if (set.uid !== undefined || set.gid !== undefined) {
+          await this.meta.lchown(p, set.uid ?? -1, set.gid ?? -1);
+        }
+        if (set.mode !== undefined && !st.isSymbolicLink()) await this.meta.chmod(p, set.mode & 0o7777);
+        if (set.size !== undefined) {
+          const have = this.fds.get(fh.toString('hex'));
+          if (have?.writable) await have.fh.truncate(set.size);
+          else await this.meta.truncate(p, set.size);
+        }
+        if (set.atime || set.mtime) {
+          const omit: TimeSpec = { kind: 'omit' };
+          setTimes(dirFd, name, set.atime ?? omit, set.mtime ?? omit);
+        }
+      } catch (e) { throw fromNodeError(e, 'setattr'); }
+      return toAttr(await this.meta.lstat(p));
+    });
   }
 
   async statfs(): Promise<StatFs> {
-    const s = await fsp.statfs(this.rootPath).catch((e) => { throw fromNodeError(e, 'statfs'); });
+    const s = await this.at('', (_dirFd, _name, p) => fsp.statfs(p)).catch((e) => { throw fromNodeError(e, 'statfs'); });
     return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
       files: s.files, ffree: s.ffree, namemax: 255 };
   }
@@ -489,25 +622,27 @@ export class LocalBackend implements Backend {
     // and report each changed name once.
     const pending = new Map<string, { dirAbs: string; name: string }>();
     let timer: NodeJS.Timeout | null = null;
-    const flush = () => {
+    const flush = async () => {
       timer = null;
+      const batch = [...pending.values()];
+      pending.clear();
       const dirs = new Map<string, Buffer | null>();
-      for (const { dirAbs, name } of pending.values()) {
+      for (const { dirAbs, name } of batch) {
         const dirRel = path.relative(this.rootPath, path.resolve(this.rootPath, dirAbs));
-        if (dirRel.startsWith('..')) continue;
+        if (dirRel === '..' || dirRel.startsWith('../')) continue;
         let dir = dirs.get(dirRel);
         if (dir === undefined) {
-          try { dir = this.handleForExisting(dirRel); } catch { dir = null; }
+          // A directory gone (or unnamed) by now has nothing left to report.
+          dir = await this.handleForExisting(dirRel).catch(() => null);
           dirs.set(dirRel, dir);
         }
         if (!dir) continue;
         onChange(name ? { dir, name } : { dir });
       }
-      pending.clear();
     };
     const onEvent = (dirAbs: string, name: string) => {
       pending.set(`${dirAbs}\0${name}`, { dirAbs, name });
-      if (!timer) { timer = setTimeout(flush, 50); timer.unref(); }
+      if (!timer) { timer = setTimeout(() => { void flush(); }, 50); timer.unref(); }
     };
     const mode = opts.mode === 'auto' ? (this.meta.sync ? 'inotify' : 'poll') : opts.mode;
     this.watcher = mode === 'inotify'
@@ -522,11 +657,10 @@ export class LocalBackend implements Backend {
     return rel === '' ? this.rootPath : path.join(this.rootPath, rel);
   }
 
-  private handleForExisting(rel: string): Buffer {
+  private async handleForExisting(rel: string): Promise<Buffer> {
     if (rel === '') return this.rootFh;
-    const abs = this.abs(rel);
-    if (this.useKernelHandles) return Buffer.concat([Buffer.from('H'), handleOf(abs).bytes]);
-    throw new FsError('ENOTSUP');
+    if (!this.useKernelHandles) throw new FsError('ENOTSUP');
+    return this.at(rel, async (dirFd, name) => Buffer.concat([Buffer.from('H'), handleOf(dirFd, name).bytes]));
   }
 
   async close(): Promise<void> {
@@ -534,6 +668,8 @@ export class LocalBackend implements Backend {
     for (const { fh } of this.fds.values()) await fh.close().catch(() => undefined);
     this.fds.clear();
     await this.mountFd?.close().catch(() => undefined);
+    this.dirs?.close();
+    this.dirs = null;
   }
 }
 

@@ -4,9 +4,20 @@
 // time: there they run synchronously. On a network or FUSE file system (NFS, SMB, sshfs)
 // a call may block for long, so there they stay asynchronous. Data transfers are always
 // asynchronous (see LocalBackend.read/write).
-import { promises as fsp, readFileSync, type BigIntStats } from 'node:fs';
+//
+// Paths given here are short: the local backend names objects below an open directory
+// descriptor (dir-fds.ts), never by their whole path from the backend root.
+import { promises as fsp, readFileSync, constants as fsc, type BigIntStats } from 'node:fs';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
+
+/** Linux's O_PATH (the same on x86-64 and arm64; Node does not export it). */
+export const O_PATH = 0o10000000;
+/** How dir-fds.ts opens a directory: a reference only, and never through a symlink. */
+const DIR_FLAGS = O_PATH | fsc.O_DIRECTORY | fsc.O_NOFOLLOW;
+const openCb = promisify(fs.open);
+const fstatCb = promisify(fs.fstat);
 
 export interface MetaCalls {
   readonly sync: boolean;
@@ -24,6 +35,9 @@ export interface MetaCalls {
   truncate(p: string, size: number): Promise<void>;
   /** Creates (or opens) a regular file and closes it again. */
   createFile(p: string, flags: number, mode: number): Promise<void>;
+  /** Opens the directory at `p` as an O_PATH descriptor (not following a final symlink). */
+  openDir(p: string): Promise<number>;
+  fstat(fd: number): Promise<BigIntStats>;
 }
 
 const asyncCalls: MetaCalls = {
@@ -41,6 +55,8 @@ const asyncCalls: MetaCalls = {
   rename: (a, b) => fsp.rename(a, b),
   truncate: (p, n) => fsp.truncate(p, n),
   createFile: async (p, flags, mode) => { const h = await fsp.open(p, flags, mode); await h.close(); },
+  openDir: (p) => openCb(p, DIR_FLAGS),
+  fstat: (fd) => fstatCb(fd, { bigint: true }) as Promise<BigIntStats>,
 };
 
 // Each wrapper is async so that a thrown error becomes a rejection, as with fs.promises.
@@ -59,6 +75,8 @@ const syncCalls: MetaCalls = {
   rename: async (a, b) => fs.renameSync(a, b),
   truncate: async (p, n) => fs.truncateSync(p, n),
   createFile: async (p, flags, mode) => { fs.closeSync(fs.openSync(p, flags, mode)); },
+  openDir: async (p) => fs.openSync(p, DIR_FLAGS),
+  fstat: async (fd) => fs.fstatSync(fd, { bigint: true }),
 };
 
 const LOCAL_DISK_TYPES = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'tmpfs', 'f2fs', 'zfs', 'jfs',

@@ -2,11 +2,13 @@
 // open_by_handle_at (finding a renamed object again), utimensat (nanosecond times with
 // UTIME_OMIT) and mknodat. Calls are synchronous: each is one short syscall on a dentry the
 // adapter has just looked up (lstat first), so it does not block the event loop for long.
+// Each names its object as one name below a directory descriptor (see dir-fds.ts), never by
+// a path from the backend root, which may be longer than PATH_MAX.
 import koffi from 'koffi';
 import { FsError, type ErrnoName } from '../../core/errors.js';
 import { constants } from 'node:os';
 
-const AT_FDCWD = -100;
+export const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const MAX_HANDLE_SZ = 128;
 export const UTIME_NOW = (1 << 30) - 1;
@@ -33,12 +35,12 @@ export interface KernelHandle {
   mountId: number;
 }
 
-/** name_to_handle_at(AT_FDCWD, path, …, 0): does not follow a final symlink. */
-export function handleOf(path: string): KernelHandle {
+/** name_to_handle_at(dirfd, name, …, 0): does not follow a final symlink. */
+export function handleOf(dirfd: number, name: string): KernelHandle {
   const buf = Buffer.alloc(8 + MAX_HANDLE_SZ);
   buf.writeUInt32LE(MAX_HANDLE_SZ, 0);
   const mountId = [0];
-  if (nameToHandleAt(AT_FDCWD, path, buf, mountId, 0) !== 0) throw lastError(`name_to_handle_at ${path}`);
+  if (nameToHandleAt(dirfd, name, buf, mountId, 0) !== 0) throw lastError(`name_to_handle_at ${name}`);
   const n = buf.readUInt32LE(0);
   return { bytes: Buffer.from(buf.subarray(4, 8 + n)), mountId: mountId[0] ?? 0 };
 }
@@ -56,12 +58,12 @@ export function openHandle(mountFd: number, handle: Buffer): number {
 
 export type TimeSpec = { kind: 'set'; ns: bigint } | { kind: 'now' } | { kind: 'omit' };
 
-/** utimensat on a path without following a final symlink, to the nanosecond. */
-export function setTimes(path: string, atime: TimeSpec, mtime: TimeSpec): void {
+/** utimensat(dirfd, name) without following a final symlink, to the nanosecond. */
+export function setTimes(dirfd: number, name: string, atime: TimeSpec, mtime: TimeSpec): void {
   const buf = Buffer.alloc(32);
   writeTs(buf, 0, atime);
   writeTs(buf, 16, mtime);
-  if (utimensat(AT_FDCWD, path, buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${path}`);
+  if (utimensat(dirfd, name, buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${name}`);
 }
 
 function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
@@ -74,6 +76,6 @@ function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
   buf.writeBigInt64LE(nsec, off + 8);
 }
 
-export function mknod(path: string, mode: number, rdev: number): void {
-  if (mknodat(AT_FDCWD, path, mode, rdev) !== 0) throw lastError(`mknod ${path}`);
+export function mknod(dirfd: number, name: string, mode: number, rdev: number): void {
+  if (mknodat(dirfd, name, mode, rdev) !== 0) throw lastError(`mknod ${name}`);
 }
