@@ -10,7 +10,7 @@
 //   stalls and retries (src/journal/replayer.ts), and a storage failure that escapes its
 //   handler anyway is logged and shown by `status` (see onEscaped); a mount that cannot start
 //   on a full disk says so.
-import { promises as fsp, constants as fsc, readFileSync, statfsSync } from 'node:fs';
+import { promises as fsp, constants as fsc, readFileSync, statfsSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import type net from 'node:net';
 import { UserError, isCacheFull, isCacheStorageError, isFsError } from '../core/errors.js';
@@ -59,10 +59,24 @@ export async function checkMountable(mp: string): Promise<void> {
   try {
     await fsp.access('/dev/fuse', fsc.R_OK | fsc.W_OK);
   } catch (e) {
+    // An ordinary user mounts through fusermount3, which is setuid root and opens the device.
+    if (process.getuid?.() !== 0 && existsSync('/dev/fuse') && (await fusermount3())) return checkEmpty(mp);
     throw new UserError(`no access to /dev/fuse (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): FUSE file systems cannot be mounted here`, {
       hint: 'load the fuse module (modprobe fuse); in a container, pass the device (--device /dev/fuse) and CAP_SYS_ADMIN',
     });
   }
+  await checkEmpty(mp);
+}
+
+/** Whether fusermount3 is on the PATH and executable. */
+async function fusermount3(): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    try { await fsp.access(path.join(dir || '.', 'fusermount3'), fsc.X_OK); return true; } catch { /* next */ }
+  }
+  return false;
+}
+
+async function checkEmpty(mp: string): Promise<void> {
   const names = await fsp.readdir(mp).catch(() => [] as string[]);
   if (names.length > 0) {
     throw new UserError(`mountpoint ${mp} is not empty (${names.length} entr${names.length === 1 ? 'y' : 'ies'}, e.g. ${names[0]}): the mount would hide them`, {

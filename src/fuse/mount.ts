@@ -145,3 +145,17 @@ export async function abortConnection(n: number): Promise<void> {
     log.debug(`aborting FUSE connection ${n} failed`, e);
   }
 }
+
+/**
+ * Lets the kernel read ahead `bytes` at a time on connection `n` (its backing device's
+ * read_ahead_kb, 128 KiB by default, bounds every buffered read request whatever max_pages
+ * says). Root only; quiet when it cannot.
+ */
+export function setReadahead(n: number, bytes: number): void {
+  if (process.getuid?.() !== 0) return;
+  try {
+    fs.writeFileSync(`/sys/class/bdi/0:${n}/read_ahead_kb`, String(Math.floor(bytes / 1024)));
+  } catch (e) {
+    log.debug(`cannot set read-ahead of FUSE connection ${n}`, e);
+  }
+}

@@ -15,6 +15,8 @@ const CTL_BASE = 1n << 48n;
 export class NodeTable {
   private readonly counts = new Map<bigint, number>();
   private readonly ctl = new Map<bigint, string>();
+  /** The object version of the attributes each node was last given with (see objectAt). */
+  private readonly versions = new Map<bigint, string>();
 
   constructor(private readonly rootId: number) {}
 
@@ -50,8 +52,14 @@ export class NodeTable {
     const left = (this.counts.get(node) ?? 0) - n;
     if (left > 0) { this.counts.set(node, left); return; }
     this.counts.delete(node);
+    this.versions.delete(node);
     if (node >= CTL_BASE) this.ctl.delete(node);
   }
+
+  /** The kernel was given `node`'s attributes as of `version`. */
+  gave(node: bigint, version: string): void { this.versions.set(node, version); }
+
+  versionGiven(node: bigint): string | undefined { return this.versions.get(node); }
 
   /** Whether the kernel holds this node (the root always). */
   known(node: bigint): boolean { return node === 1n || this.counts.has(node); }

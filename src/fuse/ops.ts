@@ -83,11 +83,16 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     return layer.objectOrStale(r.id);
   };
   const isCtlFh = (fh: number) => control !== undefined && fh >= CONTROL_FD_BASE;
+  /** An object's attributes for a reply, noting the version the kernel is given. */
+  const attrs = (o: CachedObject): FuseAttr => {
+    nodes.gave(nodes.nodeOf(o.id), o.attr.version);
+    return attrOf(o);
+  };
 
   const entry = (o: CachedObject): Buffer => {
     const node = nodes.nodeOf(o.id);
     nodes.looked(node);
-    return entryOut(node, attrOf(o), t.entry, t.attr);
+    return entryOut(node, attrs(o), t.entry, t.attr);
   };
   const ctlEntry = async (path: string): Promise<Buffer> => {
     const st = await control!.getattr(path);
@@ -126,9 +131,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     if (r.kind === 'ctl') return attrOut(ctlAttr(await control!.getattr(r.path)), t.attr);
     // fstat(): the open file's object, as the descriptor sees it (no revalidation).
     if (flags & GETATTR_FH && fh && !isCtlFh(fh)) {
-      try { return attrOut(attrOf(layer.fileOf(fh).obj), t.attr); } catch (e) { if (!isFsError(e, 'EBADF')) throw e; }
+      try { return attrOut(attrs(layer.fileOf(fh).obj), t.attr); } catch (e) { if (!isFsError(e, 'EBADF')) throw e; }
     }
-    return attrOut(attrOf(await layer.getattrOf(layer.objectOrStale(r.id))), t.attr);
+    return attrOut(attrs(await layer.getattrOf(layer.objectOrStale(r.id))), t.attr);
   };
 
   h[Op.SETATTR] = async ({ h: hd, body }) => {
@@ -172,7 +177,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       if (withFh && !isCtlFh(fh) && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
       else await layer.setattr(obj, set, d.creds(hd));
     }
-    return attrOut(attrOf(obj), t.attr);
+    return attrOut(attrs(obj), t.attr);
   };
 
   h[Op.READLINK] = async ({ h: hd }) => {
@@ -335,7 +340,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
 
   /** The listing of a directory node: `.` and `..` first, then its entries. */
-  const listing = async (node: bigint): Promise<NonNullable<DirHandle['entries']>> => {
+  const listing = async (node: bigint, plus: boolean): Promise<NonNullable<DirHandle['entries']>> => {
     const r = ref(node);
     if (r.kind === 'ctl') {
       const l = await control!.readdir(r.path);
@@ -348,7 +353,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const hidden = node === 1n ? control : undefined;
     for (const e of entries) {
       if (hidden?.hides(e.name)) continue;
-      out.push({ name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode), node: nodes.nodeOf(e.obj.id), attr: attrOf(e.obj) });
+      out.push({ name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode), node: nodes.nodeOf(e.obj.id), attr: plus ? attrs(e.obj) : attrOf(e.obj) });
     }
     return out;
   };
@@ -359,7 +364,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const size = req.body.u32();
     const dh = dirs.get(fh);
     if (!dh) throw new FsError('EBADF');
-    if (offset === 0 || !dh.entries) dh.entries = await listing(req.h.nodeid);
+    if (offset === 0 || !dh.entries) dh.entries = await listing(req.h.nodeid, plus);
     const list = dh.entries;
     const out = Buffer.alloc(size);
     let used = 0;

@@ -7,7 +7,7 @@ import { log } from '../core/log.js';
 import { isFsError } from '../core/errors.js';
 import type { CacheLayer } from '../layers/cache-layer.js';
 import type { ControlDir } from '../layers/control-dir.js';
-import { abortConnection, connectionOf, mountFuse, unmountFuse, type Mounted } from './mount.js';
+import { abortConnection, connectionOf, mountFuse, setReadahead, unmountFuse, type Mounted } from './mount.js';
 import { NodeTable } from './nodes.js';
 import { INTERRUPTIBLE, makeHandlers } from './ops.js';
 import { Init, Notify, notifyInvalEntry, notifyInvalInode, type InHeader } from './protocol.js';
@@ -61,6 +61,7 @@ export class FuseServer {
     });
     this.session = session;
     this.connection = connectionOf(this.o.mountpoint);
+    if (this.connection !== null) setReadahead(this.connection, f.maxWrite);
     session.start();
     log.info(`mounted through ${this.mounted.how}`);
   }
@@ -89,11 +90,12 @@ export class FuseServer {
 
   // ---------------------------------------------------------------- invalidation
 
-  /** The kernel must drop what it cached of object `id`'s data and attributes. */
-  invalidateObject(id: number): void {
+  objectAt(id: number, version: string): boolean {
     const node = this.nodes.nodeOf(id);
-    if (!this.session || !this.nodes.known(node)) return;
+    if (!this.session || !this.nodes.known(node) || this.nodes.versionGiven(node) === version) return false;
+    this.nodes.gave(node, version);
     void this.session.notify(Notify.INVAL_INODE, notifyInvalInode(node, 0, 0));
+    return true;
   }
 
   /** The kernel must look `name` in directory `dirId` up again. */

@@ -114,14 +114,14 @@ export class FuseSession {
     switch (h.opcode) {
       case Op.INIT: this.answerInit(h, body); return;
       case Op.FORGET:
-        try { this.o.forget([[h.nodeid, body.num64()]]); } catch (e) { log.warn('malformed FORGET', e); }
+        try { this.o.forget([[h.nodeid, count(body.u64())]]); } catch (e) { log.warn('malformed FORGET', e); }
         return;
       case Op.BATCH_FORGET: {
         try {
-          const count = body.u32();
+          const n = body.u32();
           body.skip(4);
           const pairs: [bigint, number][] = [];
-          for (let i = 0; i < count; i++) pairs.push([body.u64(), body.num64()]);
+          for (let i = 0; i < n; i++) pairs.push([body.u64(), count(body.u64())]);
           this.o.forget(pairs);
         } catch (e) { log.warn('malformed BATCH_FORGET', e); }
         return;
@@ -170,6 +170,7 @@ export class FuseSession {
 
   private answerInit(h: InHeader, body: Body): void {
     let error = 0;
+    if (this.negotiated) { this.reply(h.unique, -errnoNumber('EINVAL')); return; } // the kernel sends one
     try {
       const i = parseInit(body);
       if (i.major !== FUSE_KERNEL_VERSION || i.minor < OLDEST_MINOR) {
@@ -231,6 +232,11 @@ export class FuseSession {
       });
     });
   }
+}
+
+/** A lookup count (u64): beyond 2^53 it means "all of them". */
+function count(v: bigint): number {
+  return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
 }
 
 function errnoOf(e: unknown, op: string): number {

@@ -104,8 +104,11 @@ export type TimeArg = bigint | 'now' | 'omit';
  * kernel's caches (the FUSE server implements it; null: nobody to tell).
  */
 export interface KernelCache {
-  /** Object `id`'s attributes and data may have changed. */
-  invalidateObject(id: number): void;
+  /**
+   * Object `id` is at `version` on the backend now. The kernel is told to drop its copies
+   * (attributes, pages) when what it was given is of another version; true if it was.
+   */
+  objectAt(id: number, version: string): boolean;
   /** `name` in directory `dirId` may lead elsewhere now (or nowhere). */
   invalidateEntry(dirId: number, name: string): void;
   /** Whether the kernel holds object `id` (a node it was given and has not forgotten). */
@@ -2030,6 +2033,10 @@ export class CacheLayer {
         if (o) o.attrAt = 0;
       }
       this.tellKernelLater(dir, change.name);
+      if (child !== undefined && child !== null) {
+        const o = this.index.get(child);
+        if (o) this.tellKernelLater(o);
+      }
     }
     if (change.fh) {
       const o = this.index.byHandle(change.fh);
@@ -2044,8 +2051,8 @@ export class CacheLayer {
   /**
    * The kernel caches names and attributes for as long as the mount's timeouts say. When a
    * watcher reports a change to something the kernel holds, the object is revalidated (a
-   * batch, soon after) and, if the backend's version really moved (our own changes do not:
-   * their versions are adopted as they are made), the kernel is told to drop its copies.
+   * batch, soon after) and, if the version the kernel was given is not the backend's now,
+   * the kernel is told to drop its copies (and the names reported in a directory).
    */
   private tellKernelLater(o: CachedObject, name?: string): void {
     const k = this.kernel;
@@ -2064,15 +2071,13 @@ export class CacheLayer {
     await Promise.all(batch.map(async ([id, names]) => {
       const o = this.index.get(id);
       if (!o) return;
-      const before = o.attr.version;
       try {
         await this.revalidate(o, true);
       } catch (e) {
         if (!isFsError(e, 'ENOENT')) { log.debug(`revalidating object ${id} after an outside change failed`, e); return; }
       }
-      if (this.index.get(id) !== o) { k.invalidateObject(id); return; } // gone from the backend
-      if (o.attr.version === before) return;
-      k.invalidateObject(id);
+      const gone = this.index.get(id) !== o;
+      if (!k.objectAt(id, gone ? '' : o.attr.version)) return;
       for (const n of names) k.invalidateEntry(id, n);
     }));
   }

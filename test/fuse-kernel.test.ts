@@ -1,0 +1,145 @@
+// What our own FUSE session gives the kernel (issue 13), through real mounts:
+// - invalidation: with entry/attr/negative timeouts of a minute, a change made on the
+//   backend from outside is still seen (stat, a negative lookup, an open directory
+//   listing) within the watcher's interval, because the mount tells the kernel;
+// - one kernel inode per object: every name of a hard link shows the same nlink and ctime
+//   at once, with the default timeouts (libfuse2 gave each name its own inode);
+// - 1 MiB requests: a 16 MiB read takes at most 32 READ requests (libfuse2: 128 KiB each);
+// - an ordinary user mounts through fusermount3 (the descriptor passed back over a socket),
+//   uses the mount and unmounts it.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { CLI, Mounted, mountFresh, sh, tempRoot } from './helpers/cachefs.js';
+import { waitUntil } from './helpers/wait.js';
+
+const NOBODY = 65534;
+
+describe('FUSE session: invalidation with long timeouts (local backend, inotify)', () => {
+  let m: Mounted;
+  before(async () => {
+    m = await mountFresh('inval', {
+      config: { fuse: { entryTimeout: 60, attrTimeout: 60, negativeTimeout: 60 }, consistency: { watch: 'inotify' } },
+    });
+  });
+  after(async () => { await m?.cleanup(); });
+
+  it('stat sees a size changed on the backend', async () => {
+    await fsp.writeFile(m.b('grows'), 'short');
+    assert.equal((await fsp.stat(m.m('grows'))).size, 5);
+    await fsp.writeFile(m.b('grows'), 'a good deal longer');
+    await waitUntil('stat in the mount to show the new size', async () => (await fsp.stat(m.m('grows'))).size === 18, 5000);
+    assert.equal(await fsp.readFile(m.m('grows'), 'utf8'), 'a good deal longer');
+  });
+
+  it('a name looked up as absent appears once made on the backend', async () => {
+    await assert.rejects(fsp.stat(m.m('later')), { code: 'ENOENT' });
+    await fsp.writeFile(m.b('later'), 'here now');
+    await waitUntil('the new name to be found in the mount', async () => {
+      try { await fsp.stat(m.m('later')); return true; } catch { return false; }
+    }, 5000);
+  });
+
+  it('a name removed on the backend goes away, and an open directory listing shows the change', async () => {
+    await fsp.mkdir(m.b('d'));
+    await fsp.writeFile(m.b('d/one'), '1');
+    // Python lists through one open descriptor, rewinding it each time (fdopendir + rewinddir).
+    const script = 'import os,sys,time\n'
+      + 'fd=os.open(sys.argv[1],os.O_RDONLY|os.O_DIRECTORY)\n'
+      + 'print(",".join(sorted(os.listdir(fd))),flush=True)\n'
+      + 'sys.stdin.readline()\n'
+      + 'end=time.time()+5\n'
+      + 'while time.time()<end:\n'
+      + '  names=sorted(os.listdir(fd))\n'
+      + '  if names==["two"]: break\n'
+      + '  time.sleep(0.1)\n'
+      + 'print(",".join(names),flush=True)\n';
+    const { spawn } = await import('node:child_process');
+    const py = spawn('python3', ['-c', script, m.m('d')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    py.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitUntil('the first listing', () => out.includes('\n'), 10_000);
+    assert.equal(out.trim(), 'one');
+    await fsp.rm(m.b('d/one'));
+    await fsp.writeFile(m.b('d/two'), '2');
+    py.stdin.write('\n');
+    await new Promise((r) => py.on('close', r));
+    assert.equal(out.trim().split('\n')[1], 'two', 'the open directory lists the backend\'s names');
+    await waitUntil('the removed name to be gone', async () => {
+      try { await fsp.stat(m.m('d/one')); return false; } catch (e) { return (e as NodeJS.ErrnoException).code === 'ENOENT'; }
+    }, 5000);
+  });
+});
+
+describe('FUSE session: the kernel\'s view of objects', () => {
+  let m: Mounted;
+  before(async () => { m = await mountFresh('kview'); });
+  after(async () => { await m?.cleanup(); });
+
+  it('every name of a hard link agrees on nlink and ctime at once', async () => {
+    await fsp.writeFile(m.m('a'), 'linked');
+    const first = await fsp.stat(m.m('a'), { bigint: true });
+    await fsp.link(m.m('a'), m.m('b'));
+    await fsp.link(m.m('a'), m.m('c'));
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => fsp.stat(m.m(n), { bigint: true })));
+    assert.equal(a!.ino, first.ino);
+    for (const s of [a!, b!, c!]) {
+      assert.equal(s.ino, first.ino);
+      assert.equal(s.nlink, 3n);
+    }
+    await fsp.chmod(m.m('b'), 0o600);
+    await fsp.unlink(m.m('c'));
+    const [a2, b2] = await Promise.all(['a', 'b'].map((n) => fsp.stat(m.m(n), { bigint: true })));
+    assert.equal(a2!.nlink, 2n, 'the unlink of one name shows on the others at once');
+    assert.equal(a2!.mode & 0o777n, 0o600n, 'so does a chmod through another name');
+    assert.equal(a2!.ctimeNs, b2!.ctimeNs);
+  });
+
+  it('reads go to the mount in requests of up to 1 MiB', async () => {
+    const data = Buffer.alloc(16 << 20, 7);
+    await fsp.writeFile(m.b('big'), data);
+    const before = (await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.read?.count ?? 0;
+    const got = await fsp.readFile(m.m('big'));
+    assert.ok(got.equals(data));
+    const reads = ((await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.read?.count ?? 0) - before;
+    assert.ok(reads > 0 && reads <= 32, `${reads} READ requests for 16 MiB`);
+  });
+});
+
+describe('FUSE session: an ordinary user mounts through fusermount3', () => {
+  let root: string;
+  before(async () => {
+    root = tempRoot('usermount');
+    await fsp.chmod(root, 0o755);
+    for (const d of ['backend', 'mnt', 'cache']) {
+      await fsp.mkdir(path.join(root, d));
+      await fsp.chown(path.join(root, d), NOBODY, NOBODY);
+    }
+    await fsp.writeFile(path.join(root, 'backend', 'hello'), 'from the backend\n');
+    await fsp.chown(path.join(root, 'backend', 'hello'), NOBODY, NOBODY);
+  });
+  after(async () => {
+    await sh('node', [CLI, 'umount', path.join(root, 'mnt'), '--force'], { uid: NOBODY }).catch(() => undefined);
+    await sh('fusermount3', ['-u', '-z', path.join(root, 'mnt')]).catch(() => undefined);
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  it('mounts, serves reads and writes, and unmounts, all as uid 65534', async () => {
+    const mnt = path.join(root, 'mnt');
+    const r = await sh('node', [CLI, 'mount', path.join(root, 'backend'), mnt, '--cache-dir', path.join(root, 'cache')], { uid: NOBODY, cwd: root });
+    assert.equal(r.code, 0, r.stderr);
+    const line = (await fsp.readFile('/proc/mounts', 'utf8')).split('\n').find((l) => l.split(' ')[1] === mnt);
+    assert.ok(line, 'in /proc/mounts');
+    assert.match(line, /fuse\.cachefs/);
+    assert.match(line, /user_id=65534/);
+    const use = await sh('sh', ['-c', `cat ${mnt}/hello && echo written > ${mnt}/new && cat ${mnt}/new && stat -c %U ${mnt}/new`], { uid: NOBODY });
+    assert.equal(use.code, 0, use.stderr);
+    assert.equal(use.stdout, 'from the backend\nwritten\nnobody\n');
+    assert.equal(await fsp.readFile(path.join(root, 'backend', 'new'), 'utf8'), 'written\n');
+    const u = await sh('node', [CLI, 'umount', mnt], { uid: NOBODY, cwd: root });
+    assert.equal(u.code, 0, u.stderr);
+    const still = (await fsp.readFile('/proc/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === mnt);
+    assert.ok(!still, 'unmounted');
+  });
+});

@@ -1,0 +1,178 @@
+// The FUSE session's decoder and dispatch, fed requests the kernel would never send: seeded
+// random opcodes, node ids and bodies (short, long, unterminated names, huge sizes). The
+// handlers are the real ones over a real cache layer on a local backend in a temporary
+// directory; replies go to a file, read back afterwards. What must hold: the process does
+// not crash, every request that wants a reply gets exactly one (FORGET, BATCH_FORGET and
+// INTERRUPT get none), every error is a negative errno, and a well-formed LOOKUP still works
+// after the storm.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { LocalBackend } from '../src/backends/local/local-backend.js';
+import { openDb } from '../src/index/db.js';
+import { ObjectIndex } from '../src/index/objects.js';
+import { MeteredDataStore } from '../src/cache/culler.js';
+import { Journal } from '../src/journal/journal.js';
+import { Replayer } from '../src/journal/replayer.js';
+import { ConflictStore } from '../src/conflict/store.js';
+import { Connectivity } from '../src/layers/connectivity.js';
+import { EventBus } from '../src/core/events.js';
+import { CacheLayer } from '../src/layers/cache-layer.js';
+import { DEFAULTS } from '../src/config/schema.js';
+import { FuseSession } from '../src/fuse/session.js';
+import { NodeTable } from '../src/fuse/nodes.js';
+import { INTERRUPTIBLE, makeHandlers } from '../src/fuse/ops.js';
+import { Op, IN_HEADER, OUR_MINOR, Init } from '../src/fuse/protocol.js';
+import { waitUntil } from './helpers/wait.js';
+import { setLogLevel } from '../src/core/log.js';
+
+/** A small deterministic PRNG (mulberry32), so a failure names its seed. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function request(opcode: number, unique: bigint, nodeid: bigint, body: Buffer): Buffer {
+  const b = Buffer.alloc(IN_HEADER + body.length);
+  b.writeUInt32LE(b.length, 0);
+  b.writeUInt32LE(opcode, 4);
+  b.writeBigUInt64LE(unique, 8);
+  b.writeBigUInt64LE(nodeid, 16);
+  b.writeUInt32LE(0, 24); // uid root
+  b.writeUInt32LE(0, 28);
+  b.writeUInt32LE(process.pid, 32);
+  body.copy(b, IN_HEADER);
+  return b;
+}
+
+/** The replies written to `file`: unique -> [error, payload length][]. */
+function replies(file: string): Map<bigint, [number, number][]> {
+  const buf = fs.readFileSync(file);
+  const out = new Map<bigint, [number, number][]>();
+  for (let at = 0; at + 16 <= buf.length;) {
+    const len = buf.readUInt32LE(at);
+    assert.ok(len >= 16 && at + len <= buf.length, `a reply of ${len} bytes at ${at} overruns the ${buf.length} written`);
+    const unique = buf.readBigUInt64LE(at + 8);
+    const list = out.get(unique) ?? [];
+    list.push([buf.readInt32LE(at + 4), len - 16]);
+    out.set(unique, list);
+    at += len;
+  }
+  return out;
+}
+
+describe('FUSE protocol: malformed and unexpected requests', () => {
+  let dir: string;
+  let layer: CacheLayer;
+  let close: () => Promise<void>;
+
+  before(async () => {
+    setLogLevel('error'); // every malformed request is a warning: thousands of them here
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cachefs-fuzz-'));
+    const be = path.join(dir, 'backend');
+    await fsp.mkdir(path.join(be, 'sub'), { recursive: true });
+    await fsp.writeFile(path.join(be, 'file'), 'contents');
+    const backend = new LocalBackend(be, { workInRoot: false });
+    await backend.open();
+    const db = openDb(path.join(dir, 'index.sqlite'));
+    const index = new ObjectIndex(db, backend.fsid);
+    const store = new MeteredDataStore(path.join(dir, 'cache'));
+    await store.init();
+    const journal = new Journal(db);
+    const config = { ...DEFAULTS, backend: be, mountpoint: path.join(dir, 'mnt'), cacheDir: path.join(dir, 'cache') };
+    layer = new CacheLayer({ backend, index, store, connectivity: new Connectivity(), config, conflicts: new ConflictStore(db), events: new EventBus() }, (t) => new Replayer(journal, t));
+    await layer.init();
+    close = async () => { await layer.close(); await store.close(); await backend.close(); db.close(); };
+  });
+
+  after(async () => {
+    await close?.();
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  for (const seed of [20261204, 7, 4242]) {
+    it(`seed ${seed}: 3,000 random requests, each answered once, the session still works`, async () => {
+      const out = path.join(dir, `replies-${seed}`);
+      const fd = fs.openSync(out, 'w');
+      const nodes = new NodeTable(layer.rootObjectId);
+      const session: FuseSession = new FuseSession(fd, {
+        want: Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.DO_READDIRPLUS,
+        maxWrite: 1 << 20, readers: 1, interruptible: INTERRUPTIBLE,
+        forget: (pairs) => { for (const [n, c] of pairs) nodes.forget(n, c); },
+        handlers: makeHandlers({
+          layer, nodes, timeouts: { entry: 1, attr: 1, negative: 1 }, creds: (h) => ({ uid: h.uid, gid: h.gid }),
+          autoCache: true, negotiated: () => session.init,
+        }),
+      });
+      const init = Buffer.alloc(64);
+      init.writeUInt32LE(7, 0); init.writeUInt32LE(OUR_MINOR, 4); init.writeUInt32LE(1 << 20, 8);
+      init.writeUInt32LE(Number(Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.DO_READDIRPLUS), 12);
+      const r = rng(seed);
+      const ops = Object.values(Op);
+      const noReply = new Set<number>([Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.NOTIFY_REPLY]);
+      const expected = new Set<bigint>();
+      let unique = 1n;
+      session.dispatch(request(Op.INIT, unique, 0n, init), IN_HEADER + 64);
+      expected.add(unique);
+      const names = ['file', 'sub', '.cachefs', '', 'x'.repeat(300), 'new', '..', 'é'];
+      for (let i = 0; i < 3000; i++) {
+        unique++;
+        const pick = r();
+        const opcode = pick < 0.05 ? Math.floor(r() * 5000) : ops[Math.floor(r() * ops.length)]!;
+        const nodeid = [0n, 1n, 2n, 3n, 1n << 48n, 0xffffffffffffffffn][Math.floor(r() * 6)]!;
+        let body: Buffer;
+        const shape = r();
+        if (shape < 0.3) body = Buffer.alloc(Math.floor(r() * 48)); // short, zeros
+        else if (shape < 0.6) body = Buffer.from(Array.from({ length: Math.floor(r() * 200) }, () => Math.floor(r() * 256)));
+        else {
+          // A plausible fixed part (random), then a NUL-terminated name or two.
+          const fixed = Buffer.from(Array.from({ length: [0, 8, 16, 40, 88][Math.floor(r() * 5)]! }, () => (r() < 0.7 ? 0 : Math.floor(r() * 256))));
+          const n1 = names[Math.floor(r() * names.length)]!;
+          const n2 = names[Math.floor(r() * names.length)]!;
+          body = Buffer.concat([fixed, Buffer.from(`${n1}\0${r() < 0.5 ? `${n2}\0` : ''}`)]);
+        }
+        const req = request(opcode, unique, nodeid, body);
+        // Now and then a header that lies about the length, or is cut short.
+        const lie = r();
+        if (lie < 0.03) { session.dispatch(req, Math.min(req.length, 20)); continue; }
+        if (lie < 0.06) { req.writeUInt32LE(req.length + 100, 0); session.dispatch(req, req.length); continue; }
+        if (lie < 0.08) { req.writeUInt16LE(0xffff, 36); session.dispatch(req, req.length); continue; }
+        session.dispatch(req, req.length);
+        if (!noReply.has(opcode)) expected.add(unique);
+      }
+      // A well-formed LOOKUP of a name that exists, last.
+      unique++;
+      const lookup = unique;
+      session.dispatch(request(Op.LOOKUP, lookup, 1n, Buffer.from('file\0')), IN_HEADER + 5);
+      expected.add(lookup);
+      await waitUntil('every request to be answered', () => replies(out).size >= expected.size, 60_000);
+      // Give late second answers (there must be none) a moment to show up.
+      await new Promise((res) => setTimeout(res, 200));
+      const got = replies(out);
+      for (const u of expected) {
+        const list = got.get(u);
+        assert.ok(list, `request ${u} got no reply`);
+        assert.equal(list.length, 1, `request ${u} got ${list.length} replies`);
+        const [error, len] = list[0]!;
+        assert.ok(error <= 0 && error > -4096, `request ${u}: error ${error} is not a negative errno`);
+        if (error < 0) assert.equal(len, 0, `request ${u}: an error reply carries no payload`);
+      }
+      for (const u of got.keys()) assert.ok(expected.has(u), `request ${u} should have had no reply`);
+      const [lookupError, lookupLen] = got.get(lookup)![0]!;
+      assert.equal(lookupError, 0, 'the LOOKUP after the storm succeeds');
+      assert.equal(lookupLen, 128, 'with a full entry');
+      const errors = [...got.values()].filter((l) => l[0]![0] < 0).length;
+      assert.ok(errors > 100 && errors < got.size, `a mix of errors and successes (${errors} of ${got.size})`);
+      fs.closeSync(fd);
+    });
+  }
+});
