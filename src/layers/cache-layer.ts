@@ -48,7 +48,8 @@ import type { ResolveFs } from '../conflict/resolve.js';
 import { Freshness, SELF, now, nowNs } from './freshness.js';
 import { GatedBackend } from './gated-backend.js';
 import { ChunkFetcher, notCachedWhenOffline } from './chunk-fetcher.js';
-import { DIRTY_RUN_MAX, WriteBack } from './write-back.js';
+import { WriteBack } from './write-back.js';
+import { resolveFsOf } from './resolve-fs.js';
 import { Reconnector } from './reconnect.js';
 
 export interface OpenFile {
@@ -728,7 +729,7 @@ export class CacheLayer {
       }
       await this.captureBase(obj);
       // Bytes acknowledged while connected and still only in memory go to the cache file
-      // first (see spillWriteBehind): this write is journaled after them.
+      // first (see write-back.ts spillWriteBehind): this write is journaled after them.
       if (this.writeBack.spilling) await this.writeBack.spilling;
     }
     return this.writeBack.write(of, pos, data);
@@ -1148,53 +1149,10 @@ export class CacheLayer {
 
   /**
    * The mount's operations by path, acting as `creds`, for resolving conflicts: every change
-   * goes through the journal like one an application makes.
+   * goes through the journal like one an application makes (resolve-fs.ts).
    */
   resolveFs(creds: Creds): ResolveFs {
-    return {
-      stat: async (p) => {
-        try {
-          const o = await this.getattr(p);
-          return { type: o.attr.type, mode: o.attr.mode, uid: o.attr.uid, gid: o.attr.gid, size: o.attr.size };
-        } catch (e) {
-          if (isFsError(e, 'ENOENT')) return null;
-          throw e;
-        }
-      },
-      writeFile: async (p, src, mode) => {
-        let fd: number;
-        try {
-          fd = await this.open(p, O_WRONLY, creds);
-          try { await this.ftruncate(fd, 0); } catch (e) { await this.release(fd); throw e; }
-        } catch (e) {
-          if (!isFsError(e, 'ENOENT')) throw e;
-          fd = await this.create(p, mode, O_RDWR, creds);
-        }
-        try {
-          const h = await fsp.open(src, 'r');
-          try {
-            const buf = Buffer.allocUnsafe(DIRTY_RUN_MAX);
-            for (let pos = 0; ;) {
-              const { bytesRead } = await h.read(buf, 0, buf.length, pos);
-              if (bytesRead === 0) break;
-              await this.write(fd, pos, Buffer.from(buf.subarray(0, bytesRead)));
-              pos += bytesRead;
-            }
-          } finally {
-            await h.close();
-          }
-          await this.flush(fd);
-        } finally {
-          await this.release(fd);
-        }
-      },
-      symlink: (target, p) => this.symlink(target, p, creds),
-      mkdir: (p, mode) => this.mkdir(p, 0o040000 | mode, creds),
-      unlink: (p) => this.unlink(p, creds),
-      rmdir: (p) => this.rmdir(p, creds),
-      chmod: (p, mode) => this.chmod(p, mode, creds),
-      chown: (p, uid, gid) => this.chown(p, uid, gid, creds),
-    };
+    return resolveFsOf(this, creds);
   }
 
   /**
