@@ -135,6 +135,6 @@ export interface OutsideChange {
 
 /**
  * How the layer calls its backend: bounded in concurrency and with a deadline, a
- * connection error switching the mount to disconnected (src/layers/cache-layer.ts).
+ * connection error switching the mount to disconnected (src/layers/gated-backend.ts).
  */
 export type BackendCall = <T>(what: string, fn: () => Promise<T>) => Promise<T>;

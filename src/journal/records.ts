@@ -87,6 +87,11 @@ export function creatorOf(r: { uid: number; gid: number; groups?: number[] | und
   return { uid: r.uid, gid: r.gid, ...(r.groups ? { groups: r.groups } : {}) };
 }
 
+/** The `by` field of a record made for `by` (none for the mount's own changes). */
+export function byOf(by: RecordCreds | undefined): { by?: RecordCreds } {
+  return by ? { by: { uid: by.uid, gid: by.gid, ...(by.groups ? { groups: by.groups } : {}) } } : {};
+}
+
 /** Whether two records act as the same user (records may be merged only then). */
 export function sameCreds(a: JournalRecord, b: JournalRecord): boolean {
   return sameUser(credsOfRecord(a), credsOfRecord(b));

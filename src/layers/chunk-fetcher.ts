@@ -1,0 +1,302 @@
+// The chunk fetcher: brings an object's data from the backend into its cache file in aligned
+// chunks (cache.chunkSize), and keeps track of every chunk on its way (ARCHITECTURE §4).
+//
+// A chunk of an object is, at any moment, one of:
+// - cached: the index lists it (chunksOf), its bytes are in the cache file;
+// - in flight: a fetch (or a write's guard) is in `inflight`; concurrent readers of the
+//   same chunk share that one fetch;
+// - landing: its bytes came from the backend and are on their way into the cache file
+//   (`landing`); it counts as cached only once they are there;
+// - known zero: it holds nothing the backend has (past the end of the file as the cache
+//   knows it, or the object was made here): it needs no fetch;
+// - missing: none of the above; fetched when read.
+//
+// What must stay true (Node's one thread; the await points are where requests interleave):
+// - a write never races a fetch of the chunks it touches: it waits until none of them is in
+//   flight or landing (writable), and guards them while its bytes go in (guard), so fetched
+//   old bytes never land over new ones;
+// - a fetch's bytes count as cached only if nothing dropped the object's data meanwhile
+//   (`dataGen`) and the object is still the version they were read from;
+// - fetched bytes waiting for the cache disk stay bounded in memory (LANDING_LIMIT).
+import { FsError, isFsError } from '../core/errors.js';
+import { log } from '../core/log.js';
+import { isConnectionError } from '../journal/replayer.js';
+import type { Backend, BackendCall } from '../backends/types.js';
+import type { CachedObject, ObjectIndex } from '../index/objects.js';
+import type { DataStore } from '../store/data-store.js';
+import { isProvisional } from './backend-target.js';
+import { SELF } from './freshness.js';
+
+/** Fetched bytes that may wait in memory for the cache file at once. */
+const LANDING_LIMIT = 16 * 1024 * 1024;
+
+/** A chunk fetch, tagged with the object version it reads (write guards carry none). */
+type VersionedFetch = Promise<Buffer> & { version?: string };
+
+/** What the fetcher needs; the cache layer wires it. */
+export interface FetcherDeps {
+  backend: Pick<Backend, 'read'>;
+  /** The gated backend call (gated-backend.ts). */
+  call: BackendCall;
+  index: Pick<ObjectIndex, 'batch' | 'chunksOf' | 'addChunk' | 'clearChunks' | 'setDataVersion' | 'noteZerosFrom'>;
+  store: Pick<DataStore, 'write' | 'truncate'>;
+  chunkSize: number;
+  /** Chunks a sequential reader gets fetched ahead of it (cache.readAheadChunks). */
+  readAheadChunks: number;
+  /** Counts the bytes fetched (the layer's status counters). */
+  counters: { bytesFromBackend: number };
+  /** False below the cache disk's stop threshold: fetched data is served but not kept. */
+  storeData(): boolean;
+  connected(): boolean;
+}
+
+export class ChunkFetcher {
+  private readonly chunk: number;
+  /** Fetches (and write guards) per chunk key: concurrent readers share one. */
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Chunks whose fetched bytes are still on their way into the cache file. */
+  private readonly landing = new Map<string, Promise<void>>();
+  /** Bumped whenever an object's cached data is dropped (late landings are then ignored). */
+  private readonly dataGen = new Map<number, number>();
+  /** Bytes fetched from the backend still on their way into cache files. */
+  private landingBytes = 0;
+
+  constructor(private readonly d: FetcherDeps) {
+    this.chunk = d.chunkSize;
+  }
+
+  private chunkKey(obj: CachedObject, idx: number): string { return `${obj.id}:${idx}`; }
+
+  /** Chunk `idx` of `obj` is being fetched, or written (guarded). */
+  busy(obj: CachedObject, idx: number): boolean {
+    return this.inflight.has(this.chunkKey(obj, idx));
+  }
+
+  /** Some chunk of `obj` is being fetched or written (eviction leaves it alone then). */
+  busyObject(obj: CachedObject): boolean {
+    const prefix = `${obj.id}:`;
+    for (const k of this.inflight.keys()) if (k.startsWith(prefix)) return true;
+    return false;
+  }
+
+  /** Settles once chunk `idx`'s fetched bytes are in the cache file (undefined: none landing). */
+  landed(obj: CachedObject, idx: number): Promise<void> | undefined {
+    return this.landing.get(this.chunkKey(obj, idx));
+  }
+
+  /** Fetches chunk `idx` of `obj` into the cache (coalesced with concurrent fetches). */
+  fetch(obj: CachedObject, idx: number): Promise<Buffer> {
+    const key = this.chunkKey(obj, idx);
+    const have = this.inflight.get(key);
+    if (have) return have;
+    let landed!: () => void;
+    const landing = new Promise<void>((r) => { landed = r; });
+    this.landing.set(key, landing);
+    const p = (async () => {
+      const version = obj.attr.version;
+      const gen = this.dataGen.get(obj.id) ?? 0;
+      // Up to the end of the file as the attributes say (a chunk past it is just short: a
+      // file that grew has a new version, which drops this chunk anyway). Asking for a whole
+      // chunk of a small file would allocate it for nothing.
+      const want = Math.max(0, Math.min(this.chunk, obj.attr.size - idx * this.chunk)) || this.chunk;
+      const buf = await this.d.call('read', () => this.d.backend.read(obj.fh, idx * this.chunk, want));
+      if (obj.attr.version !== version) {
+        // The object changed while we read: these bytes may be from either side of it.
+        throw new FsError('EAGAIN', 'object changed during fetch');
+      }
+      if (obj.dataVersion !== null && obj.dataVersion !== version && obj.dataVersion !== SELF) this.dropData(obj);
+      this.d.counters.bytesFromBackend += buf.length;
+      // The reader gets the bytes now; the cache file gets them in the background, and the
+      // chunk counts as cached only once they have landed there (unless the data was
+      // dropped meanwhile). Writers wait for `landing` so they never race this write.
+      const dataVersion = obj.dataVersion === SELF ? SELF : version;
+      this.landingBytes += buf.length;
+      // Below the cache disk's stop threshold (culling.bstop) nothing new is kept: the
+      // reader still gets its bytes.
+      const keep = this.d.storeData();
+      const stored = (keep ? this.d.store.write(obj.id, idx * this.chunk, buf) : Promise.reject(new FsError('ENOSPC', 'the cache is full'))).then(
+        () => {
+          // Only if nothing dropped the data meanwhile, and the object is still the version
+          // these bytes came from (a revalidation may have seen a newer one while they landed).
+          if ((this.dataGen.get(obj.id) ?? 0) === gen && (dataVersion === SELF || obj.attr.version === version)) {
+            // Nobody awaits this (the reader has its bytes): a chunk the index cannot record
+            // (a full cache disk) is just not cached, and is fetched again when needed.
+            try {
+              this.d.index.addChunk(obj, idx, buf.length, dataVersion);
+            } catch (e) {
+              log.warn(`chunk ${idx} of object ${obj.id} cannot be recorded in the index; it is not kept`, e);
+            }
+          }
+        },
+        (e) => { if (keep) log.warn(`cannot keep chunk ${idx} of object ${obj.id} in the cache`, e); },
+      ).finally(() => {
+        this.landingBytes -= buf.length;
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+        if (this.landing.get(key) === landing) this.landing.delete(key);
+        landed();
+      });
+      // Back-pressure: when the cache disk lags behind the backend, fetched bytes would pile
+      // up in memory; past this bound the reader waits for its chunk to land.
+      if (this.landingBytes > LANDING_LIMIT) await stored;
+      return buf;
+    })();
+    (p as VersionedFetch).version = obj.attr.version;
+    this.inflight.set(key, p);
+    p.catch(() => {
+      if (this.inflight.get(key) === p) this.inflight.delete(key);
+      if (this.landing.get(key) === landing) this.landing.delete(key);
+      landed();
+    });
+    return p;
+  }
+
+  /**
+   * Makes chunk `idx` present in the cache: waits for a fetch or write already under way,
+   * else fetches it. Returns the chunk's bytes when this call fetched them, null otherwise.
+   */
+  async ensure(obj: CachedObject, idx: number): Promise<Buffer | null> {
+    for (let attempt = 0; ; attempt++) {
+      const key = this.chunkKey(obj, idx);
+      const busy = this.inflight.get(key);
+      try {
+        if (busy) {
+          const from = (busy as VersionedFetch).version;
+          if (from !== undefined && from !== obj.attr.version && attempt < 3) {
+            // A fetch of the version before a revalidation saw a newer one: its bytes are
+            // stale. Let it finish (it will not count as cached), then fetch anew.
+            await busy.catch(() => undefined);
+            await this.landing.get(key);
+            continue;
+          }
+          const b = await busy;
+          if (b.length > 0) return b;
+          continue; // a write's guard: look again
+        }
+        if (this.d.index.chunksOf(obj).has(idx)) return null;
+        return await this.fetch(obj, idx);
+      } catch (e) {
+        if (!isFsError(e, 'EAGAIN') || attempt >= 3) throw e;
+      }
+    }
+  }
+
+  /** A sequential reader is at chunk `from`: fetch the next few in the background. */
+  readAhead(obj: CachedObject, from: number): void {
+    const chunks = this.d.index.chunksOf(obj);
+    const lastChunk = Math.floor(Math.max(0, obj.attr.size - 1) / this.chunk);
+    const to = Math.min(lastChunk, from + this.d.readAheadChunks - 1);
+    for (let i = from; i <= to; i++) {
+      if (chunks.has(i) || this.inflight.has(this.chunkKey(obj, i))) continue;
+      this.ensure(obj, i).catch((e) => log.debug('read-ahead failed', e));
+    }
+  }
+
+  /** Waits until no chunk of `obj` is being fetched or landing in its cache file. */
+  async quiesce(obj: CachedObject): Promise<void> {
+    const prefix = `${obj.id}:`;
+    for (let round = 0; round < 10; round++) {
+      const busy: Promise<unknown>[] = [];
+      for (const [k, p] of this.inflight) if (k.startsWith(prefix)) busy.push(p.catch(() => undefined));
+      for (const [k, p] of this.landing) if (k.startsWith(prefix)) busy.push(p);
+      if (busy.length === 0) return;
+      await Promise.all(busy);
+    }
+  }
+
+  /**
+   * Marks chunks as being written so no fetch from the backend can land in them meanwhile
+   * (a fetch would bring the old bytes and could overwrite the new ones in the cache file).
+   * Returns the release; readers that find the guard wait for it, then look again.
+   */
+  guard(obj: CachedObject, idxs: number[]): () => void {
+    if (idxs.length === 0) return () => undefined;
+    let done!: () => void;
+    const p = new Promise<Buffer>((r) => { done = () => r(Buffer.alloc(0)); });
+    const keys = idxs.map((i) => this.chunkKey(obj, i));
+    for (const k of keys) if (!this.inflight.has(k)) this.inflight.set(k, p);
+    return () => {
+      for (const k of keys) if (this.inflight.get(k) === p) this.inflight.delete(k);
+      done();
+    };
+  }
+
+  /**
+   * Waits until the chunks [pos, end) touches can take a write: each is cached (fetched if
+   * need be) or known to hold nothing yet (`fresh` gets those), and none is being fetched
+   * or landing. Returns once that holds with no await left before the caller's write, or
+   * false if the cache cannot hold them.
+   */
+  async writable(obj: CachedObject, pos: number, end: number, fresh: number[]): Promise<boolean> {
+    const first = Math.floor(pos / this.chunk);
+    const last = Math.floor((end - 1) / this.chunk);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      fresh.length = 0;
+      for (let i = first; i <= last; i++) {
+        const key = this.chunkKey(obj, i);
+        const busy = this.inflight.get(key);
+        if (busy) await busy.catch(() => undefined);
+        const landing = this.landing.get(key);
+        if (landing) await landing;
+        if (this.d.index.chunksOf(obj).has(i)) continue;
+        const cStart = i * this.chunk;
+        if ((pos <= cStart && end >= cStart + this.chunk) || this.knownZero(obj, i)) { fresh.push(i); continue; }
+        await this.ensure(obj, i).catch((e) => { throw notCachedWhenOffline(e); });
+        await this.landing.get(key);
+      }
+      // From here to the caller's write there is no await: check that it all still holds.
+      let ok = true;
+      const chunks = this.d.index.chunksOf(obj);
+      for (let i = first; i <= last && ok; i++) {
+        const key = this.chunkKey(obj, i);
+        if (this.inflight.has(key) || this.landing.has(key)) ok = false;
+        else if (!chunks.has(i) && !fresh.includes(i)) ok = false;
+        else if (fresh.includes(i) && !chunks.has(i)) {
+          const cStart = i * this.chunk;
+          ok = (pos <= cStart && end >= cStart + this.chunk) || this.knownZero(obj, i);
+        }
+      }
+      if (ok) return true;
+      if (!this.d.storeData() && this.d.connected()) return false;
+    }
+    return false;
+  }
+
+  /**
+   * Chunk `idx` holds nothing the backend has: it starts at or past the end of the file as
+   * the cache knows it, or the object was made here and never reached the backend. Its
+   * bytes are what we wrote there (holes read as zeros).
+   */
+  knownZero(obj: CachedObject, idx: number): boolean {
+    const start = idx * this.chunk;
+    return start >= obj.attr.size || isProvisional(obj.fh) || (obj.zerosFrom !== null && obj.dataVersion !== null && start >= obj.zerosFrom);
+  }
+
+  /**
+   * The file grew from `from` (a write past its end, a truncate up): chunks that start at or
+   * past it and are not cached hold only zeros (offline they can be read, mapped and written;
+   * connected they need no fetch). One value, however far the file grew. The chunk holding
+   * `from`, when it starts before it, keeps its state (its head is the backend's).
+   */
+  knownZerosFrom(obj: CachedObject, from: number): void {
+    this.d.index.batch(() => {
+      // The promise belongs to our data version: when the backend's content moves on, the
+      // data is dropped, and the promise with it (clearChunks).
+      if (obj.dataVersion === null) this.d.index.setDataVersion(obj, SELF);
+      this.d.index.noteZerosFrom(obj, from);
+    });
+  }
+
+  /** Forgets the object's cached data; fetches still landing for it are not counted. */
+  dropData(obj: CachedObject): void {
+    this.dataGen.set(obj.id, (this.dataGen.get(obj.id) ?? 0) + 1);
+    if (obj.cachedBytes === 0 && obj.dataVersion === null) return;
+    this.d.index.clearChunks(obj);
+    void this.d.store.truncate(obj.id, 0).catch((e) => log.warn(`cannot truncate cache file ${obj.id}`, e));
+  }
+}
+
+/** Data the cache does not hold cannot be had while the backend is unreachable: ENODATA. */
+export function notCachedWhenOffline(e: unknown): unknown {
+  if (!isConnectionError(e)) return e;
+  return new FsError('ENODATA', `not in the cache, and the backend is unreachable (${(e as Error).message})`);
+}
