@@ -109,7 +109,11 @@ describe('FUSE session: the kernel\'s view of objects', () => {
 
 describe('FUSE session: an ordinary user mounts through fusermount3', () => {
   let root: string;
+  let devMode: number | null = null;
   before(async () => {
+    // fusermount3 opens /dev/fuse as the user: Debian makes it 0666 (udev), some VMs 0600.
+    const mode = (await fsp.stat('/dev/fuse')).mode & 0o777;
+    if ((mode & 0o006) !== 0o006) { devMode = mode; await fsp.chmod('/dev/fuse', 0o666); }
     root = tempRoot('usermount');
     await fsp.chmod(root, 0o755);
     for (const d of ['backend', 'mnt', 'cache']) {
@@ -123,6 +127,7 @@ describe('FUSE session: an ordinary user mounts through fusermount3', () => {
     await sh('node', [CLI, 'umount', path.join(root, 'mnt'), '--force'], { uid: NOBODY }).catch(() => undefined);
     await sh('fusermount3', ['-u', '-z', path.join(root, 'mnt')]).catch(() => undefined);
     await fsp.rm(root, { recursive: true, force: true });
+    if (devMode !== null) await fsp.chmod('/dev/fuse', devMode);
   });
 
   it('mounts, serves reads and writes, and unmounts, all as uid 65534', async () => {

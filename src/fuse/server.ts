@@ -48,6 +48,8 @@ export class FuseServer {
       maxWrite: f.maxWrite,
       readers: READERS,
       interruptible: INTERRUPTIBLE,
+      // Before INIT is answered: the kernel then bounds read-ahead by the smaller of the two.
+      onInit: () => { if (this.connection !== null) setReadahead(this.connection, f.maxWrite); },
       forget: (pairs) => { for (const [node, n] of pairs) this.nodes.forget(node, n); },
       handlers: makeHandlers({
         layer: this.o.layer,
@@ -61,7 +63,6 @@ export class FuseServer {
     });
     this.session = session;
     this.connection = connectionOf(this.o.mountpoint);
-    if (this.connection !== null) setReadahead(this.connection, f.maxWrite);
     session.start();
     log.info(`mounted through ${this.mounted.how}`);
   }

@@ -184,7 +184,7 @@ export class FuseSession {
       if (minor < 40) flags &= ~Init.PASSTHROUGH;
       if (flags >> 32n) flags |= Init.INIT_EXT;
       const maxPages = Math.ceil(this.o.maxWrite / 4096);
-      const n: Negotiated = { minor, flags, maxWrite: this.o.maxWrite, maxReadahead: Math.min(i.maxReadahead, this.o.maxWrite) };
+      const n: Negotiated = { minor, flags, maxWrite: this.o.maxWrite, maxReadahead: this.o.maxWrite };
       this.negotiated = n;
       this.o.onInit?.(n);
       this.reply(h.unique, 0, initOut({

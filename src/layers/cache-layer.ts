@@ -1353,16 +1353,29 @@ export class CacheLayer {
     await Promise.all(batch.map(async ([id, names]) => {
       const o = this.index.get(id);
       if (!o) return;
+      // What each reported name led to, as the kernel was last told (undefined: unknown).
+      const before = new Map<string, number | null | undefined>();
+      if (o.attr.type === 'dir') for (const n of names) before.set(n, this.index.namesOf(o).get(n));
       try {
         await this.revalidate(o, true);
       } catch (e) {
         if (!isFsError(e, 'ENOENT')) { log.debug(`revalidating object ${id} after an outside change failed`, e); return; }
       }
       const gone = this.index.get(id) !== o;
-      if (!k.objectAt(id, gone ? '' : o.attr.version)) return;
-      for (const n of names) k.invalidateEntry(id, n);
+      const told = k.objectAt(id, gone ? '' : o.attr.version);
+      // A name is invalidated when it leads elsewhere now (our own creates and renames,
+      // reported too, lead where the kernel was told already).
+      const moved: string[] = [];
+      for (const [n, was] of before) {
+        if (gone) { moved.push(n); continue; }
+        const now = await this.lookup(o, n).then((x) => x.id, (e: unknown) => (isFsError(e, 'ENOENT') ? null : undefined));
+        if (was === undefined || now === undefined || now !== was) moved.push(n);
+      }
+      for (const n of moved) k.invalidateEntry(id, n);
+      log.debug(`outside change of object ${id}${gone ? ' (gone)' : ''}: ${told ? 'attributes invalidated' : 'attributes current'}${moved.length ? `; names invalidated: ${moved.join(', ')}` : ''}`);
     }));
   }
+
 
   // ---------------------------------------------------------------- status
 
