@@ -1,7 +1,8 @@
 // Benchmarks of the local backend against the native directory and Debian's bindfs (a C
 // FUSE passthrough, -o big_writes), all measured in this one run, reported as ratios.
 // Usage (as root, after scripts/setup.sh):  node dist/bench/run.js [--runs N] [--size-mib N]
-//   [--files N] [--out docs/PERFORMANCE.md]
+//   [--files N] [--out docs/PERFORMANCE.md] [--passthrough] [--writeback]
+//   --passthrough / --writeback: mount cachefs with fuse.passthrough / fuse.writebackCache.
 // Every workload runs in a child process (dd, cat, ls, find, tar): this process never
 // serves a mount. "cold" drops the kernel's page cache first (needs root).
 import { spawn, execFileSync } from 'node:child_process';
@@ -17,6 +18,8 @@ const SIZE_MIB = Number(arg('size-mib', '512'));
 const FILES = Number(arg('files', '10000'));
 const OUT = arg('out', path.join(REPO, 'docs', 'PERFORMANCE.md'));
 const WORK = arg('work', path.join(os.tmpdir(), 'cachefs-bench'));
+const PASSTHROUGH = process.argv.includes('--passthrough');
+const WRITEBACK = process.argv.includes('--writeback');
 
 function run(cmd: string, args: string[], opts: { shell?: boolean } = {}): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -70,7 +73,9 @@ function makeTargets(backend: string): Target[] {
     mount: async ({ freshCache }) => {
       if (freshCache) await fsp.rm(cache, { recursive: true, force: true });
       await fsp.mkdir(cMnt, { recursive: true });
-      await run(process.execPath, [CLI, 'mount', backend, cMnt, '--cache-dir', cache, '--log-level', 'warn']);
+      const configFile = path.join(WORK, 'cachefs.config.json');
+      writeFileSync(configFile, JSON.stringify({ fuse: { passthrough: PASSTHROUGH, writebackCache: WRITEBACK } }));
+      await run(process.execPath, [CLI, 'mount', backend, cMnt, '--cache-dir', cache, '--log-level', 'warn', '--config', configFile]);
       const status = execFileSync(process.execPath, [CLI, 'status', cMnt, '--json'], { encoding: 'utf8' });
       pid = (JSON.parse(status) as { pid: number }).pid;
     },
@@ -191,7 +196,7 @@ async function main(): Promise<void> {
   rss.stop();
 
   const lines: string[] = [];
-  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES}`;
+  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES}${PASSTHROUGH ? ' --passthrough' : ''}${WRITEBACK ? ' --writeback' : ''}`;
   lines.push('# Performance', '');
   lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
     `kernel ${os.release()}, Node ${process.version}. Produced by (as root, after \`bash scripts/setup.sh\`):`, '');
@@ -206,7 +211,7 @@ async function main(): Promise<void> {
   }
   lines.push('', '### Where cachefs spends a workload\'s time (last run)', '');
   lines.push('FUSE requests the workload made, the time cachefs\'s handlers spent on them (from ' +
-    '`cachefs status --json`, `ops`), and the rest of the wall time: the kernel, fuse-native\'s ' +
+    '`cachefs status --json`, `ops`), and the rest of the wall time: the kernel, the session\'s ' +
     'dispatch to the JS thread and back, and the application itself.', '');
   lines.push('| workload | requests | in cachefs handlers s | rest of wall time s | per request: handler µs / rest µs |');
   lines.push('| --- | ---: | ---: | ---: | ---: |');

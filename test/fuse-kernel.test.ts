@@ -11,6 +11,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { CLI, Mounted, mountFresh, sh, tempRoot } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
 
@@ -106,6 +107,41 @@ describe('FUSE session: the kernel\'s view of objects', () => {
     assert.ok(reads > 0 && reads <= 32, `${reads} READ requests for 16 MiB`);
   });
 });
+
+for (const passthrough of [true, false]) {
+  describe(`FUSE session: passthrough ${passthrough ? 'on' : 'off'}`, () => {
+    let m: Mounted;
+    before(async () => { m = await mountFresh(`pt${passthrough ? 'on' : 'off'}`, { config: { fuse: { passthrough, autoCache: false } } }); });
+    after(async () => { await m?.cleanup(); });
+    const reads = async () => ((await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.read?.count ?? 0);
+
+    it(passthrough ? 'a wholly cached file is read by the kernel from the cache file' : 'every read comes through the session', async () => {
+      const data = randomBytes(8 << 20);
+      await fsp.writeFile(m.b('cached'), data);
+      assert.ok((await fsp.readFile(m.m('cached'))).equals(data), 'the first read fetches it');
+      const before = await reads();
+      assert.ok((await fsp.readFile(m.m('cached'))).equals(data), 'the second read has the same bytes');
+      const n = (await reads()) - before;
+      if (passthrough) assert.equal(n, 0, 'no READ request reached the mount');
+      else assert.ok(n >= 8, `${n} READ requests`);
+    });
+
+    it(passthrough ? 'while a passthrough reader is open, a writer gets ETXTBSY; after, it writes' : 'a writer opens beside a reader', async () => {
+      await fsp.writeFile(m.b('shared'), 'original');
+      await fsp.readFile(m.m('shared')); // cached whole
+      const reader = await fsp.open(m.m('shared'), 'r');
+      try {
+        if (passthrough) await assert.rejects(fsp.writeFile(m.m('shared'), 'changed'), { code: 'ETXTBSY' });
+        else await fsp.writeFile(m.m('shared'), 'changed');
+      } finally {
+        await reader.close();
+      }
+      await fsp.writeFile(m.m('shared'), 'changed later');
+      assert.equal(await fsp.readFile(m.b('shared'), 'utf8'), 'changed later');
+      assert.equal(await fsp.readFile(m.m('shared'), 'utf8'), 'changed later', 'a new open sees the new bytes');
+    });
+  });
+}
 
 describe('FUSE session: an ordinary user mounts through fusermount3', () => {
   let root: string;

@@ -1,7 +1,7 @@
 // Times to the nanosecond: cp -a, tar x and touch -m -d through the mount keep what the
-// backend (ext4/tmpfs: nanoseconds) can hold. These are the fuse-native defects the patch
-// in patches/ fixes: utimens passing atime as mtime, millisecond rounding, and libfuse2
-// dropping a setattr of only one of atime/mtime.
+// backend (ext4/tmpfs: nanoseconds) can hold. These were defects of fuse-native and libfuse2
+// (atime passed as mtime, millisecond rounding, a setattr of only one of atime/mtime
+// dropped); the session now hands SETATTR's times on as the kernel sends them.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';

@@ -47,6 +47,12 @@ export const ConfigSchema = z.object({
      * fsync or under memory pressure (close-to-open still holds: close flushes them).
      */
     writebackCache: z.boolean(),
+    /**
+     * FUSE passthrough (kernel 6.9+, root): a read-only open of a file wholly in the cache is
+     * read by the kernel straight from the cache file. While such opens last, an open of that
+     * file for writing fails with ETXTBSY (the kernel cannot mix the two on one inode).
+     */
+    passthrough: z.boolean(),
   }).strict(),
   /**
    * Keeping the cache within its size (ARCHITECTURE §8), like cachefilesd: culling starts
@@ -89,7 +95,7 @@ export const DEFAULTS: Config = {
   cacheDir: './.cache/cachefs',
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
   consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
-  fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 1048576, autoCache: true, writebackCache: false },
+  fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 1048576, autoCache: true, writebackCache: false, passthrough: false },
   culling: { maxBytes: 0, brun: 10, bcull: 7, bstop: 3, frun: 10, fcull: 7, fstop: 3, intervalS: 10 },
   hoard: { concurrency: 16, afterReconnect: true },
   reintegration: { optimize: true },
@@ -119,6 +125,7 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.maxWrite': 'bytes between 4096 and 1048576, e.g. 1048576',
   'fuse.autoCache': 'true or false',
   'fuse.writebackCache': 'true or false',
+  'fuse.passthrough': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
   culling: 'percentages with bstop < bcull < brun and fstop < fcull < frun, e.g. 3, 7, 10',

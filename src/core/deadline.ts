@@ -1,5 +1,5 @@
-// Deadlines for backend calls. fuse-native answers ETIMEDOUT after 15 s and a handler that
-// finishes after that can kill the process, so every backend call must give up well before.
+// Deadlines for backend calls: no application may hang on the mount, so every backend call
+// gives up after its deadline (backendTimeoutMs, at most 10 s) and the mount goes disconnected.
 import { FsError } from './errors.js';
 
 /** Rejects with ETIMEDOUT if `p` has not settled after `ms`; the timer never keeps node alive. */

@@ -5,7 +5,7 @@
 import { FsError, errnoNumber, fromNodeError } from '../core/errors.js';
 import { log } from '../core/log.js';
 
-/** The negative errno to hand to fuse-native for any thrown value. */
+/** The negative errno of a FUSE reply for any thrown value. */
 export function toFuseErrno(e: unknown, op: string): number {
   let fe: FsError;
   if (e instanceof FsError) fe = e;

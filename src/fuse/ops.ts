@@ -6,7 +6,8 @@
 // The control directory (`/.cachefs`, see layers/control-dir.ts) is routed here and only
 // here: its nodes are path nodes of the NodeTable, its file handles lie above
 // CONTROL_FD_BASE, and the layer never sees either.
-import { constants as fsc } from 'node:fs';
+import fs, { constants as fsc } from 'node:fs';
+import { log } from '../core/log.js';
 import type { CacheLayer, CachedObject } from '../layers/cache-layer.js';
 import type { ControlDir, ControlTime, FuseStat } from '../layers/control-dir.js';
 import { CONTROL_DIR_NAME } from '../core/names.js';
@@ -22,11 +23,20 @@ import type { Handler, Negotiated, Payload, Request } from './session.js';
 
 export { opStats } from './session.js';
 
+/**
+ * What the handlers need of the cache layer: objects by id (a node id is an object id),
+ * names in directories, open files. Nothing here takes a path.
+ */
+export type NodeFs = Pick<CacheLayer,
+  | 'objectOrStale' | 'lookup' | 'getattrOf' | 'setattr' | 'readlinkOf' | 'readdirOf' | 'statfs'
+  | 'mknodAt' | 'mkdirAt' | 'symlinkAt' | 'linkAt' | 'unlinkAt' | 'rmdirAt' | 'renameAt' | 'createAt'
+  | 'openObject' | 'wholeCacheFile' | 'fileOf' | 'read' | 'write' | 'ftruncate' | 'flush' | 'fsync' | 'release'>;
+
 /** How long the kernel may trust names and attributes, seconds. */
 export interface Timeouts { entry: number; attr: number; negative: number }
 
 export interface OpsDeps {
-  layer: CacheLayer;
+  layer: NodeFs;
   nodes: NodeTable;
   control?: ControlDir;
   timeouts: Timeouts;
@@ -36,6 +46,8 @@ export interface OpsDeps {
   autoCache: boolean;
   /** What INIT settled (read at each request: features such as atomic O_TRUNC). */
   negotiated(): Negotiated | null;
+  /** Registers a backing file with the kernel (FUSE passthrough); absent: no passthrough. */
+  backing?: { open(fd: number): number; close(id: number): void };
 }
 
 const CONTROL_FD_BASE = 0x80000000;
@@ -71,6 +83,14 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   let nextDir = 1;
   /** auto_cache: the (mtime, size) each file had at its last open. */
   const seenAtOpen = new Map<number, string>();
+  /**
+   * Passthrough: per object, the backing id the kernel reads it through and how many opens
+   * use it; per open file handle, its object. The kernel refuses (EIO) a non-passthrough
+   * open of an inode that has passthrough opens, so while they last every open of that
+   * object must be one too: a read-only open shares the backing, any other is ETXTBSY.
+   */
+  const backings = new Map<number, { id: number; opens: number }>();
+  const passthroughFh = new Map<number, number>();
 
   const ref = (node: bigint) => {
     const r = nodes.ref(node);
@@ -275,14 +295,57 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       return openOut(BigInt(fh), Fopen.DIRECT_IO);
     }
     const o = layer.objectOrStale(r.id);
+    const readOnly = (flags & 3) === 0 && (flags & fsc.O_TRUNC) === 0;
+    if (!readOnly && backings.has(o.id)) throw new FsError('ETXTBSY', 'the file is open for reading through passthrough');
     // A descriptor that can write carries its opener's credentials: its writes replay as them.
-    const by = (flags & 3) !== 0 || (flags & fsc.O_TRUNC) ? d.creds(hd) : undefined;
+    const by = readOnly ? undefined : d.creds(hd);
     const fd = await layer.openObject(o, flags, by);
     const n = d.negotiated();
     if (flags & fsc.O_TRUNC && n && n.flags & Init.ATOMIC_O_TRUNC && o.attr.size !== 0) {
       try { await layer.ftruncate(fd, 0); } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
     }
+    if (readOnly && d.backing && n && n.flags & Init.PASSTHROUGH) {
+      try {
+        const id = await backingFor(o);
+        if (id !== null) {
+          passthroughFh.set(fd, o.id);
+          return openOut(BigInt(fd), Fopen.PASSTHROUGH, id);
+        }
+      } catch (e) {
+        log.debug(`no passthrough for object ${o.id}`, e);
+      }
+    }
+    if (backings.has(o.id)) { await layer.release(fd); throw new FsError('ETXTBSY', 'the file is open for reading through passthrough'); }
     return openOut(BigInt(fd), keepCache(o));
+  };
+
+  /** The backing id of `o`'s cache file, one more open counted; null: not wholly cached. */
+  const backingFor = async (o: CachedObject): Promise<number | null> => {
+    const have = backings.get(o.id);
+    if (have) { have.opens++; return have.id; }
+    const file = await layer.wholeCacheFile(o);
+    if (file === null) return null;
+    const again = backings.get(o.id); // another open registered it meanwhile
+    if (again) { again.opens++; return again.id; }
+    const fd = fs.openSync(file, 'r');
+    try {
+      const id = d.backing!.open(fd);
+      backings.set(o.id, { id, opens: 1 });
+      return id;
+    } finally {
+      fs.closeSync(fd); // the kernel holds the file now
+    }
+  };
+
+  const releasePassthrough = (fh: number): void => {
+    const id = passthroughFh.get(fh);
+    if (id === undefined) return;
+    passthroughFh.delete(fh);
+    const b = backings.get(id);
+    if (b && --b.opens <= 0) {
+      backings.delete(id);
+      try { d.backing?.close(b.id); } catch (e) { log.debug(`closing backing id ${b.id} failed`, e); }
+    }
   };
 
   h[Op.READ] = async ({ body }) => {
@@ -315,7 +378,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   h[Op.RELEASE] = async ({ body }) => {
     const fh = body.num64();
-    if (isCtlFh(fh)) await control!.release(fh); else await layer.release(fh);
+    if (isCtlFh(fh)) { await control!.release(fh); return; }
+    releasePassthrough(fh);
+    await layer.release(fh);
   };
 
   h[Op.FSYNC] = async ({ body }) => {

@@ -9,15 +9,16 @@ import type { CacheLayer } from '../layers/cache-layer.js';
 import type { ControlDir } from '../layers/control-dir.js';
 import { abortConnection, connectionOf, mountFuse, setReadahead, unmountFuse, type Mounted } from './mount.js';
 import { NodeTable } from './nodes.js';
-import { INTERRUPTIBLE, makeHandlers } from './ops.js';
+import { INTERRUPTIBLE, makeHandlers, type NodeFs } from './ops.js';
 import { Init, Notify, notifyInvalEntry, notifyInvalInode, type InHeader } from './protocol.js';
 import { FuseSession, type Negotiated } from './session.js';
+import { backingClose, backingOpen } from './sys.js';
 
 export interface ServerOptions {
   mountpoint: string;
   fsname: string;
   config: Config;
-  layer: CacheLayer;
+  layer: NodeFs & Pick<CacheLayer, 'rootObjectId'>;
   control?: ControlDir;
   creds(h: InHeader): Creds;
 }
@@ -43,6 +44,8 @@ export class FuseServer {
     let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS
       | Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.ASYNC_DIO | Init.AUTO_INVAL_DATA;
     if (f.writebackCache) want |= Init.WRITEBACK_CACHE;
+    // The kernel lets only CAP_SYS_ADMIN register backing files.
+    if (f.passthrough && process.getuid?.() === 0) want |= Init.PASSTHROUGH;
     const session: FuseSession = new FuseSession(this.mounted.fd, {
       want,
       maxWrite: f.maxWrite,
@@ -59,6 +62,7 @@ export class FuseServer {
         creds: this.o.creds,
         autoCache: f.autoCache,
         negotiated: (): Negotiated | null => session.init,
+        backing: { open: (fd) => backingOpen(session.fd, fd), close: (id) => backingClose(session.fd, id) },
       }),
     });
     this.session = session;

@@ -511,7 +511,7 @@ export class CacheLayer {
     // when many of the entries' attributes are stale (after a remount, say): one backend
     // listing then refreshes them all, instead of one getattr round trip per entry later.
     if (!dir.complete && !this.connected) {
-      if (dir.stale?.complete) return { dir, entries: this.staleListing(dir) };
+      if (dir.stale?.complete) return { dir, entries: this.staleListing(dir).filter((e) => !this.isHiddenName(e.name, e.obj.id)) };
       throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
     }
     if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
@@ -525,7 +525,7 @@ export class CacheLayer {
     }
     const out: { name: string; obj: CachedObject }[] = [];
     for (const [name, id] of this.index.namesOf(dir)) {
-      if (id === null) continue;
+      if (id === null || this.isHiddenName(name, id)) continue;
       const o = this.index.get(id);
       if (o) out.push({ name, obj: o });
     }
@@ -598,6 +598,20 @@ export class CacheLayer {
     return this.addOpen(o, flags, by);
   }
 
+  /**
+   * The cache file holding all of `o`'s data as the backend has it (for the kernel to read
+   * directly: FUSE passthrough), or null. Only a clean, wholly cached file nobody here is
+   * writing, whose cache file has exactly the file's size, qualifies.
+   */
+  async wholeCacheFile(o: CachedObject): Promise<string | null> {
+    if (o.attr.type !== 'file' || o.dataVersion === null || o.dataVersion !== o.attr.version) return null;
+    if (this.isDirty(o.id) || this.hasOpenWriters(o) || !fullyCached(o, this.index, this.chunk)) return null;
+    await this.fetcher.quiesce(o);
+    const p = this.store.pathOf(o.id);
+    const st = await fsp.stat(p).catch(() => null);
+    return st && st.size === o.attr.size && o.dataVersion === o.attr.version ? p : null;
+  }
+
   private addOpen(obj: CachedObject, flags: number, by: Creds | undefined): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
@@ -621,9 +635,18 @@ export class CacheLayer {
       const h = this.hidden.get(of.obj.id);
       if (h) {
         this.hidden.delete(of.obj.id);
-        await this.unlinkAt(h.dir, h.name, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
+        // By the object it names (no lookup: offline, the name's object may be due for a
+        // revalidation that cannot happen), unless something else took the name meanwhile.
+        if (this.index.namesOf(h.dir).get(h.name) === of.obj.id) {
+          await this.removeName(h.dir, h.name, of.obj, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
+        }
       }
     } else this.openCount.set(of.obj.id, n);
+  }
+
+  /** Whether `name` is where an unlinked, still open file of ours waits (see `hidden`). */
+  private isHiddenName(name: string, id: number): boolean {
+    return name.startsWith(HIDDEN_PREFIX) && this.hidden.get(id)?.name === name;
   }
 
   /** Whether removing this name would drop an object that is still open here (see `hidden`). */
@@ -633,7 +656,7 @@ export class CacheLayer {
 
   /** Moves `name` (an open file's last name) aside until its last close. */
   private async hide(dir: CachedObject, name: string, obj: CachedObject, by: Creds | undefined): Promise<void> {
-    const hiddenName = `.cachefs-hidden-${obj.id}-${Date.now().toString(36)}`;
+    const hiddenName = `${HIDDEN_PREFIX}${obj.id}-${Date.now().toString(36)}`;
     await this.renameAt(dir, name, dir, hiddenName, by);
     this.hidden.set(obj.id, { dir, name: hiddenName, by });
   }
@@ -709,8 +732,8 @@ export class CacheLayer {
   /**
    * Reads up to `len` bytes at `pos`. `scratch` (≥ len bytes, if given) may hold the result.
    * `direct` is the kernel's own buffer: it is used only when the whole read is served from
-   * the cache file synchronously, with no await on I/O before it (so fuse-native cannot
-   * have given up on the request and detached it meanwhile).
+   * the cache file synchronously, with no await on I/O before it (so nobody can have given
+   * up on the request and detached it meanwhile).
    */
   async read(fd: number, pos: number, len: number, scratch?: Buffer, direct?: Buffer): Promise<Buffer> {
     const of = this.fileOf(fd);
@@ -1018,6 +1041,11 @@ export class CacheLayer {
     const obj = await this.lookup(dir, name);
     if (obj.attr.type === 'dir') throw new FsError('EISDIR');
     if (this.mustHide(obj)) { await this.hide(dir, name, obj, by); return; }
+    await this.removeName(dir, name, obj, by);
+  }
+
+  /** unlink of `name` in `dir`, known to lead to `obj` (a file, symlink or special). */
+  private async removeName(dir: CachedObject, name: string, obj: CachedObject, by: Creds | undefined): Promise<void> {
     await this.captureBase(obj);
     const survives = obj.attr.nlink > 1;
     const out = await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
@@ -1433,6 +1461,12 @@ function localSetattr(a: Attr, set: SetAttrRecord): Partial<Attr> {
   if (mt !== undefined) out.mtimeNs = mt;
   return out;
 }
+
+/**
+ * The names of files unlinked while open (see `hidden`): left out of listings while this
+ * mount holds them, as the unlink said they are gone.
+ */
+const HIDDEN_PREFIX = '.cachefs-hidden-';
 
 /** A name in a directory, as every *At() method takes it: the directory must be one, the name fit NAME_MAX. */
 function checkName(dir: CachedObject, name: string): void {

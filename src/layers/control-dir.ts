@@ -20,13 +20,12 @@
 //   snapdir=hidden); a backend entry named `.cachefs` at the root is shadowed by it.
 // - Every mutation other than those on `resolved` answers EROFS (opening a read-only
 //   variant for writing too); a missing name is ENOENT.
-// - Inode numbers: fuse-native hands st_ino to the kernel as 32 bits, and the layer's object
-//   ids count up from 1, so control nodes take [0xC0000000, 0xFFFFFFFF]: a hash of the path,
-//   probed to the next free number on a collision, fixed for the life of the mount process.
-// - File handles: fuse-native keeps fh as an int32 from JS and gives it back as a uint32, so a
-//   JS number in [0x80000000, 0xFFFFFFFF] comes back unchanged (ToInt32 wraps it, the
-//   sign-extended 64-bit fh truncates back). The layer's fds stay in [1, 0x7FFFFFFF]; control
-//   fds live in the upper half, so `isControlFd` needs no lookup in the layer.
+// - Inode numbers: the layer's object ids count up from 1, so control nodes take
+//   [0xC0000000, 0xFFFFFFFF]: a hash of the path, probed to the next free number on a
+//   collision, fixed for the life of the mount process (fuse/nodes.ts gives them node ids
+//   above 2^48).
+// - File handles: the layer's fds stay in [1, 0x7FFFFFFF]; control fds live in
+//   [0x80000000, 0xFFFFFFFF], so fuse/ops.ts routes a handle with no lookup in the layer.
 // - Only async fs calls (fs.promises / FileHandle): one slow request never blocks the others.
 // - Symlinks are never followed on the daemon's side: the last component is lstat'ed or opened
 //   O_NOFOLLOW, and a path below a variant must really lie inside it (realpath of the parent),
@@ -50,13 +49,13 @@ type Variant = typeof VARIANT_NAMES[number];
  */
 export interface ConflictsView { list(): Conflict[]; get?(id: number): Conflict | null }
 
-/** A stat as fuse-native takes it (the same shape as the layer's). */
+/** A stat of a control node (fuse/ops.ts turns it into the kernel's fuse_attr). */
 export interface FuseStat {
   mode: number; uid: number; gid: number; size: number; dev: number; nlink: number; ino: number;
   rdev: number; blksize: number; blocks: number; atimeNs: bigint; mtimeNs: bigint; ctimeNs: bigint;
 }
 
-/** Time argument of utimens, as the patched fuse-native gives it (ns since the epoch). */
+/** A time of SETATTR: ns since the epoch, now, or left as it is. */
 export type ControlTime = bigint | 'now' | 'omit';
 
 /** The first control fd; the layer's fds are below it. */
@@ -324,8 +323,8 @@ export class ControlDir {
   }
 
   /**
-   * Reads into `buf` (the kernel's): into a private buffer first, copied only while `buf`
-   * is still attached (fuse-native detaches it when the op timed out).
+   * Reads into `buf`: into a private buffer first, copied only while `buf` is still
+   * attached (a buffer whose request was given up on may have been detached).
    */
   async read(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const f = this.fileOf(fd);

@@ -2,7 +2,7 @@
 // What it guarantees:
 // - at most `concurrency` calls are at the backend at once (one queue for the whole mount);
 // - every call that goes out has a deadline (`timeoutMs`), so none waits for a dead server
-//   longer than that, well under FUSE's own 15 s;
+//   longer than that, at most 10 s: no application waits longer;
 // - disconnected, no call goes out at all: it fails at once with EHOSTUNREACH, and so do
 //   calls still queued when the connection went (checked again as they leave the queue);
 // - a call that fails with a connection error (a deadline missed included) reports the

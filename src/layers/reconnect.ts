@@ -8,7 +8,7 @@
 // reintegrating: the journal is replayed; calls go out, but mutations still only wait for
 //   the journal (the backlog may take longer than FUSE waits).
 // A backend call that fails with a connection error (or misses its deadline) switches to
-// disconnected (gated-backend.ts), long before FUSE's own 15 s timeout.
+// disconnected (gated-backend.ts), within backendTimeoutMs (at most 10 s).
 //
 // What must stay true:
 // - going disconnected pauses the replayer, spills in-memory write-behind bytes to the cache

@@ -144,8 +144,8 @@ export class WriteBack {
       this.d.chunks.dropData(obj);
       around = true;
     }
-    // `data` may be the kernel's buffer: if fuse-native gave up on this request meanwhile
-    // (its 14 s timeout) the buffer is detached and reads as empty.
+    // `data` may be a request's buffer: if it was detached meanwhile (a request given up
+    // on), it reads as empty.
     if (data.length !== end - pos) throw new FsError('EIO', 'the request timed out while the chunk was fetched');
     of.written = true;
     this.d.index.setDataVersion(obj, SELF);

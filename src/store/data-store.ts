@@ -32,6 +32,9 @@ export class DataStore {
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
   }
 
+  /** Where object `id`'s data lives (the kernel reads it there under FUSE passthrough). */
+  pathOf(id: number): string { return this.fileOf(id); }
+
   private fileOf(id: number): string {
     return path.join(this.dir, (id % 256).toString(16).padStart(2, '0'), String(id));
   }

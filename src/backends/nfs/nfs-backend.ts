@@ -6,7 +6,7 @@
 // attribute).
 //
 // What must stay true:
-// - every call has a deadline (the RPC layer's), shorter than fuse-native's 15 s;
+// - every call has a deadline (the RPC layer's), at most backendTimeoutMs (10 s);
 // - data written UNSTABLE is kept (a copy, bounded) until a COMMIT with the same write
 //   verifier covers it; a different verifier means the server restarted and lost it, so it
 //   is written again (FILE_SYNC) before commit() returns;
