@@ -607,7 +607,7 @@ export class CacheLayer {
     if (o.attr.type !== 'file' || o.dataVersion === null || o.dataVersion !== o.attr.version) return null;
     if (this.isDirty(o.id) || this.hasOpenWriters(o) || !fullyCached(o, this.index, this.chunk)) return null;
     await this.fetcher.quiesce(o);
-    const p = this.store.pathOf(o.id);
+    const p = await this.store.settledPath(o.id);
     const st = await fsp.stat(p).catch(() => null);
     return st && st.size === o.attr.size && o.dataVersion === o.attr.version ? p : null;
   }

@@ -32,8 +32,14 @@ export class DataStore {
     await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
   }
 
-  /** Where object `id`'s data lives (the kernel reads it there under FUSE passthrough). */
-  pathOf(id: number): string { return this.fileOf(id); }
+  /**
+   * Where object `id`'s data lives, once every mutation of it called so far has landed (the
+   * kernel reads it there under FUSE passthrough).
+   */
+  async settledPath(id: number): Promise<string> {
+    await this.quiet(id);
+    return this.fileOf(id);
+  }
 
   private fileOf(id: number): string {
     return path.join(this.dir, (id % 256).toString(16).padStart(2, '0'), String(id));
