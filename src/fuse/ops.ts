@@ -283,8 +283,20 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     return keep ? Fopen.KEEP_CACHE : 0;
   };
 
+  /**
+   * Under the kernel's writeback cache it reads pages to fill partial writes (also through a
+   * write-only descriptor) and does O_APPEND itself: the layer is told O_RDWR, no O_APPEND.
+   */
+  const openFlags = (flags: number): number => {
+    const n = d.negotiated();
+    if (!n || !(n.flags & Init.WRITEBACK_CACHE)) return flags;
+    let f = flags & ~fsc.O_APPEND;
+    if ((f & 3) === fsc.O_WRONLY) f = (f & ~3) | fsc.O_RDWR;
+    return f;
+  };
+
   h[Op.OPEN] = async ({ h: hd, body }) => {
-    const flags = body.u32();
+    const flags = openFlags(body.u32());
     const r = ref(hd.nodeid);
     if (r.kind === 'ctl') {
       const fh = await control!.open(r.path, flags);
@@ -465,7 +477,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
 
   h[Op.CREATE] = async ({ h: hd, body }) => {
-    const flags = body.u32(), mode = body.u32();
+    const flags = openFlags(body.u32()), mode = body.u32();
     body.skip(8); // umask (applied by the kernel), open_flags
     const name = body.cstr();
     const cp = ctlChild(hd.nodeid, name);
