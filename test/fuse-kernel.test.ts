@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { CLI, Mounted, mountFresh, sh, tempRoot } from './helpers/cachefs.js';
+import { CLI, Mounted, cli, mountFresh, sh, tempRoot } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
 
 const NOBODY = 65534;
@@ -142,6 +142,36 @@ for (const passthrough of [true, false]) {
     });
   });
 }
+
+describe('FUSE session: a hung mount process', () => {
+  let m: Mounted;
+  let pid = 0;
+  before(async () => { m = await mountFresh('hung'); pid = (await m.status()).pid; });
+  after(async () => {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    await m?.cleanup();
+  });
+
+  it('umount --force aborts its connection: a process waiting on the mount gets ENOTCONN, not a hang', async () => {
+    await fsp.writeFile(m.m('f'), 'x');
+    process.kill(pid, 'SIGSTOP');
+    const { spawn } = await import('node:child_process');
+    // A new name: the kernel must ask the (stopped) mount process, so this waits.
+    const waiter = spawn('stat', [m.m('never-seen')], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((r) => waiter.on('close', (code) => r(code)));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(waiter.exitCode, null, 'stat waits on the stopped mount process');
+    const t0 = Date.now();
+    const u = await cli(['umount', m.mnt, '--force']);
+    assert.equal(u.code, 0, u.stderr);
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still waiting'), 10_000))]);
+    assert.notEqual(code, 'still waiting', 'the waiting process was let go');
+    assert.notEqual(code, 0, 'with an error');
+    assert.ok(Date.now() - t0 < 20_000, `umount --force took ${Date.now() - t0} ms`);
+    const still = (await fsp.readFile('/proc/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === m.mnt);
+    assert.ok(!still, 'unmounted');
+  });
+});
 
 describe('FUSE session: an ordinary user mounts through fusermount3', () => {
   let root: string;

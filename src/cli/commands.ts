@@ -152,7 +152,9 @@ export async function commandUmount(mountpointArg: string, opts: { force?: boole
     }
     let answered = false;
     try {
-      await sendControl(sock, { op: 'shutdown', ...(opts.force ? { force: true } : {}) }, 30_000);
+      // --force does not wait long for a process that may be hung: the recovery below
+      // aborts its connection and detaches the mount.
+      await sendControl(sock, { op: 'shutdown', ...(opts.force ? { force: true } : {}) }, opts.force ? 5_000 : 30_000);
       answered = true;
     } catch (e) {
       // A refusal (busy) is the user's to read; a dead or stuck process is cleaned up below.

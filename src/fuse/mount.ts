@@ -5,14 +5,11 @@
 // /proc/mounts as `fsname mountpoint fuse.cachefs`), default_permissions (the kernel checks
 // permissions against the attributes we report), allow_other.
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import type { Config } from '../config/schema.js';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { MNT_DETACH, MS_NODEV, MS_NOSUID, mount, receiveFd, socketPair, umount2 } from './sys.js';
-
-const CONNECTIONS = '/sys/fs/fuse/connections';
 
 export interface MountOptions {
   mountpoint: string;
@@ -105,45 +102,6 @@ export async function unmountFuse(mountpoint: string, lazy = false): Promise<voi
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve() : reject(new FsError('EBUSY', `fusermount3 -u ${mountpoint}: ${stderr.trim() || `exit ${code}`}`))));
   });
-}
-
-/**
- * The number of the FUSE connection mounted on `mountpoint` (its device minor, from
- * /proc/self/mountinfo: no request to the mount itself), or null.
- */
-export function connectionOf(mountpoint: string): number | null {
-  try {
-    const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    let found: number | null = null;
-    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const f = line.split(' ');
-      const sep = f.indexOf('-');
-      if (sep < 0 || !f[sep + 1]?.startsWith('fuse') || unescape(f[4] ?? '') !== mountpoint) continue;
-      const [major, minor] = (f[2] ?? '').split(':').map(Number);
-      if (major === 0 && minor !== undefined) found = minor; // the last one mounted there wins
-    }
-    return found;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * Aborts FUSE connection `n` (`echo 1 > /sys/fs/fuse/connections/N/abort`): every request
- * waiting on it fails with ENOTCONN and its server's reads end. Mounts fusectl there first
- * when root and it is missing. Quiet when the connection is gone already.
- */
-export async function abortConnection(n: number): Promise<void> {
-  const file = `${CONNECTIONS}/${n}/abort`;
-  try {
-    if (!fs.existsSync(`${CONNECTIONS}/${n}`) && process.getuid?.() === 0) {
-      try { mount('fusectl', CONNECTIONS, 'fusectl', 0, ''); } catch (e) { if (!isFsError(e, 'EBUSY')) log.debug('cannot mount fusectl', e); }
-    }
-    if (!fs.existsSync(`${CONNECTIONS}/${n}`)) return;
-    await fsp.writeFile(file, '1');
-  } catch (e) {
-    log.debug(`aborting FUSE connection ${n} failed`, e);
-  }
 }
 
 /**

@@ -604,9 +604,11 @@ export class CacheLayer {
    * writing, whose cache file has exactly the file's size, qualifies.
    */
   async wholeCacheFile(o: CachedObject): Promise<string | null> {
-    if (o.attr.type !== 'file' || o.dataVersion === null || o.dataVersion !== o.attr.version) return null;
-    if (this.isDirty(o.id) || this.hasOpenWriters(o) || !fullyCached(o, this.index, this.chunk)) return null;
+    if (o.attr.type !== 'file') return null;
+    // Fetched chunks land in the cache file (and are counted) in the background: wait.
     await this.fetcher.quiesce(o);
+    if (o.dataVersion === null || o.dataVersion !== o.attr.version) return null;
+    if (this.isDirty(o.id) || this.hasOpenWriters(o) || !fullyCached(o, this.index, this.chunk)) return null;
     const p = await this.store.settledPath(o.id);
     const st = await fsp.stat(p).catch(() => null);
     return st && st.size === o.attr.size && o.dataVersion === o.attr.version ? p : null;
