@@ -13,7 +13,7 @@ import { runMount, prepareCacheDir, cacheDirUser } from '../daemon/daemon.js';
 import { sendControl, watchControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, type EvictResultView, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
-import { forceUnmount, isMounted } from '../core/mount-table.js';
+import { detachMount, forceUnmount, isMounted } from '../core/mount-table.js';
 import { formatBytes, formatWatchEvent } from './format.js';
 import { EXIT_NOT_A_MOUNT, notAMount, requireMountOf } from './where.js';
 
@@ -145,7 +145,7 @@ export async function commandUmount(mountpointArg: string, opts: { force?: boole
     const sock = path.join(info.cacheDir, CONTROL_SOCKET);
     if (opts.lazy) {
       // Detach now (new opens fail), keep serving the open files, shut down after the last.
-      if (mounted) await forceUnmount(mp);
+      if (mounted) await detachMount(mp);
       const r = await sendControl(sock, { op: 'shutdown', whenIdle: true }, 30_000) as { open?: number };
       process.stdout.write(`cachefs: detached ${mp}${r.open ? `; the mount process finishes when its ${r.open} open file(s) are closed` : ''}\n`);
       return;

@@ -15,6 +15,11 @@ const CONNECTIONS = '/sys/fs/fuse/connections';
 export async function forceUnmount(mountpoint: string): Promise<void> {
   const n = connectionOf(mountpoint);
   if (n !== null) await abortConnection(n);
+  await detachMount(mountpoint);
+}
+
+/** Detaches a mount lazily, its connection left alive: open files are still served. */
+export async function detachMount(mountpoint: string): Promise<void> {
   await promisify(execFile)('fusermount3', ['-u', '-z', mountpoint]);
 }
 
