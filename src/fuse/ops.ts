@@ -51,6 +51,13 @@ export interface OpsDeps {
 }
 
 const CONTROL_FD_BASE = 0x80000000;
+const WRITE_KILL_SUIDGID = 1 << 2;
+const OPEN_KILL_SUIDGID = 1 << 0;
+
+/** The set-ID bits a write by someone else drops: S_ISUID, and S_ISGID when group-executable. */
+function suidgidBits(mode: number): number {
+  return (mode & 0o4000) | ((mode & 0o2010) === 0o2010 ? 0o2000 : 0);
+}
 const CONTROL_ROOT = `/${CONTROL_DIR_NAME}`;
 const S_IFDIR = 0o040000;
 
@@ -184,6 +191,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const obj = layer.objectOrStale(r.id);
     const set: SetAttrRecord = {};
     if (valid & Fattr.MODE) set.mode = mode & 0o7777;
+    // Set-ID bits to drop after this change (handle_killpriv_v2): a truncate by someone
+    // without CAP_FSETID, and any chown of a non-directory (as the kernel does otherwise).
+    const kill = !(valid & Fattr.MODE) && ((valid & Fattr.KILL_SUIDGID) || ((valid & (Fattr.UID | Fattr.GID)) && obj.attr.type !== 'dir'));
     if (valid & Fattr.UID) set.uid = uid;
     if (valid & Fattr.GID) set.gid = gid;
     if (valid & Fattr.SIZE) {
@@ -197,6 +207,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       if (withFh && !isCtlFh(fh) && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
       else await layer.setattr(obj, set, d.creds(hd));
     }
+    if (kill) await killSuidgid(obj);
     return attrOut(attrs(obj), t.attr);
   };
 
@@ -274,6 +285,16 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     return entry(await layer.linkAt(objOf(old), dir, name, d.creds(hd)));
   };
 
+  /**
+   * handle_killpriv_v2: the kernel leaves it to us to drop set-user-ID (and set-group-ID
+   * with group execute) when someone without CAP_FSETID writes, truncates or opens with
+   * O_TRUNC; the write itself is the caller's right, so this mode change is the mount's.
+   */
+  const killSuidgid = async (o: CachedObject): Promise<void> => {
+    const kill = suidgidBits(o.attr.mode);
+    if (kill) await layer.setattr(o, { mode: o.attr.mode & 0o7777 & ~kill });
+  };
+
   /** FOPEN_KEEP_CACHE when the file is as it was at its last open (libfuse's auto_cache). */
   const keepCache = (o: CachedObject): number => {
     if (!d.autoCache) return 0;
@@ -297,6 +318,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   h[Op.OPEN] = async ({ h: hd, body }) => {
     const flags = openFlags(body.u32());
+    const killOnTrunc = (body.u32() & OPEN_KILL_SUIDGID) !== 0;
     const r = ref(hd.nodeid);
     if (r.kind === 'ctl') {
       const fh = await control!.open(r.path, flags);
@@ -314,7 +336,10 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const fd = await layer.openObject(o, flags, by);
     const n = d.negotiated();
     if (flags & fsc.O_TRUNC && n && n.flags & Init.ATOMIC_O_TRUNC && o.attr.size !== 0) {
-      try { await layer.ftruncate(fd, 0); } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
+      try {
+        await layer.ftruncate(fd, 0);
+        if (killOnTrunc) await killSuidgid(o);
+      } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
     }
     if (readOnly && d.backing && n && n.flags & Init.PASSTHROUGH) {
       try {
@@ -376,10 +401,13 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const fh = body.num64();
     const pos = body.num64();
     const size = body.u32();
-    body.skip(4 + 8 + 4 + 4); // write_flags, lock_owner, flags, padding
+    const writeFlags = body.u32();
+    body.skip(8 + 4 + 4); // lock_owner, flags, padding
     const data = body.bytes(size);
+    if (isCtlFh(fh)) return writeOut(await control!.write(fh, Buffer.from(data), pos));
     // `data` is a view of the request's buffer: copied by whoever keeps it (the layer's dirty run).
-    const n = isCtlFh(fh) ? await control!.write(fh, Buffer.from(data), pos) : await layer.write(fh, pos, data);
+    const n = await layer.write(fh, pos, data);
+    if (writeFlags & WRITE_KILL_SUIDGID) await killSuidgid(layer.fileOf(fh).obj);
     return writeOut(n);
   };
 

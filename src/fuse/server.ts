@@ -43,7 +43,7 @@ export class FuseServer {
     const f = this.o.config.fuse;
     this.mounted = await mountFuse({ mountpoint: this.o.mountpoint, fsname: this.o.fsname, config: this.o.config });
     let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS
-      | Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.ASYNC_DIO | Init.AUTO_INVAL_DATA;
+      | Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.ASYNC_DIO | Init.AUTO_INVAL_DATA | Init.HANDLE_KILLPRIV_V2;
     if (f.writebackCache) want |= Init.WRITEBACK_CACHE;
     // The kernel lets only CAP_SYS_ADMIN register backing files.
     if (f.passthrough && process.getuid?.() === 0) want |= Init.PASSTHROUGH;
