@@ -97,6 +97,40 @@ describe('FUSE session: the kernel\'s view of objects', () => {
     assert.equal(a2!.ctimeNs, b2!.ctimeNs);
   });
 
+  it('fstat of an open file unlinked meanwhile says nlink 0, and it still reads and writes', async () => {
+    await fsp.writeFile(m.m('doomed'), 'still here');
+    const h = await fsp.open(m.m('doomed'), 'r+');
+    try {
+      await fsp.unlink(m.m('doomed'));
+      assert.equal((await h.stat()).nlink, 0);
+      await h.write('STILL', 0);
+      const b = Buffer.alloc(10);
+      await h.read(b, 0, 10, 0);
+      assert.equal(b.toString(), 'STILL here');
+      assert.deepEqual((await fsp.readdir(m.mnt)).filter((n) => n.startsWith('.cachefs-hidden')), [], 'its hidden name is not listed');
+    } finally {
+      await h.close();
+    }
+    await waitUntil('the hidden name to leave the backend', async () => (await fsp.readdir(m.backend)).every((n) => !n.startsWith('.cachefs-hidden')), 5000);
+  });
+
+  it('a write, truncate or chown by another user drops set-user-ID and group-executable set-group-ID', async () => {
+    await fsp.chmod(m.root, 0o755); // uid 65534 must reach the mount (mkdtemp made it 0700)
+    for (const [mode, after] of [[0o4777, 0o777], [0o2777, 0o777], [0o6777, 0o777], [0o2767, 0o2767]] as const) {
+      await fsp.writeFile(m.m('setid'), 'x');
+      await fsp.chmod(m.m('setid'), mode);
+      const w = await sh('sh', ['-c', `printf y >> ${m.m('setid')}`], { uid: 65534 });
+      assert.equal(w.code, 0, w.stderr);
+      assert.equal((await fsp.stat(m.m('setid'))).mode & 0o7777, after, `a write into a ${mode.toString(8)} file`);
+      assert.equal((await fsp.stat(m.b('setid'))).mode & 0o7777, after, 'on the backend too');
+      await fsp.rm(m.m('setid'));
+    }
+    await fsp.writeFile(m.m('setid'), 'x');
+    await fsp.chmod(m.m('setid'), 0o4755);
+    await fsp.chown(m.m('setid'), 65534, 65534);
+    assert.equal((await fsp.stat(m.m('setid'))).mode & 0o7777, 0o755, 'chown drops set-user-ID');
+  });
+
   it('reads go to the mount in requests of up to 1 MiB', async () => {
     const data = Buffer.alloc(16 << 20, 7);
     await fsp.writeFile(m.b('big'), data);

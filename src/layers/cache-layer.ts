@@ -661,6 +661,8 @@ export class CacheLayer {
     const hiddenName = `${HIDDEN_PREFIX}${obj.id}-${Date.now().toString(36)}`;
     await this.renameAt(dir, name, dir, hiddenName, by);
     this.hidden.set(obj.id, { dir, name: hiddenName, by });
+    // Unlinked, as far as anyone here can tell: fstat() of an open descriptor says nlink 0.
+    this.index.patchAttr(obj, { nlink: 0 });
   }
 
   /** close(): the data written through `fd` is on the backend when this returns. */
