@@ -212,7 +212,9 @@ export class CacheLayer {
       hasDirtyRun: (id) => this.writeBack.dirty.has(id),
       hasOpenWriters: (o) => this.hasOpenWriters(o),
       hasPendingRecords: (id) => this.replayer.hasPendingFor(id),
-      dropData: (o) => this.fetcher.dropData(o),
+      // The backend's data moved on (revalidation, a reconnection's diff): the kernel's
+      // pages of the old data must go too ('' matches no version: always told).
+      dropData: (o) => { this.fetcher.dropData(o); this.kernel?.objectAt(o.id, ''); },
     });
     const target = new BackendTarget(this.backend, this.index, this.store, this.call);
     this.replayer = replayerFactory(target);
