@@ -107,11 +107,34 @@ describe('FUSE session: the kernel\'s view of objects', () => {
       const b = Buffer.alloc(10);
       await h.read(b, 0, 10, 0);
       assert.equal(b.toString(), 'STILL here');
-      assert.deepEqual((await fsp.readdir(m.mnt)).filter((n) => n.startsWith('.cachefs-hidden')), [], 'its hidden name is not listed');
     } finally {
       await h.close();
     }
     await waitUntil('the hidden name to leave the backend', async () => (await fsp.readdir(m.backend)).every((n) => !n.startsWith('.cachefs-hidden')), 5000);
+  });
+
+  it('offline: a file made, unlinked while open and written after, replays with no conflict and leaves nothing behind', async () => {
+    await fsp.readdir(m.mnt); // a directory never listed while connected takes no new names offline
+    assert.equal((await cli(['offline', m.mnt])).code, 0);
+    const made = await fsp.open(m.m('made-offline'), 'w+');
+    try {
+      await made.write('abc');
+      await fsp.unlink(m.m('made-offline'));
+      await made.write('def');
+      const b = Buffer.alloc(6);
+      await made.read(b, 0, 6, 0);
+      assert.equal(b.toString(), 'abcdef');
+      assert.equal((await made.stat()).nlink, 0);
+    } finally {
+      await made.close();
+      await cli(['sync', m.mnt]);
+    }
+    const s = await cli(['sync', m.mnt]);
+    assert.equal(s.code, 0, s.stderr);
+    const c = await cli(['conflicts', m.mnt, '--json']);
+    assert.deepEqual(JSON.parse(c.stdout), [], 'no conflict');
+    await waitUntil('nothing of them on the backend', async () => (await fsp.readdir(m.backend))
+      .every((n) => n !== 'made-offline' && !n.startsWith('.cachefs-hidden')), 10_000);
   });
 
   it('a write, truncate or chown by another user drops set-user-ID and group-executable set-group-ID', async () => {

@@ -33,6 +33,23 @@ const sqlite = (db: string, sql: string) => run('sqlite3', ['-batch', '-bail', d
 interface Entry { type: string; mode: string; size?: number; sha1?: string; target?: string; mtimeNs?: bigint }
 
 /** Every name below `root` -> type, mode, size and content hash (and mtime, with `mtimes`). */
+/**
+ * The mount's tree once the last closes have been dealt with: a file unlinked while open
+ * keeps a `.cachefs-hidden-…` name until the kernel's RELEASE, which FUSE sends after
+ * close() has returned (sqlite unlinks its WAL and shm files before closing them).
+ */
+async function settledSnapshot(root: string, opts: { mtimes?: boolean } = {}): Promise<Map<string, Entry>> {
+  const hidden = async (dir: string): Promise<boolean> => {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+      if (e.name.startsWith('.cachefs-hidden-')) return true;
+      if (e.isDirectory() && (await hidden(path.join(dir, e.name)))) return true;
+    }
+    return false;
+  };
+  await waitUntil('files unlinked while open to be released', async () => !(await hidden(root)), 60_000);
+  return snapshot(root, opts);
+}
+
 async function snapshot(root: string, opts: { mtimes?: boolean } = {}): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const walk = async (rel: string): Promise<void> => {
@@ -248,7 +265,7 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     assert.match(gitOffline.log, / topic: offline$/m);
     assert.match(gitOffline.refs, /^refs\/heads\/topic /m);
     assert.doesNotMatch(gitOffline.refs, /^refs\/heads\/feature /m);
-    gitOffline.tree = await snapshot(r);
+    gitOffline.tree = await settledSnapshot(r);
   });
 
   step('sqlite3', 'offline: many transactions, updates, deletes, a VACUUM, in several sessions', async () => {
@@ -273,7 +290,7 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
       assert.match(summary, new RegExp(`^ok\\n${mode}\\n`), `integrity_check in the mount, offline (${mode})`);
       sqliteOffline.summary.set(mode, summary);
     }
-    sqliteOffline.tree = await snapshot(m.m('sqlite'));
+    sqliteOffline.tree = await settledSnapshot(m.m('sqlite'));
     assert.deepEqual([...sqliteOffline.tree.keys()], ['delete.db', 'wal.db'], 'the databases are closed: no journal, WAL or shm file');
   });
 
@@ -303,7 +320,7 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     assert.equal(await fsp.readFile(path.join(d, 'vimmed.txt'), 'utf8'), 'new line\nsecond line, edited again\n');
     assert.equal(await fsp.readFile(path.join(d, 'vimmed.txt~'), 'utf8'), 'new line\nsecond line\n');
     assert.equal(await fsp.readFile(path.join(d, 'backup.txt~'), 'utf8'), 'backed up, version 0\n');
-    editOffline.tree = await snapshot(d);
+    editOffline.tree = await settledSnapshot(d);
     assert.deepEqual([...editOffline.tree.keys()], ['backup.txt', 'backup.txt~', 'notes.txt', 'vimmed.txt', 'vimmed.txt~']);
   });
 
@@ -312,7 +329,7 @@ for (const kind of BACKEND_KINDS) describe(`a trip offline with git, sqlite3, ed
     await fsp.writeFile(path.join(d, 'util.c'), '#include "util.h"\nint util(void) { return 40 + 1; }\n');
     makeOffline.dryRun = await run('make', ['-n'], d);
     assert.equal(makeOffline.dryRun, 'cc -c -o util.o util.c\ncc -o app main.o util.o\n');
-    makeOffline.tree = await snapshot(d, { mtimes: true });
+    makeOffline.tree = await settledSnapshot(d, { mtimes: true });
   });
 
   step('names', 'offline: the three directories are still there, and take new files', async () => {

@@ -225,6 +225,7 @@ export class CacheLayer {
       whenNotConnected: () => this.reconnect.whenNotConnected(JOURNALED),
       ownWriteVersion: (o, attr) => this.freshness.ownWriteVersion(o, attr),
       cacheFull: (o, message, cause) => this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(o.id, this.rootId), message, cause }),
+      nameless: (id) => this.orphans.has(id) || this.index.get(id)?.attr.nlink === 0,
     });
     const conflicts = deps.conflicts;
     if (conflicts) {
@@ -513,7 +514,7 @@ export class CacheLayer {
     // when many of the entries' attributes are stale (after a remount, say): one backend
     // listing then refreshes them all, instead of one getattr round trip per entry later.
     if (!dir.complete && !this.connected) {
-      if (dir.stale?.complete) return { dir, entries: this.staleListing(dir).filter((e) => !this.isHiddenName(e.name, e.obj.id)) };
+      if (dir.stale?.complete) return { dir, entries: this.staleListing(dir) };
       throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
     }
     if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
@@ -527,7 +528,7 @@ export class CacheLayer {
     }
     const out: { name: string; obj: CachedObject }[] = [];
     for (const [name, id] of this.index.namesOf(dir)) {
-      if (id === null || this.isHiddenName(name, id)) continue;
+      if (id === null) continue;
       const o = this.index.get(id);
       if (o) out.push({ name, obj: o });
     }
@@ -639,23 +640,28 @@ export class CacheLayer {
       const h = this.hidden.get(of.obj.id);
       if (h) {
         this.hidden.delete(of.obj.id);
-        // By the object it names (no lookup: offline, the name's object may be due for a
-        // revalidation that cannot happen), unless something else took the name meanwhile.
-        if (this.index.namesOf(h.dir).get(h.name) === of.obj.id) {
-          await this.removeName(h.dir, h.name, of.obj, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
+        // By the object it names (no lookup: the name's object may be due for a revalidation
+        // that cannot happen now), unless the name is known to lead elsewhere meanwhile.
+        // The index's current objects (those held since the hide may have been reloaded).
+        const dir = this.index.get(h.dir.id) ?? h.dir;
+        const obj = this.index.get(of.obj.id) ?? of.obj;
+        const now = this.index.namesOf(dir).get(h.name);
+        if (now === obj.id || now === undefined) {
+          await this.removeName(dir, h.name, obj, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
+        } else {
+          log.warn(`${h.name} (unlinked while open) now leads to ${now === null ? 'nothing' : `object ${now}`}: left as it is`);
         }
       }
     } else this.openCount.set(of.obj.id, n);
   }
 
-  /** Whether `name` is where an unlinked, still open file of ours waits (see `hidden`). */
-  private isHiddenName(name: string, id: number): boolean {
-    return name.startsWith(HIDDEN_PREFIX) && this.hidden.get(id)?.name === name;
-  }
-
-  /** Whether removing this name would drop an object that is still open here (see `hidden`). */
+  /**
+   * Whether removing this name would drop an object that is still open here (see `hidden`).
+   * Connected only: disconnected, the unlink is journaled, the cache keeps the object for
+   * its open descriptors (an orphan), and their later writes are not journaled (write-back.ts).
+   */
   private mustHide(obj: CachedObject): boolean {
-    return obj.attr.type === 'file' && obj.attr.nlink <= 1 && this.isOpen(obj.id) && !this.hidden.has(obj.id);
+    return this.connected && obj.attr.type === 'file' && obj.attr.nlink <= 1 && this.isOpen(obj.id) && !this.hidden.has(obj.id);
   }
 
   /** Moves `name` (an open file's last name) aside until its last close. */
@@ -1075,7 +1081,11 @@ export class CacheLayer {
 
   /** One name less for `obj`: forget it when it was the last one. */
   private dropLink(obj: CachedObject): void {
-    if (obj.attr.nlink <= 1 || obj.attr.type === 'dir') this.forgetObject(obj);
+    if (obj.attr.nlink <= 1 || obj.attr.type === 'dir') {
+      this.forgetObject(obj);
+      // Still open here (an orphan, or kept for its journal records): fstat() says no name.
+      if (this.isOpen(obj.id) && this.index.get(obj.id) === obj) this.index.patchAttr(obj, { nlink: 0 });
+    }
     else {
       this.index.patchAttr(obj, { nlink: obj.attr.nlink - 1, ctimeNs: nowNs() });
       obj.attrAt = 0;
@@ -1469,8 +1479,9 @@ function localSetattr(a: Attr, set: SetAttrRecord): Partial<Attr> {
 }
 
 /**
- * The names of files unlinked while open (see `hidden`): left out of listings while this
- * mount holds them, as the unlink said they are gone.
+ * The names of files unlinked while open (see `hidden`). They stay listed, as NFS clients'
+ * .nfsXXXX and libfuse's .fuse_hidden names do: the kernel sends RELEASE after close()
+ * returns, so for a moment a listing, the journal and the backend all still have them.
  */
 const HIDDEN_PREFIX = '.cachefs-hidden-';
 

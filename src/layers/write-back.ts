@@ -84,6 +84,8 @@ export interface WriteBackDeps {
   ownWriteVersion(obj: CachedObject, attr: Attr): void;
   /** Tells the user the cache could not keep a write (`cachefs watch`). */
   cacheFull(obj: CachedObject, message: string, cause: CacheLimit): void;
+  /** The object has no name left (unlinked while open): nobody can see its bytes after replay. */
+  nameless(id: number): boolean;
 }
 
 export class WriteBack {
@@ -226,6 +228,9 @@ export class WriteBack {
   private journalOfflineWrite(obj: CachedObject, pos: number, data: Buffer, end: number, by: Creds | undefined): void {
     const t = nowNs();
     const attrs = { size: Math.max(obj.attr.size, end), mtimeNs: t, ctimeNs: t };
+    // Unlinked while open, offline: the unlink is journaled already and these bytes live
+    // only for the descriptors still open (a record would replay as an update/remove conflict).
+    if (this.d.nameless(obj.id)) { this.d.index.patchAttr(obj, attrs); return; }
     // A write that continues the journal's last record (the same object, right after it,
     // nothing journaled since) extends that record in place, up to DIRTY_RUN_MAX: a 1 MiB
     // write arrives as eight FUSE writes, and replay is one round trip per record. The CRC
