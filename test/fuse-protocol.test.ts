@@ -27,19 +27,8 @@ import { NodeTable } from '../src/fuse/nodes.js';
 import { INTERRUPTIBLE, makeHandlers } from '../src/fuse/ops.js';
 import { Op, IN_HEADER, OUR_MINOR, Init } from '../src/fuse/protocol.js';
 import { waitUntil } from './helpers/wait.js';
+import { mulberry32 } from './helpers/rng.js';
 import { setLogLevel } from '../src/core/log.js';
-
-/** A small deterministic PRNG (mulberry32), so a failure names its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function request(opcode: number, unique: bigint, nodeid: bigint, body: Buffer): Buffer {
   const b = Buffer.alloc(IN_HEADER + body.length);
@@ -116,7 +105,7 @@ describe('FUSE protocol: malformed and unexpected requests', () => {
       const init = Buffer.alloc(64);
       init.writeUInt32LE(7, 0); init.writeUInt32LE(OUR_MINOR, 4); init.writeUInt32LE(1 << 20, 8);
       init.writeUInt32LE(Number(Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.DO_READDIRPLUS), 12);
-      const r = rng(seed);
+      const r = mulberry32(seed);
       const ops = Object.values(Op);
       const noReply = new Set<number>([Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.NOTIFY_REPLY]);
       const expected = new Set<bigint>();

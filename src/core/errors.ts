@@ -78,6 +78,13 @@ export function isCacheFull(e: unknown): boolean {
 }
 
 /** The positive errno number for a name (EIO for anything unknown). */
+const BY_NUMBER = new Map<number, ErrnoName>(Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoName]));
+
+/** The name of errno `n` (what a system call through koffi set), or undefined. */
+export function errnoName(n: number): ErrnoName | undefined {
+  return BY_NUMBER.get(n);
+}
+
 export function errnoNumber(code: ErrnoName): number {
   return constants.errno[code] ?? constants.errno.EIO;
 }

@@ -47,7 +47,7 @@ export const Fattr = {
   ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, LOCKOWNER: 1 << 9, CTIME: 1 << 10, KILL_SUIDGID: 1 << 11,
 } as const;
 
-export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3, DELETE: 6 } as const;
+export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3 } as const;
 
 export const GETATTR_FH = 1;
 export const RENAME_NOREPLACE = 1;
@@ -322,14 +322,5 @@ export function notifyInvalEntry(parent: bigint, name: Buffer): Buffer {
   b.writeBigUInt64LE(parent, 0);
   b.writeUInt32LE(name.length, 8);
   name.copy(b, 16);
-  return b;
-}
-
-export function notifyDelete(parent: bigint, child: bigint, name: Buffer): Buffer {
-  const b = Buffer.alloc(24 + name.length + 1);
-  b.writeBigUInt64LE(parent, 0);
-  b.writeBigUInt64LE(child, 8);
-  b.writeUInt32LE(name.length, 16);
-  name.copy(b, 24);
   return b;
 }

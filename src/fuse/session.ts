@@ -13,7 +13,7 @@
 // - a read error of ENODEV means the file system was unmounted: the session ends, once.
 import fs from 'node:fs';
 import { log } from '../core/log.js';
-import { FsError, errnoNumber } from '../core/errors.js';
+import { errnoNumber } from '../core/errors.js';
 import {
   Body, Init, Op, OLDEST_MINOR, OUR_MINOR, FUSE_KERNEL_VERSION, IN_HEADER, ProtocolError, initOut, opName,
   outHeader, parseHeader, parseInit, type InHeader,
@@ -244,5 +244,5 @@ function errnoOf(e: unknown, op: string): number {
     log.warn(`malformed ${op} request`, e);
     return -errnoNumber('EINVAL');
   }
-  return toFuseErrno(e instanceof Error || e instanceof FsError ? e : new Error(String(e)), op);
+  return toFuseErrno(e, op);
 }

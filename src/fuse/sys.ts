@@ -4,8 +4,7 @@
 // umount2 runs on a pool thread: the kernel may need our answers (a last write-back) before
 // it returns, and the event loop must stay free to give them.
 import koffi from 'koffi';
-import { constants } from 'node:os';
-import { FsError, type ErrnoName } from '../core/errors.js';
+import { FsError, errnoName } from '../core/errors.js';
 
 const libc = koffi.load('libc.so.6');
 const mountFn = libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)');
@@ -14,10 +13,8 @@ const socketpairFn = libc.func('int socketpair(int domain, int type, int protoco
 const recvmsgFn = libc.func('intptr_t recvmsg(int fd, void *msg, int flags)');
 const ioctlPtr = libc.func('int ioctl(int fd, unsigned long request, uint8_t *arg)');
 
-const errnoNames = new Map<number, ErrnoName>(Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoName]));
-
 function lastError(what: string, n = koffi.errno()): FsError {
-  return new FsError(errnoNames.get(n) ?? 'EIO', `${what}: ${errnoNames.get(n) ?? `errno ${n}`}`);
+  return new FsError(errnoName(n) ?? 'EIO', `${what}: ${errnoName(n) ?? `errno ${n}`}`);
 }
 
 export const MS_NOSUID = 2;

@@ -5,8 +5,7 @@
 // Each names its object as one name below a directory descriptor (see dir-fds.ts), never by
 // a path from the backend root, which may be longer than PATH_MAX.
 import koffi from 'koffi';
-import { FsError, type ErrnoName } from '../../core/errors.js';
-import { constants } from 'node:os';
+import { FsError, errnoName } from '../../core/errors.js';
 
 export const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -20,13 +19,10 @@ const openByHandleAt = libc.func('int open_by_handle_at(int mount_fd, uint8_t *h
 const utimensat = libc.func('int utimensat(int dirfd, const char *pathname, uint8_t *times, int flags)');
 const mknodat = libc.func('int mknodat(int dirfd, const char *pathname, uint32_t mode, uint64_t dev)');
 
-const errnoNames = new Map<number, ErrnoName>(
-  Object.entries(constants.errno).map(([k, v]) => [v, k as ErrnoName]),
-);
 
 function lastError(what: string): FsError {
   const n = koffi.errno();
-  return new FsError(errnoNames.get(n) ?? 'EIO', `${what}: errno ${n}`);
+  return new FsError(errnoName(n) ?? 'EIO', `${what}: errno ${n}`);
 }
 
 export interface KernelHandle {
