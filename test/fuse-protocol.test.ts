@@ -11,17 +11,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { LocalBackend } from '../src/backends/local/local-backend.js';
-import { openDb } from '../src/index/db.js';
-import { ObjectIndex } from '../src/index/objects.js';
-import { MeteredDataStore } from '../src/cache/culler.js';
-import { Journal } from '../src/journal/journal.js';
-import { Replayer } from '../src/journal/replayer.js';
-import { ConflictStore } from '../src/conflict/store.js';
-import { Connectivity } from '../src/layers/connectivity.js';
-import { EventBus } from '../src/core/events.js';
-import { CacheLayer } from '../src/layers/cache-layer.js';
-import { DEFAULTS } from '../src/config/schema.js';
+import type { CacheLayer } from '../src/layers/cache-layer.js';
+import { layerHere, type LayerHere } from './helpers/layer.js';
 import { FuseSession } from '../src/fuse/session.js';
 import { NodeTable } from '../src/fuse/nodes.js';
 import { INTERRUPTIBLE, makeHandlers } from '../src/fuse/ops.js';
@@ -62,30 +53,22 @@ function replies(file: string): Map<bigint, [number, number][]> {
 describe('FUSE protocol: malformed and unexpected requests', () => {
   let dir: string;
   let layer: CacheLayer;
-  let close: () => Promise<void>;
+  let here: LayerHere;
 
   before(async () => {
     setLogLevel('error'); // every malformed request is a warning: thousands of them here
-    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cachefs-fuzz-'));
-    const be = path.join(dir, 'backend');
-    await fsp.mkdir(path.join(be, 'sub'), { recursive: true });
-    await fsp.writeFile(path.join(be, 'file'), 'contents');
-    const backend = new LocalBackend(be, { workInRoot: false });
-    await backend.open();
-    const db = openDb(path.join(dir, 'index.sqlite'));
-    const index = new ObjectIndex(db, backend.fsid);
-    const store = new MeteredDataStore(path.join(dir, 'cache'));
-    await store.init();
-    const journal = new Journal(db);
-    const config = { ...DEFAULTS, backend: be, mountpoint: path.join(dir, 'mnt'), cacheDir: path.join(dir, 'cache') };
-    layer = new CacheLayer({ backend, index, store, connectivity: new Connectivity(), config, conflicts: new ConflictStore(db), events: new EventBus() }, (t) => new Replayer(journal, t));
-    await layer.init();
-    close = async () => { await layer.close(); await store.close(); await backend.close(); db.close(); };
+    here = await layerHere('fuzz', {
+      fill: async (be) => {
+        await fsp.mkdir(path.join(be, 'sub'), { recursive: true });
+        await fsp.writeFile(path.join(be, 'file'), 'contents');
+      },
+    });
+    layer = here.layer;
+    dir = path.dirname(here.backend);
   });
 
   after(async () => {
-    await close?.();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await here?.dispose();
   });
 
   for (const seed of [20261204, 7, 4242]) {

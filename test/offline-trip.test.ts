@@ -39,14 +39,11 @@ interface Entry { type: string; mode: string; size?: number; sha1?: string; targ
  * close() has returned (sqlite unlinks its WAL and shm files before closing them).
  */
 async function settledSnapshot(root: string, opts: { mtimes?: boolean } = {}): Promise<Map<string, Entry>> {
-  const hidden = async (dir: string): Promise<boolean> => {
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      if (e.name.startsWith('.cachefs-hidden-')) return true;
-      if (e.isDirectory() && (await hidden(path.join(dir, e.name)))) return true;
-    }
-    return false;
-  };
-  await waitUntil('files unlinked while open to be released', async () => !(await hidden(root)), 60_000);
+  let left: string[] = [];
+  await waitUntil(() => `files unlinked while open to be released (left: ${left.join(', ')})`, async () => {
+    left = await filesNamed(root, /^\.cachefs-hidden-/);
+    return left.length === 0;
+  }, 60_000);
   return snapshot(root, opts);
 }
 

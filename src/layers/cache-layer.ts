@@ -640,6 +640,7 @@ export class CacheLayer {
       const h = this.hidden.get(of.obj.id);
       if (h) {
         this.hidden.delete(of.obj.id);
+        log.debug(`last close of object ${of.obj.id}: removing ${h.name}`);
         // By the object it names (no lookup: the name's object may be due for a revalidation
         // that cannot happen now), unless the name is known to lead elsewhere meanwhile.
         // The index's current objects (those held since the hide may have been reloaded).
@@ -664,11 +665,22 @@ export class CacheLayer {
     return this.connected && obj.attr.type === 'file' && obj.attr.nlink <= 1 && this.isOpen(obj.id) && !this.hidden.has(obj.id);
   }
 
-  /** Moves `name` (an open file's last name) aside until its last close. */
+  /**
+   * Moves `name` (an open file's last name) aside until its last close. The last close may
+   * come while the rename is on its way (the kernel sends RELEASE after close() has returned:
+   * sqlite closes its journal and unlinks it at once): then the name goes at once, or nothing
+   * would ever remove it.
+   */
   private async hide(dir: CachedObject, name: string, obj: CachedObject, by: Creds | undefined): Promise<void> {
     const hiddenName = `${HIDDEN_PREFIX}${obj.id}-${Date.now().toString(36)}`;
     await this.renameAt(dir, name, dir, hiddenName, by);
+    if (!this.isOpen(obj.id)) {
+      log.debug(`${name} (object ${obj.id}) was closed while it was being hidden: removing ${hiddenName} now`);
+      await this.removeName(this.index.get(dir.id) ?? dir, hiddenName, this.index.get(obj.id) ?? obj, by);
+      return;
+    }
     this.hidden.set(obj.id, { dir, name: hiddenName, by });
+    log.debug(`${name} (object ${obj.id}) unlinked while open: ${hiddenName} until its last close`);
     // Unlinked, as far as anyone here can tell: fstat() of an open descriptor says nlink 0.
     this.index.patchAttr(obj, { nlink: 0 });
   }

@@ -112,6 +112,12 @@ export class Mounted {
   async cleanup(): Promise<void> {
     await cli(['umount', this.mnt, '--force']).catch(() => undefined);
     await sh('fusermount3', ['-u', '-z', this.mnt]).catch(() => undefined);
+    // For a post-mortem: CACHEFS_TEST_KEEP_LOGS=<dir> keeps each mount's log there.
+    const keep = process.env.CACHEFS_TEST_KEEP_LOGS;
+    if (keep) {
+      await fsp.mkdir(keep, { recursive: true });
+      await fsp.copyFile(path.join(this.cache, 'cachefs.log'), path.join(keep, `${path.basename(this.root)}.log`)).catch(() => undefined);
+    }
     await fsp.rm(this.root, { recursive: true, force: true }).catch(() => undefined);
     if (!this.backend.startsWith(this.root + path.sep)) await fsp.rm(this.backend, { recursive: true, force: true }).catch(() => undefined);
   }
