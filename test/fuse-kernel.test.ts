@@ -230,6 +230,48 @@ describe('FUSE session: a hung mount process', () => {
   });
 });
 
+describe('FUSE session: unmounted from outside, then mounted again at once', () => {
+  // The old mount process learns late that the kernel ended its session (here: it was
+  // stopped meanwhile). By then the mountpoint, and the kernel's connection number, belong
+  // to the new mount: the old process must not unmount it or abort its connection (before
+  // the fix it did both: the new mount died, its process exiting with code 0).
+  let a: Mounted;
+  let b: Mounted | undefined;
+  let pidA = 0;
+  before(async () => { a = await mountFresh('outside-a'); pidA = (await a.status()).pid; });
+  after(async () => {
+    try { process.kill(pidA, 'SIGCONT'); } catch { /* gone */ }
+    if (b) await cli(['umount', a.mnt, '--force']);
+    await b?.cleanup();
+    await a?.cleanup();
+  });
+
+  it('the old mount process leaves the new mount alone', async () => {
+    const { connectionOf } = await import('../src/core/mount-table.js');
+    const was = connectionOf(a.mnt);
+    assert.notEqual(was, null);
+    process.kill(pidA, 'SIGSTOP');
+    // umount(2) itself: umount(8) would stat the mountpoint first, and wait on the stopped process.
+    const { unmountFuse } = await import('../src/fuse/mount.js');
+    await unmountFuse(a.mnt);
+    // The new mount: its own backend and cache, the same mountpoint.
+    b = new Mounted(tempRoot('outside-b'));
+    await fsp.mkdir(b.backend, { recursive: true });
+    await fsp.writeFile(path.join(b.backend, 'mine'), 'the new mount\n');
+    const r = await cli(['mount', b.backend, a.mnt, '--cache-dir', b.cache]);
+    assert.equal(r.code, 0, r.stderr);
+    const pidB = (await cli(['status', a.mnt, '--json'])).stdout;
+    assert.notEqual(JSON.parse(pidB).pid, pidA);
+    assert.equal(connectionOf(a.mnt), was, 'the kernel gave the new mount the old connection number (the case under test)');
+    process.kill(pidA, 'SIGCONT');
+    await waitUntil('the old mount process to exit', () => { try { process.kill(pidA, 0); return false; } catch { return true; } }, 30_000);
+    assert.equal(await fsp.readFile(path.join(a.mnt, 'mine'), 'utf8'), 'the new mount\n', 'the new mount still answers');
+    const st = await cli(['status', a.mnt, '--json']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.equal(JSON.parse(st.stdout).pid, JSON.parse(pidB).pid);
+  });
+});
+
 describe('FUSE session: an ordinary user mounts through fusermount3', () => {
   let root: string;
   let devMode: number | null = null;

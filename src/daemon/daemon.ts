@@ -447,8 +447,8 @@ async function startMount(config: Config): Promise<RunningMount> {
       try {
         await fuse.unmount();
       } catch (e) {
-        log.warn('unmount failed; detaching lazily', e);
-        await forceUnmount(mp).catch((e2) => log.error('lazy unmount failed', e2));
+        log.warn('unmount failed; aborting the connection and detaching lazily', e);
+        await fuse.detach().catch((e2) => log.error('lazy unmount failed', e2));
       }
       notifications.stop();
       culler.stop();

@@ -28,7 +28,14 @@ export async function register(info: MountInfo): Promise<void> {
   await fsp.rename(tmp, file);
 }
 
-export async function unregister(mountpoint: string): Promise<void> {
+/**
+ * Removes this process's record for `mountpoint`. A record another process has written
+ * since (a new mount on the same mountpoint, made after ours was unmounted from outside)
+ * stays: the CLI finds that mount by it.
+ */
+export async function unregister(mountpoint: string, pid = process.pid): Promise<void> {
+  const now = lookupMount(mountpoint);
+  if (now && now.pid !== pid) return;
   await fsp.rm(entryFile(mountpoint), { force: true });
 }
 

@@ -76,22 +76,45 @@ export class FuseServer {
   get ended(): Promise<string> { return this.session?.ended ?? Promise.resolve('never mounted'); }
 
   /**
-   * Unmounts. Busy (files still open): detached lazily, and the connection aborted, so the
+   * Whether the mount at our mountpoint is still this session's. Once the kernel has ended
+   * the session (an unmount from outside), the mountpoint and the connection number may
+   * already belong to a new mount (the user mounting again, another file system): an
+   * unmount or an abort by number would then hit that one.
+   */
+  private ours(): boolean {
+    if (!this.session || this.session.isClosed) return false;
+    return this.connection === null || connectionOf(this.o.mountpoint) === this.connection;
+  }
+
+  /**
+   * Unmounts. Busy (files still open): its connection aborted, then detached lazily, so the
    * processes holding files get ENOTCONN instead of a mount nobody serves. Reads of
    * /dev/fuse only end when the connection does (closing the descriptor does not wake
-   * them, and the process cannot exit while they wait): the abort ends them.
+   * them, and the process cannot exit while they wait): the abort ends them; a clean
+   * unmount ends them by itself. Nothing is done to a mount that is no longer ours.
    */
   async unmount(lazy = false): Promise<void> {
     try {
+      if (!this.ours()) return;
       await unmountFuse(this.o.mountpoint, lazy).catch(async (e: unknown) => {
         if (lazy || !isFsError(e, 'EBUSY')) throw e;
-        log.warn(`${this.o.mountpoint} is busy: detaching it lazily and aborting its connection`);
-        await unmountFuse(this.o.mountpoint, true);
+        log.warn(`${this.o.mountpoint} is busy: aborting its connection and detaching it lazily`);
+        await this.detach();
       });
     } finally {
-      if (this.connection !== null) await abortConnection(this.connection);
       this.session?.close('unmounted');
     }
+  }
+
+  /**
+   * The recovery when an unmount fails: abort the connection and detach the mount, both
+   * while it is still ours (checked first: aborting a number after the mount has gone could
+   * abort the next mount to be given that number).
+   */
+  async detach(): Promise<void> {
+    if (!this.ours()) return;
+    if (this.connection !== null) await abortConnection(this.connection);
+    await unmountFuse(this.o.mountpoint, true);
   }
 
   // ---------------------------------------------------------------- invalidation

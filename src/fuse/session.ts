@@ -54,6 +54,8 @@ const SMALL_REQUEST = 64 * 1024;
 
 export class FuseSession {
   private closed = false;
+  /** True once the session is over (closed here, or ended by the kernel). */
+  get isClosed(): boolean { return this.closed; }
   private negotiated: Negotiated | null = null;
   /** unique -> answer-now for requests being handled that an INTERRUPT may cut short. */
   private readonly inflight = new Map<bigint, (errno: number) => void>();
