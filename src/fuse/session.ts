@@ -24,6 +24,12 @@ import { toFuseErrno } from './errno.js';
 export interface Request {
   h: InHeader;
   body: Body;
+  /**
+   * Set by a handler: called once its reply has been written *and* the handler has settled
+   * (an INTERRUPT may answer first while the handler still works): when the buffers the
+   * reply came from may be used again.
+   */
+  done?: () => void;
 }
 
 /** A handler's answer: the reply's payload (nothing: an empty reply). */
@@ -147,6 +153,9 @@ export class FuseSession {
     const fn = this.o.handlers[h.opcode];
     if (!fn) { this.reply(h.unique, -errnoNumber('ENOSYS')); return; }
     let done = false;
+    let settled = false;
+    const req: Request = { h, body };
+    const finish = () => { const f = req.done; req.done = undefined; f?.(); };
     const t0 = performance.now();
     const answer = (error: number, payload?: Payload) => {
       if (done) return;
@@ -157,17 +166,24 @@ export class FuseSession {
       s.ms += performance.now() - t0;
       if (error < 0) s.errors++;
       this.reply(h.unique, error, payload);
+      if (settled) finish();
+    };
+    // The handler's own answer: after it, nothing of the handler's uses its buffers.
+    const own = (error: number, payload?: Payload) => {
+      settled = true;
+      if (done) finish();
+      else answer(error, payload);
     };
     if (this.o.interruptible.has(h.opcode)) this.inflight.set(h.unique, (e) => answer(e));
     let p: Promise<Payload> | Payload;
     try {
-      p = fn({ h, body });
+      p = fn(req);
     } catch (e) {
-      answer(errnoOf(e, name));
+      own(errnoOf(e, name));
       return;
     }
-    if (p instanceof Promise) p.then((r) => answer(0, r), (e) => answer(errnoOf(e, name)));
-    else answer(0, p);
+    if (p instanceof Promise) p.then((r) => own(0, r), (e) => own(errnoOf(e, name)));
+    else own(0, p);
   }
 
   private answerInit(h: InHeader, body: Body): void {
