@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { CLI, Mounted, cli, mountFresh, sh, tempRoot } from './helpers/cachefs.js';
+import { CLI, Mounted, cli, control, mountFresh, sh, tempRoot, waitReplayed } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
 
 const NOBODY = 65534;
@@ -199,6 +199,56 @@ for (const passthrough of [true, false]) {
     });
   });
 }
+
+describe('FUSE session: invalidation after a replay\'s conflict and its resolution (long timeouts)', () => {
+  // Changes the mount makes by itself, not at the kernel's request: a replay parks a
+  // conflict (the path shows the server's variant), a resolution writes the chosen one. The
+  // kernel holds the path's attributes (its size) and pages for a minute; it must be told.
+  let m: Mounted;
+  before(async () => {
+    m = await mountFresh('inval-conflict', {
+      config: { fuse: { entryTimeout: 60, attrTimeout: 60, negativeTimeout: 60 }, consistency: { watch: false } },
+    });
+  });
+  after(async () => { await m?.cleanup(); });
+
+  it('the parked server variant, then the client variant chosen (connected, and offline), are what the path shows at once', async () => {
+    for (const f of ['doc.txt', 'other.txt']) {
+      await fsp.writeFile(m.m(f), 'base');
+      assert.equal(await fsp.readFile(m.m(f), 'utf8'), 'base');
+    }
+    await control(m, 'offline');
+    for (const f of ['doc.txt', 'other.txt']) {
+      await fsp.writeFile(m.m(f), 'the client');
+      assert.equal((await fsp.stat(m.m(f))).size, 10);
+    }
+    await new Promise((r) => setTimeout(r, 30)); // the server's change must look newer than the base
+    for (const f of ['doc.txt', 'other.txt']) await fsp.writeFile(m.b(f), 'the server, longer');
+    await control(m, 'online');
+    await waitReplayed(m);
+    // Parked: the paths are the server's variant, size and bytes.
+    // (A read leaves the kernel's atime stale, so the stat after it asks the mount; the
+    // stats after that answer from the kernel's cache, for a minute, unless it is told.)
+    for (const f of ['doc.txt', 'other.txt']) {
+      assert.equal((await fsp.stat(m.m(f))).size, 18, `the size the kernel reports for ${f}`);
+      assert.equal(await fsp.readFile(m.m(f), 'utf8'), 'the server, longer');
+      assert.equal((await fsp.stat(m.m(f))).size, 18);
+    }
+    const r = await cli(['resolve', m.m('doc.txt'), '--keep', 'client']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await fsp.stat(m.m('doc.txt'))).size, 10, 'the size after the resolution');
+    assert.equal(await fsp.readFile(m.m('doc.txt'), 'utf8'), 'the client');
+    // Resolved while disconnected: no replay follows to revalidate anything.
+    await control(m, 'offline');
+    const r2 = await cli(['resolve', m.m('other.txt'), '--keep', 'client']);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.equal((await fsp.stat(m.m('other.txt'))).size, 10, 'the size after the resolution made offline');
+    assert.equal(await fsp.readFile(m.m('other.txt'), 'utf8'), 'the client');
+    await control(m, 'online');
+    await waitReplayed(m);
+    assert.equal(await fsp.readFile(m.b('other.txt'), 'utf8'), 'the client');
+  });
+});
 
 describe('FUSE session: a hung mount process', () => {
   let m: Mounted;

@@ -237,7 +237,8 @@ export class CacheLayer {
         rootId: () => this.rootId,
         pathOf: (id) => this.index.pathOf(id, this.rootId),
         // The client variant is saved with the conflict; the cache shows the server's from now on.
-        onConflict: (o) => { this.fetcher.dropData(o); o.attrAt = 0; },
+        // The path shows the server's variant now: the kernel's copies of ours must go.
+        onConflict: (o) => { this.fetcher.dropData(o); o.attrAt = 0; this.kernel?.objectAt(o.id, ''); },
         relist: (id) => { this.reconnect.relist(id); },
         pendingOf: (id) => this.replayer.pendingEntries().map((e) => e.record)
           .filter((r) => (r.op === 'write' || r.op === 'setattr' || r.op === 'link') && r.obj === id),
@@ -250,6 +251,7 @@ export class CacheLayer {
       revalidate: (o, force) => this.revalidate(o, force),
       adopt: (node, t) => this.freshness.adopt(node, t),
       spillWriteBehind: () => this.writeBack.spillWriteBehind(),
+      replayed: (renamed) => this.afterReplay(renamed),
     });
   }
 
@@ -1337,7 +1339,28 @@ export class CacheLayer {
    * goes through the journal like one an application makes (resolve-fs.ts).
    */
   resolveFs(creds: Creds): ResolveFs {
-    return resolveFsOf(this, creds);
+    return resolveFsOf(this, creds, (p) => this.tellKernelAbout(p));
+  }
+
+  /**
+   * The mount changed `p` by itself (a resolution), not at the kernel's request: the kernel
+   * drops the name and what it holds of the object (attributes, pages). From the cache
+   * alone: a name never looked up here is in no cache of the kernel's either.
+   */
+  private async tellKernelAbout(p: string): Promise<void> {
+    const k = this.kernel;
+    if (!k) return;
+    let dir = this.index.get(this.rootId);
+    const parts = p.split('/').filter(Boolean);
+    const name = parts.pop();
+    for (const part of parts) {
+      const id = dir ? this.index.namesOf(dir).get(part) : undefined;
+      dir = typeof id === 'number' ? this.index.get(id) : undefined;
+    }
+    if (!dir || name === undefined) return;
+    k.invalidateEntry(dir.id, name);
+    const id = this.index.namesOf(dir).get(name);
+    if (typeof id === 'number') k.objectAt(id, '');
   }
 
   /**
@@ -1392,6 +1415,19 @@ export class CacheLayer {
    * batch, soon after) and, if the version the kernel was given is not the backend's now,
    * the kernel is told to drop its copies (and the names reported in a directory).
    */
+  /**
+   * After a replay: nothing cached is trusted until revalidated, and what the kernel holds
+   * (for as long as its timeouts say) is checked the same way, so the server's changes made
+   * meanwhile, and the conflicts the replay parked, show at once. `renamed`: names directory
+   * diffing found gone or leading elsewhere.
+   */
+  private afterReplay(renamed: Map<number, string[]>): void {
+    const k = this.kernel;
+    if (!k) return;
+    for (const [dir, names] of renamed) for (const n of names) k.invalidateEntry(dir, n);
+    for (const o of this.index.loaded()) this.tellKernelLater(o);
+  }
+
   private tellKernelLater(o: CachedObject, name?: string): void {
     const k = this.kernel;
     if (!k || !k.holds(o.id)) return;

@@ -57,6 +57,8 @@ export interface ReconnectDeps {
   adopt(node: Node, t: number): CachedObject;
   /** The connection went: in-memory write-behind bytes go to cache files (write-back.ts). */
   spillWriteBehind(): void;
+  /** The replay is over and the mount connected; `renamed`: names diffing found changed, by directory. */
+  replayed?(renamed: Map<number, string[]>): void;
 }
 
 export class Reconnector {
@@ -151,10 +153,11 @@ export class Reconnector {
       await this.d.bases?.clear();
       this.d.conflicts?.nextEpoch();
       for (const o of index.loaded()) o.attrAt = 0;
-      await this.diffDirectories();
+      const renamed = await this.diffDirectories();
       if (connectivity.state !== 'reintegrating') return;
       connectivity.set('connected', 'journal replayed');
       log.info('connected: journal replayed');
+      this.d.replayed?.(renamed);
     })().catch((e: unknown) => {
       // Never left in a promise (nor the mount left 'reintegrating'): say why, try again later.
       log.warn('the reintegration could not finish', e);
@@ -168,7 +171,8 @@ export class Reconnector {
    * what the server deleted or added meanwhile shows at once, and the directory stays fully
    * cached (the next disconnection can create names in it again).
    */
-  private async diffDirectories(): Promise<void> {
+  private async diffDirectories(): Promise<Map<number, string[]>> {
+    const renamed = new Map<number, string[]>();
     const { index } = this.d;
     const forced = new Set(this.relistDirs);
     this.relistDirs.clear();
@@ -187,19 +191,25 @@ export class Reconnector {
         // the names already show), it is listed: the server may have changed it too. A
         // directory a conflict touched is listed anyway (its names may show our variant).
         if (dir.complete && dir.attr.version === seen && !forced.has(dir.id)) return;
-        const before = new Set(index.namesOf(dir).keys());
+        const before = new Map(index.namesOf(dir));
         const listed = await this.d.call('readdir', () => this.d.backend.readdir(dir.fh));
         index.batch(() => {
           const t = now();
           index.replaceListing(dir, listed.map((e) => ({ name: e.name, id: this.d.adopt(e, t).id })), dir.attr.version);
         });
-        const after = new Set(listed.map((e) => e.name));
-        for (const n of before) if (!after.has(n)) gone++;
+        const after = index.namesOf(dir);
+        const moved: string[] = [];
+        for (const [n, id] of before) {
+          if (!after.has(n)) gone++;
+          if (after.get(n) !== id) moved.push(n);
+        }
+        if (moved.length) renamed.set(dir.id, moved);
       } catch (e) {
         log.debug(`directory diffing of object ${dir.id} failed`, e);
       }
     }));
     if (gone > 0) log.info(`directory diffing: ${gone} name(s) deleted on the backend meanwhile`);
+    return renamed;
   }
 
   /** Mounted while the backend was away: start disconnected, probing for it. */

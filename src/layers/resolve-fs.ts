@@ -29,8 +29,28 @@ export interface PathOps {
   chown(p: string, uid: number | undefined, gid: number | undefined, by?: Creds): Promise<void>;
 }
 
-/** `ops` acting as `creds`, by path from the mount root. */
-export function resolveFsOf(ops: PathOps, creds: Creds): ResolveFs {
+/**
+ * `ops` acting as `creds`, by path from the mount root. `changed` is told each path a
+ * resolution changed: the kernel did not ask for these changes, so its caches must be told.
+ */
+export function resolveFsOf(ops: PathOps, creds: Creds, changed: (p: string) => Promise<void> = async () => undefined): ResolveFs {
+  const fs = resolveFsBy(ops, creds);
+  const after = <A extends unknown[]>(fn: (p: string, ...a: A) => Promise<void>) => async (p: string, ...a: A): Promise<void> => {
+    try { await fn(p, ...a); } finally { await changed(p); }
+  };
+  return {
+    stat: fs.stat,
+    writeFile: after(fs.writeFile),
+    symlink: async (target, p) => { try { await fs.symlink(target, p); } finally { await changed(p); } },
+    mkdir: after(fs.mkdir),
+    unlink: after(fs.unlink),
+    rmdir: after(fs.rmdir),
+    chmod: after(fs.chmod),
+    chown: after(fs.chown),
+  };
+}
+
+function resolveFsBy(ops: PathOps, creds: Creds): ResolveFs {
   return {
     stat: async (p) => {
       try {
