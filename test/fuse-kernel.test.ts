@@ -9,6 +9,7 @@
 //   uses the mount and unmounts it.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -247,6 +248,52 @@ describe('FUSE session: invalidation after a replay\'s conflict and its resoluti
     await control(m, 'online');
     await waitReplayed(m);
     assert.equal(await fsp.readFile(m.b('other.txt'), 'utf8'), 'the client');
+  });
+});
+
+describe('FUSE session: file handles (EXPORT_SUPPORT: name_to_handle_at, open_by_handle_at)', () => {
+  // What an NFS server re-exporting the mount (or fanotify) does: keep a file's handle, and
+  // open by it later, after the kernel has forgotten the inode (the mount is asked for the
+  // node by its id: LOOKUP of "."). A handle of a removed file, or of another cache's
+  // object, is stale: never another file.
+  let m: Mounted;
+  let other: Mounted | undefined;
+  before(async () => { m = await mountFresh('handles'); });
+  after(async () => { await other?.cleanup(); await m?.cleanup(); });
+
+  const dropInodes = () => fsp.writeFile('/proc/sys/vm/drop_caches', '2');
+  const readAll = (fd: number) => { const b = Buffer.alloc(100); const n = fs.readSync(fd, b, 0, 100, 0); return b.subarray(0, n).toString(); };
+
+  it('a handle opens its file after the kernel forgot the inode; a removed file\'s handle is stale', async () => {
+    const { handleOf, openByHandle } = await import('./helpers/handles.js');
+    await fsp.mkdir(m.m('d'));
+    await fsp.writeFile(m.m('d', 'kept.txt'), 'by handle\n');
+    await fsp.writeFile(m.m('d', 'gone.txt'), 'soon removed\n');
+    const kept = handleOf(m.m('d', 'kept.txt'));
+    const gone = handleOf(m.m('d', 'gone.txt'));
+    await fsp.unlink(m.m('d', 'gone.txt'));
+    await dropInodes();
+    const root = fs.openSync(m.mnt, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      const fd = openByHandle(root, kept);
+      try { assert.equal(readAll(fd), 'by handle\n'); } finally { fs.closeSync(fd); }
+      assert.throws(() => openByHandle(root, gone), { code: 'ESTALE' });
+    } finally { fs.closeSync(root); }
+  });
+
+  it('a handle from another cache of the same backend is stale there, not another file', async () => {
+    const { handleOf, openByHandle } = await import('./helpers/handles.js');
+    const h = handleOf(m.m('d', 'kept.txt'));
+    // Same backend, a new cache: its object ids start again, its generation is its own.
+    other = new Mounted(tempRoot('handles-other'), m.backend);
+    await fsp.mkdir(other.mnt, { recursive: true });
+    const r = await cli(['mount', m.backend, other.mnt, '--cache-dir', other.cache]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await fsp.readFile(path.join(other.mnt, 'd', 'kept.txt'), 'utf8'), 'by handle\n');
+    const root = fs.openSync(other.mnt, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      assert.throws(() => openByHandle(root, h), { code: 'ESTALE' });
+    } finally { fs.closeSync(root); }
   });
 });
 

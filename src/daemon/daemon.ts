@@ -237,6 +237,18 @@ function startupError(e: unknown, cacheDir: string): unknown {
 /** Records journaled even on a nearly full cache disk (see journal.admit in startMount). */
 const ALWAYS_JOURNALED = new Set<JournalRecord['op']>(['write', 'unlink', 'rmdir', 'commit']);
 
+/**
+ * The generation the mount's file handles carry (fuse/nodes.ts): random, made once per
+ * cache (its object ids start again in a new one), never 0 (the root's).
+ */
+function handleGeneration(db: Db): number {
+  const have = Number(getMeta(db, 'handle_generation'));
+  if (Number.isInteger(have) && have > 0 && have < 2 ** 32) return have;
+  const made = 1 + Math.floor(Math.random() * (2 ** 32 - 2));
+  setMeta(db, 'handle_generation', String(made));
+  return made;
+}
+
 export async function runMount(config: Config): Promise<RunningMount> {
   try {
     return await startMount(config);
@@ -354,6 +366,7 @@ async function startMount(config: Config): Promise<RunningMount> {
     config,
     layer,
     control: new ControlDir({ conflicts, cacheDir: config.cacheDir }),
+    generation: handleGeneration(db),
     creds: (h) => {
       const creds = { uid: h.uid, gid: h.gid };
       // Root's rights need no groups to check (and /proc is read once per change otherwise).

@@ -3,6 +3,12 @@
 // ctime at once. FUSE fixes the root's node id at 1, so the root object's id and 1 trade
 // places. Control-directory nodes (paths below /.cachefs, never objects) live above 2^48.
 //
+// File handles (name_to_handle_at, an NFS re-export; EXPORT_SUPPORT): the kernel encodes the
+// node id and the generation given with it, and asks LOOKUP(node, ".") for a node it no
+// longer holds. Object ids are never reused within one cache, but a new cache starts them
+// again: the generation is the cache's own (a random number kept in its index), so a handle
+// from another cache is stale, never another file.
+//
 // Lookup counts follow the protocol: each reply that gives the kernel a node (LOOKUP, the
 // creates, LINK, READDIRPLUS entries) adds one, FORGET takes n away. A node the kernel does
 // not hold needs no invalidation; a control node it forgot is dropped from the table.
@@ -18,7 +24,8 @@ export class NodeTable {
   /** The object version of the attributes each node was last given with (see objectAt). */
   private readonly versions = new Map<bigint, string>();
 
-  constructor(private readonly rootId: number) {}
+  /** `generation`: the cache's, given with every node but the root (the kernel fixes the root's at 0). */
+  constructor(private readonly rootId: number, readonly generation = 0) {}
 
   /** The node id of an object. */
   nodeOf(id: number): bigint {

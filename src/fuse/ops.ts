@@ -137,7 +137,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   const entry = (o: CachedObject): Buffer => {
     const node = nodes.nodeOf(o.id);
     nodes.looked(node);
-    return entryOut(node, attrs(o), t.entry, t.attr);
+    return entryOut(node, attrs(o), t.entry, t.attr, node === 1n ? 0 : nodes.generation);
   };
   const ctlEntry = async (path: string): Promise<Buffer> => {
     const st = await control!.getattr(path);
@@ -157,6 +157,8 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   h[Op.LOOKUP] = async ({ h: hd, body }) => {
     const name = body.cstr();
+    // A file handle's node the kernel no longer holds (EXPORT_SUPPORT): the node itself.
+    if (name === '.' && ref(hd.nodeid).kind === 'obj') return entry(objOf(hd.nodeid));
     const cp = ctlChild(hd.nodeid, name);
     if (cp) return ctlEntry(cp);
     try {
@@ -500,7 +502,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       if (used + need > size) break;
       if (plus) {
         if (e.node !== undefined && e.attr) {
-          writeEntry(out, used, e.node, e.attr, t.entry, t.attr);
+          writeEntry(out, used, e.node, e.attr, t.entry, t.attr, e.node === 1n ? 0 : nodes.generation);
           nodes.looked(e.node);
         } else {
           out.fill(0, used, used + 128); // no attributes: the kernel looks the name up itself

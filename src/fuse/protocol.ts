@@ -183,10 +183,11 @@ function validity(s: number): [bigint, number] {
   return [BigInt(whole), Math.round((s - whole) * 1e9)];
 }
 
-export function writeEntry(b: Buffer, at: number, nodeid: bigint, a: FuseAttr, entryS: number, attrS: number): void {
+/** `generation`: with the node id, what a file handle of the mount names (see nodes.ts). */
+export function writeEntry(b: Buffer, at: number, nodeid: bigint, a: FuseAttr, entryS: number, attrS: number, generation = 0): void {
   const [es, en] = validity(entryS), [as, an] = validity(attrS);
   b.writeBigUInt64LE(nodeid, at);
-  b.writeBigUInt64LE(0n, at + 8); // generation: object ids are never reused
+  b.writeBigUInt64LE(BigInt(generation), at + 8);
   b.writeBigUInt64LE(es, at + 16);
   b.writeBigUInt64LE(as, at + 24);
   b.writeUInt32LE(en, at + 32);
@@ -194,9 +195,9 @@ export function writeEntry(b: Buffer, at: number, nodeid: bigint, a: FuseAttr, e
   writeAttr(b, at + 40, a);
 }
 
-export function entryOut(nodeid: bigint, a: FuseAttr, entryS: number, attrS: number): Buffer {
+export function entryOut(nodeid: bigint, a: FuseAttr, entryS: number, attrS: number, generation = 0): Buffer {
   const b = Buffer.alloc(ENTRY_OUT_SIZE);
-  writeEntry(b, 0, nodeid, a, entryS, attrS);
+  writeEntry(b, 0, nodeid, a, entryS, attrS, generation);
   return b;
 }
 

@@ -22,6 +22,8 @@ export interface ServerOptions {
   layer: NodeFs & Pick<CacheLayer, 'rootObjectId'>;
   control?: ControlDir;
   creds(h: InHeader): Creds;
+  /** The cache's generation for file handles (nodes.ts); 0 when absent. */
+  generation?: number;
 }
 
 /** Outstanding reads of /dev/fuse (each holds a pool thread). */
@@ -35,7 +37,7 @@ export class FuseServer {
   readonly nodes: NodeTable;
 
   constructor(private readonly o: ServerOptions) {
-    this.nodes = new NodeTable(o.layer.rootObjectId);
+    this.nodes = new NodeTable(o.layer.rootObjectId, o.generation ?? 0);
   }
 
   /** Mounts and starts serving; resolves once the kernel can send requests. */
@@ -43,7 +45,8 @@ export class FuseServer {
     const f = this.o.config.fuse;
     this.mounted = await mountFuse({ mountpoint: this.o.mountpoint, fsname: this.o.fsname, config: this.o.config });
     let want = Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.BIG_WRITES | Init.MAX_PAGES | Init.DO_READDIRPLUS
-      | Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.ASYNC_DIO | Init.AUTO_INVAL_DATA | Init.HANDLE_KILLPRIV_V2;
+      | Init.READDIRPLUS_AUTO | Init.PARALLEL_DIROPS | Init.ASYNC_DIO | Init.AUTO_INVAL_DATA | Init.HANDLE_KILLPRIV_V2
+      | Init.EXPORT_SUPPORT;
     if (f.writebackCache) want |= Init.WRITEBACK_CACHE;
     // The kernel lets only CAP_SYS_ADMIN register backing files.
     if (f.passthrough && process.getuid?.() === 0) want |= Init.PASSTHROUGH;
