@@ -12,6 +12,7 @@ import type { CacheLayer, CachedObject } from '../layers/cache-layer.js';
 import type { ControlDir, ControlTime, FuseStat } from '../layers/control-dir.js';
 import { CONTROL_DIR_NAME } from '../core/names.js';
 import type { Creds } from '../core/creds.js';
+import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import type { SetAttrRecord } from '../layers/cache-layer.js';
 import {
@@ -80,30 +81,16 @@ function ctlAttr(s: FuseStat): FuseAttr {
 interface DirHandle { entries: { name: Buffer; ino: bigint; type: number; node?: bigint; attr?: FuseAttr }[] | null }
 
 /** Requests that change nothing, which an INTERRUPT may answer EINTR at once. */
-/**
- * Reply buffers for READ, used again once their reply is written: a fresh 1 MiB buffer per
- * request is a fresh mapping the kernel must fault in and zero, and garbage to collect (the
- * cold-read profile spent 23% of its time in the collector). Small requests are not pooled.
- */
-class BufferPool {
-  private readonly free: Buffer[] = [];
-  constructor(private readonly size = 1 << 20, private readonly keep = 16) {}
-  take(n: number): Buffer {
-    if (n < 64 * 1024 || n > this.size) return Buffer.allocUnsafe(n);
-    return (this.free.pop() ?? Buffer.allocUnsafeSlow(this.size)).subarray(0, n);
-  }
-  give(b: Buffer): void {
-    if (b.buffer.byteLength === this.size && b.byteOffset === 0 && this.free.length < this.keep) this.free.push(Buffer.from(b.buffer, 0, this.size));
-  }
-}
-
 export const INTERRUPTIBLE: ReadonlySet<number> = new Set([
   Op.LOOKUP, Op.GETATTR, Op.READLINK, Op.READ, Op.READDIR, Op.READDIRPLUS, Op.STATFS, Op.ACCESS, Op.FSYNC, Op.FSYNCDIR,
 ]);
 
 export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   const { layer, nodes, control, timeouts: t } = d;
-  const readBuffers = new BufferPool();
+  // Reply buffers for READ, used again once their reply is written: a fresh 1 MiB buffer per
+  // request was a fresh mapping the kernel faulted in and zeroed, then garbage (a quarter of
+  // the cold-read profile was the collector).
+  const readBuffers = new BufferPool(1 << 20, 16);
   const dirs = new Map<number, DirHandle>();
   let nextDir = 1;
   /** auto_cache: the (mtime, size) each file had at its last open. */
@@ -415,9 +402,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       const n = await control!.read(fh, buf, size, pos);
       return buf.subarray(0, n);
     }
-    const buf = readBuffers.take(size);
-    req.done = () => readBuffers.give(buf);
-    return layer.read(fh, pos, size, buf);
+    const buf = readBuffers.acquire(size);
+    req.done = () => readBuffers.release(buf);
+    return layer.read(fh, pos, size, buf.subarray(0, size));
   };
 
   h[Op.WRITE] = async ({ body }) => {

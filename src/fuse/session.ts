@@ -57,6 +57,8 @@ export interface SessionOptions {
 export const opStats: Record<string, { count: number; ms: number; errors: number }> = {};
 
 const SMALL_REQUEST = 64 * 1024;
+/** Large request buffers kept for the readers once their requests are handled. */
+const SPARE_BUFFERS = 8;
 
 export class FuseSession {
   private closed = false;
@@ -66,6 +68,7 @@ export class FuseSession {
   /** unique -> answer-now for requests being handled that an INTERRUPT may cut short. */
   private readonly inflight = new Map<bigint, (errno: number) => void>();
   private readonly bufSize: number;
+  private readonly spare: Buffer[] = [];
   private endedResolve!: (why: string) => void;
   /** Resolves with the reason when the kernel closes the session (unmount, abort). */
   readonly ended: Promise<string> = new Promise((r) => { this.endedResolve = r; });
@@ -102,15 +105,22 @@ export class FuseSession {
         return;
       }
       // A large request (a write) keeps its buffer until answered; the reader takes a new one.
+      // It comes back once handled (a fresh one per write was a fresh mapping to fault in).
       let req: Buffer;
-      if (n > SMALL_REQUEST) { req = buf; buf = Buffer.allocUnsafeSlow(this.bufSize); } else req = Buffer.from(buf.subarray(0, n));
+      let recycle: (() => void) | undefined;
+      if (n > SMALL_REQUEST) {
+        const big = buf;
+        req = big;
+        buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.bufSize);
+        recycle = () => { if (this.spare.length < SPARE_BUFFERS) this.spare.push(big); };
+      } else req = Buffer.from(buf.subarray(0, n));
       this.readLoop(buf);
-      this.dispatch(req, n);
+      this.dispatch(req, n, recycle);
     });
   }
 
   /** Handles one request read from the kernel (also the entry point of the decoder's fuzz test). */
-  dispatch(buf: Buffer, n: number): void {
+  dispatch(buf: Buffer, n: number, recycle?: () => void): void {
     let h: InHeader;
     try {
       h = parseHeader(buf, n);
@@ -144,10 +154,11 @@ export class FuseSession {
       case Op.NOTIFY_REPLY: return; // we never ask the kernel for data (NOTIFY_RETRIEVE)
       case Op.DESTROY: this.reply(h.unique, 0); return;
     }
-    this.handle(h, body);
+    this.handle(h, body, recycle);
   }
 
-  private handle(h: InHeader, body: Body): void {
+  /** `recycle`: gives the request's buffer back, once nothing reads it any more. */
+  private handle(h: InHeader, body: Body, recycle?: () => void): void {
     const name = opName[h.opcode] ?? `op${h.opcode}`;
     if (!this.negotiated) { this.reply(h.unique, -errnoNumber('EIO')); return; }
     const fn = this.o.handlers[h.opcode];
@@ -155,7 +166,7 @@ export class FuseSession {
     let done = false;
     let settled = false;
     const req: Request = { h, body };
-    const finish = () => { const f = req.done; req.done = undefined; f?.(); };
+    const finish = () => { const f = req.done; req.done = undefined; f?.(); recycle?.(); };
     const t0 = performance.now();
     const answer = (error: number, payload?: Payload) => {
       if (done) return;
