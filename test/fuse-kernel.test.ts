@@ -281,6 +281,22 @@ describe('FUSE session: file handles (EXPORT_SUPPORT: name_to_handle_at, open_by
     } finally { fs.closeSync(root); }
   });
 
+  it('a directory\'s handle, its inodes forgotten, opens it reconnected to the tree (LOOKUP of "..")', async () => {
+    const { handleOf, openByHandle } = await import('./helpers/handles.js');
+    await fsp.mkdir(m.m('d', 'sub', 'deeper'), { recursive: true });
+    await fsp.writeFile(m.m('d', 'sub', 'deeper', 'f'), 'x');
+    const h = handleOf(m.m('d', 'sub', 'deeper'));
+    await dropInodes();
+    const root = fs.openSync(m.mnt, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      const fd = openByHandle(root, h, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      try {
+        assert.equal(fs.readlinkSync(`/proc/self/fd/${fd}`), m.m('d', 'sub', 'deeper'), 'the path the kernel reconnected');
+        assert.deepEqual(fs.readdirSync(`/proc/self/fd/${fd}`), ['f']);
+      } finally { fs.closeSync(fd); }
+    } finally { fs.closeSync(root); }
+  });
+
   it('a handle from another cache of the same backend is stale there, not another file', async () => {
     const { handleOf, openByHandle } = await import('./helpers/handles.js');
     const h = handleOf(m.m('d', 'kept.txt'));

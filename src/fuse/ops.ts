@@ -29,7 +29,7 @@ export { opStats } from './session.js';
  * names in directories, open files. Nothing here takes a path.
  */
 export type NodeFs = Pick<CacheLayer,
-  | 'objectOrStale' | 'lookup' | 'getattrOf' | 'setattr' | 'readlinkOf' | 'readdirOf' | 'statfs'
+  | 'objectOrStale' | 'lookup' | 'parentDirOf' | 'getattrOf' | 'setattr' | 'readlinkOf' | 'readdirOf' | 'statfs'
   | 'mknodAt' | 'mkdirAt' | 'symlinkAt' | 'linkAt' | 'unlinkAt' | 'rmdirAt' | 'renameAt' | 'createAt'
   | 'openObject' | 'wholeCacheFile' | 'fileOf' | 'read' | 'write' | 'ftruncate' | 'flush' | 'fsync' | 'release'>;
 
@@ -144,8 +144,10 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   h[Op.LOOKUP] = async ({ h: hd, body }) => {
     const name = body.cstr();
-    // A file handle's node the kernel no longer holds (EXPORT_SUPPORT): the node itself.
+    // A file handle's node the kernel no longer holds (EXPORT_SUPPORT): the node itself, or
+    // (reconnecting a directory to the tree) its parent.
     if (name === '.' && ref(hd.nodeid).kind === 'obj') return entry(objOf(hd.nodeid));
+    if (name === '..' && ref(hd.nodeid).kind === 'obj') return entry(layer.parentDirOf(objOf(hd.nodeid)));
     const cp = ctlChild(hd.nodeid, name);
     if (cp) return ctlEntry(cp);
     try {

@@ -1332,6 +1332,19 @@ export class CacheLayer {
     return this.index.get(id);
   }
 
+  /**
+   * The directory holding `dir` (the root's is the root), for a kernel that reconnects a
+   * directory reached by its file handle (LOOKUP of ".."). From the cached names; ESTALE
+   * when none is known (the kernel then reports the handle stale, never a wrong parent).
+   */
+  parentDirOf(dir: CachedObject): CachedObject {
+    if (dir.id === this.rootId) return dir;
+    const p = this.index.parentOf(dir.id);
+    const parent = p ? this.index.get(p.parent) : undefined;
+    if (!parent) throw new FsError('ESTALE', `no parent of object ${dir.id} is known`);
+    return parent;
+  }
+
   // ---------------------------------------------------------------- conflict resolution
 
   /**
