@@ -30,7 +30,7 @@ export interface VariantDeps {
 }
 
 /** Whether every byte of a regular file is in its cache file. */
-export function fullyCached(o: CachedObject, index: ObjectIndex, chunkSize: number): boolean {
+export function fullyCached(o: CachedObject, index: Pick<ObjectIndex, 'chunksOf'>, chunkSize: number): boolean {
   if (o.attr.type !== 'file') return true;
   if (o.attr.size === 0) return true;
   const chunks = index.chunksOf(o);

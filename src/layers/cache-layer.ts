@@ -19,7 +19,11 @@
 // - gated-backend.ts: the queue, deadline and disconnected gate of every backend call;
 // - chunk-fetcher.ts: fetching chunks, coalescing, landing, read-ahead, write guards;
 // - write-back.ts: dirty runs, their journal records, write-behind and spills;
-// - reconnect.ts: going disconnected, probing, reintegration, directory diffing.
+// - reconnect.ts: going disconnected, probing, reintegration, directory diffing;
+// - mutations.ts: every change to names and attributes through the journal (create, link,
+//   unlink, rename, setattr...), offline bases, files unlinked while open;
+// - outside-changes.ts: what the backend's watcher reports, and what the kernel is told of
+//   changes it did not ask for (rechecks in a batch, after a replay, after a resolution).
 //
 // Locking: everything runs on Node's one thread; the await points are where other requests
 // interleave. Chunk fetches are coalesced per (object, chunk) in the fetcher; a write waits
@@ -33,24 +37,25 @@ import type { Attr, Backend, Creds, OutsideChange, StatFs } from '../backends/ty
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
-import { byOf, type JournalRecord, type SetAttrRecord } from '../journal/records.js';
+import type { SetAttrRecord } from '../journal/records.js';
 import type { Config } from '../config/schema.js';
-import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { isConnectionError } from '../journal/replayer.js';
-import { BackendTarget, PROVISIONAL_TAG, isProvisional, type AppliedOutcome, type BackendCall } from './backend-target.js';
+import { BackendTarget, isProvisional, type AppliedOutcome, type BackendCall } from './backend-target.js';
 import type { Connectivity } from './connectivity.js';
 import type { ConflictStore } from '../conflict/store.js';
 import type { CacheLimit, EventSink } from '../core/events.js';
-import { OfflineBases, BASE_COPY_MAX } from '../conflict/bases.js';
+import { OfflineBases } from '../conflict/bases.js';
 import { fullyCached } from '../conflict/variants.js';
 import type { ResolveFs } from '../conflict/resolve.js';
-import { Freshness, SELF, now, nowNs } from './freshness.js';
+import { Freshness, SELF, now } from './freshness.js';
 import { GatedBackend } from './gated-backend.js';
 import { ChunkFetcher, notCachedWhenOffline } from './chunk-fetcher.js';
 import { WriteBack } from './write-back.js';
 import { resolveFsOf } from './resolve-fs.js';
 import { Reconnector } from './reconnect.js';
+import { Mutations, JOURNALED, type TimeArg } from './mutations.js';
+import { OutsideChanges, type KernelCache } from './outside-changes.js';
 
 export interface OpenFile {
   obj: CachedObject;
@@ -75,6 +80,8 @@ export interface OpenFile {
 
 export type { CachedObject } from '../index/objects.js';
 export type { SetAttrRecord } from '../journal/records.js';
+export type { TimeArg } from './mutations.js';
+export type { KernelCache } from './outside-changes.js';
 
 /** A journal record as `cachefs journal` shows it (daemon/protocol.ts checks it at the edge). */
 export interface JournalItem {
@@ -100,24 +107,6 @@ export interface Counters {
   backendCalls: number;
 }
 
-export type TimeArg = bigint | 'now' | 'omit';
-
-/**
- * What the layer tells the kernel when it learns that the backend changed behind the
- * kernel's caches (the FUSE server implements it; null: nobody to tell).
- */
-export interface KernelCache {
-  /**
-   * Object `id` is at `version` on the backend now. The kernel is told to drop its copies
-   * (attributes, pages) when what it was given is of another version; true if it was.
-   */
-  objectAt(id: number, version: string): boolean;
-  /** `name` in directory `dirId` may lead elsewhere now (or nowhere). */
-  invalidateEntry(dirId: number, name: string): void;
-  /** Whether the kernel holds object `id` (a node it was given and has not forgotten). */
-  holds(id: number): boolean;
-}
-
 export interface LayerDeps {
   backend: Backend;
   index: ObjectIndex;
@@ -138,16 +127,6 @@ const ACCESS_FLUSH_MS = 30_000;
 /** Chunks of one file a hoard walk fetches at once. */
 const HOARD_CHUNKS_PER_FILE = 8;
 
-/** What a mutation produced: the backend's answer, or (not connected) "kept in the journal". */
-type MutationOutcome = AppliedOutcome | { kind: 'journaled' };
-const JOURNALED: MutationOutcome = { kind: 'journaled' };
-/** Records marked as made offline: replay reconciles them with the server (see records.ts). */
-const OFFLINE_CHECKED = new Set(['write', 'setattr', 'link', 'unlink', 'rmdir', 'rename', 'create', 'mkdir', 'symlink', 'mknod']);
-
-const S_IFMT_OF: Record<Attr['type'], number> = {
-  file: 0o100000, dir: 0o040000, symlink: 0o120000, fifo: 0o010000, socket: 0o140000, chardev: 0o020000, blockdev: 0o060000,
-};
-
 export class CacheLayer {
   readonly counters: Counters = { hits: 0, misses: 0, bytesFromCache: 0, bytesFromBackend: 0, backendCalls: 0 };
   readonly replayer: Replayer<AppliedOutcome>;
@@ -161,12 +140,6 @@ export class CacheLayer {
   private readonly openCount = new Map<number, number>();
   /** Objects no name reaches any more, kept while they are open. */
   private readonly orphans = new Set<number>();
-  /**
-   * Files unlinked (or renamed over) while open here, silly-renamed as NFS clients do: the
-   * backend must keep the object until its last close, or the writes still to come through
-   * the open descriptors would find it gone. Removed at that close.
-   */
-  private readonly hidden = new Map<number, { dir: CachedObject; name: string; by: Creds | undefined }>();
   private nextFd = 1;
   private statfsCache: { at: number; value: StatFs } | null = null;
   private accessTimer: NodeJS.Timeout | null = null;
@@ -181,9 +154,12 @@ export class CacheLayer {
   private readonly writeBack: WriteBack;
   /** Disconnection, probing and reintegration (reconnect.ts). */
   private readonly reconnect: Reconnector;
+  /** Changes to names and attributes through the journal (mutations.ts). */
+  private readonly mutations: Mutations;
+  /** Outside changes and the kernel's rechecks (outside-changes.ts). */
+  private readonly outside: OutsideChanges;
   /** What objects changed offline were before (null without a conflict store). */
   private bases: OfflineBases | null = null;
-  private readonly baseCaptures = new Map<number, Promise<void>>();
 
   constructor(private readonly deps: LayerDeps, replayerFactory: (target: BackendTarget) => Replayer<AppliedOutcome>) {
     this.backend = deps.backend;
@@ -251,7 +227,31 @@ export class CacheLayer {
       revalidate: (o, force) => this.revalidate(o, force),
       adopt: (node, t) => this.freshness.adopt(node, t),
       spillWriteBehind: () => this.writeBack.spillWriteBehind(),
-      replayed: (renamed) => this.afterReplay(renamed),
+      replayed: (renamed) => this.outside.afterReplay(renamed),
+    });
+    this.mutations = new Mutations({
+      index: this.index, store: this.store, replayer: this.replayer, writeBack: this.writeBack, fetcher: this.fetcher,
+      freshness: this.freshness, backend: this.backend, call: this.call, chunkSize: this.chunk, bases: this.bases,
+      connected: () => this.connected,
+      whenNotConnected: () => this.reconnect.whenNotConnected(JOURNALED),
+      resolve: (p) => this.resolve(p),
+      resolveParent: (p) => this.resolveParent(p),
+      lookup: (dir, name) => this.lookup(dir, name),
+      revalidate: (o, force) => this.revalidate(o, force),
+      staleListing: (dir) => this.staleListing(dir),
+      addOpen: (o, flags, by) => this.addOpen(o, flags, by),
+      fileOf: (fd) => this.fileOf(fd),
+      isOpen: (id) => this.isOpen(id),
+      hasOpenWriters: (o) => this.hasOpenWriters(o),
+      forgetObject: (o) => this.forgetObject(o),
+    });
+    this.outside = new OutsideChanges({
+      index: this.index,
+      kernel: () => this.kernel,
+      connected: () => this.connected,
+      rootId: () => this.rootId,
+      revalidate: (o, force) => this.revalidate(o, force),
+      lookup: (dir, name) => this.lookup(dir, name),
     });
   }
 
@@ -289,11 +289,6 @@ export class CacheLayer {
   // backend; mutations are journaled and return), reintegrating (the journal is replayed).
 
   private get connected(): boolean { return this.deps.connectivity.state === 'connected'; }
-
-  /** Resolves when the mount stops being connected (for waits that must not outlast it). */
-  private whenNotConnected(): Promise<typeof JOURNALED> {
-    return this.reconnect.whenNotConnected(JOURNALED);
-  }
 
   /** Replays the journal, then trusts nothing cached until it is revalidated. */
   reintegrate(reason: string): Promise<void> {
@@ -639,9 +634,9 @@ export class CacheLayer {
       this.writeBack.lastSeq.delete(of.obj.id);
       this.writeBack.writeAround.delete(of.obj.id);
       if (this.orphans.delete(of.obj.id)) this.forgetObject(of.obj);
-      const h = this.hidden.get(of.obj.id);
+      const h = this.mutations.hidden.get(of.obj.id);
       if (h) {
-        this.hidden.delete(of.obj.id);
+        this.mutations.hidden.delete(of.obj.id);
         log.debug(`last close of object ${of.obj.id}: removing ${h.name}`);
         // By the object it names (no lookup: the name's object may be due for a revalidation
         // that cannot happen now), unless the name is known to lead elsewhere meanwhile.
@@ -650,41 +645,12 @@ export class CacheLayer {
         const obj = this.index.get(of.obj.id) ?? of.obj;
         const now = this.index.namesOf(dir).get(h.name);
         if (now === obj.id || now === undefined) {
-          await this.removeName(dir, h.name, obj, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
+          await this.mutations.removeName(dir, h.name, obj, h.by).catch((e) => log.warn(`removing ${h.name} (unlinked while open) failed; it stays on the backend`, e));
         } else {
           log.warn(`${h.name} (unlinked while open) now leads to ${now === null ? 'nothing' : `object ${now}`}: left as it is`);
         }
       }
     } else this.openCount.set(of.obj.id, n);
-  }
-
-  /**
-   * Whether removing this name would drop an object that is still open here (see `hidden`).
-   * Connected only: disconnected, the unlink is journaled, the cache keeps the object for
-   * its open descriptors (an orphan), and their later writes are not journaled (write-back.ts).
-   */
-  private mustHide(obj: CachedObject): boolean {
-    return this.connected && obj.attr.type === 'file' && obj.attr.nlink <= 1 && this.isOpen(obj.id) && !this.hidden.has(obj.id);
-  }
-
-  /**
-   * Moves `name` (an open file's last name) aside until its last close. The last close may
-   * come while the rename is on its way (the kernel sends RELEASE after close() has returned:
-   * sqlite closes its journal and unlinks it at once): then the name goes at once, or nothing
-   * would ever remove it.
-   */
-  private async hide(dir: CachedObject, name: string, obj: CachedObject, by: Creds | undefined): Promise<void> {
-    const hiddenName = `${HIDDEN_PREFIX}${obj.id}-${Date.now().toString(36)}`;
-    await this.renameAt(dir, name, dir, hiddenName, by);
-    if (!this.isOpen(obj.id)) {
-      log.debug(`${name} (object ${obj.id}) was closed while it was being hidden: removing ${hiddenName} now`);
-      await this.removeName(this.index.get(dir.id) ?? dir, hiddenName, this.index.get(obj.id) ?? obj, by);
-      return;
-    }
-    this.hidden.set(obj.id, { dir, name: hiddenName, by });
-    log.debug(`${name} (object ${obj.id}) unlinked while open: ${hiddenName} until its last close`);
-    // Unlinked, as far as anyone here can tell: fstat() of an open descriptor says nlink 0.
-    this.index.patchAttr(obj, { nlink: 0 });
   }
 
   /** close(): the data written through `fd` is on the backend when this returns. */
@@ -703,7 +669,7 @@ export class CacheLayer {
       // user saw here, at close. As the mount, not the writer: it is the time the writes
       // themselves gave (their rights are checked with them), and setting an explicit time
       // needs ownership, which a writer of someone else's 0666 file does not have.
-      await this.mutate({ op: 'setattr', obj: of.obj.id, set: { mtime: { kind: 'set', ns: String(of.obj.attr.mtimeNs) } }, base: of.obj.attr.version });
+      await this.mutations.mutate({ op: 'setattr', obj: of.obj.id, set: { mtime: { kind: 'set', ns: String(of.obj.attr.mtimeNs) } }, base: of.obj.attr.version });
     }
     of.written = false;
     this.writeBack.throwPendingError(of);
@@ -711,7 +677,7 @@ export class CacheLayer {
     // Close-to-open durability on backends that write unstably (NFS): COMMIT before close
     // returns; its answer carries the attributes after our writes (wcc data) where it can.
     const committed = this.backend.commitOnClose
-      ? await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version })
+      ? await this.mutations.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version })
       : null;
     if (!this.connected) return;
     // Adopt the version our writes produced, so our own writes never look like someone else's.
@@ -738,7 +704,7 @@ export class CacheLayer {
     if (this.connected) {
       await this.writeBack.settledOrOffline(of.obj.id);
       if (this.connected) {
-        await this.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
+        await this.mutations.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version });
         if (of.written) await this.flush(fd);
       }
     }
@@ -850,7 +816,7 @@ export class CacheLayer {
         this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(obj.id, this.rootId), message: full.message, ...(cause ? { cause } : {}) });
         throw full;
       }
-      await this.captureBase(obj);
+      await this.mutations.captureBase(obj);
       // Bytes acknowledged while connected and still only in memory go to the cache file
       // first (see write-back.ts spillWriteBehind): this write is journaled after them.
       if (this.writeBack.spilling) await this.writeBack.spilling;
@@ -859,408 +825,36 @@ export class CacheLayer {
   }
 
   // ---------------------------------------------------------------- mutations
+  //
+  // Every change to names and attributes goes through the journal in mutations.ts; these are
+  // its entry points: by parent object and name (the kernel's), and by path.
 
-  /**
-   * Before the first change made offline to an object that exists on the backend: keep what
-   * it was (attributes, and a small file's bytes) so replay can tell whose change is whose.
-   */
-  private captureBase(obj: CachedObject | null | undefined): Promise<void> | void {
-    const b = this.bases;
-    if (!b || !obj || this.connected || obj.attr.version.startsWith('provisional:')) return;
-    const busy = this.baseCaptures.get(obj.id);
-    if (busy) return busy;
-    if (b.has(obj.id)) return;
-    const copy = obj.attr.type === 'file' && obj.attr.size <= BASE_COPY_MAX && obj.dataVersion === obj.attr.version
-      && fullyCached(obj, this.index, this.chunk)
-      ? async (dest: string) => { await this.store.copyOut(obj.id, dest); await fsp.truncate(dest, obj.attr.size); }
-      : undefined;
-    const p = b.capture(obj.id, obj.attr.version, obj.attr, copy).finally(() => this.baseCaptures.delete(obj.id));
-    this.baseCaptures.set(obj.id, p);
-    return p;
-  }
-
-  /**
-   * Appends a record (durable on return). Connected, it waits for the backend to apply it
-   * and returns what that produced; otherwise, or if the connection goes while it waits,
-   * the record stays in the journal for reintegration and the answer is JOURNALED.
-   */
-  private async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<MutationOutcome> {
-    this.writeBack.commitAllDirty();
-    if (!this.connected && OFFLINE_CHECKED.has(record.op)) (record as { offline?: true }).offline = true;
-    const seq = this.replayer.append(record, hint);
-    if (!this.connected) return JOURNALED;
-    const applied = this.replayer.waitFor(seq);
-    let outcome: Awaited<typeof applied> | typeof JOURNALED;
-    try {
-      outcome = await Promise.race([applied, this.whenNotConnected()]);
-    } catch (e) {
-      if (isConnectionError(e)) return JOURNALED; // the record waits in the journal
-      throw e;
-    }
-    if (outcome.kind === 'journaled') applied.catch(() => undefined);
-    if (outcome.kind === 'refused') throw outcome.error;
-    return outcome;
-  }
-
-  /**
-   * A new object in the index before its create goes to the backend: it has a provisional
-   * handle (mapped to the backend's when the create is applied) and attributes made here.
-   */
-  private provisional(type: Attr['type'], mode: number, creds: Creds, extra: { size?: number; rdev?: number } = {}): CachedObject {
-    const t = BigInt(Date.now()) * 1_000_000n;
-    const fh = Buffer.concat([PROVISIONAL_TAG, randomBytes(16)]);
-    const attr: Attr = {
-      type, mode: S_IFMT_OF[type] | (mode & 0o7777), uid: creds.uid, gid: creds.gid,
-      size: extra.size ?? (type === 'dir' ? 4096 : 0), nlink: type === 'dir' ? 2 : 1, rdev: extra.rdev ?? 0, used: 0,
-      atimeNs: t, mtimeNs: t, ctimeNs: t, version: `provisional:${fh.subarray(PROVISIONAL_TAG.length).toString('hex')}`,
-    };
-    return this.index.upsert({ fh, attr }, now());
-  }
-
-  /** Creates through the journal; a refusal removes the provisional object again. */
-  private async createVia(dir: CachedObject, name: string, prov: CachedObject, record: JournalRecord): Promise<CachedObject> {
-    let out: MutationOutcome;
-    try {
-      out = await this.mutate(record);
-    } catch (e) {
-      this.index.remove(prov);
-      throw e;
-    }
-    const node = out.kind === 'created' ? { fh: out.fh, attr: out.attr } : { fh: prov.fh, attr: prov.attr };
-    return this.index.batch(() => this.recordNewObject(dir, name, { kind: 'created', ...node }));
-  }
-
-  /**
-   * A name in `dir` was made or removed; `subdirs` is how many subdirectories it gained (a
-   * directory's st_nlink counts its subdirectories' "..").
-   */
-  private afterDirChange(dir: CachedObject, subdirs = 0): void {
-    // Our own change moves the directory's version: adopt the next one instead of
-    // throwing the name cache away, if the names were current before the change.
-    if (dir.namesVersion !== null && dir.namesVersion === dir.attr.version) this.index.setNamesVersion(dir, SELF);
-    dir.attrAt = 0;
-    // Not connected, nobody else keeps the directory's attributes: they move here as a
-    // POSIX file system moves them (mtime and ctime, and the link count).
-    if (!this.connected) {
-      const t = nowNs();
-      this.index.patchAttr(dir, { mtimeNs: t, ctimeNs: t, ...(subdirs !== 0 ? { nlink: Math.max(2, dir.attr.nlink + subdirs) } : {}) });
-    }
-  }
-
-  private recordNewObject(dir: CachedObject, name: string, outcome: AppliedOutcome & { kind: 'created' }): CachedObject {
-    const obj = this.freshness.adopt({ fh: outcome.fh, attr: outcome.attr });
-    this.index.setName(dir, name, obj.id);
-    this.afterDirChange(dir, outcome.attr.type === 'dir' ? 1 : 0);
-    if (outcome.attr.type === 'dir') this.index.replaceListing(obj, [], outcome.attr.version);
-    if (outcome.attr.type === 'file' && outcome.attr.size === 0 && obj.dataVersion === null) {
-      this.index.setDataVersion(obj, outcome.attr.version); // an empty file is fully cached
-    }
-    return obj;
-  }
-
-  async create(p: string, mode: number, flags: number, creds: Creds): Promise<number> {
-    const { dir, name } = await this.resolveParent(p);
-    return (await this.createAt(dir, name, mode, flags, creds)).fd;
-  }
-
-  async createAt(dir: CachedObject, name: string, mode: number, flags: number, creds: Creds): Promise<{ fd: number; obj: CachedObject }> {
-    checkName(dir, name);
-    const prov = this.provisional('file', mode, creds);
-    const obj = await this.createVia(dir, name, prov, { op: 'create', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
-    return { fd: this.addOpen(obj, flags, creds), obj };
-  }
-
-  async mkdir(p: string, mode: number, creds: Creds): Promise<void> {
-    const { dir, name } = await this.resolveParent(p);
-    await this.mkdirAt(dir, name, mode, creds);
-  }
-
-  async mkdirAt(dir: CachedObject, name: string, mode: number, creds: Creds): Promise<CachedObject> {
-    checkName(dir, name);
-    await this.ensureAbsent(dir, name);
-    const prov = this.provisional('dir', mode, creds);
-    return this.createVia(dir, name, prov, { op: 'mkdir', parent: dir.id, name, mode, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
-  }
-
-  async mknod(p: string, mode: number, rdev: number, creds: Creds): Promise<void> {
-    const { dir, name } = await this.resolveParent(p);
-    await this.mknodAt(dir, name, mode, rdev, creds);
-  }
-
-  async mknodAt(dir: CachedObject, name: string, mode: number, rdev: number, creds: Creds): Promise<CachedObject> {
-    checkName(dir, name);
-    await this.ensureAbsent(dir, name);
-    const type = typeOfMode(mode);
-    const prov = this.provisional(type, mode, creds, { rdev });
-    return this.createVia(dir, name, prov, { op: 'mknod', parent: dir.id, name, mode, rdev, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
-  }
-
-  async symlink(target: string, p: string, creds: Creds): Promise<void> {
-    const { dir, name } = await this.resolveParent(p);
-    await this.symlinkAt(dir, name, target, creds);
-  }
-
-  async symlinkAt(dir: CachedObject, name: string, target: string, creds: Creds): Promise<CachedObject> {
-    checkName(dir, name);
-    await this.ensureAbsent(dir, name);
-    const prov = this.provisional('symlink', 0o777, creds, { size: Buffer.byteLength(target) });
-    const obj = await this.createVia(dir, name, prov, { op: 'symlink', parent: dir.id, name, target, uid: creds.uid, gid: creds.gid, ...(creds.groups ? { groups: creds.groups } : {}), obj: prov.id, base: dir.attr.version });
-    this.index.setSymlink(obj, target);
-    this.index.setDataVersion(obj, obj.attr.version);
-    return obj;
-  }
-
-  private async ensureAbsent(dir: CachedObject, name: string): Promise<void> {
-    try {
-      await this.lookup(dir, name);
-    } catch (e) {
-      if (isFsError(e, 'ENOENT')) return;
-      throw e;
-    }
-    throw new FsError('EEXIST');
-  }
-
-  async link(src: string, dst: string, by?: Creds): Promise<void> {
-    const obj = await this.resolve(src);
-    if (obj.attr.type === 'dir') throw new FsError('EPERM');
-    const { dir, name } = await this.resolveParent(dst);
-    await this.linkAt(obj, dir, name, by);
-  }
-
-  async linkAt(obj: CachedObject, dir: CachedObject, name: string, by?: Creds): Promise<CachedObject> {
-    if (obj.attr.type === 'dir') throw new FsError('EPERM');
-    checkName(dir, name);
-    await this.ensureAbsent(dir, name);
-    await this.captureBase(obj);
-    const out = await this.mutate({ op: 'link', obj: obj.id, parent: dir.id, name, ...byOf(by), base: obj.attr.version });
-    this.index.setName(dir, name, obj.id);
-    this.afterDirChange(dir);
-    if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
-    else if (out.kind === 'journaled') this.index.patchAttr(obj, { nlink: obj.attr.nlink + 1, ctimeNs: nowNs() });
-    else obj.attrAt = 0;
-    return obj;
-  }
-
-  /** Our own metadata change: the new attributes must not drop our cached data. */
-  private adoptOwnChange(obj: CachedObject, attr: Attr): void {
-    this.index.batch(() => {
-      // Cached data and names that were current before our change are current after it.
-      if (obj.dataVersion !== null && obj.dataVersion === obj.attr.version && !this.hasOpenWriters(obj)) {
-        this.index.setDataVersion(obj, attr.version);
-      } else if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) {
-        this.index.setDataVersion(obj, SELF);
-      }
-      if (obj.attr.type === 'dir' && obj.namesVersion !== null && obj.namesVersion === obj.attr.version) {
-        this.index.setNamesVersion(obj, attr.version);
-      }
-      this.freshness.applyAttr(obj, attr);
-    });
-  }
-
-  async unlink(p: string, by?: Creds): Promise<void> {
-    const { dir, name } = await this.resolveParent(p);
-    await this.unlinkAt(dir, name, by);
-  }
-
-  async unlinkAt(dir: CachedObject, name: string, by?: Creds): Promise<void> {
-    checkName(dir, name);
-    const obj = await this.lookup(dir, name);
-    if (obj.attr.type === 'dir') throw new FsError('EISDIR');
-    if (this.mustHide(obj)) { await this.hide(dir, name, obj, by); return; }
-    await this.removeName(dir, name, obj, by);
-  }
-
-  /** unlink of `name` in `dir`, known to lead to `obj` (a file, symlink or special). */
-  private async removeName(dir: CachedObject, name: string, obj: CachedObject, by: Creds | undefined): Promise<void> {
-    await this.captureBase(obj);
-    const survives = obj.attr.nlink > 1;
-    const out = await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
-    this.index.batch(() => {
-      this.index.setName(dir, name, null);
-      this.afterDirChange(dir);
-      this.dropLink(obj);
-    });
-    // Applied, and the object keeps another name: the unlink moved its ctime (so its version)
-    // on the backend. Learn it now, while connected, as rename does: git links each loose
-    // object to its name and unlinks the temporary one, and a `git gc` offline removing the
-    // object must be based on the version the backend really has (invariant 9).
-    if (survives && out.kind !== 'journaled') {
-      try {
-        this.adoptOwnChange(obj, await this.call('getattr', () => this.backend.getattr(obj.fh)));
-      } catch (e) {
-        log.debug(`revalidation after an unlink of a link of object ${obj.id} failed`, e);
-      }
-    }
-  }
-
-  /** One name less for `obj`: forget it when it was the last one. */
-  private dropLink(obj: CachedObject): void {
-    if (obj.attr.nlink <= 1 || obj.attr.type === 'dir') {
-      this.forgetObject(obj);
-      // Still open here (an orphan, or kept for its journal records): fstat() says no name.
-      if (this.isOpen(obj.id) && this.index.get(obj.id) === obj) this.index.patchAttr(obj, { nlink: 0 });
-    }
-    else {
-      this.index.patchAttr(obj, { nlink: obj.attr.nlink - 1, ctimeNs: nowNs() });
-      obj.attrAt = 0;
-    }
-  }
-
-  async rmdir(p: string, by?: Creds): Promise<void> {
-    const { dir, name } = await this.resolveParent(p);
-    await this.rmdirAt(dir, name, by);
-  }
-
-  async rmdirAt(dir: CachedObject, name: string, by?: Creds): Promise<void> {
-    checkName(dir, name);
-    const obj = await this.lookup(dir, name);
-    if (obj.attr.type !== 'dir') throw new FsError('ENOTDIR');
-    // Connected, the backend says whether it is empty; otherwise the cached names do (a
-    // directory never listed may hold more: replay then keeps it, remove against update).
-    if (!this.connected) {
-      if (obj.stale && this.staleListing(obj).length > 0) throw new FsError('ENOTEMPTY');
-      for (const child of this.index.namesOf(obj).values()) if (child !== null) throw new FsError('ENOTEMPTY');
-    }
-    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
-    this.index.batch(() => {
-      this.index.setName(dir, name, null);
-      this.afterDirChange(dir, -1);
-      this.forgetObject(obj);
-    });
-  }
-
-  async rename(src: string, dst: string, by?: Creds): Promise<void> {
-    const from = await this.resolveParent(src);
-    const to = await this.resolveParent(dst);
-    // A directory into itself: the kernel checks this before a FUSE rename; a path caller here.
-    if ((dst + '/').startsWith(src + '/') && (await this.lookup(from.dir, from.name)).attr.type === 'dir') throw new FsError('EINVAL');
-    await this.renameAt(from.dir, from.name, to.dir, to.name, by);
-  }
-
+  create(p: string, mode: number, flags: number, creds: Creds): Promise<number> { return this.mutations.create(p, mode, flags, creds); }
+  createAt(dir: CachedObject, name: string, mode: number, flags: number, creds: Creds): Promise<{ fd: number; obj: CachedObject }> { return this.mutations.createAt(dir, name, mode, flags, creds); }
+  mkdir(p: string, mode: number, creds: Creds): Promise<void> { return this.mutations.mkdir(p, mode, creds); }
+  mkdirAt(dir: CachedObject, name: string, mode: number, creds: Creds): Promise<CachedObject> { return this.mutations.mkdirAt(dir, name, mode, creds); }
+  mknod(p: string, mode: number, rdev: number, creds: Creds): Promise<void> { return this.mutations.mknod(p, mode, rdev, creds); }
+  mknodAt(dir: CachedObject, name: string, mode: number, rdev: number, creds: Creds): Promise<CachedObject> { return this.mutations.mknodAt(dir, name, mode, rdev, creds); }
+  symlink(target: string, p: string, creds: Creds): Promise<void> { return this.mutations.symlink(target, p, creds); }
+  symlinkAt(dir: CachedObject, name: string, target: string, creds: Creds): Promise<CachedObject> { return this.mutations.symlinkAt(dir, name, target, creds); }
+  link(src: string, dst: string, by?: Creds): Promise<void> { return this.mutations.link(src, dst, by); }
+  linkAt(obj: CachedObject, dir: CachedObject, name: string, by?: Creds): Promise<CachedObject> { return this.mutations.linkAt(obj, dir, name, by); }
+  unlink(p: string, by?: Creds): Promise<void> { return this.mutations.unlink(p, by); }
+  unlinkAt(dir: CachedObject, name: string, by?: Creds): Promise<void> { return this.mutations.unlinkAt(dir, name, by); }
+  rmdir(p: string, by?: Creds): Promise<void> { return this.mutations.rmdir(p, by); }
+  rmdirAt(dir: CachedObject, name: string, by?: Creds): Promise<void> { return this.mutations.rmdirAt(dir, name, by); }
+  rename(src: string, dst: string, by?: Creds): Promise<void> { return this.mutations.rename(src, dst, by); }
   /** rename(2) by parent objects and names (`noReplace`: RENAME_NOREPLACE, EEXIST if taken). */
-  async renameAt(fromDir: CachedObject, fromName: string, toDir: CachedObject, toName: string, by?: Creds, noReplace = false): Promise<void> {
-    checkName(fromDir, fromName);
-    checkName(toDir, toName);
-    const from = { dir: fromDir, name: fromName };
-    const to = { dir: toDir, name: toName };
-    const obj = await this.lookup(from.dir, from.name);
-    let target: CachedObject | null = null;
-    try { target = await this.lookup(to.dir, to.name); } catch (e) { if (!isFsError(e, 'ENOENT')) throw e; }
-    if (target && noReplace) throw new FsError('EEXIST');
-    if (target === obj) return; // rename onto a hard link of itself: POSIX says do nothing
-    if (target && this.mustHide(target)) {
-      // Replacing a file that is open here: it hides first, the rename then takes a free name.
-      await this.hide(to.dir, to.name, target, by);
-      target = null;
-    }
-    if (target && !this.connected) this.checkRenameTarget(obj, target);
-    await this.captureBase(obj);
-    await this.captureBase(target);
-    const out = await this.mutate({
-      op: 'rename', fromParent: from.dir.id, fromName: from.name, toParent: to.dir.id, toName: to.name, obj: obj.id, ...byOf(by), base: obj.attr.version,
-      ...(target ? { target: target.id, targetBase: target.attr.version } : {}),
-    });
-    this.index.batch(() => {
-      this.index.setName(from.dir, from.name, null);
-      this.index.setName(to.dir, to.name, obj.id);
-      const movedDir = obj.attr.type === 'dir' && to.dir !== from.dir ? 1 : 0;
-      const replacedDir = target?.attr.type === 'dir' ? 1 : 0;
-      this.afterDirChange(from.dir, to.dir === from.dir ? -replacedDir : -movedDir);
-      if (to.dir !== from.dir) this.afterDirChange(to.dir, movedDir - replacedDir);
-      obj.attrAt = 0; // ctime moves; a directory's ".." changes
-      if (!this.connected) this.index.patchAttr(obj, { ctimeNs: nowNs() });
-      if (obj.dataVersion !== null && !this.hasOpenWriters(obj)) this.index.setDataVersion(obj, SELF);
-      if (target) this.dropLink(target);
-    });
-    // Applied: the rename moved the object's ctime on the backend, so its version. Learn it
-    // now, while connected: a later offline change (or a rename onto it, as git does with
-    // index.lock -> index) is based on the version the backend really has (invariant 9).
-    if (out.kind !== 'journaled') await this.revalidate(obj, true).catch((e) => log.debug(`revalidation after a rename of object ${obj.id} failed`, e));
+  renameAt(fromDir: CachedObject, fromName: string, toDir: CachedObject, toName: string, by?: Creds, noReplace = false): Promise<void> {
+    return this.mutations.renameAt(fromDir, fromName, toDir, toName, by, noReplace);
   }
-
-  /**
-   * Disconnected, the backend cannot refuse a rename onto an existing name now and replay
-   * would refuse it later: the cache answers with the errors the backend would give.
-   */
-  private checkRenameTarget(obj: CachedObject, target: CachedObject): void {
-    if (obj.attr.type === 'dir') {
-      if (target.attr.type !== 'dir') throw new FsError('ENOTDIR');
-      if (target.stale ? this.staleListing(target).length > 0 : [...this.index.namesOf(target).values()].some((c) => c !== null)) {
-        throw new FsError('ENOTEMPTY');
-      }
-      if (!target.complete && !target.stale?.complete) {
-        throw new FsError('EHOSTUNREACH', 'the directory renamed over was never listed while connected: whether it is empty is unknown');
-      }
-    } else if (target.attr.type === 'dir') {
-      throw new FsError('EISDIR');
-    }
-  }
-
-  async setattr(obj: CachedObject, set: SetAttrRecord, by?: Creds): Promise<void> {
-    await this.captureBase(obj);
-    if (set.size !== undefined && set.size > obj.attr.size && !this.connected) {
-      // Disconnected, the cache file holds the file until replay, so it must be able to have
-      // the new size before the change is journaled: its file system refuses a size it cannot
-      // hold (EFBIG), as the backend's would have. (The file stays sparse: no space is used.)
-      await this.store.truncate(obj.id, set.size);
-    }
-    const out = await this.mutate({ op: 'setattr', obj: obj.id, set, ...byOf(by), base: obj.attr.version });
-    if (set.size !== undefined) {
-      const before = obj.attr.size;
-      await this.truncateCache(obj, set.size);
-      // The size is ours from now on (the backend's answer below may be behind later writes).
-      this.index.setLocalSize(obj, set.size);
-      if (set.size > before) this.fetcher.knownZerosFrom(obj, before);
-    }
-    if (out.kind === 'attr') this.adoptOwnChange(obj, out.attr);
-    else if (out.kind === 'journaled') this.index.patchAttr(obj, localSetattr(obj.attr, set));
-    else obj.attrAt = 0;
-  }
-
-  private async truncateCache(obj: CachedObject, size: number): Promise<void> {
-    // A fetch that read the backend before its truncate could land after ours and put old
-    // bytes back past the new end: let every fetch of this object land first.
-    await this.fetcher.quiesce(obj);
-    if (size < obj.attr.size || obj.cachedBytes > 0) {
-      await this.store.truncate(obj.id, size);
-      this.index.dropChunksFrom(obj, Math.ceil(size / this.chunk), this.chunk);
-    }
-  }
-
-  async truncate(p: string, size: number, by?: Creds): Promise<void> {
-    const obj = await this.resolve(p);
-    if (obj.attr.type === 'dir') throw new FsError('EISDIR');
-    await this.setattr(obj, { size }, by);
-  }
-
+  setattr(obj: CachedObject, set: SetAttrRecord, by?: Creds): Promise<void> { return this.mutations.setattr(obj, set, by); }
+  truncate(p: string, size: number, by?: Creds): Promise<void> { return this.mutations.truncate(p, size, by); }
   /** As the opener: the kernel checked the right to truncate at open, as for a write. */
-  async ftruncate(fd: number, size: number): Promise<void> {
-    const of = this.fileOf(fd);
-    await this.setattr(of.obj, { size }, of.by);
-  }
-
-  async chmod(p: string, mode: number, by?: Creds): Promise<void> {
-    await this.setattr(await this.resolve(p), { mode: mode & 0o7777 }, by);
-  }
-
-  async chown(p: string, uid: number | undefined, gid: number | undefined, by?: Creds): Promise<void> {
-    const set: SetAttrRecord = {};
-    if (uid !== undefined) set.uid = uid;
-    if (gid !== undefined) set.gid = gid;
-    const obj = await this.resolve(p);
-    if (!('uid' in set) && !('gid' in set)) return;
-    await this.setattr(obj, set, by);
-  }
-
-  async utimens(p: string, atime: TimeArg, mtime: TimeArg, by?: Creds): Promise<void> {
-    const set: SetAttrRecord = {};
-    const conv = (t: TimeArg) => (t === 'now' ? { kind: 'now' as const } : { kind: 'set' as const, ns: String(t) });
-    if (atime !== 'omit') set.atime = conv(atime);
-    if (mtime !== 'omit') set.mtime = conv(mtime);
-    const obj = await this.resolve(p);
-    if (!set.atime && !set.mtime) return;
-    await this.setattr(obj, set, by);
-  }
+  ftruncate(fd: number, size: number): Promise<void> { return this.mutations.ftruncate(fd, size); }
+  chmod(p: string, mode: number, by?: Creds): Promise<void> { return this.mutations.chmod(p, mode, by); }
+  chown(p: string, uid: number | undefined, gid: number | undefined, by?: Creds): Promise<void> { return this.mutations.chown(p, uid, gid, by); }
+  utimens(p: string, atime: TimeArg, mtime: TimeArg, by?: Creds): Promise<void> { return this.mutations.utimens(p, atime, mtime, by); }
 
   // ---------------------------------------------------------------- hoarding and culling
 
@@ -1273,7 +867,7 @@ export class CacheLayer {
 
   /** The object's cached data holds changes the backend does not have yet (never culled). */
   isDirty(id: number): boolean {
-    return this.writeBack.dirty.has(id) || this.replayer.hasPendingFor(id) || this.baseCaptures.has(id);
+    return this.writeBack.dirty.has(id) || this.replayer.hasPendingFor(id) || this.mutations.capturingBase(id);
   }
 
   isOpen(id: number): boolean { return (this.openCount.get(id) ?? 0) > 0; }
@@ -1352,29 +946,9 @@ export class CacheLayer {
    * goes through the journal like one an application makes (resolve-fs.ts).
    */
   resolveFs(creds: Creds): ResolveFs {
-    return resolveFsOf(this, creds, (p) => this.tellKernelAbout(p));
+    return resolveFsOf(this, creds, (p) => this.outside.tellKernelAbout(p));
   }
 
-  /**
-   * The mount changed `p` by itself (a resolution), not at the kernel's request: the kernel
-   * drops the name and what it holds of the object (attributes, pages). From the cache
-   * alone: a name never looked up here is in no cache of the kernel's either.
-   */
-  private async tellKernelAbout(p: string): Promise<void> {
-    const k = this.kernel;
-    if (!k) return;
-    let dir = this.index.get(this.rootId);
-    const parts = p.split('/').filter(Boolean);
-    const name = parts.pop();
-    for (const part of parts) {
-      const id = dir ? this.index.namesOf(dir).get(part) : undefined;
-      dir = typeof id === 'number' ? this.index.get(id) : undefined;
-    }
-    if (!dir || name === undefined) return;
-    k.invalidateEntry(dir.id, name);
-    const id = this.index.namesOf(dir).get(name);
-    if (typeof id === 'number') k.objectAt(id, '');
-  }
 
   /**
    * A resolved conflict's objects that only ever existed here (made offline, their creates
@@ -1390,97 +964,12 @@ export class CacheLayer {
   }
 
   // ---------------------------------------------------------------- outside changes
+  //
+  // What the backend's watcher reports, and what the kernel is told of changes it did not
+  // ask for (outside-changes.ts).
 
-  /**
-   * The backend told us (its watcher) that something changed behind our back. Cheap on purpose
-   * (it also fires for our own writes): it only makes the directory and the named object
-   * revalidate at their next use. A created, removed or renamed entry changes the
-   * directory's version, which drops its name cache then; a modified file changes its own.
-   */
-  noticeOutsideChange(change: OutsideChange): void {
-    const dir = change.dir ? this.index.byHandle(change.dir) : undefined;
-    if (dir) {
-      dir.attrAt = 0;
-      const child = change.name !== undefined ? dir.names?.get(change.name) : undefined;
-      if (child !== undefined && child !== null) {
-        const o = this.index.get(child);
-        if (o) o.attrAt = 0;
-      }
-      this.tellKernelLater(dir, change.name);
-      if (child !== undefined && child !== null) {
-        const o = this.index.get(child);
-        if (o) this.tellKernelLater(o);
-      }
-    }
-    if (change.fh) {
-      const o = this.index.byHandle(change.fh);
-      if (o) { o.attrAt = 0; this.tellKernelLater(o); }
-    }
-  }
-
-  /** Objects (and names in them) the kernel may hold stale copies of, checked together soon. */
-  private readonly toRecheck = new Map<number, Set<string>>();
-  private recheckTimer: NodeJS.Timeout | null = null;
-
-  /**
-   * The kernel caches names and attributes for as long as the mount's timeouts say. When a
-   * watcher reports a change to something the kernel holds, the object is revalidated (a
-   * batch, soon after) and, if the version the kernel was given is not the backend's now,
-   * the kernel is told to drop its copies (and the names reported in a directory).
-   */
-  /**
-   * After a replay: nothing cached is trusted until revalidated, and what the kernel holds
-   * (for as long as its timeouts say) is checked the same way, so the server's changes made
-   * meanwhile, and the conflicts the replay parked, show at once. `renamed`: names directory
-   * diffing found gone or leading elsewhere.
-   */
-  private afterReplay(renamed: Map<number, string[]>): void {
-    const k = this.kernel;
-    if (!k) return;
-    for (const [dir, names] of renamed) for (const n of names) k.invalidateEntry(dir, n);
-    for (const o of this.index.loaded()) this.tellKernelLater(o);
-  }
-
-  private tellKernelLater(o: CachedObject, name?: string): void {
-    const k = this.kernel;
-    if (!k || !k.holds(o.id)) return;
-    let names = this.toRecheck.get(o.id);
-    if (!names) this.toRecheck.set(o.id, (names = new Set()));
-    if (name !== undefined) names.add(name);
-    this.recheckTimer ??= setTimeout(() => { this.recheckTimer = null; void this.recheck(); }, 50);
-  }
-
-  private async recheck(): Promise<void> {
-    const batch = [...this.toRecheck];
-    this.toRecheck.clear();
-    const k = this.kernel;
-    if (!k || !this.connected) return;
-    await Promise.all(batch.map(async ([id, names]) => {
-      const o = this.index.get(id);
-      if (!o) return;
-      // What each reported name led to, as the kernel was last told (undefined: unknown).
-      const before = new Map<string, number | null | undefined>();
-      if (o.attr.type === 'dir') for (const n of names) before.set(n, this.index.namesOf(o).get(n));
-      try {
-        await this.revalidate(o, true);
-      } catch (e) {
-        if (!isFsError(e, 'ENOENT')) { log.debug(`revalidating object ${id} after an outside change failed`, e); return; }
-      }
-      const gone = this.index.get(id) !== o;
-      const told = k.objectAt(id, gone ? '' : o.attr.version);
-      // A name is invalidated when it leads elsewhere now (our own creates and renames,
-      // reported too, lead where the kernel was told already).
-      const moved: string[] = [];
-      for (const [n, was] of before) {
-        if (gone) { moved.push(n); continue; }
-        const now = await this.lookup(o, n).then((x) => x.id, (e: unknown) => (isFsError(e, 'ENOENT') ? null : undefined));
-        if (was === undefined || now === undefined || now !== was) moved.push(n);
-      }
-      for (const n of moved) k.invalidateEntry(id, n);
-      log.debug(`outside change of object ${id}${gone ? ' (gone)' : ''}: ${told ? 'attributes invalidated' : 'attributes current'}${moved.length ? `; names invalidated: ${moved.join(', ')}` : ''}`);
-    }));
-  }
-
+  /** The backend's watcher saw a change behind our back: what it touched revalidates. */
+  noticeOutsideChange(change: OutsideChange): void { this.outside.noticeOutsideChange(change); }
 
   // ---------------------------------------------------------------- status
 
@@ -1511,44 +1000,4 @@ export class CacheLayer {
     this.index.flushAccessTimes();
     await this.gate.idle();
   }
-}
-
-function typeOfMode(mode: number): Attr['type'] {
-  switch (mode & 0o170000) {
-    case 0o020000: return 'chardev';
-    case 0o060000: return 'blockdev';
-    case 0o010000: return 'fifo';
-    case 0o140000: return 'socket';
-    default: return 'file';
-  }
-}
-
-/** The attributes a setattr leaves, worked out here while the backend cannot say. */
-function localSetattr(a: Attr, set: SetAttrRecord): Partial<Attr> {
-  const t = nowNs();
-  const time = (x: SetAttrRecord['atime']): bigint | undefined => (x ? (x.kind === 'now' ? t : BigInt(x.ns)) : undefined);
-  const out: Partial<Attr> = { ctimeNs: t };
-  if (set.mode !== undefined) out.mode = (a.mode & 0o170000) | (set.mode & 0o7777);
-  if (set.uid !== undefined) out.uid = set.uid;
-  if (set.gid !== undefined) out.gid = set.gid;
-  if (set.size !== undefined) { out.size = set.size; out.mtimeNs = t; }
-  const at = time(set.atime);
-  const mt = time(set.mtime);
-  if (at !== undefined) out.atimeNs = at;
-  if (mt !== undefined) out.mtimeNs = mt;
-  return out;
-}
-
-/**
- * The names of files unlinked while open (see `hidden`). They stay listed, as NFS clients'
- * .nfsXXXX and libfuse's .fuse_hidden names do: the kernel sends RELEASE after close()
- * returns, so for a moment a listing, the journal and the backend all still have them.
- */
-const HIDDEN_PREFIX = '.cachefs-hidden-';
-
-/** A name in a directory, as every *At() method takes it: the directory must be one, the name fit NAME_MAX. */
-function checkName(dir: CachedObject, name: string): void {
-  if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
-  if (name === '' || name === '.' || name === '..' || name.includes('/')) throw new FsError('EINVAL', `not a name: ${JSON.stringify(name)}`);
-  if (nameTooLong(name)) throw new FsError('ENAMETOOLONG');
 }
