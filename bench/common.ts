@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendControl } from '../src/daemon/control.js';
 import { CONTROL_SOCKET } from '../src/daemon/protocol.js';
+import { MOUNT_PROCESS_ENV } from '../src/cli/commands.js';
 
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 export const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
@@ -195,7 +196,7 @@ export class BenchMount {
     if (opts.fresh) await fsp.rm(this.cache, { recursive: true, force: true });
     await fsp.mkdir(this.mnt, { recursive: true });
     BenchMount.live.add(this);
-    const env = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072', UV_THREADPOOL_SIZE: '16', ...process.env };
+    const env = { ...MOUNT_PROCESS_ENV, ...process.env };
     const child = spawn(process.execPath, [...opts.nodeArgs, '--max-semi-space-size=4', CLI, 'mount', this.backend, this.mnt, '--foreground',
       '--cache-dir', this.cache, '--log-level', 'warn', ...(opts.config ? ['--config', opts.config] : [])],
     { cwd: this.cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -68,15 +68,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   if (flags.allowOther === true) args.push('--allow-other');
   if (flags.allowOther === false) args.push('--no-allow-other');
   if (flags.logLevel) args.push('--log-level', flags.logLevel);
-  // glibc's dynamic mmap threshold lets freed buffers pile up in a brk heap that never
-  // shrinks; a fixed 128 KiB one returns every large buffer to the system. (4 MiB made cold
-  // reads 20% faster but took the benchmark's peak RSS from 147 to 159 MiB, over budget.)
-  const env = {
-    MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072',
-    // Backend and cache-file I/O share libuv's thread pool; 4 threads queue up under load.
-    UV_THREADPOOL_SIZE: '16',
-    ...process.env,
-  };
+  const env = { ...MOUNT_PROCESS_ENV, ...process.env };
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', errFd], env });
   if (errFd !== 'ignore') closeSync(errFd);
   let exited: number | null = null;
@@ -136,6 +128,21 @@ function fullDisk(dir: string): string | null {
     return null;
   }
 }
+
+/**
+ * The environment of a mount process (`cachefs mount` and the benchmarks). glibc's dynamic
+ * mmap threshold lets freed buffers pile up in a brk heap that never shrinks, so it is
+ * fixed. At 128 KiB every 1 MiB buffer (an NFS reply record, a copy of a WRITE kept for
+ * its COMMIT, a fetched chunk) was a fresh mapping the kernel faulted in and zeroed, then
+ * unmapped: over NFS a cold read of 256 MiB took 1.6-1.9 s, at 4 MiB 1.0-1.2 s, and
+ * writes 1.85-2.0 s against 1.45-1.5 s (docs/PERFORMANCE.md). The trim threshold still
+ * gives freed memory at the heap's top back at once.
+ */
+export const MOUNT_PROCESS_ENV: Readonly<Record<string, string>> = {
+  MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: String(4 * 1024 * 1024), MALLOC_TRIM_THRESHOLD_: '131072',
+  // Backend and cache-file I/O share libuv's thread pool; 4 threads queue up under load.
+  UV_THREADPOOL_SIZE: '16',
+};
 
 export async function commandUmount(mountpointArg: string, opts: { force?: boolean; lazy?: boolean } = {}): Promise<void> {
   const mp = path.resolve(mountpointArg);
