@@ -2,7 +2,7 @@
 // FUSE passthrough, -o big_writes), all measured in this one run, reported as ratios.
 // Usage (as root, after scripts/setup.sh):  node dist/bench/run.js [--runs N] [--size-mib N]
 //   [--files N] [--out docs/PERFORMANCE.md] [--passthrough] [--writeback]
-//   --passthrough / --writeback: mount cachefs with fuse.passthrough / fuse.writebackCache.
+//   --passthrough / --writeback: mount cachefs with fuse.passthrough / fuse.writebackCache (the config refuses the latter for now: README).
 // Every workload runs in a child process (dd, cat, ls, find, tar): this process never
 // serves a mount. "cold" drops the kernel's page cache first (needs root).
 import { spawn, execFileSync } from 'node:child_process';

@@ -43,10 +43,13 @@ export const ConfigSchema = z.object({
     /** Keep the kernel page cache across opens while the file is unchanged (auto_cache). */
     autoCache: z.boolean(),
     /**
-     * The kernel's writeback cache: writes gather in its page cache and reach us at close,
-     * fsync or under memory pressure (close-to-open still holds: close flushes them).
+     * The kernel's writeback cache: writes would gather in its page cache and reach us at
+     * close, fsync or under memory pressure. Refused for now (only false is accepted): with it
+     * on, `dd bs=1M conv=fsync` had a WRITE fail with EAGAIN (a fetch raced the watcher's view
+     * of our own writes) and then hung in fsync() until the connection was aborted, and no
+     * application may hang on the mount. The session still negotiates it if this ever allows it.
      */
-    writebackCache: z.boolean(),
+    writebackCache: z.literal(false),
     /**
      * FUSE passthrough (kernel 6.9+, root): a read-only open of a file wholly in the cache is
      * read by the kernel straight from the cache file. While such opens last, an open of that
@@ -124,7 +127,7 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.negativeTimeout': 'seconds, e.g. 1',
   'fuse.maxWrite': 'bytes between 4096 and 1048576, e.g. 1048576',
   'fuse.autoCache': 'true or false',
-  'fuse.writebackCache': 'true or false',
+  'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported yet: with it a write could fail and fsync() hang)',
   'fuse.passthrough': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
