@@ -1,7 +1,6 @@
 // A small free list of equally sized scratch buffers, so hot paths (READ replies, dirty
-// runs) do not allocate a fresh large buffer per request: each is a fresh mapping the
-// kernel faults in and zeroes (the mount's malloc mmap threshold is 128 KiB), and garbage
-// that V8 collects late, inflating RSS.
+// runs) do not allocate a fresh large buffer per request: one the kernel must fault in and
+// zero again, and garbage that V8 collects late, inflating RSS.
 // A buffer handed out must come back with release() and must not be used after that.
 export class BufferPool {
   private readonly free: Buffer[] = [];

@@ -33,9 +33,9 @@ export async function register(info: MountInfo): Promise<void> {
  * since (a new mount on the same mountpoint, made after ours was unmounted from outside)
  * stays: the CLI finds that mount by it.
  */
-export async function unregister(mountpoint: string, pid = process.pid): Promise<void> {
+export async function unregister(mountpoint: string): Promise<void> {
   const now = lookupMount(mountpoint);
-  if (now && now.pid !== pid) return;
+  if (now && now.pid !== process.pid) return;
   await fsp.rm(entryFile(mountpoint), { force: true });
 }
 

@@ -24,8 +24,13 @@ export class NodeTable {
   /** The object version of the attributes each node was last given with (see objectAt). */
   private readonly versions = new Map<bigint, string>();
 
-  /** `generation`: the cache's, given with every node but the root (the kernel fixes the root's at 0). */
-  constructor(private readonly rootId: number, readonly generation = 0) {}
+  /** `generation`: the cache's, given with every node but the root (see generationOf). */
+  constructor(private readonly rootId: number, private readonly generation = 0) {}
+
+  /** The generation an entry gives with `node`: the kernel fixes the root's at 0. */
+  generationOf(node: bigint): number {
+    return node === 1n ? 0 : this.generation;
+  }
 
   /** The node id of an object. */
   nodeOf(id: number): bigint {

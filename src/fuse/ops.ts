@@ -124,7 +124,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   const entry = (o: CachedObject): Buffer => {
     const node = nodes.nodeOf(o.id);
     nodes.looked(node);
-    return entryOut(node, attrs(o), t.entry, t.attr, node === 1n ? 0 : nodes.generation);
+    return entryOut(node, attrs(o), t.entry, t.attr, nodes.generationOf(node));
   };
   const ctlEntry = async (path: string): Promise<Buffer> => {
     const st = await control!.getattr(path);
@@ -491,7 +491,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       if (used + need > size) break;
       if (plus) {
         if (e.node !== undefined && e.attr) {
-          writeEntry(out, used, e.node, e.attr, t.entry, t.attr, e.node === 1n ? 0 : nodes.generation);
+          writeEntry(out, used, e.node, e.attr, t.entry, t.attr, nodes.generationOf(e.node));
           nodes.looked(e.node);
         } else {
           out.fill(0, used, used + 128); // no attributes: the kernel looks the name up itself
