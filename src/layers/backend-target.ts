@@ -65,16 +65,44 @@ export class BackendTarget implements ReplayTarget {
    * on a connection error, or the first this process replays); a type that matches is
    * taken as ours. Anything else is someone else's object: an error (or, reintegrating, a
    * create/create conflict).
+   *
+   * An object whose handle is no longer provisional was made by a run that stored the
+   * backend's handle and died before deleting the record: the name holds that very handle.
    */
   private async madeBefore(e: unknown, entry: JournalEntry, obj: number | undefined, dir: Buffer, name: string): Promise<{ fh: Buffer; attr: Attr }> {
     const o = obj !== undefined ? this.index.get(obj) : undefined;
-    if (!isFsError(e, 'EEXIST') || !o || !isProvisional(o.fh)) throw e;
+    if (!isFsError(e, 'EEXIST') || !o) throw e;
+    if (!isProvisional(o.fh)) {
+      const n = await this.call('lookup', () => this.backend.lookup(dir, name));
+      if (!n.fh.equals(o.fh)) throw e;
+      log.info(`replay: ${name} is already the object record ${entry.seq} made (the run that made it died before the record was deleted)`);
+      return n;
+    }
     const offline = 'offline' in entry.record && entry.record.offline;
     if (offline && entry.attempts === 0 && entry.seq !== this.firstSeq) throw e;
     const n = await this.call('lookup', () => this.backend.lookup(dir, name));
     if (n.attr.type !== o.attr.type || this.index.byHandle(n.fh)) throw e;
     log.info(`replay: ${name} already exists as a ${n.attr.type}; taking it as the one this record made before the connection broke`);
     return n;
+  }
+
+  /**
+   * EEXIST on replaying a link: if the name already holds the object (a run that died after
+   * the backend made the link and before the record was deleted), the link is there.
+   */
+  private async linkedBefore(e: unknown, fh: Buffer, dir: Buffer, name: string): Promise<Attr> {
+    if (!isFsError(e, 'EEXIST') || !(await this.holds(dir, name, fh))) throw e;
+    return await this.call('getattr', () => this.backend.getattr(fh));
+  }
+
+  /** Whether name `name` in directory `dir` is the object with handle `fh` on the backend. */
+  private async holds(dir: Buffer, name: string, fh: Buffer): Promise<boolean> {
+    try {
+      return (await this.call('lookup', () => this.backend.lookup(dir, name))).fh.equals(fh);
+    } catch (e) {
+      if (isFsError(e, 'ENOENT') || isFsError(e, 'ESTALE')) return false;
+      throw e;
+    }
   }
 
   private fhOf(id: number): Buffer {
@@ -107,6 +135,10 @@ export class BackendTarget implements ReplayTarget {
       if (ours.length !== r.length) return false;
       const theirs = await this.call('read', () => this.backend.read(o.fh, r.offset, r.length));
       return theirs.equals(ours);
+    }
+    if (r.op === 'link') {
+      const dir = this.index.get(r.parent);
+      return dir !== undefined && !isProvisional(dir.fh) && await this.holds(dir.fh, r.name, o.fh);
     }
     if (r.op === 'setattr') {
       const s = r.set;
@@ -192,7 +224,7 @@ export class BackendTarget implements ReplayTarget {
       case 'link': {
         const fh = this.fhOf(r.obj);
         const dir = this.fhOf(r.parent);
-        const attr = await this.call('link', () => b.link(fh, dir, r.name, r.by));
+        const attr = await this.call('link', () => b.link(fh, dir, r.name, r.by)).catch((e) => this.linkedBefore(e, fh, dir, r.name));
         return { kind: 'attr', attr };
       }
       case 'unlink': {

@@ -1,6 +1,7 @@
 // A cache layer in this process over a real local directory and a real SQLite index, for
 // tests that must interleave the layer's calls precisely (races a FUSE mount cannot time).
-// `wrap` may put fault injection on top of the real backend.
+// `wrap` may put fault injection on top of the real backend; `reopenLayer` opens the same
+// backend and cache again, as the next mount would (after a clean close or a kill).
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,22 +16,42 @@ import { ConflictStore } from '../../src/conflict/store.js';
 import { Connectivity } from '../../src/layers/connectivity.js';
 import { EventBus } from '../../src/core/events.js';
 import { CacheLayer } from '../../src/layers/cache-layer.js';
-import { DEFAULTS } from '../../src/config/schema.js';
+import { DEFAULTS, type Config } from '../../src/config/schema.js';
 
 export interface LayerHere {
   layer: CacheLayer;
+  /** The temporary directory holding backend/, cache/ and index.sqlite. */
+  dir: string;
   /** The backend directory. */
   backend: string;
+  journal: Journal;
+  conflicts: ConflictStore;
+  /** Closes the layer and the index, keeping the directory (for reopenLayer). */
+  close(): Promise<void>;
   /** Closes everything and removes the temporary directory. */
   dispose(): Promise<void>;
 }
 
-/** `fill` prepares the backend directory before the layer first sees it. */
-export async function layerHere(tag: string, opts: { fill?: (backendDir: string) => Promise<void>; wrap?: (b: Backend) => Backend } = {}): Promise<LayerHere> {
+export interface LayerOptions {
+  /** Prepares the backend directory before the layer first sees it. */
+  fill?: (backendDir: string) => Promise<void>;
+  wrap?: (b: Backend) => Backend;
+  /** Replaces parts of the default configuration. */
+  config?: (c: Config) => Config;
+  /** Sees the journal before the layer does (fault injection at a record's removal, say). */
+  journal?: (j: Journal) => void;
+}
+
+export async function layerHere(tag: string, opts: LayerOptions = {}): Promise<LayerHere> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `cachefs-${tag}-`));
+  await fsp.mkdir(path.join(dir, 'backend'), { recursive: true });
+  await opts.fill?.(path.join(dir, 'backend'));
+  return reopenLayer(dir, opts);
+}
+
+/** A layer over a directory layerHere made; `init()` replays what an earlier run left. */
+export async function reopenLayer(dir: string, opts: Omit<LayerOptions, 'fill'> = {}): Promise<LayerHere> {
   const be = path.join(dir, 'backend');
-  await fsp.mkdir(be, { recursive: true });
-  await opts.fill?.(be);
   const local = new LocalBackend(be, { workInRoot: false });
   await local.open();
   const backend = opts.wrap ? opts.wrap(local) : local;
@@ -39,18 +60,26 @@ export async function layerHere(tag: string, opts: { fill?: (backendDir: string)
   const store = new MeteredDataStore(path.join(dir, 'cache'));
   await store.init();
   const journal = new Journal(db);
-  const config = { ...DEFAULTS, backend: be, mountpoint: path.join(dir, 'mnt'), cacheDir: path.join(dir, 'cache') };
-  const layer = new CacheLayer({ backend, index, store, connectivity: new Connectivity(), config, conflicts: new ConflictStore(db), events: new EventBus() }, (t) => new Replayer(journal, t));
+  opts.journal?.(journal);
+  const base: Config = { ...DEFAULTS, backend: be, mountpoint: path.join(dir, 'mnt'), cacheDir: path.join(dir, 'cache') };
+  const config = opts.config ? opts.config(base) : base;
+  const conflicts = new ConflictStore(db);
+  const layer = new CacheLayer({ backend, index, store, connectivity: new Connectivity(), config, conflicts, events: new EventBus() }, (t) => new Replayer(journal, t));
   await layer.init();
+  const close = async (): Promise<void> => {
+    await layer.close();
+    await store.close();
+    await local.close();
+    db.close();
+  };
   return {
-    layer,
-    backend: be,
+    layer, dir, backend: be, journal, conflicts, close,
     dispose: async () => {
-      await layer.close();
-      await store.close();
-      await local.close();
-      db.close();
+      await close();
       await fsp.rm(dir, { recursive: true, force: true });
     },
   };
 }
+
+/** For LayerOptions.config: every record is replayed as it was made (no journal optimization). */
+export const withoutJournalOptimization = (c: Config): Config => ({ ...c, reintegration: { ...c.reintegration, optimize: false } });
