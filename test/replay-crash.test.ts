@@ -2,7 +2,7 @@
 // replayed again by the next run: replay must find its own change already there and go on,
 // never take it for someone else's (a conflict, parking every later change to the object).
 // For each kind of record, a child process replays an offline journal and is killed with
-// SIGKILL exactly between the backend's answer and the row's deletion (offline-crash.test.ts
+// SIGKILL exactly as the backend's answer arrives, or between it and the row's deletion (offline-crash.test.ts
 // hits such points only by chance: CI once found a create replayed twice that way, parked as
 // a create/create conflict with our own file, and the rename after it never reached the server).
 import { describe, it, after } from 'node:test';
@@ -64,9 +64,9 @@ async function offlineWork(): Promise<LayerHere> {
   return here;
 }
 
-function runChild(dir: string, op: string): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+function runChild(dir: string, op: string, at: 'answer' | 'row'): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CHILD, dir, op], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(process.execPath, [CHILD, dir, op, at], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     p.on('error', reject);
@@ -110,11 +110,12 @@ describe('kill -9 between a record reaching the backend and leaving the journal'
     reference = tree;
   });
 
-  for (const op of OPS) {
-    it(`killed after the backend applied the ${op}: the next run replays it again and gets the same result`, async () => {
+  for (const op of OPS) for (const at of ['answer', 'row'] as const) {
+    const when = at === 'answer' ? 'as its answer arrived' : 'before its journal row was deleted';
+    it(`killed after the backend applied the ${op}, ${when}: the next run replays it again, same result`, async () => {
       const here = await offlineWork();
       dirs.push(here.dir);
-      const child = await runChild(here.dir, op);
+      const child = await runChild(here.dir, op, at);
       assert.equal(child.signal, 'SIGKILL', `the child died at its ${op} (exit ${child.code}): ${child.stderr}`);
       const { tree, conflicts } = await finish(here.dir);
       assert.deepEqual(conflicts, [], 'our own change is no conflict');
