@@ -15,7 +15,9 @@ import type { CacheLayer } from '../src/layers/cache-layer.js';
 import { layerHere, type LayerHere } from './helpers/layer.js';
 import { FuseSession } from '../src/fuse/session.js';
 import { NodeTable } from '../src/fuse/nodes.js';
-import { INTERRUPTIBLE, makeHandlers } from '../src/fuse/ops.js';
+import { INTERRUPTIBLE } from '../src/fuse/ops.js';
+import { fuseHandlers } from '../src/fuse/route.js';
+import { ControlDir } from '../src/layers/control-dir.js';
 import { Op, IN_HEADER, OUR_MINOR, Init } from '../src/fuse/protocol.js';
 import { waitUntil } from './helpers/wait.js';
 import { mulberry32 } from './helpers/rng.js';
@@ -80,8 +82,8 @@ describe('FUSE protocol: malformed and unexpected requests', () => {
         want: Init.ASYNC_READ | Init.ATOMIC_O_TRUNC | Init.DO_READDIRPLUS,
         maxWrite: 1 << 20, readers: 1, interruptible: INTERRUPTIBLE,
         forget: (pairs) => { for (const [n, c] of pairs) nodes.forget(n, c); },
-        handlers: makeHandlers({
-          layer, nodes, timeouts: { entry: 1, attr: 1, negative: 1 }, creds: (h) => ({ uid: h.uid, gid: h.gid }),
+        handlers: fuseHandlers({
+          layer, nodes, control: new ControlDir({ conflicts: here.conflicts, cacheDir: path.join(here.dir, 'cache') }), timeouts: { entry: 1, attr: 1, negative: 1 }, creds: (h) => ({ uid: h.uid, gid: h.gid }),
           autoCache: true, negotiated: () => session.init,
         }),
       });

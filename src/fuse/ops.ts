@@ -1,26 +1,22 @@
-// The FUSE request handlers: each opcode's body decoded (./protocol.ts), turned into a call on
-// the cache layer by object (or on the control directory by path), and its reply encoded.
-// The session (./session.ts) answers every request exactly once with what a handler returns
-// or throws; errors become errnos in one place (./errno.ts).
-//
-// The control directory (`/.cachefs`, see layers/control-dir.ts) is routed here and only
-// here: its nodes are path nodes of the NodeTable, its file handles lie above
-// CONTROL_FD_BASE, and the layer never sees either.
+// The FUSE request handlers of the cache: each opcode's body decoded (./protocol.ts), turned
+// into a call on the cache layer by object, and its reply encoded. The session
+// (./session.ts) answers every request exactly once with what a handler returns or throws;
+// errors become errnos in one place (./errno.ts). Requests about the control directory
+// never come here: ./route.ts sends them to ./control-ops.ts.
 import fs, { constants as fsc } from 'node:fs';
 import { log } from '../core/log.js';
 import type { CacheLayer, CachedObject } from '../layers/cache-layer.js';
-import type { ControlDir, ControlTime, FuseStat } from '../layers/control-dir.js';
-import { CONTROL_DIR_NAME } from '../core/names.js';
 import type { Creds } from '../core/creds.js';
 import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import type { SetAttrRecord } from '../layers/cache-layer.js';
 import {
-  Fattr, Fopen, GETATTR_FH, Init, Op, RENAME_NOREPLACE, attrOut, direntPlusSize, direntSize, direntType,
-  entryOut, negativeEntryOut, openOut, statfsOut, writeDirent, writeEntry, writeOut, type FuseAttr, type InHeader,
+  Fattr, Fopen, GETATTR_FH, Init, Op, RENAME_NOREPLACE, attrOut, direntType,
+  entryOut, negativeEntryOut, openOut, statfsOut, writeOut, type FuseAttr, type InHeader,
 } from './protocol.js';
 import type { NodeTable } from './nodes.js';
-import type { Handler, Negotiated, Payload, Request } from './session.js';
+import type { Handler, Negotiated } from './session.js';
+import { DirHandles, type DirEntry } from './dirs.js';
 
 export { opStats } from './session.js';
 
@@ -39,7 +35,8 @@ export interface Timeouts { entry: number; attr: number; negative: number }
 export interface OpsDeps {
   layer: NodeFs;
   nodes: NodeTable;
-  control?: ControlDir;
+  /** Names of the root its listing leaves out (the control directory's, which shadows them). */
+  hiddenInRoot?: (name: string) => boolean;
   timeouts: Timeouts;
   /** The credentials of a request's caller (supplementary groups where the backend needs them). */
   creds(h: InHeader): Creds;
@@ -51,7 +48,6 @@ export interface OpsDeps {
   backing?: { open(fd: number): number; close(id: number): void };
 }
 
-const CONTROL_FD_BASE = 0x80000000;
 const WRITE_KILL_SUIDGID = 1 << 2;
 const OPEN_KILL_SUIDGID = 1 << 0;
 
@@ -59,7 +55,6 @@ const OPEN_KILL_SUIDGID = 1 << 0;
 function suidgidBits(mode: number): number {
   return (mode & 0o4000) | ((mode & 0o2010) === 0o2010 ? 0o2000 : 0);
 }
-const CONTROL_ROOT = `/${CONTROL_DIR_NAME}`;
 const S_IFDIR = 0o040000;
 
 export function attrOf(o: CachedObject): FuseAttr {
@@ -70,15 +65,6 @@ export function attrOf(o: CachedObject): FuseAttr {
   };
 }
 
-function ctlAttr(s: FuseStat): FuseAttr {
-  return {
-    ino: BigInt(s.ino), size: s.size, blocks: s.blocks, atimeNs: s.atimeNs, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs,
-    mode: s.mode, nlink: s.nlink, uid: s.uid, gid: s.gid, rdev: s.rdev, blksize: s.blksize,
-  };
-}
-
-/** One open directory: its listing, taken at the first READDIR (offset 0). */
-interface DirHandle { entries: { name: Buffer; ino: bigint; type: number; node?: bigint; attr?: FuseAttr }[] | null }
 
 /** Requests that change nothing, which an INTERRUPT may answer EINTR at once. */
 export const INTERRUPTIBLE: ReadonlySet<number> = new Set([
@@ -86,13 +72,12 @@ export const INTERRUPTIBLE: ReadonlySet<number> = new Set([
 ]);
 
 export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
-  const { layer, nodes, control, timeouts: t } = d;
+  const { layer, nodes, timeouts: t } = d;
   // Reply buffers for READ, used again once their reply is written: a fresh 1 MiB buffer per
   // request was a fresh mapping the kernel faulted in and zeroed, then garbage (a quarter of
   // the cold-read profile was the collector).
   const readBuffers = new BufferPool(1 << 20, 16);
-  const dirs = new Map<number, DirHandle>();
-  let nextDir = 1;
+  const dirs = new DirHandles(nodes, t);
   /** auto_cache: the (mtime, size) each file had at its last open. */
   const seenAtOpen = new Map<number, string>();
   /**
@@ -111,10 +96,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
   const objOf = (node: bigint): CachedObject => {
     const r = ref(node);
-    if (r.kind !== 'obj') throw new FsError('EROFS', 'the control directory is read-only');
+    if (r.kind !== 'obj') throw new FsError('ESTALE', `node ${node} is not an object`);
     return layer.objectOrStale(r.id);
   };
-  const isCtlFh = (fh: number) => control !== undefined && fh >= CONTROL_FD_BASE;
   /** An object's attributes for a reply, noting the version the kernel is given. */
   const attrs = (o: CachedObject): FuseAttr => {
     nodes.gave(nodes.nodeOf(o.id), o.attr.version);
@@ -126,19 +110,6 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     nodes.looked(node);
     return entryOut(node, attrs(o), t.entry, t.attr, nodes.generationOf(node));
   };
-  const ctlEntry = async (path: string): Promise<Buffer> => {
-    const st = await control!.getattr(path);
-    const node = nodes.ctlNode(path, st.ino);
-    nodes.looked(node);
-    return entryOut(node, ctlAttr(st), t.entry, t.attr);
-  };
-  /** A name looked up in a directory node: the control path it leads to, or null. */
-  const ctlChild = (parent: bigint, name: string): string | null => {
-    const r = ref(parent);
-    if (r.kind === 'ctl') return `${r.path}/${name}`;
-    if (control && parent === 1n && name === CONTROL_DIR_NAME) return CONTROL_ROOT;
-    return null;
-  };
 
   const h: Partial<Record<number, Handler>> = {};
 
@@ -146,10 +117,8 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const name = body.cstr();
     // A file handle's node the kernel no longer holds (EXPORT_SUPPORT): the node itself, or
     // (reconnecting a directory to the tree) its parent.
-    if (name === '.' && ref(hd.nodeid).kind === 'obj') return entry(objOf(hd.nodeid));
-    if (name === '..' && ref(hd.nodeid).kind === 'obj') return entry(layer.parentDirOf(objOf(hd.nodeid)));
-    const cp = ctlChild(hd.nodeid, name);
-    if (cp) return ctlEntry(cp);
+    if (name === '.') return entry(objOf(hd.nodeid));
+    if (name === '..') return entry(layer.parentDirOf(objOf(hd.nodeid)));
     try {
       return entry(await layer.lookup(objOf(hd.nodeid), name));
     } catch (e) {
@@ -163,13 +132,11 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const flags = body.u32();
     body.skip(4);
     const fh = body.num64();
-    const r = ref(hd.nodeid);
-    if (r.kind === 'ctl') return attrOut(ctlAttr(await control!.getattr(r.path)), t.attr);
     // fstat(): the open file's object, as the descriptor sees it (no revalidation).
-    if (flags & GETATTR_FH && fh && !isCtlFh(fh)) {
+    if (flags & GETATTR_FH && fh) {
       try { return attrOut(attrs(layer.fileOf(fh).obj), t.attr); } catch (e) { if (!isFsError(e, 'EBADF')) throw e; }
     }
-    return attrOut(attrs(await layer.getattrOf(layer.objectOrStale(r.id))), t.attr);
+    return attrOut(attrs(await layer.getattrOf(objOf(hd.nodeid))), t.attr);
   };
 
   h[Op.SETATTR] = async ({ h: hd, body }) => {
@@ -185,19 +152,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const mode = body.u32();
     body.skip(4);
     const uid = body.u32(), gid = body.u32();
-    const ns = (s: bigint, n: number) => BigInt.asIntN(64, s) * 1_000_000_000n + BigInt(n);
-    const at: ControlTime = valid & Fattr.ATIME_NOW ? 'now' : valid & Fattr.ATIME ? ns(atime, atimensec) : 'omit';
-    const mt: ControlTime = valid & Fattr.MTIME_NOW ? 'now' : valid & Fattr.MTIME ? ns(mtime, mtimensec) : 'omit';
-    const r = ref(hd.nodeid);
+    const ns = (s: bigint, n: number) => String(BigInt.asIntN(64, s) * 1_000_000_000n + BigInt(n));
     const withFh = (valid & Fattr.FH) !== 0 && fh !== 0;
-    if (r.kind === 'ctl') {
-      const c = control!;
-      if (valid & (Fattr.MODE | Fattr.UID | Fattr.GID)) await c.mutation('setattr', r.path);
-      if (valid & Fattr.SIZE) await (withFh && isCtlFh(fh) ? c.ftruncate(fh, size) : c.truncate(r.path, size));
-      if (at !== 'omit' || mt !== 'omit') await c.utimens(r.path, at, mt);
-      return attrOut(ctlAttr(await c.getattr(r.path)), t.attr);
-    }
-    const obj = layer.objectOrStale(r.id);
+    const obj = objOf(hd.nodeid);
     const set: SetAttrRecord = {};
     if (valid & Fattr.MODE) set.mode = mode & 0o7777;
     // Set-ID bits to drop after this change (handle_killpriv_v2): a truncate by someone
@@ -209,11 +166,13 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       if (obj.attr.type === 'dir') throw new FsError('EISDIR');
       set.size = size;
     }
-    if (at !== 'omit') set.atime = at === 'now' ? { kind: 'now' } : { kind: 'set', ns: String(at) };
-    if (mt !== 'omit') set.mtime = mt === 'now' ? { kind: 'now' } : { kind: 'set', ns: String(mt) };
+    if (valid & Fattr.ATIME_NOW) set.atime = { kind: 'now' };
+    else if (valid & Fattr.ATIME) set.atime = { kind: 'set', ns: ns(atime, atimensec) };
+    if (valid & Fattr.MTIME_NOW) set.mtime = { kind: 'now' };
+    else if (valid & Fattr.MTIME) set.mtime = { kind: 'set', ns: ns(mtime, mtimensec) };
     if (Object.keys(set).length > 0) {
       // ftruncate(): as the opener (the kernel checked the right at open), like a write.
-      if (withFh && !isCtlFh(fh) && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
+      if (withFh && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
       else await layer.setattr(obj, set, d.creds(hd));
     }
     if (kill) await killSuidgid(obj);
@@ -221,23 +180,14 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
 
   h[Op.READLINK] = async ({ h: hd }) => {
-    const r = ref(hd.nodeid);
-    const target = r.kind === 'ctl' ? await control!.readlink(r.path) : await layer.readlinkOf(layer.objectOrStale(r.id));
-    return Buffer.from(target);
-  };
-
-  /** The parent of a change: an object directory (the control directory is read-only). */
-  const dirFor = async (op: string, parent: bigint, name: string): Promise<CachedObject> => {
-    const cp = ctlChild(parent, name);
-    if (cp) await control!.mutation(op, cp);
-    return objOf(parent);
+    return Buffer.from(await layer.readlinkOf(objOf(hd.nodeid)));
   };
 
   h[Op.MKNOD] = async ({ h: hd, body }) => {
     const mode = body.u32(), rdev = body.u32();
     body.skip(8);
     const name = body.cstr();
-    const dir = await dirFor('mknod', hd.nodeid, name);
+    const dir = objOf(hd.nodeid);
     return entry(await layer.mknodAt(dir, name, mode, rdev, d.creds(hd)));
   };
 
@@ -245,32 +195,30 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const mode = body.u32();
     body.skip(4);
     const name = body.cstr();
-    const dir = await dirFor('mkdir', hd.nodeid, name);
+    const dir = objOf(hd.nodeid);
     return entry(await layer.mkdirAt(dir, name, mode | S_IFDIR, d.creds(hd)));
   };
 
   h[Op.SYMLINK] = async ({ h: hd, body }) => {
     const name = body.cstr();
     const target = body.cstr();
-    const dir = await dirFor('symlink', hd.nodeid, name);
+    const dir = objOf(hd.nodeid);
     return entry(await layer.symlinkAt(dir, name, target, d.creds(hd)));
   };
 
   h[Op.UNLINK] = async ({ h: hd, body }) => {
     const name = body.cstr();
-    await layer.unlinkAt(await dirFor('unlink', hd.nodeid, name), name, d.creds(hd));
+    await layer.unlinkAt(objOf(hd.nodeid), name, d.creds(hd));
   };
 
   h[Op.RMDIR] = async ({ h: hd, body }) => {
     const name = body.cstr();
-    await layer.rmdirAt(await dirFor('rmdir', hd.nodeid, name), name, d.creds(hd));
+    await layer.rmdirAt(objOf(hd.nodeid), name, d.creds(hd));
   };
 
   const rename = async (hd: InHeader, newdir: bigint, flags: number, from: string, to: string): Promise<void> => {
-    // Into, out of or within the control directory: EROFS. (EXDEV would not make
-    // `mv draft …/resolved` work either: mv then unlinks the target first.)
-    const src = await dirFor('rename', hd.nodeid, from);
-    const dst = await dirFor('rename', newdir, to);
+    const src = objOf(hd.nodeid);
+    const dst = objOf(newdir);
     if (flags & ~RENAME_NOREPLACE) throw new FsError('EINVAL', 'RENAME_EXCHANGE and RENAME_WHITEOUT are not supported');
     await layer.renameAt(src, from, dst, to, d.creds(hd), (flags & RENAME_NOREPLACE) !== 0);
   };
@@ -290,7 +238,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   h[Op.LINK] = async ({ h: hd, body }) => {
     const old = body.u64();
     const name = body.cstr();
-    const dir = await dirFor('link', hd.nodeid, name);
+    const dir = objOf(hd.nodeid);
     return entry(await layer.linkAt(objOf(old), dir, name, d.creds(hd)));
   };
 
@@ -328,16 +276,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   h[Op.OPEN] = async ({ h: hd, body }) => {
     const flags = openFlags(body.u32());
     const killOnTrunc = (body.u32() & OPEN_KILL_SUIDGID) !== 0;
-    const r = ref(hd.nodeid);
-    if (r.kind === 'ctl') {
-      const fh = await control!.open(r.path, flags);
-      // Atomic O_TRUNC: the kernel sends no truncate of its own after this open.
-      if (flags & fsc.O_TRUNC) {
-        try { await control!.ftruncate(fh, 0); } catch (e) { await control!.release(fh).catch(() => undefined); throw e; }
-      }
-      return openOut(BigInt(fh), Fopen.DIRECT_IO);
-    }
-    const o = layer.objectOrStale(r.id);
+    const o = objOf(hd.nodeid);
     const readOnly = (flags & 3) === 0 && (flags & fsc.O_TRUNC) === 0;
     if (!readOnly && backings.has(o.id)) throw new FsError('ETXTBSY', 'the file is open for reading through passthrough');
     // A descriptor that can write carries its opener's credentials: its writes replay as them.
@@ -399,11 +338,6 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const fh = body.num64();
     const pos = body.num64();
     const size = body.u32();
-    if (isCtlFh(fh)) {
-      const buf = Buffer.allocUnsafe(size);
-      const n = await control!.read(fh, buf, size, pos);
-      return buf.subarray(0, n);
-    }
     const buf = readBuffers.acquire(size);
     req.done = () => readBuffers.release(buf);
     return layer.read(fh, pos, size, buf.subarray(0, size));
@@ -416,7 +350,6 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const writeFlags = body.u32();
     body.skip(8 + 4 + 4); // lock_owner, flags, padding
     const data = body.bytes(size);
-    if (isCtlFh(fh)) return writeOut(await control!.write(fh, Buffer.from(data), pos));
     // `data` is a view of the request's buffer: copied by whoever keeps it (the layer's dirty run).
     const n = await layer.write(fh, pos, data);
     if (writeFlags & WRITE_KILL_SUIDGID) await killSuidgid(layer.fileOf(fh).obj);
@@ -430,7 +363,6 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   h[Op.RELEASE] = async ({ body }) => {
     const fh = body.num64();
-    if (isCtlFh(fh)) { await control!.release(fh); return; }
     releasePassthrough(fh);
     await layer.release(fh);
   };
@@ -438,93 +370,47 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   h[Op.FSYNC] = async ({ body }) => {
     const fh = body.num64();
     const flags = body.u32();
-    if (isCtlFh(fh)) await control!.fsync(fh, (flags & 1) !== 0);
-    else if (fh) await layer.fsync(fh);
+    if (fh) await layer.fsync(fh);
   };
 
   h[Op.FLUSH] = async ({ body }) => {
     const fh = body.num64();
-    if (isCtlFh(fh)) await control!.flush(fh);
-    else if (fh) await layer.flush(fh);
+    if (fh) await layer.flush(fh);
   };
 
   h[Op.OPENDIR] = ({ h: hd }) => {
-    const r = ref(hd.nodeid);
-    if (r.kind === 'obj' && layer.objectOrStale(r.id).attr.type !== 'dir') throw new FsError('ENOTDIR');
-    const fh = nextDir++;
-    dirs.set(fh, { entries: null });
-    return openOut(BigInt(fh), 0);
+    if (objOf(hd.nodeid).attr.type !== 'dir') throw new FsError('ENOTDIR');
+    return openOut(BigInt(dirs.opened()), 0);
   };
 
   /** The listing of a directory node: `.` and `..` first, then its entries. */
-  const listing = async (node: bigint, plus: boolean): Promise<NonNullable<DirHandle['entries']>> => {
-    const r = ref(node);
-    if (r.kind === 'ctl') {
-      const l = await control!.readdir(r.path);
-      return l.names.map((name, i) => ({ name: Buffer.from(name), ino: BigInt(l.stats[i]!.ino), type: direntType(l.stats[i]!.mode) }));
-    }
-    const { dir, entries } = await layer.readdirOf(layer.objectOrStale(r.id));
+  const listing = async (node: bigint, plus: boolean): Promise<DirEntry[]> => {
+    const { dir, entries } = await layer.readdirOf(objOf(node));
     const self = { ino: BigInt(dir.id), type: direntType(S_IFDIR) };
-    const out: NonNullable<DirHandle['entries']> = [{ name: Buffer.from('.'), ...self }, { name: Buffer.from('..'), ...self }];
-    // The control directory is reachable by name only; it shadows a backend `.cachefs`.
-    const hidden = node === 1n ? control : undefined;
+    const out: DirEntry[] = [{ name: Buffer.from('.'), ...self }, { name: Buffer.from('..'), ...self }];
+    const hidden = node === 1n ? d.hiddenInRoot : undefined;
     for (const e of entries) {
-      if (hidden?.hides(e.name)) continue;
+      if (hidden?.(e.name)) continue;
       out.push({ name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode), node: nodes.nodeOf(e.obj.id), attr: plus ? attrs(e.obj) : attrOf(e.obj) });
     }
     return out;
   };
 
-  const readdir = async (req: Request, plus: boolean): Promise<Payload> => {
-    const fh = req.body.num64();
-    const offset = req.body.num64();
-    const size = req.body.u32();
-    const dh = dirs.get(fh);
-    if (!dh) throw new FsError('EBADF');
-    if (offset === 0 || !dh.entries) dh.entries = await listing(req.h.nodeid, plus);
-    const list = dh.entries;
-    const out = Buffer.alloc(size);
-    let used = 0;
-    for (let i = offset; i < list.length; i++) {
-      const e = list[i]!;
-      const need = plus ? direntPlusSize(e.name) : direntSize(e.name);
-      if (used + need > size) break;
-      if (plus) {
-        if (e.node !== undefined && e.attr) {
-          writeEntry(out, used, e.node, e.attr, t.entry, t.attr, nodes.generationOf(e.node));
-          nodes.looked(e.node);
-        } else {
-          out.fill(0, used, used + 128); // no attributes: the kernel looks the name up itself
-        }
-        used += 128;
-      }
-      used += writeDirent(out, used, e.ino, i + 1, e.type, e.name);
-    }
-    return out.subarray(0, used);
-  };
-  h[Op.READDIR] = (req) => readdir(req, false);
-  h[Op.READDIRPLUS] = (req) => readdir(req, true);
+  h[Op.READDIR] = (req) => dirs.reply(req, false, listing);
+  h[Op.READDIRPLUS] = (req) => dirs.reply(req, true, listing);
 
-  h[Op.RELEASEDIR] = ({ body }) => { dirs.delete(body.num64()); };
+  h[Op.RELEASEDIR] = ({ body }) => { dirs.released(body.num64()); };
   h[Op.FSYNCDIR] = () => undefined;
 
   h[Op.ACCESS] = async ({ h: hd, body }) => {
-    const mask = body.u32();
-    const r = ref(hd.nodeid);
-    if (r.kind === 'ctl') await control!.access(r.path, mask);
-    // Permission checks are the kernel's (default_permissions); the node exists.
-    else layer.objectOrStale(r.id);
+    body.u32(); // mask: permission checks are the kernel's (default_permissions)
+    objOf(hd.nodeid); // the node exists
   };
 
   h[Op.CREATE] = async ({ h: hd, body }) => {
     const flags = openFlags(body.u32()), mode = body.u32();
     body.skip(8); // umask (applied by the kernel), open_flags
     const name = body.cstr();
-    const cp = ctlChild(hd.nodeid, name);
-    if (cp) {
-      const fh = await control!.create(cp, mode);
-      return [await ctlEntry(cp), openOut(BigInt(fh), Fopen.DIRECT_IO)];
-    }
     const dir = objOf(hd.nodeid);
     const { fd, obj } = await layer.createAt(dir, name, mode, flags, d.creds(hd));
     seenAtOpen.set(obj.id, `${obj.attr.mtimeNs}:${obj.attr.size}`);

@@ -105,6 +105,8 @@ export class Body {
   /** The rest of the body, `n` bytes of it (a write's data): a view, not a copy. */
   bytes(n: number): Buffer { const at = this.need(n); return this.buf.subarray(at, at + n); }
   get remaining(): number { return this.end - this.pos; }
+  /** A reader of the rest of the body that leaves this one where it is (to look ahead). */
+  ahead(): Body { return new Body(this.buf, this.pos, this.end); }
 }
 
 /** Parses the header of the request in `buf[0..n)`. Throws ProtocolError when it is not one. */

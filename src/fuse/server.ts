@@ -10,7 +10,8 @@ import type { ControlDir } from '../layers/control-dir.js';
 import { mountFuse, setReadahead, unmountFuse, type Mounted } from './mount.js';
 import { abortConnection, connectionOf } from '../core/mount-table.js';
 import { NodeTable } from './nodes.js';
-import { INTERRUPTIBLE, makeHandlers, type NodeFs } from './ops.js';
+import { INTERRUPTIBLE, type NodeFs } from './ops.js';
+import { fuseHandlers } from './route.js';
 import { Init, Notify, notifyInvalEntry, notifyInvalInode, type InHeader } from './protocol.js';
 import { FuseSession, type Negotiated } from './session.js';
 import { backingClose, backingOpen } from './sys.js';
@@ -58,7 +59,7 @@ export class FuseServer {
       // Before INIT is answered: the kernel then bounds read-ahead by the smaller of the two.
       onInit: () => { if (this.connection !== null) setReadahead(this.connection, f.maxWrite); },
       forget: (pairs) => { for (const [node, n] of pairs) this.nodes.forget(node, n); },
-      handlers: makeHandlers({
+      handlers: fuseHandlers({
         layer: this.o.layer,
         nodes: this.nodes,
         ...(this.o.control ? { control: this.o.control } : {}),

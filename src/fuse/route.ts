@@ -1,0 +1,70 @@
+// Which handlers answer a request: the control directory's (./control-ops.ts) or the
+// cache's (./ops.ts). Decided here, once per request, and nowhere else.
+//
+// A request belongs to the control directory when it names a control node (its node id, a
+// rename's new directory, a link's old node), or names `.cachefs` in the root (the control
+// directory shadows a backend name `.cachefs`). Requests the control handlers do not take
+// (STATFS, FSYNCDIR…) go to the cache's handlers whatever they name.
+import { CONTROL_DIR_NAME } from '../core/names.js';
+import { FsError } from '../core/errors.js';
+import { Op, type Body } from './protocol.js';
+import type { NodeTable } from './nodes.js';
+import type { Handler, Request } from './session.js';
+import type { ControlDir } from '../layers/control-dir.js';
+import { makeHandlers, type OpsDeps } from './ops.js';
+import { makeControlHandlers } from './control-ops.js';
+
+type Handlers = Partial<Record<number, Handler>>;
+
+/** Where each opcode that names something in a directory keeps the name(s), and other nodes. */
+function namedIn(op: number, b: Body): { names: string[]; nodes: bigint[]; newdir?: bigint; newname?: string } | null {
+  switch (op) {
+    case Op.LOOKUP: case Op.UNLINK: case Op.RMDIR: case Op.SYMLINK: return { names: [b.cstr()], nodes: [] };
+    case Op.MKDIR: b.skip(8); return { names: [b.cstr()], nodes: [] };
+    case Op.MKNOD: case Op.CREATE: b.skip(16); return { names: [b.cstr()], nodes: [] };
+    case Op.LINK: { const old = b.u64(); return { names: [b.cstr()], nodes: [old] }; }
+    case Op.RENAME: case Op.RENAME2: {
+      const newdir = b.u64();
+      if (op === Op.RENAME2) b.skip(8);
+      return { names: [b.cstr()], nodes: [newdir], newdir, newname: b.cstr() };
+    }
+    default: return null;
+  }
+}
+
+export function routeControl(objects: Handlers, control: Handlers, nodes: NodeTable): Handlers {
+  const isCtlNode = (n: bigint) => nodes.ref(n)?.kind === 'ctl';
+  const toControl = (req: Request): boolean => {
+    if (!control[req.h.opcode]) return false;
+    if (isCtlNode(req.h.nodeid)) return true;
+    let named;
+    try {
+      named = namedIn(req.h.opcode, req.body.ahead());
+    } catch {
+      return false; // malformed: the cache's handler refuses it (EINVAL) as it reads it
+    }
+    if (!named) return false;
+    if (req.h.nodeid === 1n && named.names.includes(CONTROL_DIR_NAME)) return true;
+    if (named.newdir === 1n && named.newname === CONTROL_DIR_NAME) return true;
+    return named.nodes.some(isCtlNode);
+  };
+  const out: Handlers = {};
+  for (const op of new Set([...Object.keys(objects), ...Object.keys(control)].map(Number))) {
+    const obj = objects[op];
+    const ctl = control[op];
+    out[op] = (req) => {
+      const fn = toControl(req) ? ctl : obj;
+      if (!fn) throw new FsError('ENOSYS', `opcode ${op} is not served here`);
+      return fn(req);
+    };
+  }
+  return out;
+}
+
+/** Every handler of a mount: the cache's, and the control directory's when there is one. */
+export function fuseHandlers(d: Omit<OpsDeps, 'hiddenInRoot'> & { control?: ControlDir }): Handlers {
+  const { control, ...rest } = d;
+  if (!control) return makeHandlers(rest);
+  const objects = makeHandlers({ ...rest, hiddenInRoot: (name) => control.hides(name) });
+  return routeControl(objects, makeControlHandlers(control, d.nodes, d.timeouts), d.nodes);
+}
