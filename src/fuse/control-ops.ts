@@ -5,9 +5,9 @@
 import { constants as fsc } from 'node:fs';
 import { CONTROL_DIR_NAME } from '../core/names.js';
 import { FsError } from '../core/errors.js';
-import type { ControlDir, ControlTime, FuseStat } from '../layers/control-dir.js';
+import type { ControlDir, FuseStat } from '../layers/control-dir.js';
 import { DirHandles } from './dirs.js';
-import { Fattr, Fopen, Op, attrOut, direntType, entryOut, openOut, writeOut, type FuseAttr } from './protocol.js';
+import { Fattr, Fopen, Op, attrOut, direntType, entryOut, openOut, parseSetattr, writeOut, type FuseAttr } from './protocol.js';
 import type { NodeTable } from './nodes.js';
 import type { Handler } from './session.js';
 import type { Timeouts } from './ops.js';
@@ -54,20 +54,10 @@ export function makeControlHandlers(control: ControlDir, nodes: NodeTable, t: Ti
   h[Op.GETATTR] = async ({ h: hd }) => attrOut(ctlAttr(await control.getattr(own(hd.nodeid))), t.attr);
 
   h[Op.SETATTR] = async ({ h: hd, body }) => {
-    const valid = body.u32();
-    body.skip(4);
-    const fh = body.num64();
-    const size = body.num64();
-    body.skip(8); // lock_owner
-    const atime = body.u64(), mtime = body.u64();
-    body.skip(8); // ctime
-    const atimensec = body.u32(), mtimensec = body.u32();
-    const ns = (s: bigint, n: number) => BigInt.asIntN(64, s) * 1_000_000_000n + BigInt(n);
-    const at: ControlTime = valid & Fattr.ATIME_NOW ? 'now' : valid & Fattr.ATIME ? ns(atime, atimensec) : 'omit';
-    const mt: ControlTime = valid & Fattr.MTIME_NOW ? 'now' : valid & Fattr.MTIME ? ns(mtime, mtimensec) : 'omit';
+    const { valid, fh, size, atime: at, mtime: mt } = parseSetattr(body);
     const p = own(hd.nodeid);
     if (valid & (Fattr.MODE | Fattr.UID | Fattr.GID)) await control.mutation('setattr', p);
-    if (valid & Fattr.SIZE) await ((valid & Fattr.FH) !== 0 && control.ownsFd(fh) ? control.ftruncate(fh, size) : control.truncate(p, size));
+    if (valid & Fattr.SIZE) await (fh !== 0 && control.ownsFd(fh) ? control.ftruncate(fh, size) : control.truncate(p, size));
     if (at !== 'omit' || mt !== 'omit') await control.utimens(p, at, mt);
     return attrOut(ctlAttr(await control.getattr(p)), t.attr);
   };

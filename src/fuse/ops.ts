@@ -12,7 +12,7 @@ import { FsError, isFsError } from '../core/errors.js';
 import type { SetAttrRecord } from '../layers/cache-layer.js';
 import {
   Fattr, Fopen, GETATTR_FH, Init, Op, RENAME_NOREPLACE, attrOut, direntType,
-  entryOut, negativeEntryOut, openOut, statfsOut, writeOut, type FuseAttr, type InHeader,
+  entryOut, negativeEntryOut, openOut, parseSetattr, statfsOut, writeOut, type FuseAttr, type InHeader,
 } from './protocol.js';
 import type { NodeTable } from './nodes.js';
 import type { Handler, Negotiated } from './session.js';
@@ -140,20 +140,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
 
   h[Op.SETATTR] = async ({ h: hd, body }) => {
-    const valid = body.u32();
-    body.skip(4);
-    const fh = body.num64();
-    const size = body.num64();
-    body.skip(8); // lock_owner
-    const atime = body.u64(), mtime = body.u64();
-    body.skip(8); // ctime
-    const atimensec = body.u32(), mtimensec = body.u32();
-    body.skip(4);
-    const mode = body.u32();
-    body.skip(4);
-    const uid = body.u32(), gid = body.u32();
-    const ns = (s: bigint, n: number) => String(BigInt.asIntN(64, s) * 1_000_000_000n + BigInt(n));
-    const withFh = (valid & Fattr.FH) !== 0 && fh !== 0;
+    const { valid, fh, size, atime, mtime, mode, uid, gid } = parseSetattr(body);
     const obj = objOf(hd.nodeid);
     const set: SetAttrRecord = {};
     if (valid & Fattr.MODE) set.mode = mode & 0o7777;
@@ -166,13 +153,11 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
       if (obj.attr.type === 'dir') throw new FsError('EISDIR');
       set.size = size;
     }
-    if (valid & Fattr.ATIME_NOW) set.atime = { kind: 'now' };
-    else if (valid & Fattr.ATIME) set.atime = { kind: 'set', ns: ns(atime, atimensec) };
-    if (valid & Fattr.MTIME_NOW) set.mtime = { kind: 'now' };
-    else if (valid & Fattr.MTIME) set.mtime = { kind: 'set', ns: ns(mtime, mtimensec) };
+    if (atime !== 'omit') set.atime = atime === 'now' ? { kind: 'now' } : { kind: 'set', ns: String(atime) };
+    if (mtime !== 'omit') set.mtime = mtime === 'now' ? { kind: 'now' } : { kind: 'set', ns: String(mtime) };
     if (Object.keys(set).length > 0) {
       // ftruncate(): as the opener (the kernel checked the right at open), like a write.
-      if (withFh && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
+      if (fh !== 0 && Object.keys(set).length === 1 && set.size !== undefined) await layer.ftruncate(fh, size);
       else await layer.setattr(obj, set, d.creds(hd));
     }
     if (kill) await killSuidgid(obj);

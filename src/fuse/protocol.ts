@@ -109,6 +109,43 @@ export class Body {
   ahead(): Body { return new Body(this.buf, this.pos, this.end); }
 }
 
+/** A time a SETATTR sets: nanoseconds since the epoch, now, or left alone. */
+export type SetTime = bigint | 'now' | 'omit';
+
+/** The body of SETATTR (struct fuse_setattr_in): which fields are valid, and their values. */
+export interface SetattrIn {
+  valid: number;
+  /** The open file the change comes through (FATTR_FH), else 0. */
+  fh: number;
+  size: number;
+  atime: SetTime;
+  mtime: SetTime;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export function parseSetattr(body: Body): SetattrIn {
+  const valid = body.u32();
+  body.skip(4);
+  const fh = body.num64();
+  const size = body.num64();
+  body.skip(8); // lock_owner
+  const atime = body.u64(), mtime = body.u64();
+  body.skip(8); // ctime
+  const atimensec = body.u32(), mtimensec = body.u32();
+  body.skip(4);
+  const mode = body.u32();
+  body.skip(4);
+  const uid = body.u32(), gid = body.u32();
+  const ns = (s: bigint, n: number) => BigInt.asIntN(64, s) * 1_000_000_000n + BigInt(n);
+  return {
+    valid, fh: valid & Fattr.FH ? fh : 0, size, mode, uid, gid,
+    atime: valid & Fattr.ATIME_NOW ? 'now' : valid & Fattr.ATIME ? ns(atime, atimensec) : 'omit',
+    mtime: valid & Fattr.MTIME_NOW ? 'now' : valid & Fattr.MTIME ? ns(mtime, mtimensec) : 'omit',
+  };
+}
+
 /** Parses the header of the request in `buf[0..n)`. Throws ProtocolError when it is not one. */
 export function parseHeader(buf: Buffer, n: number): InHeader {
   if (n < IN_HEADER) throw new ProtocolError(`request of ${n} bytes is shorter than its header`);
