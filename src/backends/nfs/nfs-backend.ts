@@ -86,6 +86,8 @@ export class NfsBackend implements Backend {
    * and frees it at the next COMMIT, and fresh 1 MiB buffers cost page faults and GC.
    */
   private copies: BufferPool | null = null;
+  /** Each file's COMMIT in flight, the last of its chain (see commit()). */
+  private readonly committing = new Map<string, Promise<Attr | void>>();
   private copiesIdle: NodeJS.Timeout | null = null;
   private plusWorks = true;
   private nfsPort = DEFAULT_NFS_PORT;
@@ -484,6 +486,12 @@ export class NfsBackend implements Backend {
       this.uncommittedTotal += piece.length;
     }
     const u = this.uncommitted.get(key);
+    if (u && u.bytes > UNCOMMITTED_FILE_LIMIT / 2 && u.bytes <= UNCOMMITTED_FILE_LIMIT && !this.committing.has(key)) {
+      // Halfway to the limit, a COMMIT goes out while writes go on (the server flushes while
+      // it takes more), instead of every write waiting for it at the limit. Its failure keeps
+      // the writes for the next COMMIT, whose caller hears of it.
+      this.commit(fh).catch((e) => log.debug('early COMMIT failed; its writes wait for the next one', e));
+    }
     if ((u && u.bytes > UNCOMMITTED_FILE_LIMIT) || this.uncommittedTotal > UNCOMMITTED_TOTAL_LIMIT) {
       const c = await this.commit(u && u.bytes > UNCOMMITTED_FILE_LIMIT ? fh : this.largestUncommitted());
       if (c && u && u.bytes > UNCOMMITTED_FILE_LIMIT) after = c;
@@ -543,8 +551,23 @@ export class NfsBackend implements Backend {
     });
   }
 
+  /**
+   * COMMITs of one file go one after the other: a COMMIT (an fsync) that answered while an
+   * earlier one was still writing lost data again would report durable what is not yet.
+   */
   async commit(fh: Buffer): Promise<Attr | void> {
     const key = fh.toString('hex');
+    const prev = this.committing.get(key);
+    const mine = prev ? prev.catch(() => undefined).then(() => this.commitNow(fh, key)) : this.commitNow(fh, key);
+    this.committing.set(key, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.committing.get(key) === mine) this.committing.delete(key);
+    }
+  }
+
+  private async commitNow(fh: Buffer, key: string): Promise<Attr | void> {
     const u = this.uncommitted.get(key);
     if (!u || u.writes.length === 0) return;
     // This COMMIT covers the writes answered before it is sent, no later ones: those stay.
