@@ -14,4 +14,9 @@ export class BufferPool {
   release(b: Buffer): void {
     if (b.length === this.size && this.free.length < this.keep) this.free.push(b);
   }
+
+  /** Lets go of the free buffers (an idle owner need not keep them). */
+  drain(): void {
+    this.free.length = 0;
+  }
 }

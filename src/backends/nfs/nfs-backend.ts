@@ -9,11 +9,14 @@
 // - every call has a deadline (the RPC layer's), at most backendTimeoutMs (10 s);
 // - data written UNSTABLE is kept (a copy, bounded) until a COMMIT with the same write
 //   verifier covers it; a different verifier means the server restarted and lost it, so it
-//   is written again (FILE_SYNC) before commit() returns;
+//   is written again (FILE_SYNC) before commit() returns. A copy of a whole WRITE comes from
+//   a pool and goes back to it only once nothing can send it any more (covered by a COMMIT,
+//   or cut off by a truncate);
 // - NFS3ERR_JUKEBOX is retried until the deadline; STALE/BADHANDLE become ESTALE;
 // - a non-idempotent call the RPC layer had to send twice may find its own effect
 //   (EEXIST after a create, ENOENT after a remove): that counts as success.
 import os from 'node:os';
+import { BufferPool } from '../../core/buffer-pool.js';
 import { FsError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import type { Attr, Backend, Creds, DirEntry, Node, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
@@ -40,6 +43,8 @@ const MAX_TRANSFER = 1024 * 1024;
 /** Uncommitted bytes kept per file / in all, before a COMMIT is forced. */
 const UNCOMMITTED_FILE_LIMIT = 32 * 1024 * 1024;
 const UNCOMMITTED_TOTAL_LIMIT = 64 * 1024 * 1024;
+/** The pool of WRITE copies is emptied once no uncommitted data is left for this long. */
+const COPY_POOL_IDLE_MS = 2000;
 const READDIR_MAXCOUNT = 256 * 1024;
 const READDIR_DIRCOUNT = 64 * 1024;
 const MAX_DIR_ENTRIES_PER_REPLY = 100_000;
@@ -48,8 +53,13 @@ const ACCESS_ALL = 0x3f;
 const POLL_MAX_DIRS = 2000;
 const POLL_CONCURRENCY = 8;
 
-/** `auth`: the writer's, so a write sent again after a server restart is checked as the first was. */
-interface Uncommitted { fh: Buffer; bytes: number; writes: { offset: number; data: Buffer; verf: Buffer; auth: AuthSys | undefined }[] }
+/**
+ * `auth`: the writer's, so a write sent again after a server restart is checked as the first
+ * was. `pooled`: the buffer from `copies` that `data` is a view of (given back when the
+ * write is forgotten); absent for a small write's copy of its own.
+ */
+interface UncommittedWrite { offset: number; data: Buffer; verf: Buffer; auth: AuthSys | undefined; pooled?: Buffer }
+interface Uncommitted { fh: Buffer; bytes: number; writes: UncommittedWrite[] }
 
 interface Answer { status: number; r: XdrReader; retransmitted: boolean }
 
@@ -71,6 +81,14 @@ export class NfsBackend implements Backend {
   private readonly auth: AuthSys;
   private readonly uncommitted = new Map<string, Uncommitted>();
   private uncommittedTotal = 0;
+  /**
+   * Copies of uncommitted WRITE data (wsize each): a stream of writes makes one per WRITE
+   * and frees it at the next COMMIT, and fresh 1 MiB buffers cost page faults and GC.
+   */
+  private copies: BufferPool | null = null;
+  /** Each file's COMMIT in flight, the last of its chain (see commit()). */
+  private readonly committing = new Map<string, Promise<Attr | void>>();
+  private copiesIdle: NodeJS.Timeout | null = null;
   private plusWorks = true;
   private nfsPort = DEFAULT_NFS_PORT;
   /** Listed directories and the version their listing had (for watch()); newest last. */
@@ -116,6 +134,8 @@ export class NfsBackend implements Backend {
     this.fsInfo = info;
     this.rsize = clampTransfer(info.rtpref || info.rtmax, info.rtmax);
     this.wsize = clampTransfer(info.wtpref || info.wtmax, info.wtmax);
+    // enough for one file's uncommitted limit: a sequential writer then allocates none
+    this.copies = new BufferPool(this.wsize, Math.ceil(UNCOMMITTED_FILE_LIMIT / this.wsize) + 1);
     this.pathconf = await this.pathconfOf(this.rootFh).catch(() => null);
     const root = await this.getattrFull(this.rootFh);
     if (root.attr.type !== 'dir') throw new FsError('ENOTDIR', `${this.url.path} is not a directory`);
@@ -208,6 +228,7 @@ export class NfsBackend implements Backend {
 
   async close(): Promise<void> {
     if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.copiesIdle) clearTimeout(this.copiesIdle);
     try {
       for (const u of [...this.uncommitted.values()]) await this.commit(u.fh).catch((e) => log.warn('COMMIT at close failed', e));
       if (this.mount && this.mountedPath) await this.mount.umnt(this.mountedPath);
@@ -452,25 +473,61 @@ export class NfsBackend implements Backend {
   async write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void> {
     const auth = this.authFor(creds);
     let after: Attr | undefined;
+    const key = fh.toString('hex');
     for (let o = 0; o < data.length; o += this.wsize) {
       const piece = data.subarray(o, Math.min(data.length, o + this.wsize));
       const { committed, verf, attr } = await this.writeOnce(fh, offset + o, piece, Stable.UNSTABLE, auth);
       after = attr;
       if (committed !== Stable.UNSTABLE) continue;
-      const key = fh.toString('hex');
       let u = this.uncommitted.get(key);
       if (!u) { u = { fh: Buffer.from(fh), bytes: 0, writes: [] }; this.uncommitted.set(key, u); }
-      // A copy: the caller reuses its buffer once we return.
-      u.writes.push({ offset: offset + o, data: Buffer.from(piece), verf, auth });
+      u.writes.push({ offset: offset + o, verf, auth, ...this.copyOf(piece) });
       u.bytes += piece.length;
       this.uncommittedTotal += piece.length;
     }
-    const u = this.uncommitted.get(fh.toString('hex'));
+    const u = this.uncommitted.get(key);
+    if (u && u.bytes > UNCOMMITTED_FILE_LIMIT / 2 && u.bytes <= UNCOMMITTED_FILE_LIMIT && !this.committing.has(key)) {
+      // Halfway to the limit, a COMMIT goes out while writes go on (the server flushes while
+      // it takes more), instead of every write waiting for it at the limit. Its failure keeps
+      // the writes for the next COMMIT, whose caller hears of it.
+      this.commit(fh).catch((e) => log.debug('early COMMIT failed; its writes wait for the next one', e));
+    }
     if ((u && u.bytes > UNCOMMITTED_FILE_LIMIT) || this.uncommittedTotal > UNCOMMITTED_TOTAL_LIMIT) {
       const c = await this.commit(u && u.bytes > UNCOMMITTED_FILE_LIMIT ? fh : this.largestUncommitted());
       if (c && u && u.bytes > UNCOMMITTED_FILE_LIMIT) after = c;
     }
     return after;
+  }
+
+  /**
+   * A copy of a piece just written UNSTABLE: the caller may reuse its buffer once write()
+   * returns (write-back's dirty runs come from a pool), and a COMMIT that finds the server
+   * restarted must send these very bytes again. A piece of at least half a WRITE goes into
+   * a pooled buffer (so the pool never holds more than twice the bytes it keeps).
+   */
+  private copyOf(piece: Buffer): { data: Buffer; pooled?: Buffer } {
+    if (this.copiesIdle) { clearTimeout(this.copiesIdle); this.copiesIdle = null; }
+    if (!this.copies || piece.length < this.wsize / 2) {
+      const data = Buffer.allocUnsafe(piece.length);
+      piece.copy(data);
+      return { data };
+    }
+    const pooled = this.copies.acquire(piece.length);
+    piece.copy(pooled);
+    return { data: pooled.subarray(0, piece.length), pooled };
+  }
+
+  /** Forgets uncommitted writes: nothing sends their bytes any more. */
+  private forget(writes: UncommittedWrite[]): void {
+    for (const w of writes) if (w.pooled) this.copies?.release(w.pooled);
+    if (this.uncommittedTotal === 0 && this.copies && !this.copiesIdle) {
+      // Nothing uncommitted: an idle mount does not keep the pool's buffers.
+      this.copiesIdle = setTimeout(() => {
+        this.copiesIdle = null;
+        if (this.uncommittedTotal === 0) this.copies?.drain();
+      }, COPY_POOL_IDLE_MS);
+      this.copiesIdle.unref();
+    }
   }
 
   private largestUncommitted(): Buffer {
@@ -494,8 +551,23 @@ export class NfsBackend implements Backend {
     });
   }
 
+  /**
+   * COMMITs of one file go one after the other: a COMMIT (an fsync) that answered while an
+   * earlier one was still writing lost data again would report durable what is not yet.
+   */
   async commit(fh: Buffer): Promise<Attr | void> {
     const key = fh.toString('hex');
+    const prev = this.committing.get(key);
+    const mine = prev ? prev.catch(() => undefined).then(() => this.commitNow(fh, key)) : this.commitNow(fh, key);
+    this.committing.set(key, mine);
+    try {
+      return await mine;
+    } finally {
+      if (this.committing.get(key) === mine) this.committing.delete(key);
+    }
+  }
+
+  private async commitNow(fh: Buffer, key: string): Promise<Attr | void> {
     const u = this.uncommitted.get(key);
     if (!u || u.writes.length === 0) return;
     // This COMMIT covers the writes answered before it is sent, no later ones: those stay.
@@ -533,6 +605,7 @@ export class NfsBackend implements Backend {
     }
     this.uncommittedTotal -= coveredBytes;
     if (u.writes.length === 0 && this.uncommitted.get(key) === u) this.uncommitted.delete(key);
+    this.forget(covered);
     // Rewrites moved the attributes again: only an untouched answer is current.
     return lost.length === 0 ? after : undefined;
   }
@@ -675,8 +748,9 @@ export class NfsBackend implements Backend {
     const u = this.uncommitted.get(fh.toString('hex'));
     if (!u) return;
     const kept: Uncommitted['writes'] = [];
+    const dropped: Uncommitted['writes'] = [];
     for (const w of u.writes) {
-      if (w.offset >= size) { u.bytes -= w.data.length; this.uncommittedTotal -= w.data.length; continue; }
+      if (w.offset >= size) { u.bytes -= w.data.length; this.uncommittedTotal -= w.data.length; dropped.push(w); continue; }
       if (w.offset + w.data.length > size) {
         const cut = w.offset + w.data.length - size;
         u.bytes -= cut;
@@ -685,6 +759,7 @@ export class NfsBackend implements Backend {
       } else kept.push(w);
     }
     u.writes = kept;
+    this.forget(dropped);
   }
 
   async statfs(): Promise<StatFs> {

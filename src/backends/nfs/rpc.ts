@@ -76,16 +76,23 @@ const MSG_REPLY = 1;
 const LAST_FRAGMENT = 0x80000000;
 const MAX_FRAGMENT = 0x7fffffff;
 
+/** Bytes the socket reads into when they do not go straight into a record (see readTarget). */
+const SCRATCH_SIZE = 64 * 1024;
+/** A fragment with at least this much left is read from the socket in place, without a copy. */
+const DIRECT_READ_MIN = 16 * 1024;
+
 /**
  * Parses RPC record marking from a byte stream into whole records.
  *
  * What must stay true: memory held for a record never exceeds maxRecord, and is otherwise
  * bounded by what was received (twice the bytes received, or the declared length of the
  * fragment being received), however the server splits it into fragments or TCP segments.
- * A record that arrives in one piece stays a view of the socket's buffer (no copy); a record
- * in several pieces is copied once into one buffer. (Keeping a list of views instead let a
- * server send 1-byte fragments and make us hold a Buffer object of ~100 bytes per byte
- * received: 5 MB of input cost 170 MB.)
+ * A record is one buffer of its own: the parser never keeps a view of what push() was given
+ * (the socket reuses its read buffer), so every record byte is copied once, except those the
+ * socket read in place (readTarget/landed: the body of a large fragment, such as a READ
+ * reply's data, goes from the kernel straight into the record). (Keeping a list of views
+ * instead let a server send 1-byte fragments and make us hold a Buffer object of ~100 bytes
+ * per byte received: 5 MB of input cost 170 MB.)
  */
 export class RecordParser {
   private fragLeft = -1; // -1: reading a fragment header
@@ -93,14 +100,15 @@ export class RecordParser {
   private headerFill = 0;
   private recordLen = 0;
   private last = false;
-  /** The record's only piece so far (a view), while it has just one. */
-  private single: Buffer | null = null;
-  /** The record's bytes [0, recordLen) once it has more than one piece. */
+  /** The record's bytes [0, recordLen), once its first byte is here. */
   private acc: Buffer | null = null;
+  /** The part of `acc` that readTarget() last handed to the socket, if any. */
+  private direct: Buffer | null = null;
+  private scratch: Buffer | null = null;
 
   constructor(private readonly maxRecord: number, private readonly onRecord: (rec: Buffer) => void) {}
 
-  /** Feeds bytes; throws XdrError on a record that breaks the limit. */
+  /** Feeds bytes (copied: `data` may be reused afterwards); throws XdrError on a record that breaks the limit. */
   push(data: Buffer): void {
     let off = 0;
     while (off < data.length) {
@@ -112,51 +120,78 @@ export class RecordParser {
         if (this.headerFill < 4) return;
         this.headerFill = 0;
         const h = this.header.readUInt32BE(0);
-        this.last = (h & LAST_FRAGMENT) !== 0;
-        this.fragLeft = h & MAX_FRAGMENT;
-        if (this.recordLen + this.fragLeft > this.maxRecord) {
-          throw new XdrError(`reply record of at least ${this.recordLen + this.fragLeft} bytes exceeds the limit of ${this.maxRecord}`);
+        const len = h & MAX_FRAGMENT;
+        if (this.recordLen + len > this.maxRecord) {
+          throw new XdrError(`reply record of at least ${this.recordLen + len} bytes exceeds the limit of ${this.maxRecord}`);
         }
+        this.last = (h & LAST_FRAGMENT) !== 0;
+        this.fragLeft = len;
         if (this.fragLeft === 0) this.endFragment();
         continue;
       }
       const take = Math.min(this.fragLeft, data.length - off);
+      const acc = this.reserve();
+      data.copy(acc, this.recordLen, off, off + take);
+      this.recordLen += take;
       this.fragLeft -= take;
-      this.append(data.subarray(off, off + take));
       off += take;
       if (this.fragLeft === 0) this.endFragment();
     }
+  }
+
+  /**
+   * Where the socket should put the next bytes it reads (net's `onread.buffer`): the rest of
+   * the current fragment, in place in the record, when that is large; else a scratch buffer
+   * that landed() parses. Never empty, never throws (node calls it after every read).
+   */
+  readTarget(): Buffer {
+    this.direct = null;
+    if (this.fragLeft >= DIRECT_READ_MIN) {
+      const acc = this.reserve();
+      this.direct = acc.subarray(this.recordLen, this.recordLen + this.fragLeft);
+      return this.direct;
+    }
+    return (this.scratch ??= Buffer.allocUnsafe(SCRATCH_SIZE));
+  }
+
+  /** The socket read `n` bytes into `buf`, the buffer readTarget() gave it. */
+  landed(buf: Buffer, n: number): void {
+    if (buf === this.direct) {
+      // already in place: at most fragLeft bytes, since that is all the target had room for
+      this.direct = null;
+      this.recordLen += n;
+      this.fragLeft -= n;
+      if (this.fragLeft === 0) this.endFragment();
+      return;
+    }
+    this.push(buf.subarray(0, n));
   }
 
   /** True between the first byte of a record and its end; `received` counts its bytes so far. */
   get midRecord(): boolean { return this.headerFill > 0 || this.fragLeft >= 0 || this.recordLen > 0; }
   get received(): number { return this.recordLen; }
 
-  /** Adds a piece of the current fragment (fragLeft already counts it as received). */
-  private append(piece: Buffer): void {
-    const len = this.recordLen + piece.length; // <= maxRecord: checked at the fragment header
-    if (this.recordLen === 0) this.single = piece;
-    else {
-      if (!this.acc || this.acc.length < len) {
-        // room for the rest of this fragment (one copy for the usual one-fragment record),
-        // else doubling (many small fragments); never past maxRecord
-        const want = Math.max(len + this.fragLeft, 2 * (this.acc?.length ?? 0), 4096);
-        const next = Buffer.allocUnsafe(Math.min(this.maxRecord, want));
-        if (this.acc) this.acc.copy(next, 0, 0, this.recordLen);
-        else this.single!.copy(next, 0);
-        this.acc = next;
-        this.single = null;
-      }
-      piece.copy(this.acc, this.recordLen);
-    }
-    this.recordLen = len;
+  /**
+   * The record buffer, with room for the rest of the current fragment (recordLen + fragLeft
+   * <= maxRecord: checked at the fragment header). The last fragment gets exactly what the
+   * record needs (the usual one-fragment record: one buffer of the record's size); an earlier
+   * one room for itself or double the buffer (many small fragments); never past maxRecord.
+   */
+  private reserve(): Buffer {
+    const need = this.recordLen + this.fragLeft;
+    if (this.acc && this.acc.length >= need) return this.acc;
+    const want = this.last ? need : Math.max(need, 2 * (this.acc?.length ?? 0), 4096);
+    const next = Buffer.allocUnsafe(Math.min(this.maxRecord, want));
+    if (this.acc) this.acc.copy(next, 0, 0, this.recordLen);
+    this.acc = next;
+    return next;
   }
 
   private endFragment(): void {
     this.fragLeft = -1;
+    this.direct = null;
     if (!this.last) return;
-    const rec = this.acc ? this.acc.subarray(0, this.recordLen) : this.single ?? Buffer.alloc(0);
-    this.single = null;
+    const rec = this.acc ? this.acc.subarray(0, this.recordLen) : Buffer.alloc(0);
     this.acc = null;
     this.recordLen = 0;
     this.onRecord(rec);
@@ -242,17 +277,19 @@ export class RpcClient {
     if (this.closed) return Promise.reject(new FsError('ENOTCONN', `${this.o.name}: client is closed`));
     this.xid = (this.xid + 1) >>> 0;
     const xid = this.xid;
-    const w = new XdrWriter(128);
+    // The header and the (small, encoded) arguments are one buffer, so a call without a tail
+    // is one write on the socket.
+    const w = new XdrWriter(128 + (args?.length ?? 0));
     w.u32(0); // record mark, filled in below
     w.u32(xid).u32(MSG_CALL).u32(2).u32(this.o.prog).u32(this.o.vers).u32(proc);
     encodeAuth(w, opts.auth ?? this.o.auth);
     w.u32(AUTH_NONE).u32(0); // verifier
+    if (args) w.encoded(args);
     const head = w.done();
-    let len = head.length - 4 + (args?.length ?? 0);
+    let len = head.length - 4;
     for (const t of opts.tail ?? []) len += t.length;
     head.writeUInt32BE((LAST_FRAGMENT | len) >>> 0, 0);
     const parts = [head];
-    if (args && args.length) parts.push(args);
     for (const t of opts.tail ?? []) if (t.length) parts.push(t);
     const deadline = opts.deadlineMs ?? this.o.deadlineMs;
     this.stats.calls++;
@@ -311,10 +348,15 @@ export class RpcClient {
   private connect(): void {
     if (this.connecting || this.connected || this.closed || this.reconnectTimer) return;
     this.connecting = true;
-    const sock = net.connect({ host: this.o.host, port: this.o.port, noDelay: true });
-    this.sock = sock;
     const parser = new RecordParser(this.o.maxRecord, (rec) => this.onRecord(rec));
     this.parser = parser;
+    // Reads land where the parser says (a large reply's body straight in its record), not in
+    // a fresh buffer per read that would then be copied again.
+    const sock = net.connect({
+      host: this.o.host, port: this.o.port, noDelay: true,
+      onread: { buffer: () => parser.readTarget(), callback: (n: number, buf: Uint8Array) => received(n, buf as Buffer) },
+    });
+    this.sock = sock;
     sock.on('connect', () => {
       if (this.sock !== sock) return;
       this.connecting = false;
@@ -324,17 +366,19 @@ export class RpcClient {
       // resend in XID order whatever was waiting (never sent, or sent on a dead connection)
       for (const p of [...this.pending.values()].sort((a, b) => a.xid - b.xid)) this.send(p);
     });
-    sock.on('data', (d: Buffer) => {
-      if (this.sock !== sock) return;
+    /** Always true: the socket keeps reading (false would pause it). */
+    const received = (n: number, buf: Buffer): true => {
+      if (this.sock !== sock) return true;
       try {
-        parser.push(d);
+        parser.landed(buf, n);
       } catch (e) {
         this.stats.badRecords++;
         this.lastError = (e as Error).message;
         log.warn(`${this.o.name}: dropping the connection: ${this.lastError}`);
         sock.destroy();
       }
-    });
+      return true;
+    };
     let refused: NodeJS.ErrnoException | null = null;
     sock.on('error', (e: NodeJS.ErrnoException) => {
       this.lastError = e.code ? `${e.code}: ${e.message}` : e.message;

@@ -157,6 +157,14 @@ export class XdrWriter {
     return this;
   }
 
+  /** Bytes that are XDR already (encoded arguments): appended as they are, no padding. */
+  encoded(data: Buffer): this {
+    this.room(data.length);
+    data.copy(this.buf, this.pos);
+    this.pos += data.length;
+    return this;
+  }
+
   opaque(data: Buffer): this {
     this.u32(data.length);
     return this.fixed(data);

@@ -1,0 +1,203 @@
+// The NFS client's buffers, where it copies less than it used to:
+// - RecordParser never keeps a view of bytes it was given (the socket reuses its read
+//   buffer), and records read in place (readTarget/landed) come out whole and exact however
+//   the stream is cut, next to records that went through the scratch buffer;
+// - RpcClient over a real socket: large replies written in odd pieces, with small ones and
+//   multi-fragment ones between them, arrive byte for byte;
+// - NfsBackend keeps its own copy of UNSTABLE data (from a pool): a caller reusing its buffer
+//   after write(), and pooled copies reused after a COMMIT, never change what a server
+//   restart makes it write again.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { setLogLevel } from '../src/core/log.js';
+import { NfsBackend } from '../src/backends/nfs/nfs-backend.js';
+import { RecordParser, RpcClient } from '../src/backends/nfs/rpc.js';
+import { parseNfsUrl } from '../src/core/nfs-url.js';
+import { XdrWriter } from '../src/backends/nfs/xdr.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+import { mulberry32 } from './helpers/rng.js';
+
+const isRoot = process.getuid?.() === 0;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+if (!process.env.CACHEFS_LOG) setLogLevel('error');
+
+/** `payload` as record-marked fragments of at most `frag` bytes. */
+function marked(payload: Buffer, frag: number): Buffer {
+  const out: Buffer[] = [];
+  let off = 0;
+  do {
+    const n = Math.min(frag, payload.length - off);
+    const h = Buffer.alloc(4);
+    h.writeUInt32BE(((off + n === payload.length ? 0x80000000 : 0) | n) >>> 0, 0);
+    out.push(h, payload.subarray(off, off + n));
+    off += n;
+  } while (off < payload.length);
+  return Buffer.concat(out);
+}
+
+function patterned(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 131 + seed * 17 + (i >>> 8)) & 0xff;
+  return b;
+}
+
+describe('RecordParser keeps no view of what it was given', () => {
+  it('push(): overwriting the pushed buffer afterwards changes no record', () => {
+    const recs: Buffer[] = [];
+    const p = new RecordParser(1 << 20, (r) => recs.push(r));
+    const payloads = [patterned(100, 1), patterned(70_000, 2), patterned(8, 3)];
+    const stream = Buffer.concat(payloads.map((x) => marked(x, 1 << 20)));
+    // one buffer, reused for every piece, as the socket's scratch buffer is
+    const reused = Buffer.alloc(stream.length);
+    stream.copy(reused);
+    p.push(reused);
+    reused.fill(0xee);
+    assert.equal(recs.length, 3);
+    for (let i = 0; i < 3; i++) assert.ok(recs[i]!.equals(payloads[i]!), `record ${i} changed with the buffer it came from`);
+  });
+
+  it('readTarget()/landed(): records read in place or through the scratch buffer come out exact, however the reads are cut', () => {
+    let direct = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const rnd = mulberry32(seed);
+      const payloads: Buffer[] = [];
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 12; i++) {
+        const big = rnd() < 0.5;
+        const n = big ? 16 * 1024 + Math.floor(rnd() * 300_000) : Math.floor(rnd() * 600);
+        const x = patterned(n, seed * 100 + i);
+        payloads.push(x);
+        parts.push(marked(x, rnd() < 0.25 ? 1 + Math.floor(rnd() * 100_000) : 1 << 20));
+      }
+      const stream = Buffer.concat(parts);
+      const recs: Buffer[] = [];
+      const p = new RecordParser(1 << 20, (r) => recs.push(r));
+      let off = 0;
+      const scratch = p.readTarget(); // nothing pending yet: the scratch buffer
+      while (off < stream.length) {
+        const target = p.readTarget();
+        assert.ok(target.length > 0, `seed ${seed}: an empty read target (the socket fails with ENOBUFS)`);
+        // what a read returns: anything from one byte to the target's size
+        const n = Math.min(target.length, stream.length - off, rnd() < 0.3 ? 1 + Math.floor(rnd() * 50) : 1 + Math.floor(rnd() * 200_000));
+        stream.copy(target, 0, off, off + n);
+        if (target !== scratch) direct++; // a view into the record being received
+        p.landed(target, n);
+        off += n;
+      }
+      assert.equal(recs.length, payloads.length, `seed ${seed}: records out`);
+      // compared only now: a record that were a view of the scratch buffer would have changed
+      for (let i = 0; i < payloads.length; i++) assert.ok(recs[i]!.equals(payloads[i]!), `seed ${seed}: record ${i} differs`);
+      assert.equal(p.midRecord, false);
+    }
+    assert.ok(direct > 100, `only ${direct} reads landed in place`);
+  });
+});
+
+describe('RpcClient reads large replies in place over a real socket', () => {
+  let server: net.Server;
+  let port = 0;
+  /** Replies the server sends, by the call's first argument word. */
+  const bodies = new Map<number, Buffer>();
+  before(async () => {
+    server = net.createServer((sock) => {
+      const rnd = mulberry32(7);
+      const p = new RecordParser(1 << 20, (rec) => {
+        const xid = rec.readUInt32BE(0);
+        // call header: xid, type, rpcvers, prog, vers, proc, cred (flavor, len, body), verf
+        let o = 24;
+        o += 8 + rec.readUInt32BE(o + 4);
+        o += 8 + rec.readUInt32BE(o + 4);
+        const which = rec.readUInt32BE(o);
+        const body = bodies.get(which)!;
+        const reply = new XdrWriter(64).u32(xid).u32(1).u32(0).u32(0).u32(0).u32(0).done();
+        const wire = marked(Buffer.concat([reply, body]), which % 3 === 0 ? 40_000 : 1 << 20);
+        // written in odd pieces, some after a pause, so reads end anywhere (one reply after
+        // the other: pieces of two replies must not interleave)
+        sending = sending.then(async () => {
+          for (let off = 0; off < wire.length;) {
+            const n = Math.min(wire.length - off, 1 + Math.floor(rnd() * 90_000));
+            sock.write(wire.subarray(off, off + n));
+            off += n;
+            if (rnd() < 0.2) await sleep(1);
+          }
+        });
+      });
+      let sending = Promise.resolve();
+      sock.on('data', (d) => p.push(d));
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    port = (server.address() as net.AddressInfo).port;
+  });
+  after(async () => { await new Promise<void>((r) => server.close(() => r())); });
+
+  it('replies of 0 bytes to 1 MiB, some in several fragments, in flight together, arrive exact', async () => {
+    const c = new RpcClient({ host: '127.0.0.1', port, prog: 100003, vers: 3, deadlineMs: 10_000, maxRecord: (1 << 20) + 4096, name: 'copies' });
+    try {
+      const sizes = [0, 4, 100, 16 * 1024, 16 * 1024 + 4, 65_536, 65_540, 300_000, 1 << 20];
+      for (let i = 0; i < 60; i++) bodies.set(i, patterned(sizes[i % sizes.length]!, i));
+      const got = await Promise.all([...bodies.keys()].map(async (i) => {
+        const { body } = await c.call(0, new XdrWriter(4).u32(i).done());
+        return { i, data: body.fixed(body.remaining) };
+      }));
+      for (const { i, data } of got) assert.ok(data.equals(bodies.get(i)!), `reply ${i} (${bodies.get(i)!.length} bytes) differs`);
+      assert.equal(c.stats.badRecords, 0);
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('NfsBackend: UNSTABLE data kept for a server restart is its own copy', { skip: !isRoot && 'needs root (nfs-ganesha)' }, () => {
+  let srv: NfsServer;
+  let b: NfsBackend;
+  const creds = { uid: 0, gid: 0 };
+  before(async () => {
+    srv = await startNfsServer('nfs-copies');
+    b = new NfsBackend(parseNfsUrl(srv.url), { deadlineMs: 10_000 });
+    await b.open();
+  });
+  after(async () => {
+    await b?.close();
+    await srv?.dispose();
+  });
+
+  it('a caller reusing its buffer, and pooled copies reused after a COMMIT, do not change what is written again', async () => {
+    const { wsize } = b.limits;
+    const root = await b.root();
+    const f = await b.create(root.fh, 'copies.bin', 0o644, creds, { exclusive: false });
+    // one buffer for every write, as write-back's pooled dirty runs are reused
+    const buf = Buffer.alloc(wsize);
+    const want = Buffer.alloc(4 * wsize + 1000);
+    const put = async (at: number, len: number, seed: number): Promise<void> => {
+      patterned(len, seed).copy(buf);
+      await b.write(f.fh, at, buf.subarray(0, len));
+      buf.copy(want, at, 0, len);
+      buf.fill(0xee); // reused at once
+    };
+    // first round: committed, so its pooled copies go back to the pool
+    await put(0, wsize, 1);
+    await put(wsize, wsize, 2);
+    await b.commit(f.fh);
+    // second round, uncommitted when the server restarts: pooled copies again (reused ones),
+    // a small write (a copy of its own), and a whole one
+    await put(0, wsize, 3);
+    await put(2 * wsize, wsize, 4);
+    await put(3 * wsize, wsize / 2, 5);
+    await put(4 * wsize, 1000, 6);
+    const v0 = { ...b.stats };
+    await sleep(1100 - (Date.now() % 1000)); // a new boot-time verifier
+    await srv.restart();
+    await b.commit(f.fh);
+    assert.ok(b.stats.rewrites >= v0.rewrites + 4, `rewrites ${JSON.stringify(b.stats)}`);
+    // writes in the restarted server's page cache that it never committed may or may not
+    // have survived: what matters is that every byte we wrote again is the one written
+    const onDisk = await fsp.readFile(path.join(srv.exportDir, 'copies.bin'));
+    for (const [at, len] of [[0, wsize], [wsize, wsize], [2 * wsize, wsize], [3 * wsize, wsize / 2], [4 * wsize, 1000]] as const) {
+      assert.ok(onDisk.subarray(at, at + len).equals(want.subarray(at, at + len)), `bytes at ${at} (+${len}) are not the ones written`);
+    }
+  });
+});
