@@ -18,7 +18,8 @@ import { NodeTable } from '../src/fuse/nodes.js';
 import { INTERRUPTIBLE } from '../src/fuse/ops.js';
 import { fuseHandlers } from '../src/fuse/route.js';
 import { ControlDir } from '../src/layers/control-dir.js';
-import { Op, IN_HEADER, OUR_MINOR, Init } from '../src/fuse/protocol.js';
+import { Op, IN_HEADER, OUR_MINOR, Init, Notify, notifyInvalInode } from '../src/fuse/protocol.js';
+import { execFileSync } from 'node:child_process';
 import { waitUntil } from './helpers/wait.js';
 import { mulberry32 } from './helpers/rng.js';
 import { setLogLevel } from '../src/core/log.js';
@@ -149,4 +150,68 @@ describe('FUSE protocol: malformed and unexpected requests', () => {
       fs.closeSync(fd);
     });
   }
+});
+
+describe('FUSE notifications', () => {
+  // A notification that drops pages waits in the kernel for their page locks and writeback,
+  // holding the pool thread that writes it. Here the kernel is a FIFO nobody reads yet: every
+  // write to it blocks, as such a notification does. Before notifications went one at a time,
+  // a burst of them took every pool thread and the mount could serve nothing (a real mount
+  // with the writeback cache hung so: its INVAL_INODEs waited for WRITEs nobody could read).
+  it('notifications the kernel holds up take one pool thread, not all; they go out in order', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cachefs-notify-'));
+    const fifo = path.join(dir, 'kernel');
+    execFileSync('mkfifo', [fifo]);
+    const rd = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const wr = fs.openSync(fifo, fs.constants.O_WRONLY); // blocking, as /dev/fuse is
+    const filler = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    const got: Buffer[] = [];
+    const drain = (): void => {
+      const b = Buffer.alloc(1 << 16);
+      for (;;) {
+        let n = 0;
+        try { n = fs.readSync(rd, b, 0, b.length, null); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return; throw e; }
+        if (n === 0) return;
+        got.push(Buffer.from(b.subarray(0, n)));
+      }
+    };
+    const session = new FuseSession(wr, {
+      want: 0n, maxWrite: 1 << 20, readers: 1, interruptible: INTERRUPTIBLE, forget: () => undefined, handlers: {},
+    });
+    try {
+      const init = Buffer.alloc(64);
+      init.writeUInt32LE(7, 0); init.writeUInt32LE(OUR_MINOR, 4);
+      session.dispatch(request(Op.INIT, 1n, 0n, init), IN_HEADER + 64);
+      await waitUntil('INIT to be answered', () => session.init !== null);
+      drain();
+      got.length = 0;
+      // The kernel stops taking anything: the pipe is full.
+      const page = Buffer.alloc(4096); // zeros: no reply or notification starts so
+      let filled = 0;
+      for (;;) { try { filled += fs.writeSync(filler, page); } catch (e) { if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break; throw e; } }
+      const sent = Array.from({ length: 12 }, (_, i) => session.notify(Notify.INVAL_INODE, notifyInvalInode(BigInt(100 + i), 0, 0)));
+      const dup = session.notify(Notify.INVAL_INODE, notifyInvalInode(111n, 0, 0)); // still waiting: not queued twice
+      // The pool (4 threads in this process) must still have a thread for other work.
+      const pool = await Promise.race([fsp.stat(dir).then(() => 'served'), new Promise((r) => setTimeout(r, 3000, 'starved'))]);
+      drain();
+      const NOTICE = 16 + 24; // out header, fuse_notify_inval_inode_out
+      await waitUntil('every notification to be written', () => { drain(); return Buffer.concat(got).length >= filled + 12 * NOTICE; });
+      await Promise.all([...sent, dup]);
+      assert.equal(pool, 'served', 'a pool thread was free while the notifications waited');
+      const all = Buffer.concat(got);
+      assert.ok(all.subarray(0, filled).every((b) => b === 0), 'the filler comes out first');
+      const notices: bigint[] = [];
+      for (let at = filled; at < all.length; at += NOTICE) {
+        assert.equal(all.readUInt32LE(at), NOTICE);
+        assert.equal(all.readInt32LE(at + 4), Notify.INVAL_INODE);
+        notices.push(all.readBigUInt64LE(at + 16));
+      }
+      assert.deepEqual(notices, Array.from({ length: 12 }, (_, i) => BigInt(100 + i)), 'each once, in order');
+    } finally {
+      drain();
+      session.close('test over');
+      for (const fd of [filler, rd]) fs.closeSync(fd); // the session closed its own (wr)
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -248,18 +248,47 @@ export class FuseSession {
     }
   }
 
-  /** Sends a notification (unique 0, `code` in the error field), from a pool thread. */
+  /**
+   * Notifications waiting to be written, in order; at most one is being written at a time.
+   * A notification that drops a file's pages waits in the kernel for their page locks (a
+   * READ of ours in flight) and, under the writeback cache, for their writeback (WRITEs we
+   * must answer). The wait holds a libuv pool thread: many at once (a burst of changes from
+   * the backend's watcher) took every pool thread, the reads of /dev/fuse and of cache files
+   * that would end those waits found none, and the mount hung. One at a time, a waiting
+   * notification holds one thread and delays only the notifications behind it.
+   */
+  private readonly notices: { hdr: Buffer; payload: Buffer; key: string; sent: () => void }[] = [];
+  /** Keys of the notifications waiting (a second identical one is not queued). */
+  private readonly waitingNotices = new Map<string, Promise<void>>();
+  private noticing = false;
+
+  /** Sends a notification (unique 0, `code` in the error field); resolves once written. */
   notify(code: number, payload: Buffer): Promise<void> {
     if (this.closed || !this.negotiated) return Promise.resolve();
+    const key = `${code}:${payload.toString('latin1')}`;
+    const same = this.waitingNotices.get(key);
+    if (same) return same;
     const hdr = outHeader(16 + payload.length, code, 0n);
-    return new Promise((resolve) => {
-      fs.writev(this.fd, [hdr, payload], (err) => {
-        const c = (err as NodeJS.ErrnoException | null)?.code;
-        // ENOENT: the kernel does not know that inode or name (any more): nothing to drop.
-        if (err && c !== 'ENOENT' && !this.closed) log.debug(`notification ${code} failed: ${c}`);
-        resolve();
-      });
-    });
+    const p = new Promise<void>((sent) => { this.notices.push({ hdr, payload, key, sent }); });
+    this.waitingNotices.set(key, p);
+    if (!this.noticing) this.nextNotice();
+    return p;
+  }
+
+  private nextNotice(): void {
+    const n = this.notices.shift();
+    if (!n) { this.noticing = false; return; }
+    this.noticing = true;
+    this.waitingNotices.delete(n.key); // being written: a new one of the same kind queues anew
+    const done = (err: NodeJS.ErrnoException | null) => {
+      const c = err?.code;
+      // ENOENT: the kernel does not know that inode or name (any more): nothing to drop.
+      if (err && c !== 'ENOENT' && !this.closed) log.debug(`notification failed: ${c}`);
+      n.sent();
+      this.nextNotice();
+    };
+    if (this.closed) { done(null); return; }
+    fs.writev(this.fd, [n.hdr, n.payload], done);
   }
 }
 
