@@ -112,6 +112,27 @@ export class WriteBack {
     this.chunk = d.chunkSize;
   }
 
+  /**
+   * Whether this write's chunks are whole in the cache and it may go there (see
+   * ChunkFetcher.writable). Not when, while it waited, another write of the object made it
+   * write-around (which drops the cached data), nor when, connected, the chunk could not be
+   * fetched because the object kept changing meanwhile (EAGAIN: our own writes reaching the
+   * backend, as with the kernel's writeback cache, which sends writes of one file in
+   * parallel and not chunk-aligned). The bytes then go around the cache: they are in the
+   * dirty run, whatever the cache holds.
+   */
+  private async cacheable(obj: CachedObject, pos: number, end: number, fresh: number[]): Promise<boolean> {
+    let ok: boolean;
+    try {
+      ok = await this.d.chunks.writable(obj, pos, end, fresh);
+    } catch (e) {
+      if (!isFsError(e, 'EAGAIN') || !this.d.connected()) throw e;
+      log.debug(`write of object ${obj.id} at ${pos} goes around the cache: its chunk changed while it was fetched`);
+      ok = false;
+    }
+    return ok && !this.writeAround.has(obj.id);
+  }
+
   /** The dirty run of each object, if it has one (changed by write-back only). */
   get dirty(): ReadonlyMap<number, DirtyRun> { return this.runs; }
 
@@ -139,7 +160,7 @@ export class WriteBack {
     // wait until no fetch of them is in flight or landing: a fetched chunk landing after
     // these bytes would overwrite them.
     const fresh: number[] = [];
-    if (!around && !(await this.d.chunks.writable(obj, pos, end, fresh))) {
+    if (!around && !(await this.cacheable(obj, pos, end, fresh))) {
       // The cache cannot hold the chunk (below its stop threshold, or dropped again and
       // again): connected, the bytes still reach the backend, around the cache.
       if (!this.d.connected()) throw new FsError('ENOSPC', 'the cache cannot keep this write while disconnected');
