@@ -44,10 +44,12 @@ export const ConfigSchema = z.object({
     autoCache: z.boolean(),
     /**
      * The kernel's writeback cache: writes would gather in its page cache and reach us at
-     * close, fsync or under memory pressure. Refused for now (only false is accepted): with it
-     * on, `dd bs=1M conv=fsync` had a WRITE fail with EAGAIN (a fetch raced the watcher's view
-     * of our own writes) and then hung in fsync() until the connection was aborted, and no
-     * application may hang on the mount. The session still negotiates it if this ever allows it.
+     * close, fsync or under memory pressure. Refused (only false is accepted). Its first
+     * trials failed a WRITE with EAGAIN and hung fsync(); both are fixed (a write whose chunk
+     * keeps changing goes around the cache; notifications go one at a time). What is left:
+     * over NFS, a file changed on the server was still read with its old contents at the next
+     * open (close-to-open broken), and it measured no faster (tar x, dd conv=fsync). The
+     * session still negotiates it if this ever allows it.
      */
     writebackCache: z.literal(false),
     /**
@@ -127,7 +129,7 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.negativeTimeout': 'seconds, e.g. 1',
   'fuse.maxWrite': 'bytes between 4096 and 1048576, e.g. 1048576',
   'fuse.autoCache': 'true or false',
-  'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported yet: with it a write could fail and fsync() hang)',
+  'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported yet: with it a file changed on an NFS server could be read stale after the next open)',
   'fuse.passthrough': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
