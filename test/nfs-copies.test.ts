@@ -19,6 +19,7 @@ import { parseNfsUrl } from '../src/core/nfs-url.js';
 import { XdrWriter } from '../src/backends/nfs/xdr.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { mulberry32 } from './helpers/rng.js';
+import { waitUntil } from './helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -199,5 +200,40 @@ describe('NfsBackend: UNSTABLE data kept for a server restart is its own copy', 
     for (const [at, len] of [[0, wsize], [wsize, wsize], [2 * wsize, wsize], [3 * wsize, wsize / 2], [4 * wsize, 1000]] as const) {
       assert.ok(onDisk.subarray(at, at + len).equals(want.subarray(at, at + len)), `bytes at ${at} (+${len}) are not the ones written`);
     }
+  });
+
+  // A truncate while the COMMIT covering some writes is in flight must cut those writes too:
+  // if that COMMIT then finds the server restarted, writing them again would bring back bytes
+  // past the file's new end (before: the file grew back to its old size).
+  it('a truncate during a COMMIT that finds the server restarted: nothing past the new end is written again', async () => {
+    const { wsize } = b.limits;
+    const root = await b.root();
+    const f = await b.create(root.fh, 'cut.bin', 0o644, creds, { exclusive: false });
+    for (let i = 0; i < 3; i++) await b.write(f.fh, i * wsize, patterned(wsize, 10 + i));
+    await sleep(1100 - (Date.now() % 1000)); // a new boot-time verifier
+    await srv.restart();
+    // The COMMIT's answer is held until the truncate is done (fault injection on the real client).
+    let open!: () => void;
+    const gate = new Promise<void>((r) => { open = r; });
+    let held = false;
+    const inner = b as unknown as { call(proc: number, args: Buffer | null, what: string, opts?: unknown): Promise<unknown> };
+    const call = inner.call.bind(b);
+    inner.call = async (proc, args, what, opts) => {
+      const out = await call(proc, args, what, opts);
+      if (what === 'COMMIT' && !held) { held = true; await gate; }
+      return out;
+    };
+    try {
+      const committing = b.commit(f.fh);
+      await waitUntil('the COMMIT to be answered and held', () => held);
+      await b.setattr(f.fh, { size: 1000 }, creds);
+      open();
+      await committing;
+    } finally {
+      inner.call = call;
+    }
+    const onDisk = await fsp.readFile(path.join(srv.exportDir, 'cut.bin'));
+    assert.equal(onDisk.length, 1000, 'the file keeps the size it was truncated to');
+    assert.ok(onDisk.equals(patterned(wsize, 10).subarray(0, 1000)), 'and the bytes below it are the ones written');
   });
 });

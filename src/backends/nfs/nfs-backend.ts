@@ -59,7 +59,12 @@ const POLL_CONCURRENCY = 8;
  * write is forgotten); absent for a small write's copy of its own.
  */
 interface UncommittedWrite { offset: number; data: Buffer; verf: Buffer; auth: AuthSys | undefined; pooled?: Buffer }
-interface Uncommitted { fh: Buffer; bytes: number; writes: UncommittedWrite[] }
+/**
+ * A file's UNSTABLE writes not yet covered by a COMMIT (`writes`, `bytes` of them), and those
+ * the COMMIT in flight covers (`committing`, `committingBytes`): a truncate cuts both, so a
+ * server restart never makes us write bytes past the file's new end again.
+ */
+interface Uncommitted { fh: Buffer; bytes: number; writes: UncommittedWrite[]; committing: UncommittedWrite[]; committingBytes: number }
 
 interface Answer { status: number; r: XdrReader; retransmitted: boolean }
 
@@ -480,7 +485,7 @@ export class NfsBackend implements Backend {
       after = attr;
       if (committed !== Stable.UNSTABLE) continue;
       let u = this.uncommitted.get(key);
-      if (!u) { u = { fh: Buffer.from(fh), bytes: 0, writes: [] }; this.uncommitted.set(key, u); }
+      if (!u) { u = { fh: Buffer.from(fh), bytes: 0, writes: [], committing: [], committingBytes: 0 }; this.uncommitted.set(key, u); }
       u.writes.push({ offset: offset + o, verf, auth, ...this.copyOf(piece) });
       u.bytes += piece.length;
       this.uncommittedTotal += piece.length;
@@ -571,11 +576,14 @@ export class NfsBackend implements Backend {
     const u = this.uncommitted.get(key);
     if (!u || u.writes.length === 0) return;
     // This COMMIT covers the writes answered before it is sent, no later ones: those stay.
+    // `covered` keeps every one of them to forget at the end (a truncate meanwhile cuts
+    // u.committing, never what a rewrite in flight is sending from).
     const covered = u.writes;
-    const coveredBytes = u.bytes;
+    u.committing = covered;
+    u.committingBytes = u.bytes;
     u.writes = [];
     u.bytes = 0;
-    let lost: Uncommitted['writes'];
+    let rewrote = false;
     let after: Attr | undefined;
     try {
       const a = await this.call(Proc.COMMIT, new XdrWriter(96).opaque(fh).u64(0).u32(0).done(), 'COMMIT');
@@ -586,28 +594,35 @@ export class NfsBackend implements Backend {
       });
       after = got.after;
       // Writes made under another verifier were lost by a server restart: write them again,
-      // durably this time. Only after that is the file's data safe to forget here.
-      lost = covered.filter((w) => !w.verf.equals(got.verf));
-      if (lost.length > 0) {
+      // durably this time. Only after that is the file's data safe to forget here. What a
+      // truncate cut meanwhile (the list is looked at anew each time) is not written again.
+      const lost = (): UncommittedWrite | undefined => u.committing.find((w) => !w.verf.equals(got.verf));
+      if (lost()) {
         this.stats.verifierChanges++;
-        log.warn(`NFS server restarted (write verifier changed): writing ${lost.length} uncommitted pieces again`);
-        for (const w of lost) {
-          await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC, w.auth);
-          this.stats.rewrites++;
-        }
+        log.warn(`NFS server restarted (write verifier changed): writing ${u.committing.filter((w) => !w.verf.equals(got.verf)).length} uncommitted pieces again`);
+      }
+      for (let w = lost(); w; w = lost()) {
+        await this.writeOnce(fh, w.offset, w.data, Stable.FILE_SYNC, w.auth);
+        w.verf = got.verf; // durable now (FILE_SYNC)
+        rewrote = true;
+        this.stats.rewrites++;
       }
     } catch (e) {
       // Not known to be durable: keep them for the next commit (older first).
-      u.writes = covered.concat(u.writes);
-      u.bytes += coveredBytes;
+      u.writes = u.committing.concat(u.writes);
+      u.bytes += u.committingBytes;
+      u.committing = [];
+      u.committingBytes = 0;
       if (!this.uncommitted.has(key)) this.uncommitted.set(key, u);
       throw e;
     }
-    this.uncommittedTotal -= coveredBytes;
+    this.uncommittedTotal -= u.committingBytes;
+    u.committing = [];
+    u.committingBytes = 0;
     if (u.writes.length === 0 && this.uncommitted.get(key) === u) this.uncommitted.delete(key);
     this.forget(covered);
     // Rewrites moved the attributes again: only an untouched answer is current.
-    return lost.length === 0 ? after : undefined;
+    return rewrote ? undefined : after;
   }
 
   /** Creates with CREATE; exclusive uses GUARDED (EXCLUSIVE needs a second SETATTR for the mode). */
@@ -743,23 +758,35 @@ export class NfsBackend implements Backend {
     return after ? after.attr : this.getattr(fh);
   }
 
-  /** A truncate makes uncommitted bytes past the new end meaningless: never write them again. */
+  /**
+   * A truncate makes uncommitted bytes past the new end meaningless: never write them again,
+   * neither those waiting for a COMMIT nor those the COMMIT in flight covers (which that
+   * COMMIT forgets at its end: a rewrite of them may be on its way).
+   */
   private dropUncommittedFrom(fh: Buffer, size: number): void {
     const u = this.uncommitted.get(fh.toString('hex'));
     if (!u) return;
-    const kept: Uncommitted['writes'] = [];
-    const dropped: Uncommitted['writes'] = [];
-    for (const w of u.writes) {
-      if (w.offset >= size) { u.bytes -= w.data.length; this.uncommittedTotal -= w.data.length; dropped.push(w); continue; }
-      if (w.offset + w.data.length > size) {
-        const cut = w.offset + w.data.length - size;
-        u.bytes -= cut;
-        this.uncommittedTotal -= cut;
-        kept.push({ ...w, data: w.data.subarray(0, size - w.offset) });
-      } else kept.push(w);
-    }
-    u.writes = kept;
-    this.forget(dropped);
+    const cut = (list: UncommittedWrite[]): { kept: UncommittedWrite[]; dropped: UncommittedWrite[]; removed: number } => {
+      const kept: UncommittedWrite[] = [];
+      const dropped: UncommittedWrite[] = [];
+      let removed = 0;
+      for (const w of list) {
+        if (w.offset >= size) { removed += w.data.length; dropped.push(w); continue; }
+        if (w.offset + w.data.length > size) {
+          removed += w.offset + w.data.length - size;
+          kept.push({ ...w, data: w.data.subarray(0, size - w.offset) });
+        } else kept.push(w);
+      }
+      return { kept, dropped, removed };
+    };
+    const waiting = cut(u.writes);
+    u.writes = waiting.kept;
+    u.bytes -= waiting.removed;
+    const inFlight = cut(u.committing);
+    u.committing = inFlight.kept;
+    u.committingBytes -= inFlight.removed;
+    this.uncommittedTotal -= waiting.removed + inFlight.removed;
+    this.forget(waiting.dropped);
   }
 
   async statfs(): Promise<StatFs> {
