@@ -37,9 +37,13 @@ export function routeControl(objects: Handlers, control: Handlers, nodes: NodeTa
   const toControl = (req: Request): boolean => {
     if (!control[req.h.opcode]) return false;
     if (isCtlNode(req.h.nodeid)) return true;
+    // Only a name in the root, or a second node (a rename's new directory, a link's old
+    // node), can lead there: the hot path (a LOOKUP in any other directory) reads no name.
+    const op = req.h.opcode;
+    if (req.h.nodeid !== 1n && op !== Op.RENAME && op !== Op.RENAME2 && op !== Op.LINK) return false;
     let named;
     try {
-      named = namedIn(req.h.opcode, req.body.ahead());
+      named = namedIn(op, req.body.ahead());
     } catch {
       return false; // malformed: the cache's handler refuses it (EINVAL) as it reads it
     }
