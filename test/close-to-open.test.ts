@@ -4,7 +4,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { mountFresh, sh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { mountFresh, sh, control, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { waitUntil } from './helpers/wait.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 for (const kind of BACKEND_KINDS) {
@@ -27,6 +28,26 @@ for (const kind of BACKEND_KINDS) {
         await new Promise((r) => setTimeout(r, 2000));
         assert.equal((await sh('cat', [m.m(k)])).stdout, 'version two\n', `trial ${t}`);
       }
+    });
+
+    // The kernel keeps a directory's listing (FOPEN_CACHE_DIR) while the directory is
+    // unchanged: a second listing costs no READDIRPLUS. A name added on the backend shows at
+    // a later opendir all the same, as a changed file shows at a later open().
+    it('a listing the kernel kept is used again while the directory is unchanged, and dropped when the backend changes it', async () => {
+      await fsp.mkdir(m.b('listed'));
+      for (let i = 0; i < 20; i++) await fsp.writeFile(m.b('listed', `f${i}`), 'x');
+      const ls = async () => (await sh('ls', [m.m('listed')])).stdout.split('\n').filter(Boolean);
+      assert.equal((await ls()).length, 20);
+      const readdirs = async () => {
+        const ops = (await control(m, 'status') as unknown as { ops: Record<string, { count: number }> }).ops;
+        return (ops.readdirplus?.count ?? 0) + (ops.readdir?.count ?? 0);
+      };
+      const before = await readdirs();
+      assert.equal((await ls()).length, 20);
+      assert.equal(await readdirs(), before, 'the second listing came from the kernel\'s copy');
+      await fsp.writeFile(m.b('listed', 'added-on-the-backend'), 'y');
+      await waitUntil('the backend\'s new name to show in a listing', async () => (await ls()).includes('added-on-the-backend'), 10_000);
+      assert.equal((await ls()).length, 21);
     });
   });
 }
