@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { cli, mountFresh, sleep, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { cli, mountFresh, sh, sleep, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { sendControl } from '../src/daemon/control.js';
 
@@ -198,7 +198,12 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     await server(() => fsp.writeFile(m.b(d, 'report.txt'), 'server'));
     await sync();
     const c = await openAt(`/${d}/report.txt`);
+    const listed = async () => (await sh('ls', [m.m(d)])).stdout.split('\n').filter(Boolean);
+    assert.deepEqual(await listed(), ['report.txt']); // the kernel keeps this listing
     await resolve([m.m(d, 'report.txt'), '--keep', 'both']);
+    // The mount made the marked name itself, not at the kernel's request: the kernel's
+    // listing must go at once.
+    assert.deepEqual(await listed(), [`report.client-conflict-${c.id}.txt`, 'report.txt']);
     await sync();
     assert.equal(await read(m.b(d, 'report.txt')), 'server');
     assert.equal(await read(m.b(d, `report.client-conflict-${c.id}.txt`)), 'client');
