@@ -4,7 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { mountFresh, sh, control, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { mountFresh, sh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
@@ -30,21 +30,16 @@ for (const kind of BACKEND_KINDS) {
       }
     });
 
-    // The kernel keeps a directory's listing (FOPEN_CACHE_DIR) while the directory is
-    // unchanged: a second listing costs no READDIRPLUS. A name added on the backend shows at
-    // a later opendir all the same, as a changed file shows at a later open().
-    it('a listing the kernel kept is used again while the directory is unchanged, and dropped when the backend changes it', async () => {
+    // A directory listed through the mount and then changed on the backend lists the new
+    // name at a later opendir, as a changed file shows at a later open(). (FOPEN_CACHE_DIR,
+    // which would let the kernel keep listings, was measured and not kept: with 1 s entry and
+    // attribute timeouts a listing from the kernel's copy cost a LOOKUP or GETATTR per name,
+    // where READDIRPLUS brought every name's attributes in one request: ls -lR 4x slower.)
+    it('a name added on the backend shows in the next listing of a directory listed before', async () => {
       await fsp.mkdir(m.b('listed'));
       for (let i = 0; i < 20; i++) await fsp.writeFile(m.b('listed', `f${i}`), 'x');
       const ls = async () => (await sh('ls', [m.m('listed')])).stdout.split('\n').filter(Boolean);
       assert.equal((await ls()).length, 20);
-      const readdirs = async () => {
-        const ops = (await control(m, 'status') as unknown as { ops: Record<string, { count: number }> }).ops;
-        return (ops.readdirplus?.count ?? 0) + (ops.readdir?.count ?? 0);
-      };
-      const before = await readdirs();
-      assert.equal((await ls()).length, 20);
-      assert.equal(await readdirs(), before, 'the second listing came from the kernel\'s copy');
       await fsp.writeFile(m.b('listed', 'added-on-the-backend'), 'y');
       await waitUntil('the backend\'s new name to show in a listing', async () => (await ls()).includes('added-on-the-backend'), 10_000);
       assert.equal((await ls()).length, 21);

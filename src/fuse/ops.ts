@@ -363,22 +363,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     if (fh) await layer.flush(fh);
   };
 
-  /**
-   * The kernel keeps the listing it read of a directory (FOPEN_CACHE_DIR) and serves the
-   * next opendir's reads from it (FOPEN_KEEP_CACHE) only if the directory is still the
-   * version it was at the last opendir: an opendir revalidates the directory as an open
-   * revalidates a file (close-to-open), and an outside change the cache learns of
-   * meanwhile drops the kernel's copy (INVAL_INODE). The kernel drops it too on changes made
-   * through the mount (it counts them itself).
-   */
-  const dirSeenAtOpen = new Map<number, string>();
-  h[Op.OPENDIR] = async ({ h: hd }) => {
-    const o = await layer.getattrOf(objOf(hd.nodeid));
-    if (o.attr.type !== 'dir') throw new FsError('ENOTDIR');
-    if (!d.autoCache) return openOut(BigInt(dirs.opened()), 0);
-    const keep = dirSeenAtOpen.get(o.id) === o.attr.version;
-    dirSeenAtOpen.set(o.id, o.attr.version);
-    return openOut(BigInt(dirs.opened()), Fopen.CACHE_DIR | (keep ? Fopen.KEEP_CACHE : 0));
+  h[Op.OPENDIR] = ({ h: hd }) => {
+    if (objOf(hd.nodeid).attr.type !== 'dir') throw new FsError('ENOTDIR');
+    return openOut(BigInt(dirs.opened()), 0);
   };
 
   /** The listing of a directory node: `.` and `..` first, then its entries. */
