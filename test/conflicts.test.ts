@@ -199,10 +199,10 @@ for (const kind of BACKEND_KINDS) describe(`conflicts (${kind} backend)`, { skip
     await sync();
     const c = await openAt(`/${d}/report.txt`);
     const listed = async () => (await sh('ls', [m.m(d)])).stdout.split('\n').filter(Boolean);
-    assert.deepEqual(await listed(), ['report.txt']); // the kernel keeps this listing
+    assert.deepEqual(await listed(), ['report.txt']);
     await resolve([m.m(d, 'report.txt'), '--keep', 'both']);
-    // The mount made the marked name itself, not at the kernel's request: the kernel's
-    // listing must go at once.
+    // The mount made the marked name itself, not at the kernel's request: the next listing
+    // shows it at once.
     assert.deepEqual(await listed(), [`report.client-conflict-${c.id}.txt`, 'report.txt']);
     await sync();
     assert.equal(await read(m.b(d, 'report.txt')), 'server');
