@@ -5,13 +5,15 @@
 // SIGKILL exactly as the backend's answer arrives, or between it and the row's deletion (offline-crash.test.ts
 // hits such points only by chance: CI once found a create replayed twice that way, parked as
 // a create/create conflict with our own file, and the rename after it never reached the server).
-import { describe, it, after } from 'node:test';
+import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { layerHere, reopenLayer, withoutJournalOptimization, type LayerHere } from './helpers/layer.js';
+import { BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/replay-crash-child.js', import.meta.url));
 const ME = { uid: process.getuid!(), gid: process.getgid!() };
@@ -35,9 +37,10 @@ async function snapshot(root: string): Promise<Record<string, string>> {
 }
 
 /** A cache that saw the backend, then made one change of every kind while offline, closed. */
-async function offlineWork(): Promise<LayerHere> {
+async function offlineWork(nfs: NfsServer | undefined): Promise<LayerHere> {
   const here = await layerHere('replay-crash', {
     config: withoutJournalOptimization,
+    ...(nfs ? { nfs } : {}),
     fill: async (be) => {
       await fsp.writeFile(path.join(be, 'base.txt'), 'base\n');
       await fsp.writeFile(path.join(be, 'old.txt'), 'old\n');
@@ -90,13 +93,18 @@ async function finish(dir: string): Promise<{ tree: Record<string, string>; conf
   }
 }
 
-describe('kill -9 between a record reaching the backend and leaving the journal', () => {
+for (const kind of BACKEND_KINDS) describe(`kill -9 between a record reaching the backend and leaving the journal (${kind} backend)`, { skip: skipKind(kind) }, () => {
   const dirs: string[] = [];
-  after(async () => { for (const d of dirs) await fsp.rm(d, { recursive: true, force: true }); });
+  let nfs: NfsServer | undefined;
+  before(async () => { if (kind === 'nfs') nfs = await startNfsServer('replay-crash'); });
+  after(async () => {
+    for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
+    await nfs?.dispose();
+  });
   let reference: Record<string, string> = {};
 
   it('the uninterrupted replay (the reference)', async () => {
-    const here = await offlineWork();
+    const here = await offlineWork(nfs);
     dirs.push(here.dir);
     const { tree, conflicts } = await finish(here.dir);
     assert.deepEqual(conflicts, []);
@@ -113,7 +121,7 @@ describe('kill -9 between a record reaching the backend and leaving the journal'
   for (const op of OPS) for (const at of ['answer', 'row'] as const) {
     const when = at === 'answer' ? 'as its answer arrived' : 'before its journal row was deleted';
     it(`killed after the backend applied the ${op}, ${when}: the next run replays it again, same result`, async () => {
-      const here = await offlineWork();
+      const here = await offlineWork(nfs);
       dirs.push(here.dir);
       const child = await runChild(here.dir, op, at);
       assert.equal(child.signal, 'SIGKILL', `the child died at its ${op} (exit ${child.code}): ${child.stderr}`);

@@ -1,11 +1,15 @@
 // A cache layer in this process over a real local directory and a real SQLite index, for
 // tests that must interleave the layer's calls precisely (races a FUSE mount cannot time).
 // `wrap` may put fault injection on top of the real backend; `reopenLayer` opens the same
-// backend and cache again, as the next mount would (after a clean close or a kill).
+// backend and cache again, as the next mount would (after a clean close or a kill). With
+// `nfs`, the backend is a directory of a real NFS server's export, spoken to over NFSv3.
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { LocalBackend } from '../../src/backends/local/local-backend.js';
+import { NfsBackend } from '../../src/backends/nfs/nfs-backend.js';
+import { parseNfsUrl } from '../../src/core/nfs-url.js';
 import type { Backend } from '../../src/backends/types.js';
 import { openDb } from '../../src/index/db.js';
 import { ObjectIndex } from '../../src/index/objects.js';
@@ -22,7 +26,7 @@ export interface LayerHere {
   layer: CacheLayer;
   /** The temporary directory holding backend/, cache/ and index.sqlite. */
   dir: string;
-  /** The backend directory. */
+  /** The backend directory (on an NFS backend: in the server's export, as the server sees it). */
   backend: string;
   journal: Journal;
   conflicts: ConflictStore;
@@ -40,19 +44,32 @@ export interface LayerOptions {
   config?: (c: Config) => Config;
   /** Sees the journal before the layer does (fault injection at a record's removal, say). */
   journal?: (j: Journal) => void;
+  /** An NFS server to use as the backend (a fresh directory of its export), not a local one. */
+  nfs?: { url: string; exportDir: string };
 }
+
+/** Where a layerHere directory's backend is (kept in it, so a reopen finds the same one). */
+interface BackendPlace { dir: string; nfsUrl?: string }
 
 export async function layerHere(tag: string, opts: LayerOptions = {}): Promise<LayerHere> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `cachefs-${tag}-`));
-  await fsp.mkdir(path.join(dir, 'backend'), { recursive: true });
-  await opts.fill?.(path.join(dir, 'backend'));
+  let place: BackendPlace = { dir: path.join(dir, 'backend') };
+  if (opts.nfs) {
+    const u = new URL(opts.nfs.url);
+    u.pathname = `${u.pathname.replace(/\/$/, '')}/${path.basename(dir)}`;
+    place = { dir: path.join(opts.nfs.exportDir, path.basename(dir)), nfsUrl: u.toString() };
+  }
+  await fsp.mkdir(place.dir, { recursive: true, mode: 0o777 });
+  writeFileSync(path.join(dir, 'backend.json'), JSON.stringify(place));
+  await opts.fill?.(place.dir);
   return reopenLayer(dir, opts);
 }
 
 /** A layer over a directory layerHere made; `init()` replays what an earlier run left. */
-export async function reopenLayer(dir: string, opts: Omit<LayerOptions, 'fill'> = {}): Promise<LayerHere> {
-  const be = path.join(dir, 'backend');
-  const local = new LocalBackend(be, { workInRoot: false });
+export async function reopenLayer(dir: string, opts: Omit<LayerOptions, 'fill' | 'nfs'> = {}): Promise<LayerHere> {
+  const place = JSON.parse(readFileSync(path.join(dir, 'backend.json'), 'utf8')) as BackendPlace;
+  const be = place.dir;
+  const local = place.nfsUrl ? new NfsBackend(parseNfsUrl(place.nfsUrl), { deadlineMs: 10_000 }) : new LocalBackend(be, { workInRoot: false });
   await local.open();
   const backend = opts.wrap ? opts.wrap(local) : local;
   const db = openDb(path.join(dir, 'index.sqlite'));
@@ -77,6 +94,7 @@ export async function reopenLayer(dir: string, opts: Omit<LayerOptions, 'fill'> 
     dispose: async () => {
       await close();
       await fsp.rm(dir, { recursive: true, force: true });
+      if (place.nfsUrl) await fsp.rm(be, { recursive: true, force: true });
     },
   };
 }
