@@ -7,7 +7,7 @@ import { CONTROL_DIR_NAME } from '../core/names.js';
 import { FsError } from '../core/errors.js';
 import type { ControlDir, FuseStat } from '../layers/control-dir.js';
 import { DirHandles } from './dirs.js';
-import { Fattr, Fopen, Op, attrOut, direntType, entryOut, openOut, parseSetattr, writeOut, type FuseAttr } from './protocol.js';
+import { Fattr, Fopen, Op, attrOut, direntType, entryOut, namedIn, openOut, parseSetattr, writeOut, type FuseAttr } from './protocol.js';
 import type { NodeTable } from './nodes.js';
 import type { Handler } from './session.js';
 import type { Timeouts } from './ops.js';
@@ -66,18 +66,19 @@ export function makeControlHandlers(control: ControlDir, nodes: NodeTable, t: Ti
 
   // Every change of names is refused (EROFS; EXDEV would not make `mv draft …/resolved`
   // work either: mv then unlinks the target first).
-  const named = (op: string, skip: number): Handler => async ({ h: hd, body }) => {
-    body.skip(skip);
-    await control.mutation(op, child(hd.nodeid, body.cstr()));
+  const named = (op: string): Handler => async ({ h: hd, body }) => {
+    const n = namedIn(hd.opcode, body);
+    if (!n) throw new FsError('EINVAL', `opcode ${hd.opcode} names nothing`);
+    await control.mutation(op, child(hd.nodeid, n.names[0]!));
   };
-  h[Op.MKNOD] = named('mknod', 16);
-  h[Op.MKDIR] = named('mkdir', 8);
-  h[Op.SYMLINK] = named('symlink', 0);
-  h[Op.UNLINK] = named('unlink', 0);
-  h[Op.RMDIR] = named('rmdir', 0);
-  h[Op.LINK] = named('link', 8);
-  h[Op.RENAME] = named('rename', 8);
-  h[Op.RENAME2] = named('rename', 16);
+  h[Op.MKNOD] = named('mknod');
+  h[Op.MKDIR] = named('mkdir');
+  h[Op.SYMLINK] = named('symlink');
+  h[Op.UNLINK] = named('unlink');
+  h[Op.RMDIR] = named('rmdir');
+  h[Op.LINK] = named('link');
+  h[Op.RENAME] = named('rename');
+  h[Op.RENAME2] = named('rename');
 
   h[Op.OPEN] = async ({ h: hd, body }) => {
     const flags = body.u32();

@@ -109,6 +109,26 @@ export class Body {
   ahead(): Body { return new Body(this.buf, this.pos, this.end); }
 }
 
+/**
+ * The name(s) a request that names something in its directory node carries (the first is in
+ * that directory), and the other nodes it names (a link's old node, a rename's new
+ * directory, with the new name). Null for other opcodes. Reads `b` from where it stands.
+ */
+export function namedIn(op: number, b: Body): { names: string[]; nodes: bigint[]; newdir?: bigint; newname?: string } | null {
+  switch (op) {
+    case Op.LOOKUP: case Op.UNLINK: case Op.RMDIR: case Op.SYMLINK: return { names: [b.cstr()], nodes: [] };
+    case Op.MKDIR: b.skip(8); return { names: [b.cstr()], nodes: [] };
+    case Op.MKNOD: case Op.CREATE: b.skip(16); return { names: [b.cstr()], nodes: [] };
+    case Op.LINK: { const old = b.u64(); return { names: [b.cstr()], nodes: [old] }; }
+    case Op.RENAME: case Op.RENAME2: {
+      const newdir = b.u64();
+      if (op === Op.RENAME2) b.skip(8);
+      return { names: [b.cstr()], nodes: [newdir], newdir, newname: b.cstr() };
+    }
+    default: return null;
+  }
+}
+
 /** A time a SETATTR sets: nanoseconds since the epoch, now, or left alone. */
 export type SetTime = bigint | 'now' | 'omit';
 

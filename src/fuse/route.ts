@@ -7,7 +7,7 @@
 // (STATFS, FSYNCDIR…) go to the cache's handlers whatever they name.
 import { CONTROL_DIR_NAME } from '../core/names.js';
 import { FsError } from '../core/errors.js';
-import { Op, type Body } from './protocol.js';
+import { Op, namedIn } from './protocol.js';
 import type { NodeTable } from './nodes.js';
 import type { Handler, Request } from './session.js';
 import type { ControlDir } from '../layers/control-dir.js';
@@ -15,22 +15,6 @@ import { makeHandlers, type OpsDeps } from './ops.js';
 import { makeControlHandlers } from './control-ops.js';
 
 type Handlers = Partial<Record<number, Handler>>;
-
-/** Where each opcode that names something in a directory keeps the name(s), and other nodes. */
-function namedIn(op: number, b: Body): { names: string[]; nodes: bigint[]; newdir?: bigint; newname?: string } | null {
-  switch (op) {
-    case Op.LOOKUP: case Op.UNLINK: case Op.RMDIR: case Op.SYMLINK: return { names: [b.cstr()], nodes: [] };
-    case Op.MKDIR: b.skip(8); return { names: [b.cstr()], nodes: [] };
-    case Op.MKNOD: case Op.CREATE: b.skip(16); return { names: [b.cstr()], nodes: [] };
-    case Op.LINK: { const old = b.u64(); return { names: [b.cstr()], nodes: [old] }; }
-    case Op.RENAME: case Op.RENAME2: {
-      const newdir = b.u64();
-      if (op === Op.RENAME2) b.skip(8);
-      return { names: [b.cstr()], nodes: [newdir], newdir, newname: b.cstr() };
-    }
-    default: return null;
-  }
-}
 
 export function routeControl(objects: Handlers, control: Handlers, nodes: NodeTable): Handlers {
   const isCtlNode = (n: bigint) => nodes.ref(n)?.kind === 'ctl';
