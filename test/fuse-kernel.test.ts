@@ -18,14 +18,37 @@ import { waitUntil } from './helpers/wait.js';
 
 const NOBODY = 65534;
 
-describe('FUSE session: invalidation with long timeouts (local backend, inotify)', () => {
+// The default timeouts ("auto") over a local disk watched with inotify: long, and what the
+// kernel keeps is dropped when the backend changes (src/fuse/kernel-caching.ts).
+describe('FUSE session: invalidation with long timeouts (local backend, inotify, default timeouts)', () => {
   let m: Mounted;
   before(async () => {
-    m = await mountFresh('inval', {
-      config: { fuse: { entryTimeout: 60, attrTimeout: 60, negativeTimeout: 60 }, consistency: { watch: 'inotify' } },
-    });
+    m = await mountFresh('inval', { config: { consistency: { watch: 'inotify' } } });
   });
   after(async () => { await m?.cleanup(); });
+
+  it('the default timeouts are long here, and a stat repeated after them of a second makes no request', async () => {
+    const status = async () => await control(m, 'status') as unknown as { ops: Record<string, { count: number }>; kernel: { attrTimeoutS: number; entryTimeoutS: number; listings: boolean; told: boolean } };
+    const k = (await status()).kernel;
+    assert.deepEqual([k.entryTimeoutS, k.attrTimeoutS, k.listings, k.told], [60, 60, true, true]);
+    assert.match((await cli(['status', m.mnt])).stdout, /kernel +keeps names 60 s, attributes 60 s, listings; told of every backend change/);
+    await fsp.writeFile(m.b('kept'), 'kept');
+    const asked = async () => { const o = (await status()).ops; return (o.getattr?.count ?? 0) + (o.lookup?.count ?? 0); };
+    // The backend's change of the root (its new name) reaches the kernel as an invalidation
+    // a moment later (the watcher's and the recheck's batching, 50 ms each), which costs one
+    // more GETATTR: wait until stats 300 ms apart ask nothing.
+    await waitUntil('stats answered by the kernel alone', async () => {
+      const was = await asked();
+      await fsp.stat(m.m('kept'));
+      await new Promise((r) => setTimeout(r, 300));
+      await fsp.stat(m.m('kept'));
+      return await asked() === was;
+    }, 5000);
+    const before = await asked();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await fsp.stat(m.m('kept'))).size, 4);
+    assert.equal(await asked(), before, 'the kernel still held the name and its attributes');
+  });
 
   it('stat sees a size changed on the backend', async () => {
     await fsp.writeFile(m.b('grows'), 'short');

@@ -84,7 +84,7 @@ describe('FUSE protocol: malformed and unexpected requests', () => {
         maxWrite: 1 << 20, readers: 1, interruptible: INTERRUPTIBLE,
         forget: (pairs) => { for (const [n, c] of pairs) nodes.forget(n, c); },
         handlers: fuseHandlers({
-          layer, nodes, control: new ControlDir({ conflicts: here.conflicts, cacheDir: path.join(here.dir, 'cache') }), timeouts: { entry: 1, attr: 1, negative: 1 }, creds: (h) => ({ uid: h.uid, gid: h.gid }),
+          layer, nodes, control: new ControlDir({ conflicts: here.conflicts, cacheDir: path.join(here.dir, 'cache') }), caching: { entry: 1, attr: 1, negative: 1, listings: false, untoldAttrS: 1, told: false }, controlTimeouts: { entry: 1, attr: 1, negative: 1 }, creds: (h) => ({ uid: h.uid, gid: h.gid }),
           autoCache: true, negotiated: () => session.init,
         }),
       });

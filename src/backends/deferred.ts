@@ -108,6 +108,8 @@ export class DeferredBackend implements Backend {
     timer.unref();
   }
 
+  notifiesChanges(): boolean { return this.open?.notifiesChanges?.() ?? false; }
+
   async close(): Promise<void> { await this.open?.close().catch(() => undefined); }
 
   info(): Record<string, unknown> {

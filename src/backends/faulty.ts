@@ -87,6 +87,7 @@ export function withFaults(inner: Backend, source: FaultSource): Backend {
     setattr: wrap('setattr', (fh: Buffer, s, c?: Creds) => inner.setattr(fh, s, c)),
     statfs: wrap('statfs', () => inner.statfs()),
     ...(inner.watch ? { watch: (...a: Parameters<NonNullable<Backend['watch']>>) => inner.watch!(...a) } : {}),
+    ...(inner.notifiesChanges ? { notifiesChanges: () => inner.notifiesChanges!() } : {}),
     close: () => inner.close(),
     ...(inner.info ? { info: () => inner.info!() } : {}),
   };

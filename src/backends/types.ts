@@ -112,6 +112,12 @@ export interface Backend {
   statfs(): Promise<StatFs>;
   /** Starts noticing changes made to the backend from outside (if the backend can). */
   watch?(onChange: (change: OutsideChange) => void, opts?: WatchOptions): Promise<void>;
+  /**
+   * Whether watch() reports, now and promptly, every change made from outside to the
+   * directories seen through this adapter and to the objects in them (names, attributes
+   * and file contents). The kernel is given long timeouts only while it does. Absent: never.
+   */
+  notifiesChanges?(): boolean;
   close(): Promise<void>;
   /** Figures for `cachefs status` (transfer sizes, counters); plain JSON. */
   info?(): Record<string, unknown>;

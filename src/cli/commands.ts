@@ -226,6 +226,8 @@ export async function commandStatus(mountpoint: string, opts: { json?: boolean }
     `  conflicts  ${s.conflicts === 0 ? 'none' : `${s.conflicts} waiting for you (cachefs conflicts)`}`,
     `  reads      ${c.hits} hits, ${c.misses} misses; ${formatBytes(c.bytesFromCache)} from cache, ${formatBytes(c.bytesFromBackend)} from backend`,
     `  process    ${s.openFiles} open files, ${formatBytes(s.rssBytes)} resident`,
+    ...(s.kernel ? [`  kernel     keeps names ${s.kernel.entryTimeoutS} s, attributes ${s.kernel.attrTimeoutS} s${s.kernel.listings ? ', listings' : ''}; `
+      + (s.kernel.told ? 'told of every backend change' : 'not told of backend changes (they show once these expire)')] : []),
   ];
   const nfs = s.backendInfo as { protocol?: string; rsize?: number; wsize?: number; rpc?: { calls?: number; retransmits?: number; reconnects?: number } } | undefined;
   if (nfs?.protocol) {

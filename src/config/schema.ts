@@ -3,6 +3,7 @@
 import { z } from 'zod';
 
 const seconds = z.number().finite().nonnegative();
+const kernelTimeout = z.union([seconds, z.literal('auto')]);
 
 export const ConfigSchema = z.object({
   /** What to cache: a directory path, a file:// URL or an nfs://host/export URL. */
@@ -36,8 +37,12 @@ export const ConfigSchema = z.object({
   fuse: z.object({
     /** "auto": allow_other when mounted by root (so other users get real permission checks). */
     allowOther: z.union([z.boolean(), z.literal('auto')]),
-    /** Kernel dentry / attribute / negative-lookup cache lifetimes, in seconds. */
-    entryTimeout: seconds, attrTimeout: seconds, negativeTimeout: seconds,
+    /**
+     * Kernel dentry / attribute / negative-lookup cache lifetimes, in seconds, or "auto":
+     * 60 s while the backend reports every change (a local disk watched with inotify: the
+     * kernel is told of each), 1 s otherwise (see src/fuse/kernel-caching.ts).
+     */
+    entryTimeout: kernelTimeout, attrTimeout: kernelTimeout, negativeTimeout: kernelTimeout,
     /** Largest read or write the kernel sends at once (the kernel allows up to 1 MiB: max_pages_limit). */
     maxWrite: z.number().int().min(4096).max(1048576),
     /** Keep the kernel page cache across opens while the file is unchanged (auto_cache). */
@@ -100,7 +105,7 @@ export const DEFAULTS: Config = {
   cacheDir: './.cache/cachefs',
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
   consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
-  fuse: { allowOther: 'auto', entryTimeout: 1, attrTimeout: 1, negativeTimeout: 1, maxWrite: 1048576, autoCache: true, writebackCache: false, passthrough: false },
+  fuse: { allowOther: 'auto', entryTimeout: 'auto', attrTimeout: 'auto', negativeTimeout: 'auto', maxWrite: 1048576, autoCache: true, writebackCache: false, passthrough: false },
   culling: { maxBytes: 0, brun: 10, bcull: 7, bstop: 3, frun: 10, fcull: 7, fstop: 3, intervalS: 10 },
   hoard: { concurrency: 16, afterReconnect: true },
   reintegration: { optimize: true },
@@ -124,9 +129,9 @@ export const FIELD_HINTS: Record<string, string> = {
   'consistency.watch': 'true (automatic), "inotify", "poll" or false',
   'consistency.pollIntervalS': 'seconds between 0.1 and 3600, e.g. 5',
   'fuse.allowOther': 'true, false or "auto"',
-  'fuse.entryTimeout': 'seconds, e.g. 1',
-  'fuse.attrTimeout': 'seconds, e.g. 1',
-  'fuse.negativeTimeout': 'seconds, e.g. 1',
+  'fuse.entryTimeout': '"auto" (long while the backend\'s changes are reported, else 1 s) or seconds, e.g. 1',
+  'fuse.attrTimeout': '"auto" (long while the backend\'s changes are reported, else 1 s) or seconds, e.g. 1',
+  'fuse.negativeTimeout': '"auto" (long while the backend\'s changes are reported, else 1 s) or seconds, e.g. 1',
   'fuse.maxWrite': 'bytes between 4096 and 1048576, e.g. 1048576',
   'fuse.autoCache': 'true or false',
   'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported yet: with it a file changed on an NFS server could be read stale after the next open)',

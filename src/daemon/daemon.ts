@@ -367,6 +367,8 @@ async function startMount(config: Config): Promise<RunningMount> {
     layer,
     control: new ControlDir({ conflicts, cacheDir: config.cacheDir }),
     generation: handleGeneration(db),
+    // True only once its watcher runs (started after the mount; never with `watch: false`).
+    told: () => backend.notifiesChanges?.() ?? false,
     creds: (h) => {
       const creds = { uid: h.uid, gid: h.gid };
       // Root's rights need no groups to check (and /proc is read once per change otherwise).
@@ -375,11 +377,8 @@ async function startMount(config: Config): Promise<RunningMount> {
     },
   });
   layer.kernel = fuse;
-  await fuse.mount();
-  // Unmounted from outside (fusermount3 -u, umount): the daemon has nothing left to serve.
-  void fuse.ended.then((why) => { if (!shuttingDown) void shutdown(`the kernel ended the session (${why})`); });
-  log.info(`mounted ${backend.description} on ${mp} (cache ${config.cacheDir})`);
-
+  // Watching starts before the kernel's first request: while it runs, replies carry the
+  // long timeouts (src/fuse/kernel-caching.ts), the root's first attributes included.
   const watch = config.consistency.watch;
   if (watch !== false && backend.watch) {
     backend.watch((c) => layer.noticeOutsideChange(c), {
@@ -387,6 +386,11 @@ async function startMount(config: Config): Promise<RunningMount> {
       pollIntervalMs: Math.round(config.consistency.pollIntervalS * 1000),
     }).catch((e) => log.warn('cannot watch the backend', e));
   }
+
+  await fuse.mount();
+  // Unmounted from outside (fusermount3 -u, umount): the daemon has nothing left to serve.
+  void fuse.ended.then((why) => { if (!shuttingDown) void shutdown(`the kernel ended the session (${why})`); });
+  log.info(`mounted ${backend.description} on ${mp} (cache ${config.cacheDir})`);
 
   /** The connections following `cachefs watch` (see serveWatcher). */
   const watchers = new Set<WatchStream>();
@@ -423,6 +427,10 @@ async function startMount(config: Config): Promise<RunningMount> {
       ops: Object.fromEntries(Object.entries(opStats).map(([k, v]) => [k, { ...v, ms: Math.round(v.ms) }])),
       ...(backend.info ? { backendInfo: backend.info() } : {}),
       watchers: watchers.size,
+      kernel: {
+        entryTimeoutS: fuse.caching.entry, attrTimeoutS: fuse.caching.attr, negativeTimeoutS: fuse.caching.negative,
+        listings: fuse.caching.listings, told: fuse.caching.told,
+      },
     };
   };
 

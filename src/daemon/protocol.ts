@@ -106,6 +106,14 @@ export const StatusSchema = z.object({
   backendInfo: z.record(z.unknown()).optional(),
   /** Connections following `cachefs watch` right now. */
   watchers: z.number().optional(),
+  /**
+   * What the kernel may keep (src/fuse/kernel-caching.ts): the timeouts replies carry now,
+   * whether it keeps listings, and whether the backend's changes are reported to it.
+   */
+  kernel: z.object({
+    entryTimeoutS: z.number(), attrTimeoutS: z.number(), negativeTimeoutS: z.number(),
+    listings: z.boolean(), told: z.boolean(),
+  }).optional(),
 });
 export type Status = z.infer<typeof StatusSchema>;
 

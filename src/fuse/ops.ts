@@ -17,6 +17,7 @@ import {
 import type { NodeTable } from './nodes.js';
 import type { Handler, Negotiated } from './session.js';
 import { DirHandles, type DirEntry } from './dirs.js';
+import type { KernelCaching } from './kernel-caching.js';
 
 export { opStats } from './session.js';
 
@@ -29,15 +30,18 @@ export type NodeFs = Pick<CacheLayer,
   | 'mknodAt' | 'mkdirAt' | 'symlinkAt' | 'linkAt' | 'unlinkAt' | 'rmdirAt' | 'renameAt' | 'createAt'
   | 'openObject' | 'wholeCacheFile' | 'fileOf' | 'read' | 'write' | 'ftruncate' | 'flush' | 'fsync' | 'release'>;
 
-/** How long the kernel may trust names and attributes, seconds. */
-export interface Timeouts { entry: number; attr: number; negative: number }
+/** How long the kernel may trust names and attributes, seconds (read at each reply). */
+export type Timeouts = Pick<KernelCaching, 'entry' | 'attr' | 'negative'>;
 
 export interface OpsDeps {
   layer: NodeFs;
   nodes: NodeTable;
   /** Names of the root its listing leaves out (the control directory's, which shadows them). */
   hiddenInRoot?: (name: string) => boolean;
-  timeouts: Timeouts;
+  /** The kernel's timeouts, and whether it may keep directory listings (kernel-caching.ts). */
+  caching: KernelCaching;
+  /** The control directory's timeouts (nobody tells the kernel of its changes). */
+  controlTimeouts: Timeouts;
   /** The credentials of a request's caller (supplementary groups where the backend needs them). */
   creds(h: InHeader): Creds;
   /** Whether an unchanged file's pages may stay in the kernel's cache across opens. */
@@ -72,7 +76,7 @@ export const INTERRUPTIBLE: ReadonlySet<number> = new Set([
 ]);
 
 export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
-  const { layer, nodes, timeouts: t } = d;
+  const { layer, nodes, caching: t } = d;
   // Reply buffers for READ, used again once their reply is written: a fresh 1 MiB buffer per
   // request was a fresh mapping the kernel faulted in and zeroed, then garbage (a quarter of
   // the cold-read profile was the collector).
@@ -363,9 +367,25 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     if (fh) await layer.flush(fh);
   };
 
-  h[Op.OPENDIR] = ({ h: hd }) => {
-    if (objOf(hd.nodeid).attr.type !== 'dir') throw new FsError('ENOTDIR');
-    return openOut(BigInt(dirs.opened()), 0);
+  /**
+   * Where the kernel keeps the names' attributes for long (kernel-caching.ts), it also keeps
+   * the listing it read of a directory (FOPEN_CACHE_DIR), and serves the next opendir's
+   * reads from it (FOPEN_KEEP_CACHE) only if the directory is still the version it was at
+   * the last opendir: an opendir revalidates the directory as an open revalidates a file
+   * (close-to-open), and an outside change the cache learns of meanwhile drops the kernel's
+   * copy (INVAL_INODE). The kernel drops it too on changes made through the mount.
+   */
+  const dirSeenAtOpen = new Map<number, string>();
+  h[Op.OPENDIR] = async ({ h: hd }) => {
+    if (!t.listings) {
+      if (objOf(hd.nodeid).attr.type !== 'dir') throw new FsError('ENOTDIR');
+      return openOut(BigInt(dirs.opened()), 0);
+    }
+    const o = await layer.getattrOf(objOf(hd.nodeid));
+    if (o.attr.type !== 'dir') throw new FsError('ENOTDIR');
+    const keep = dirSeenAtOpen.get(o.id) === o.attr.version;
+    dirSeenAtOpen.set(o.id, o.attr.version);
+    return openOut(BigInt(dirs.opened()), Fopen.CACHE_DIR | (keep ? Fopen.KEEP_CACHE : 0));
   };
 
   /** The listing of a directory node: `.` and `..` first, then its entries. */

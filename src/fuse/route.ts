@@ -54,5 +54,5 @@ export function fuseHandlers(d: Omit<OpsDeps, 'hiddenInRoot'> & { control?: Cont
   const { control, ...rest } = d;
   if (!control) return makeHandlers(rest);
   const objects = makeHandlers({ ...rest, hiddenInRoot: (name) => control.hides(name) });
-  return routeControl(objects, makeControlHandlers(control, d.nodes, d.timeouts), d.nodes);
+  return routeControl(objects, makeControlHandlers(control, d.nodes, d.controlTimeouts), d.nodes);
 }

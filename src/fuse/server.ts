@@ -15,6 +15,7 @@ import { fuseHandlers } from './route.js';
 import { Init, Notify, notifyInvalEntry, notifyInvalInode, type InHeader } from './protocol.js';
 import { FuseSession, type Negotiated } from './session.js';
 import { backingClose, backingOpen } from './sys.js';
+import { kernelCaching, untoldCaching, type KernelCaching } from './kernel-caching.js';
 
 export interface ServerOptions {
   mountpoint: string;
@@ -25,6 +26,11 @@ export interface ServerOptions {
   creds(h: InHeader): Creds;
   /** The cache's generation for file handles (nodes.ts); 0 when absent. */
   generation?: number;
+  /**
+   * Whether the backend reports every change to what the kernel holds now (its watcher:
+   * Backend.notifiesChanges); absent: never. Long kernel timeouts hang on it.
+   */
+  told?: () => boolean;
 }
 
 /** Outstanding reads of /dev/fuse (each holds a pool thread). */
@@ -36,9 +42,12 @@ export class FuseServer {
   /** The connection's number under /sys/fs/fuse/connections (null: not found). */
   private connection: number | null = null;
   readonly nodes: NodeTable;
+  /** The timeouts each reply carries, and whether listings are kept (kernel-caching.ts). */
+  readonly caching: KernelCaching;
 
   constructor(private readonly o: ServerOptions) {
     this.nodes = new NodeTable(o.layer.rootObjectId, o.generation ?? 0);
+    this.caching = kernelCaching(o.config.fuse, o.told ?? (() => false));
   }
 
   /** Mounts and starts serving; resolves once the kernel can send requests. */
@@ -63,7 +72,8 @@ export class FuseServer {
         layer: this.o.layer,
         nodes: this.nodes,
         ...(this.o.control ? { control: this.o.control } : {}),
-        timeouts: { entry: f.entryTimeout, attr: f.attrTimeout, negative: f.negativeTimeout },
+        caching: this.caching,
+        controlTimeouts: untoldCaching(f),
         creds: this.o.creds,
         autoCache: f.autoCache,
         negotiated: (): Negotiated | null => session.init,
@@ -122,6 +132,10 @@ export class FuseServer {
   }
 
   // ---------------------------------------------------------------- invalidation
+
+  untoldAttrS(): number {
+    return this.caching.untoldAttrS;
+  }
 
   objectAt(id: number, version: string): boolean {
     const node = this.nodes.nodeOf(id);

@@ -185,6 +185,7 @@ export class CacheLayer {
     });
     this.freshness = new Freshness({
       index: this.index, config: deps.config,
+      untoldKernelS: () => this.kernel?.untoldAttrS() ?? 0,
       hasDirtyRun: (id) => this.writeBack.dirty.has(id),
       hasOpenWriters: (o) => this.hasOpenWriters(o),
       hasPendingRecords: (id) => this.replayer.hasPendingFor(id),

@@ -3,7 +3,8 @@
 //
 // What must stay true:
 // - attributes are trusted for an NFS-style time (acregmin..acregmax, acdirmin..acdirmax,
-//   growing with the time since the object last changed), minus what the kernel keeps on top;
+//   growing with the time since the object last changed), minus what the kernel keeps on top
+//   untold (nothing where the backend's changes are reported and the kernel is told of each);
 // - a new version from the backend drops clean cached data, never data of ours the backend
 //   does not have yet (a dirty run, journal records not yet applied, a writer not flushed);
 // - our own changes move the backend's version too, and must not look like someone else's:
@@ -32,7 +33,9 @@ export function nowNs(): bigint {
 /** What the rules need to know of the rest of the layer; the cache layer wires it. */
 export interface FreshnessDeps {
   index: Pick<ObjectIndex, 'byHandle' | 'upsert' | 'setAttr' | 'setDataVersion' | 'setNamesVersion' | 'invalidateNames'>;
-  config: Pick<Config, 'consistency' | 'fuse'>;
+  config: Pick<Config, 'consistency'>;
+  /** Seconds the kernel keeps attributes with nobody telling it of a change (KernelCache.untoldAttrS). */
+  untoldKernelS(): number;
   /** The object has a dirty run not journaled yet (write-back). */
   hasDirtyRun(id: number): boolean;
   /** Some open file wrote to the object and has not flushed yet. */
@@ -52,12 +55,12 @@ export class Freshness {
     const [lo, hi] = obj.attr.type === 'dir' ? [c.acdirmin, c.acdirmax] : [c.acregmin, c.acregmax];
     // NFS's heuristic: the longer an object has gone unchanged, the longer we trust it.
     const ageS = Math.max(0, Date.now() / 1000 - Number(obj.attr.mtimeNs / 1_000_000_000n));
-    // The kernel keeps what we answer for fuse.attrTimeout on top of this: what applications
-    // see must be no older than an NFS client would show (acregmin for a young file), so our
-    // own trust is shorter by that much. (A file changed on the server 0.3 s after a read was
-    // served stale for 3 + 1 s: the kernel's i_size came from our cached attributes at the
-    // LOOKUP just before open(), and open()'s own revalidation cannot reach the kernel.)
-    return Math.max(0, Math.min(hi, Math.max(lo, ageS / 10)) * 1000 - this.d.config.fuse.attrTimeout * 1000);
+    // Where nobody tells the kernel of changes, it keeps what we answer for its attribute
+    // timeout on top of this: what applications see must be no older than an NFS client
+    // would show (acregmin for a young file), so our own trust is shorter by that much. (A
+    // file changed on the server 0.3 s after a read was served stale for 3 + 1 s: the
+    // kernel's i_size came from our cached attributes at the LOOKUP just before open().)
+    return Math.max(0, Math.min(hi, Math.max(lo, ageS / 10)) * 1000 - this.d.untoldKernelS() * 1000);
   }
 
   isFresh(obj: CachedObject): boolean {

@@ -30,6 +30,11 @@ export interface KernelCache {
   invalidateEntry(dirId: number, name: string): void;
   /** Whether the kernel holds object `id` (a node it was given and has not forgotten). */
   holds(id: number): boolean;
+  /**
+   * Seconds the kernel may keep attributes it was given with nobody telling it of a change
+   * (0 while the backend's changes are reported and it is told of each).
+   */
+  untoldAttrS(): number;
 }
 
 /** What the rechecks need of the rest of the layer; the cache layer wires it. */

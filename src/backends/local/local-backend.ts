@@ -652,6 +652,10 @@ export class LocalBackend implements Backend {
     for (const rel of this.knownDirs) this.watcher.add(this.watchPath(rel));
   }
 
+  notifiesChanges(): boolean {
+    return this.watcher?.complete ?? false;
+  }
+
   /** Watchers get absolute paths (their events are matched against the root). */
   private watchPath(rel: string): string {
     return rel === '' ? this.rootPath : path.join(this.rootPath, rel);

@@ -19,6 +19,12 @@ import { log } from '../../core/log.js';
 
 /** What the backend needs from a watcher. `name` is '' when the directory itself changed. */
 export interface DirWatching {
+  /**
+   * Every directory asked for is watched, and a change to anything in one (names, a file's
+   * attributes or contents) is reported promptly. False for polling (it sees only names),
+   * and for inotify once a directory could not be watched (a limit) or lost its watch.
+   */
+  readonly complete: boolean;
   add(dirAbs: string): void;
   remove(dirAbs: string): void;
   rename(from: string, to: string): void;
@@ -30,8 +36,11 @@ export type DirEvent = (dirAbs: string, name: string) => void;
 export class InotifyDirWatcher implements DirWatching {
   private readonly watchers = new Map<string, FSWatcher>();
   private warnedLimit = false;
+  private missed = false;
 
   constructor(private readonly onEvent: DirEvent) {}
+
+  get complete(): boolean { return !this.missed; }
 
   /** Starts watching `dirAbs` (no-op if already watched or gone). */
   add(dirAbs: string): void {
@@ -43,13 +52,14 @@ export class InotifyDirWatcher implements DirWatching {
       });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') this.missed = true;
       if ((code === 'ENOSPC' || code === 'EMFILE') && !this.warnedLimit) {
         this.warnedLimit = true;
         log.warn(`cannot watch more directories (${code}: inotify limit); outside changes there are seen at the next open()`);
       }
       return;
     }
-    w.on('error', () => this.remove(dirAbs));
+    w.on('error', () => { this.missed = true; this.remove(dirAbs); });
     this.watchers.set(dirAbs, w);
   }
 
@@ -79,6 +89,9 @@ export class InotifyDirWatcher implements DirWatching {
 /** chokidar in polling mode, directories only (see the top of this file). */
 export class PollingDirWatcher implements DirWatching {
   private readonly dirs = new Set<string>();
+
+  /** It sees names come and go, not a file's contents change in place. */
+  readonly complete = false;
 
   private constructor(private readonly w: import('chokidar').FSWatcher) {}
 
