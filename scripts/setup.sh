@@ -12,8 +12,11 @@ cd "$(dirname "$0")/.."
 # server on 127.0.0.1 for the tests and benchmarks; gcc + libc6-dev build its LD_PRELOAD shim).
 # libnfs-dev: bench/hoard.ts builds its libnfs tree-copy baseline against it.
 # strace: test/data-integrity.test.ts checks that fsync while disconnected reaches the disk.
+# git, sqlite3, rsync, tar: the real tools the tests run in the mount (test/offline-trip.test.ts,
+# test/real-tools.test.ts), connected and offline.
 APT_PACKAGES=(fuse3 bindfs g++ make python3 ca-certificates
-  nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev iproute2 gcc libc6-dev strace)
+  nfs-ganesha nfs-ganesha-vfs libnfs-utils libnfs-dev iproute2 gcc libc6-dev strace
+  git sqlite3 rsync tar)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
