@@ -13,11 +13,11 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { mountFresh, cli, sh, tempRoot, type Mounted, BACKEND_KINDS, skipKind, control as ctl, waitReplayed } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { waitUntil } from './helpers/wait.js';
+import { snapshot, diff, type Entry } from './helpers/tree.js';
 
 const GIT_ENV = ['-c', 'user.name=Laptop User', '-c', 'user.email=user@example.invalid', '-c', 'commit.gpgsign=false',
   '-c', 'init.defaultBranch=main', '-c', 'advice.detachedHead=false', '-c', 'gc.auto=0'];
@@ -30,9 +30,6 @@ async function run(cmd: string, args: string[], cwd: string): Promise<string> {
 const git = (cwd: string, ...args: string[]) => run('git', [...GIT_ENV, ...args], cwd);
 const sqlite = (db: string, sql: string) => run('sqlite3', ['-batch', '-bail', db, sql], path.dirname(db));
 
-interface Entry { type: string; mode: string; size?: number; sha1?: string; target?: string; mtimeNs?: bigint }
-
-/** Every name below `root` -> type, mode, size and content hash (and mtime, with `mtimes`). */
 /**
  * The mount's tree once the last closes have been dealt with: a file unlinked while open
  * keeps a `.cachefs-hidden-…` name until the kernel's RELEASE, which FUSE sends after
@@ -45,40 +42,6 @@ async function settledSnapshot(root: string, opts: { mtimes?: boolean } = {}): P
     return left.length === 0;
   }, 60_000);
   return snapshot(root, opts);
-}
-
-async function snapshot(root: string, opts: { mtimes?: boolean } = {}): Promise<Map<string, Entry>> {
-  const out = new Map<string, Entry>();
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of (await fsp.readdir(path.join(root, rel))).sort()) {
-      const r = path.join(rel, name);
-      const p = path.join(root, r);
-      const st = await fsp.lstat(p, { bigint: true });
-      const e: Entry = { type: st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'link' : st.isFile() ? 'file' : 'other', mode: (st.mode & 0o7777n).toString(8) };
-      if (st.isFile()) {
-        e.size = Number(st.size);
-        e.sha1 = createHash('sha1').update(await fsp.readFile(p)).digest('hex');
-        if (opts.mtimes) e.mtimeNs = st.mtimeNs;
-      }
-      if (st.isSymbolicLink()) e.target = await fsp.readlink(p);
-      out.set(r, e);
-      if (st.isDirectory()) await walk(r);
-    }
-  };
-  await walk('');
-  return out;
-}
-
-/** Differences between two snapshots, one line each (empty: the same). */
-function diff(want: Map<string, Entry>, got: Map<string, Entry>): string[] {
-  const out: string[] = [];
-  const show = (e: Entry | undefined) => (e ? JSON.stringify(e, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) : 'missing');
-  for (const name of new Set([...want.keys(), ...got.keys()])) {
-    const a = show(want.get(name));
-    const b = show(got.get(name));
-    if (a !== b) out.push(`${name}: offline mount ${a}, server ${b}`);
-  }
-  return out.sort();
 }
 
 async function filesNamed(root: string, re: RegExp): Promise<string[]> {
