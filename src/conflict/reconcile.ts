@@ -502,6 +502,11 @@ export class Reconciler {
     try {
       const out = await this.plain.apply(entry, hint);
       await this.plain.noteApplied(o.id, out);
+      // The object it replaced lost a name: one with other links lives on, and our rename
+      // moved its ctime (its version) on the server. A later record of it (rsync -H writing
+      // a hard-linked file anew renames over each name in turn) is based on what it was
+      // before: it must find that our change, not someone else's (invariant 9).
+      if (there && r.target !== undefined && r.target !== o.id) await this.plain.noteApplied(r.target, { kind: 'done' });
       return out;
     } catch (e) {
       // The object itself is gone from the server (removed there while we renamed it).
