@@ -51,10 +51,12 @@ export const ConfigSchema = z.object({
      * The kernel's writeback cache: writes would gather in its page cache and reach us at
      * close, fsync or under memory pressure. Refused (only false is accepted). Its first
      * trials failed a WRITE with EAGAIN and hung fsync(); both are fixed (a write whose chunk
-     * keeps changing goes around the cache; notifications go one at a time). What is left:
-     * over NFS, a file changed on the server was still read with its old contents at the next
-     * open (close-to-open broken), and it measured no faster (tar x, dd conv=fsync). The
-     * session still negotiates it if this ever allows it.
+     * keeps changing goes around the cache; notifications go one at a time). What is left is
+     * the kernel's design: with it the kernel keeps its own size and mtime of a regular file
+     * and ignores the server's (fuse_change_attributes, fuse_get_cache_mask), so a file
+     * another client changed on an NFS server is read at its old size at the next open
+     * (close-to-open broken); and it measured no faster (tar x, dd conv=fsync). The session
+     * still negotiates it if this ever allows it.
      */
     writebackCache: z.literal(false),
     /**
@@ -134,7 +136,7 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.negativeTimeout': '"auto" (long while the backend\'s changes are reported, else 1 s) or seconds, e.g. 1',
   'fuse.maxWrite': 'bytes between 4096 and 1048576, e.g. 1048576',
   'fuse.autoCache': 'true or false',
-  'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported yet: with it a file changed on an NFS server could be read stale after the next open)',
+  'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported: with it the kernel ignores the size and mtime another client gave a file, so it could be read stale after the next open)',
   'fuse.passthrough': 'true or false',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
