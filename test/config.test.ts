@@ -51,7 +51,7 @@ describe('configuration', () => {
       [{ fuse: { maxWrite: 2 << 20 } }, /fuse\.maxWrite.*1048576/s],
       [{ log: 'verbose' }, /"log".*"verbose".*Fix/s],
       [{ fuse: { allowOther: 'yes' } }, /fuse\.allowOther.*true, false or "auto"/s],
-      [{ fuse: { writebackCache: true } }, /fuse\.writebackCache.*not supported yet/s],
+      [{ fuse: { writebackCache: true } }, /fuse\.writebackCache.*not supported/s],
       [{ extra: 1 }, /unknown field "extra"/],
       [[1, 2], /must hold a JSON object/],
     ];
