@@ -181,6 +181,8 @@ describe('FUSE session: the kernel\'s view of objects', () => {
   it('reads go to the mount in requests of up to 1 MiB', async () => {
     const data = Buffer.alloc(16 << 20, 7);
     await fsp.writeFile(m.b('big'), data);
+    // The root was listed (an earlier test): the new name shows once the watcher reports it.
+    await waitUntil('the backend\'s new file to show in the mount', () => fsp.stat(m.m('big')).then((st) => st.size === data.length, () => false), 5000);
     const before = (await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.read?.count ?? 0;
     const got = await fsp.readFile(m.m('big'));
     assert.ok(got.equals(data));
