@@ -139,7 +139,7 @@ for (const kind of BACKEND_KINDS) describe(`rsync, tar and cp in the mount, conn
   });
 
   it('cp of a file larger than the mount process may hold in memory, connected and offline, replays whole', async () => {
-    const size = 192 * MiB;
+    const size = 144 * MiB;
     const big = path.join(work, 'big.bin');
     // Written in pieces: the test process need not hold it either.
     const h = await fsp.open(big, 'w');
