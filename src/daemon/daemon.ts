@@ -367,7 +367,7 @@ async function startMount(config: Config): Promise<RunningMount> {
     layer,
     control: new ControlDir({ conflicts, cacheDir: config.cacheDir }),
     generation: handleGeneration(db),
-    // True only once its watcher runs (started after the mount; never with `watch: false`).
+    // True only while its watcher runs (started just before the mount; never with `watch: false`).
     told: () => backend.notifiesChanges?.() ?? false,
     creds: (h) => {
       const creds = { uid: h.uid, gid: h.gid };
