@@ -101,7 +101,8 @@ for (const kind of BACKEND_KINDS) describe(`rsync, tar and cp in the mount, conn
     const src = path.join(work, 'src');
     await makeSource(src);
     await run('tar', ['--format=posix', '-C', src, '-cf', path.join(work, 'v1.tar'), '.']);
-    // Connected. The mount's root is listed first, as anyone working in it does.
+    // Connected. The mount's root is listed first, as anyone working in it does: offline, a
+    // name never seen in a directory never listed cannot be told absent (EHOSTUNREACH).
     await run('ls', ['-la', m.mnt]);
     await run('rsync', ['-aH', '--delete', `${src}/`, `${m.m('synced')}/`]);
     await fsp.mkdir(m.m('untarred'));

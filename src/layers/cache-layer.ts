@@ -126,11 +126,6 @@ const O_RDWR = 2;
 const ACCESS_FLUSH_MS = 30_000;
 /** Chunks of one file a hoard walk fetches at once. */
 const HOARD_CHUNKS_PER_FILE = 8;
-/**
- * A directory this big or smaller (st_size: about 1,000 names on ext4) is listed whole at
- * the first lookup in it (see lookup): about 70 ms at most over a local disk.
- */
-const LIST_ON_LOOKUP_MAX_BYTES = 32 * 1024;
 
 export class CacheLayer {
   readonly counters: Counters = { hits: 0, misses: 0, bytesFromCache: 0, bytesFromBackend: 0, backendCalls: 0 };
@@ -417,26 +412,6 @@ export class CacheLayer {
       }
     } else if (dir.complete) {
       throw new FsError('ENOENT');
-    } else if (this.connected && dir.attr.size <= LIST_ON_LOOKUP_MAX_BYTES) {
-      // A directory someone works in (a name looked up in it) is listed whole, as Coda
-      // fetches a directory: offline, a name it never showed can then be told absent and
-      // made (an editor's new file, `mkdir`), where a partial name cache can only say
-      // EHOSTUNREACH. A kernel LOOKUP holds the directory's lock, so no change of ours to
-      // it runs meanwhile; a listing that did miss one (a lookup of our own, from a path)
-      // is dropped at the next use, as the change marked the directory stale and moved its
-      // version. Not for big directories (one listing then costs more than the lookups it
-      // saves); a failed listing leaves the plain lookup.
-      try {
-        await this.readdirOf(dir);
-      } catch (e) {
-        log.debug(`listing directory ${dir.id} at a lookup in it failed`, e);
-      }
-      if (dir.complete) {
-        const id = this.index.namesOf(dir).get(name);
-        const o = typeof id === 'number' ? this.index.get(id) : undefined;
-        if (o) return o;
-        if (id === undefined || id === null) throw new FsError('ENOENT');
-      }
     }
     if (!this.connected && dir.stale) {
       // Disconnected: the names the directory had before its version moved are what the
