@@ -72,12 +72,16 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     await fsp.writeFile(m.b('unlisted/hidden.txt'), 'x');
     await fsp.writeFile(m.b('victim.txt'), 'to be removed offline');
     await fsp.mkdir(m.b('emptydir'));
+    await fsp.mkdir(m.b('worked-in'));
+    await fsp.writeFile(m.b('worked-in/main.c'), 'int main(void) { return 0; }\n');
     // What the cache gets to know while connected:
     assert.equal(await fsp.readFile(m.m('cached.txt'), 'utf8'), 'read while connected');
     assert.deepEqual(await fsp.readdir(m.m('listed')), ['inside.txt']);
     assert.equal(await fsp.readFile(m.m('listed/inside.txt'), 'utf8'), 'in a listed directory');
     await fsp.readdir(m.m(''));
     await fsp.stat(m.m('unlisted'));
+    // A directory worked in by name (a file opened in it), never listed:
+    assert.match(await fsp.readFile(m.m('worked-in/main.c'), 'utf8'), /main/);
   });
   after(async () => { await m?.cleanup(); await srv?.dispose(); });
 
@@ -94,12 +98,16 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.equal(await quick(codeOf(fsp.readFile(m.m('uncached.txt'))), 1000, 'uncached read'), 'ENODATA');
     assert.equal(await quick(codeOf(fsp.readdir(m.m('unlisted'))), 1000, 'unlisted readdir'), 'EHOSTUNREACH');
     assert.equal(await quick(codeOf(fsp.stat(m.m('nothing-here'))), 1000, 'missing name'), 'ENOENT', 'the root was listed: its names are known');
+    assert.equal(await quick(codeOf(fsp.stat(m.m('worked-in/absent.c'))), 1000, 'missing name'), 'ENOENT',
+      'a directory a name was looked up in while connected was listed then, for the disconnected answer');
+    assert.deepEqual(await quick(fsp.readdir(m.m('worked-in')), 1000, 'worked-in readdir'), ['main.c']);
     const df = await quick(sh('df', [m.mnt]), 2000, 'df');
     assert.equal(df.code, 0, df.stderr);
   });
 
   it('every mutation works offline, is journaled with its path, and nothing reaches the backend', async () => {
     await fsp.writeFile(m.m('new.txt'), 'made offline');
+    await fsp.writeFile(m.m('worked-in/new.c'), 'made offline beside a file opened while connected');
     await fsp.appendFile(m.m('cached.txt'), ', then appended offline');
     await fsp.mkdir(m.m('newdir'));
     await fsp.writeFile(m.m('newdir/deep.txt'), 'deep');

@@ -42,7 +42,8 @@ export interface CachedObject {
   /** Loaded lazily, directories only: name -> child id, null = known absent. */
   names: Map<string, number | null> | null;
   /**
-   * Directories: the names cached before the directory's version moved (invalidateNames).
+   * Directories: the names cached before the directory's version moved (invalidateNames),
+   * or a listing kept at the first lookup in a directory never listed (the layer's lookup).
    * Not trusted while connected (any of them may be wrong now), but while disconnected they
    * are what the cache holds, and they answer (issue 12: a directory another client changed
    * must not become unreachable offline). Not persisted; cleared by a fresh listing.

@@ -126,6 +126,11 @@ const O_RDWR = 2;
 const ACCESS_FLUSH_MS = 30_000;
 /** Chunks of one file a hoard walk fetches at once. */
 const HOARD_CHUNKS_PER_FILE = 8;
+/**
+ * A directory this big or smaller (st_size: about 1,000 names on ext4) is listed for the
+ * disconnected answer at the first lookup in it (see keepListingForOffline).
+ */
+const LIST_ON_LOOKUP_MAX_BYTES = 32 * 1024;
 
 export class CacheLayer {
   readonly counters: Counters = { hits: 0, misses: 0, bytesFromCache: 0, bytesFromBackend: 0, backendCalls: 0 };
@@ -421,6 +426,7 @@ export class CacheLayer {
       if (o) return o;
       if (before === null || dir.stale.complete) throw new FsError('ENOENT');
     }
+    if (this.connected && !dir.stale?.complete && dir.attr.size <= LIST_ON_LOOKUP_MAX_BYTES) await this.keepListingForOffline(dir);
     try {
       const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
       const obj = this.freshness.adopt(node);
@@ -430,6 +436,36 @@ export class CacheLayer {
       if (isFsError(e, 'ENOENT')) this.index.setName(dir, name, null);
       throw e;
     }
+  }
+
+  private readonly listedForOffline = new WeakSet<CachedObject>();
+
+  /**
+   * A directory someone works in (a name looked up in it) but never listed: its listing is
+   * kept as the disconnected answer (`stale`), as Coda fetches a directory whole. Offline, a
+   * name it did not show is then told absent and can be made (an editor's new file, a
+   * mkdir), where a partial name cache could only say EHOSTUNREACH. Connected answers do not
+   * use it: a name the server makes after this listing is looked up there as before (close-
+   * to-open). Not for big directories (one listing costs more than the lookups it saves);
+   * a failed listing only leaves the directory as it was.
+   */
+  private async keepListingForOffline(dir: CachedObject): Promise<void> {
+    if (this.listedForOffline.has(dir)) return; // once per directory (a refusal is not retried at every lookup)
+    this.listedForOffline.add(dir);
+    let listed;
+    try {
+      listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
+    } catch (e) {
+      log.debug(`listing directory ${dir.id} for the disconnected answer failed`, e);
+      return;
+    }
+    const names = new Map<string, number | null>();
+    this.index.batch(() => {
+      const t = now();
+      for (const e of listed) names.set(e.name, this.freshness.adopt(e, t).id);
+    });
+    if (dir.complete || dir.stale?.complete) return; // listed meanwhile
+    dir.stale = { names, complete: true };
   }
 
   async resolve(p: string): Promise<CachedObject> {
