@@ -460,10 +460,16 @@ export class CacheLayer {
       return;
     }
     const names = new Map<string, number | null>();
-    this.index.batch(() => {
-      const t = now();
-      for (const e of listed) names.set(e.name, this.freshness.adopt(e, t).id);
-    });
+    try {
+      this.index.batch(() => {
+        const t = now();
+        for (const e of listed) names.set(e.name, this.freshness.adopt(e, t).id);
+      });
+    } catch (e) {
+      // The cache cannot write its index now (a full cache disk): the lookup goes on without.
+      log.debug(`keeping the listing of directory ${dir.id} failed`, e);
+      return;
+    }
     if (dir.complete || dir.stale?.complete) return; // listed meanwhile
     dir.stale = { names, complete: true };
   }
