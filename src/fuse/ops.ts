@@ -377,12 +377,10 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
    */
   const dirSeenAtOpen = new Map<number, string>();
   h[Op.OPENDIR] = async ({ h: hd }) => {
-    if (!t.listings) {
-      if (objOf(hd.nodeid).attr.type !== 'dir') throw new FsError('ENOTDIR');
-      return openOut(BigInt(dirs.opened()), 0);
-    }
-    const o = await layer.getattrOf(objOf(hd.nodeid));
+    const listings = t.listings;
+    const o = listings ? await layer.getattrOf(objOf(hd.nodeid)) : objOf(hd.nodeid);
     if (o.attr.type !== 'dir') throw new FsError('ENOTDIR');
+    if (!listings) return openOut(BigInt(dirs.opened()), 0);
     const keep = dirSeenAtOpen.get(o.id) === o.attr.version;
     dirSeenAtOpen.set(o.id, o.attr.version);
     return openOut(BigInt(dirs.opened()), Fopen.CACHE_DIR | (keep ? Fopen.KEEP_CACHE : 0));

@@ -33,7 +33,7 @@ import path from 'node:path';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { nameTooLong } from '../core/names.js';
-import type { Attr, Backend, Creds, OutsideChange, StatFs } from '../backends/types.js';
+import type { Attr, Backend, Creds, DirEntry, OutsideChange, StatFs } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
@@ -426,7 +426,9 @@ export class CacheLayer {
       if (o) return o;
       if (before === null || dir.stale.complete) throw new FsError('ENOENT');
     }
-    if (this.connected && !dir.stale?.complete && dir.attr.size <= LIST_ON_LOOKUP_MAX_BYTES) await this.keepListingForOffline(dir);
+    if (this.connected && !dir.stale?.complete && !this.listedForOffline.has(dir) && dir.attr.size <= LIST_ON_LOOKUP_MAX_BYTES) {
+      await this.keepListingForOffline(dir);
+    }
     try {
       const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
       const obj = this.freshness.adopt(node);
@@ -436,6 +438,12 @@ export class CacheLayer {
       if (isFsError(e, 'ENOENT')) this.index.setName(dir, name, null);
       throw e;
     }
+  }
+
+  /** The objects a backend listing names, each adopted (inside the caller's batch). */
+  private adoptListing(listed: readonly DirEntry[]): { name: string; id: number }[] {
+    const t = now();
+    return listed.map((e) => ({ name: e.name, id: this.freshness.adopt(e, t).id }));
   }
 
   private readonly listedForOffline = new WeakSet<CachedObject>();
@@ -450,8 +458,7 @@ export class CacheLayer {
    * a failed listing only leaves the directory as it was.
    */
   private async keepListingForOffline(dir: CachedObject): Promise<void> {
-    if (this.listedForOffline.has(dir)) return; // once per directory (a refusal is not retried at every lookup)
-    this.listedForOffline.add(dir);
+    this.listedForOffline.add(dir); // once per directory: a refusal is not retried at every lookup
     let listed;
     try {
       listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
@@ -459,12 +466,9 @@ export class CacheLayer {
       log.debug(`listing directory ${dir.id} for the disconnected answer failed`, e);
       return;
     }
-    const names = new Map<string, number | null>();
+    let names: Map<string, number | null>;
     try {
-      this.index.batch(() => {
-        const t = now();
-        for (const e of listed) names.set(e.name, this.freshness.adopt(e, t).id);
-      });
+      names = new Map(this.index.batch(() => this.adoptListing(listed)).map((e) => [e.name, e.id]));
     } catch (e) {
       // The cache cannot write its index now (a full cache disk): the lookup goes on without.
       log.debug(`keeping the listing of directory ${dir.id} failed`, e);
@@ -559,12 +563,7 @@ export class CacheLayer {
     }
     if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
       const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
-      this.index.batch(() => {
-        const t = now();
-        const entries: { name: string; id: number }[] = [];
-        for (const e of listed) entries.push({ name: e.name, id: this.freshness.adopt(e, t).id });
-        this.index.replaceListing(dir, entries, dir.attr.version);
-      });
+      this.index.batch(() => this.index.replaceListing(dir, this.adoptListing(listed), dir.attr.version));
     }
     const out: { name: string; obj: CachedObject }[] = [];
     for (const [name, id] of this.index.namesOf(dir)) {

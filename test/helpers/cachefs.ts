@@ -6,7 +6,7 @@ import { promises as fsp, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NfsServer } from './nfs-server.js';
+import { exportSubdir, type NfsServer } from './nfs-server.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const REPO = path.resolve(path.dirname(CLI), '..', '..', '..');
@@ -162,12 +162,9 @@ export async function waitReplayed(m: Mounted, timeoutMs = 180_000): Promise<voi
 /** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
 export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
   const root = opts.root ?? tempRoot(tag);
-  const m = opts.nfs ? new Mounted(root, path.join(opts.nfs.exportDir, path.basename(root))) : new Mounted(root);
-  if (opts.nfs) {
-    const u = new URL(opts.nfs.url);
-    u.pathname = `${u.pathname.replace(/\/$/, '')}/${path.basename(root)}`;
-    m.source = u.toString();
-  }
+  const sub = opts.nfs ? exportSubdir(opts.nfs, path.basename(root)) : undefined;
+  const m = new Mounted(root, sub?.dir);
+  if (sub) m.source = sub.url;
   if (opts.env) m.env = opts.env;
   await fsp.mkdir(m.backend, { recursive: true });
   await fsp.mkdir(m.mnt, { recursive: true });

@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { LocalBackend } from '../../src/backends/local/local-backend.js';
 import { NfsBackend } from '../../src/backends/nfs/nfs-backend.js';
 import { parseNfsUrl } from '../../src/core/nfs-url.js';
+import { exportSubdir } from './nfs-server.js';
 import type { Backend } from '../../src/backends/types.js';
 import { openDb } from '../../src/index/db.js';
 import { ObjectIndex } from '../../src/index/objects.js';
@@ -55,9 +56,8 @@ export async function layerHere(tag: string, opts: LayerOptions = {}): Promise<L
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `cachefs-${tag}-`));
   let place: BackendPlace = { dir: path.join(dir, 'backend') };
   if (opts.nfs) {
-    const u = new URL(opts.nfs.url);
-    u.pathname = `${u.pathname.replace(/\/$/, '')}/${path.basename(dir)}`;
-    place = { dir: path.join(opts.nfs.exportDir, path.basename(dir)), nfsUrl: u.toString() };
+    const sub = exportSubdir(opts.nfs, path.basename(dir));
+    place = { dir: sub.dir, nfsUrl: sub.url };
   }
   await fsp.mkdir(place.dir, { recursive: true, mode: 0o777 });
   writeFileSync(path.join(dir, 'backend.json'), JSON.stringify(place));

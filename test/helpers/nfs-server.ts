@@ -23,6 +23,16 @@ export const NFS_SERVER_SCRIPT = path.join(REPO, 'scripts', 'nfs-server.sh');
 const SCRIPT = NFS_SERVER_SCRIPT;
 const SCRIPT_TIMEOUT_MS = 60_000;
 
+/**
+ * A directory `name` of the server's export: where it is on this machine (write fixtures
+ * there) and the nfs:// URL that mounts it as a backend.
+ */
+export function exportSubdir(srv: Pick<NfsServer, 'url' | 'exportDir'>, name: string): { dir: string; url: string } {
+  const u = new URL(srv.url);
+  u.pathname = `${u.pathname.replace(/\/$/, '')}/${name}`;
+  return { dir: path.join(srv.exportDir, name), url: u.toString() };
+}
+
 export interface NfsServer {
   /** cachefs' URL form: nfs://127.0.0.1:<nfsPort>/export?mountport=<mntPort> */
   url: string;

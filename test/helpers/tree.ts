@@ -41,7 +41,6 @@ export async function snapshot(root: string, opts: SnapshotOpts = {}): Promise<M
     }
   };
   await walk('');
-  // Directory mtimes are read after their contents (reading does not move them).
   return out;
 }
 
