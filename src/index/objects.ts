@@ -111,6 +111,7 @@ export class ObjectIndex {
       chunks: db.prepare(`SELECT idx FROM chunks WHERE object = ?`),
       addChunk: db.prepare(`INSERT OR IGNORE INTO chunks (object, idx) VALUES (?, ?)`),
       names: db.prepare(`SELECT name, child FROM names WHERE parent = ?`),
+      children: db.prepare(`SELECT o.* FROM names n JOIN objects o ON o.id = n.child WHERE n.parent = ? AND o.fsid = ?`),
       setName: db.prepare(`INSERT INTO names (parent, name, child) VALUES (?, ?, ?)
           ON CONFLICT(parent, name) DO UPDATE SET child = excluded.child`),
       delNames: db.prepare(`DELETE FROM names WHERE parent = ?`),
@@ -427,6 +428,17 @@ export class ObjectIndex {
         .map((r) => [r.name, r.child]));
     }
     return dir.names;
+  }
+
+  /**
+   * Loads the directory's children that are not in memory yet, in one query (one row query
+   * per child cost about as much as the rest of a listing after a remount). Objects already
+   * loaded keep their in-memory state, which may be newer than their rows.
+   */
+  loadChildren(dir: CachedObject): void {
+    for (const r of this.st.children.iterate(dir.id, this.fsid) as IterableIterator<ObjectRow>) {
+      if (!this.byId.has(r.id)) this.fromRow(r);
+    }
   }
 
   setName(dir: CachedObject, name: string, child: number | null): void {

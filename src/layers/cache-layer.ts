@@ -590,6 +590,7 @@ export class CacheLayer {
   }
 
   private staleChildren(dir: CachedObject): number {
+    this.index.loadChildren(dir);
     let stale = 0;
     for (const id of this.index.namesOf(dir).values()) {
       if (id === null) continue;

@@ -1,0 +1,48 @@
+// The object index's contract for loading a directory's children in one query
+// (ObjectIndex.loadChildren, used by listings after a remount): every child comes into
+// memory, and an object already in memory keeps its in-memory state.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { openDb } from '../src/index/db.js';
+import { ObjectIndex } from '../src/index/objects.js';
+import type { Attr } from '../src/backends/types.js';
+import { tempRoot } from './helpers/cachefs.js';
+
+const attr = (type: Attr['type'], v: string, size = 0): Attr => ({
+  type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, nlink: 1, rdev: 0, used: size,
+  atimeNs: 1n, mtimeNs: 1n, ctimeNs: 1n, version: v,
+});
+
+describe('object index: a directory\'s children loaded at once', () => {
+  const root = tempRoot('index-objects');
+  after(() => fsp.rm(root, { recursive: true, force: true }));
+
+  it('loads every child not in memory, and leaves the ones in memory as they are', async () => {
+    await fsp.mkdir(root, { recursive: true });
+    const file = path.join(root, 'index.sqlite');
+    const before = new ObjectIndex(openDb(file), 'fs1');
+    const dir = before.upsert({ fh: Buffer.from('dir'), attr: attr('dir', 'd1') }, 1);
+    const kids = ['a', 'b', 'c'].map((n, i) => before.upsert({ fh: Buffer.from(`kid-${n}`), attr: attr('file', `v${i}`, 10 + i) }, 1));
+    before.replaceListing(dir, kids.map((k, i) => ({ name: ['a', 'b', 'c'][i]!, id: k.id })), 'd1');
+    // An object of another file system under the same id space must not be taken for a child.
+    const other = new ObjectIndex(openDb(file), 'fs2');
+    other.upsert({ fh: Buffer.from('elsewhere'), attr: attr('file', 'x') }, 1);
+
+    // As after a remount: a new index over the same file, nothing in memory.
+    const idx = new ObjectIndex(openDb(file), 'fs1');
+    const d = idx.byHandle(Buffer.from('dir'))!;
+    const b = idx.get(kids[1]!.id)!;
+    idx.setLocalSize(b, 999); // in memory only: loadChildren must not overwrite it from its row
+    const inMemory = () => new Set([...idx.loaded()].map((o) => o.id));
+    assert.ok(!inMemory().has(kids[0]!.id) && !inMemory().has(kids[2]!.id), 'a and c are not loaded yet');
+
+    idx.loadChildren(d);
+    for (const k of kids) assert.ok(inMemory().has(k.id), `child ${k.id} is loaded`);
+    assert.equal(idx.get(kids[1]!.id), b, 'the object in memory is the same one');
+    assert.equal(b.attr.size, 999, 'and keeps its in-memory state');
+    assert.equal(idx.get(kids[2]!.id)!.attr.size, 12, 'a child loaded from its row has its stored attributes');
+    assert.equal([...idx.loaded()].length, 4, 'the directory and its three children: nothing of fs2');
+  });
+});
