@@ -24,6 +24,9 @@ import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
 import { DirFds, procPath } from './dir-fds.js';
 
+/** The first byte of a handle that is the kernel's file handle ('H'); 'I' is dev+inode. */
+const HANDLE_TAG = 0x48;
+
 interface Where { rel: string; ino: bigint }
 /** An object found where it was remembered: its path below the root and its lstat. */
 interface Located { rel: string; st: BigIntStats }
@@ -122,8 +125,7 @@ export class LocalBackend implements Backend {
   private handleFor(dirFd: number, name: string, st: BigIntStats): Buffer {
     if (this.useKernelHandles) {
       try {
-        const h = handleOf(dirFd, name);
-        return Buffer.concat([Buffer.from('H'), h.bytes]);
+        return handleOf(dirFd, name, HANDLE_TAG).bytes;
       } catch (e) {
         if (!isFsError(e) || (e.code !== 'EOPNOTSUPP' && e.code !== 'ENOTSUP')) throw e;
         // Some objects (e.g. on a few special filesystems) refuse handles: fall back for them.
@@ -185,7 +187,7 @@ export class LocalBackend implements Backend {
 
   /** Finds an object whose remembered path went away (renamed from outside). */
   private async refind(fh: Buffer): Promise<Located> {
-    if (fh[0] === 0x48 /* 'H' */ && this.mountFd) {
+    if (fh[0] === HANDLE_TAG && this.mountFd) {
       let fd = -1;
       try {
         fd = openHandle(this.mountFd.fd, fh.subarray(1));
@@ -664,7 +666,7 @@ export class LocalBackend implements Backend {
   private async handleForExisting(rel: string): Promise<Buffer> {
     if (rel === '') return this.rootFh;
     if (!this.useKernelHandles) throw new FsError('ENOTSUP');
-    return this.at(rel, async (dirFd, name) => Buffer.concat([Buffer.from('H'), handleOf(dirFd, name).bytes]));
+    return this.at(rel, async (dirFd, name) => handleOf(dirFd, name, HANDLE_TAG).bytes);
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,12 @@ export const UTIME_NOW = (1 << 30) - 1;
 export const UTIME_OMIT = (1 << 30) - 2;
 
 const libc = koffi.load('libc.so.6');
-const nameToHandleAt = libc.func('int name_to_handle_at(int dirfd, const char *pathname, _Inout_ uint8_t *handle, _Out_ int *mount_id, int flags)');
+// Raw pointers to scratch buffers reused by every call (calls are synchronous and this
+// thread is the only caller): koffi then copies nothing in or out; a listing makes one
+// call per entry, and per-call buffers and conversions were half of its cost.
+const nameToHandleAt = libc.func('int name_to_handle_at(int dirfd, const char *pathname, void *handle, void *mount_id, int flags)');
+const handleScratch = Buffer.alloc(8 + MAX_HANDLE_SZ);
+const mountIdScratch = Buffer.alloc(4);
 const openByHandleAt = libc.func('int open_by_handle_at(int mount_fd, uint8_t *handle, int flags)');
 const utimensat = libc.func('int utimensat(int dirfd, const char *pathname, uint8_t *times, int flags)');
 const mknodat = libc.func('int mknodat(int dirfd, const char *pathname, uint32_t mode, uint64_t dev)');
@@ -31,14 +36,20 @@ export interface KernelHandle {
   mountId: number;
 }
 
-/** name_to_handle_at(dirfd, name, …, 0): does not follow a final symlink. */
-export function handleOf(dirfd: number, name: string): KernelHandle {
-  const buf = Buffer.alloc(8 + MAX_HANDLE_SZ);
+/**
+ * name_to_handle_at(dirfd, name, …, 0): does not follow a final symlink. `tag`: a byte put
+ * before the handle in `bytes` (the backend's handle kind), saving a copy.
+ */
+export function handleOf(dirfd: number, name: string, tag?: number): KernelHandle {
+  const buf = handleScratch;
   buf.writeUInt32LE(MAX_HANDLE_SZ, 0);
-  const mountId = [0];
-  if (nameToHandleAt(dirfd, name, buf, mountId, 0) !== 0) throw lastError(`name_to_handle_at ${name}`);
+  if (nameToHandleAt(dirfd, name, buf, mountIdScratch, 0) !== 0) throw lastError(`name_to_handle_at ${name}`);
   const n = buf.readUInt32LE(0);
-  return { bytes: Buffer.from(buf.subarray(4, 8 + n)), mountId: mountId[0] ?? 0 };
+  const pre = tag === undefined ? 0 : 1;
+  const bytes = Buffer.allocUnsafe(pre + 4 + n);
+  if (tag !== undefined) bytes[0] = tag;
+  buf.copy(bytes, pre, 4, 8 + n);
+  return { bytes, mountId: mountIdScratch.readInt32LE(0) };
 }
 
 /** open_by_handle_at with O_PATH; needs CAP_DAC_READ_SEARCH. Returns an fd the caller closes. */
