@@ -31,6 +31,7 @@ import Database from 'better-sqlite3';
 import { constants } from 'node:os';
 import { cli, sh, sleep, tempRoot, Mounted, fuseMounted } from './helpers/cachefs.js';
 import { Watcher } from './helpers/watcher.js';
+import { layerHere } from './helpers/layer.js';
 import { FsError, fromNodeError, isCacheStorageError } from '../src/core/errors.js';
 import { toFuseErrno } from '../src/fuse/errno.js';
 import { openDb, type Db } from '../src/index/db.js';
@@ -347,6 +348,36 @@ describe('the pieces on a full cache disk (SQLite failing as it does there)', ()
     assert.equal(dir.namesVersion, 'v1');
     assert.deepEqual([...index.namesOf(dir).keys()], ['old']);
     assert.equal(kid.dataVersion, 'v1');
+  });
+
+  it('the layer: a lookup that keeps a never-listed directory\'s listing for offline use goes on when the index cannot store it', async () => {
+    const h = await layerHere('diskfull-keep', {
+      fill: async (b) => {
+        await fsp.mkdir(path.join(b, 'worked-in'));
+        for (let i = 0; i < 20; i++) await fsp.writeFile(path.join(b, 'worked-in', `f${i}.c`), `int f${i};\n`);
+      },
+    });
+    try {
+      const index = (h.layer as unknown as { index: ObjectIndex }).index;
+      const dir = await h.layer.resolve('/worked-in');
+      assert.ok(!dir.complete && dir.stale === null, 'never listed, nothing kept yet');
+      // The next batch (the one that stores the listing) fails as on a full cache disk.
+      const batch = index.batch.bind(index);
+      let refused = 0;
+      index.batch = (<T>(fn: () => T): T => {
+        if (refused === 0) { refused++; throw sqliteFull(); }
+        return batch(fn);
+      }) as typeof index.batch;
+      const f = await h.layer.resolve('/worked-in/f3.c');
+      assert.equal(refused, 1, 'the listing was refused by the index');
+      assert.equal(f.attr.size, 'int f3;\n'.length, 'the lookup answered from the backend all the same');
+      assert.equal(dir.stale, null, 'no listing is kept for the disconnected answer');
+      // Not tried again at every lookup: the next lookup in it asks for the name alone.
+      assert.equal((await h.layer.resolve('/worked-in/f4.c')).attr.size, 'int f4;\n'.length);
+      assert.equal(dir.stale, null);
+    } finally {
+      await h.dispose();
+    }
   });
 
   describe('the culler on a small cache disk (24 MiB)', () => {
