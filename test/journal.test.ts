@@ -124,8 +124,9 @@ describe('journal and replayer', () => {
 
   it('an unreadable record is left in place, never dropped', async () => {
     const db = freshDb();
-    const j = new Journal(db);
+    // Left by an earlier run (the Journal is the table's only writer while it is open).
     db.prepare(`INSERT INTO journal (record, created_at) VALUES ('{"op":"nonsense"}', 0)`).run();
+    const j = new Journal(db);
     const t = new ScriptedTarget();
     const r = new Replayer(j, t);
     const s = r.append(rec(1));
@@ -211,5 +212,104 @@ describe('journal and replayer', () => {
     await r.drained();
     assert.equal(j.pending(), 0);
     for (const s of seqs.slice(1)) assert.ok(t.applied.includes(s), `record ${s} reached the backend`);
+  });
+
+  describe('volatile records (a connected caller waits for its own: no row unless it must be kept)', () => {
+    /** Rows in the journal table, in seq order. */
+    const rows = (db: ReturnType<typeof openDb>) => (db.prepare('SELECT seq FROM journal ORDER BY seq').all() as { seq: number }[]).map((x) => x.seq);
+
+    it('applied, it never touches the journal table; sequence numbers still only grow, across a restart too', async () => {
+      const file = path.join(root, 'volatile-applied.sqlite');
+      let db = openDb(file);
+      const t = new ScriptedTarget();
+      const r = new Replayer(new Journal(db), t);
+      const durable = r.append(rec(1));
+      await r.waitFor(durable);
+      t.delayMs = 20;
+      const v = r.append(rec(2), undefined, { volatile: true });
+      assert.ok(v > durable);
+      assert.deepEqual(rows(db), [], 'no row while it is applied');
+      assert.deepEqual(await r.waitFor(v), { kind: 'done', seq: v });
+      assert.deepEqual(rows(db), []);
+      db.close();
+      // A later record, after a restart, never reuses a number a conflict may keep (`upTo`):
+      db = openDb(file);
+      const again = new Replayer(new Journal(db), new ScriptedTarget());
+      again.pause();
+      assert.ok(again.append(rec(3)) > durable);
+      db.close();
+    });
+
+    it('a durable record appended behind it writes its row first, in order: the journal holds every pending record older than its newest row', async () => {
+      const db = openDb(path.join(root, 'volatile-prefix.sqlite'));
+      const j = new Journal(db);
+      const t = new ScriptedTarget();
+      const r = new Replayer(j, t);
+      r.pause(); // still waiting for the backend
+      const v = r.append(rec(1), undefined, { volatile: true });
+      assert.deepEqual(rows(db), []);
+      const d = r.append(rec(2));
+      assert.deepEqual(rows(db), [v, d]);
+      r.resume();
+      await r.drained();
+      assert.deepEqual(t.applied, [v, d]);
+      assert.deepEqual(rows(db), [], 'both rows deleted once applied');
+    });
+
+    it('a connection lost while it is applied: makeDurable writes its row (with the failed attempt); replayed after a restart', async () => {
+      const file = path.join(root, 'volatile-lost.sqlite');
+      let db = openDb(file);
+      const t = new ScriptedTarget();
+      const r = new Replayer(new Journal(db), t);
+      const v = r.append(rec(7), undefined, { volatile: true });
+      t.failWith.set(v, new FsError('ETIMEDOUT'));
+      await assert.rejects(r.waitFor(v), { code: 'ETIMEDOUT' });
+      assert.deepEqual(rows(db), [], 'not durable until the caller says it is kept');
+      r.makeDurable(v);
+      assert.deepEqual(rows(db), [v]);
+      r.makeDurable(v); // a second call writes nothing more
+      db.close();
+      db = openDb(file);
+      const j = new Journal(db);
+      const t2 = new ScriptedTarget();
+      const r2 = new Replayer(j, t2);
+      assert.equal(r2.pendingEntries()[0]!.attempts, 1, 'the failed attempt is on record (it may have reached the backend)');
+      r2.kick();
+      await r2.drained();
+      assert.deepEqual(t2.applied, [v]);
+      assert.equal(j.pending(), 0);
+      db.close();
+    });
+
+    it('a row that cannot be written (SQLITE_FULL): the error reaches the caller and the record leaves the queue, never applied later', async () => {
+      const db = openDb(path.join(root, 'volatile-full.sqlite'));
+      const j = new Journal(db);
+      const t = new ScriptedTarget();
+      const r = new Replayer(j, t);
+      r.pause(); // disconnected while it waited
+      const v = r.append(rec(1), undefined, { volatile: true });
+      const write = j.write.bind(j);
+      j.write = () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); };
+      assert.throws(() => r.makeDurable(v), /disk is full/);
+      j.write = write;
+      assert.equal(r.pendingCount, 0, 'the change the caller was told failed is gone');
+      r.resume();
+      await r.drained();
+      assert.deepEqual(t.applied, []);
+      assert.deepEqual(rows(db), []);
+    });
+
+    it('an optimization that folds a durable record into a later volatile one keeps it durable', async () => {
+      const db = openDb(path.join(root, 'volatile-optimize.sqlite'));
+      const j = new Journal(db);
+      const r = new Replayer(j, new ScriptedTarget());
+      r.pause();
+      const d = r.append(rec(1));
+      const v = r.append(rec(1), undefined, { volatile: true });
+      // As the optimizer does with two chmods of one object: the earlier goes, the later stays.
+      const dropped = r.optimize((entries) => ({ keep: entries.filter((e) => e.seq === v), drop: [d] }));
+      assert.equal(dropped, 1);
+      assert.deepEqual(rows(db), [v], 'the record that carries the change now has a row');
+    });
   });
 });

@@ -3,6 +3,12 @@
 // anything), and a record is deleted only after the backend has applied it, so a crash at
 // any point leaves every unapplied mutation in the journal.
 //
+// Sequence numbers are handed out here, in memory, from the highest ever used (the table
+// is AUTOINCREMENT: a conflict keeps a seq, `upTo`, that a later record must never reuse);
+// so while a Journal is open, it is the table's only writer.
+// A number may be reserved without a row (`reserve`): the replayer's volatile records,
+// written later with `write` if they must become durable (see replayer.ts).
+//
 // The journal lives on the cache disk: `admit` (set by the composition root) refuses a record
 // that the disk has no room to keep for long, with ENOSPC, before SQLite is asked (see append).
 import type { Db } from '../index/db.js';
@@ -22,16 +28,22 @@ interface Row { seq: number; record: string; created_at: number; attempts: numbe
 
 export class Journal {
   private readonly st;
+  /** The next sequence number to hand out. */
+  private nextSeq: number;
 
   constructor(private readonly db: Db) {
     this.st = {
-      append: db.prepare(`INSERT INTO journal (record, created_at) VALUES (?, ?)`),
+      append: db.prepare(`INSERT INTO journal (seq, record, created_at) VALUES (?, ?, ?)`),
+      write: db.prepare(`INSERT INTO journal (seq, record, created_at, attempts, last_error) VALUES (?, ?, ?, ?, ?)`),
       remove: db.prepare(`DELETE FROM journal WHERE seq = ?`),
       update: db.prepare(`UPDATE journal SET record = ? WHERE seq = ?`),
       next: db.prepare(`SELECT * FROM journal WHERE seq > ? ORDER BY seq LIMIT ?`),
       count: db.prepare(`SELECT COUNT(*) AS n FROM journal`),
       fail: db.prepare(`UPDATE journal SET attempts = attempts + 1, last_error = ? WHERE seq = ?`),
     };
+    const rows = (db.prepare(`SELECT COALESCE(MAX(seq), 0) AS n FROM journal`).get() as { n: number }).n;
+    const used = (db.prepare(`SELECT seq AS n FROM sqlite_sequence WHERE name = 'journal'`).get() as { n: number } | undefined)?.n ?? 0;
+    this.nextSeq = Math.max(rows, used) + 1;
   }
 
   /**
@@ -42,12 +54,29 @@ export class Journal {
    */
   admit: ((record: JournalRecord) => boolean) | null = null;
 
-  append(record: JournalRecord): number {
+  append(record: JournalRecord, createdAt = Date.now()): number {
+    this.checkAdmitted(record);
+    const seq = this.nextSeq;
+    this.st.append.run(seq, JSON.stringify(record), createdAt);
+    this.nextSeq = seq + 1;
+    return seq;
+  }
+
+  /** A sequence number for a record kept in memory only for now (no row; see `write`). */
+  reserve(record: JournalRecord): number {
+    this.checkAdmitted(record);
+    return this.nextSeq++;
+  }
+
+  /** Writes the row of a record whose number was reserved (with its failed attempts so far). */
+  write(e: JournalEntry): void {
+    this.st.write.run(e.seq, JSON.stringify(e.record), e.createdAt, e.attempts, e.lastError);
+  }
+
+  private checkAdmitted(record: JournalRecord): void {
     if (this.admit && !this.admit(record)) {
       throw new FsError('ENOSPC', 'the cache disk is full: this change cannot be journaled while disconnected');
     }
-    const info = this.st.append.run(JSON.stringify(record), Date.now());
-    return Number(info.lastInsertRowid);
   }
 
   remove(seq: number): void {
@@ -60,8 +89,8 @@ export class Journal {
   }
 
   /** Runs `fn` in one transaction (the optimizer's edits land together or not at all). */
-  transaction(fn: () => void): void {
-    this.db.transaction(fn)();
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
   }
 
   noteFailure(seq: number, error: string): void {

@@ -16,6 +16,16 @@
 //
 // The queue is kept in memory (loaded from SQLite at start, appended to as records are
 // written), so the hot path never reads the journal table back.
+//
+// Volatile records (append with `volatile`): a connected mutation whose caller waits for
+// the backend's answer needs no row while it waits. If the process dies meanwhile, the
+// caller is never answered (the application gets an error from the dead mount), as when
+// it dies before a durable append commits. Its row is written (`makeDurable`) before the
+// caller may be told the change is kept for later (JOURNALED); and every durable append
+// first writes the rows of the volatile records before it, in the same transaction, so the
+// journal on disk always holds, in order, every pending record older than its newest row.
+// A volatile record applied (or refused) leaves the queue without ever touching SQLite:
+// that saves two commits (append, delete) of a connected mutation's three or more.
 import type { Journal, JournalEntry } from './journal.js';
 import type { JournalRecord } from './records.js';
 import { FsError, isCacheFull, isCacheStorageError, isFsError } from '../core/errors.js';
@@ -59,6 +69,8 @@ export class Replayer<O extends { kind: string }> {
   private settledWaiters: { seq: number; resolve: () => void }[] = [];
   /** Records the backend applied whose journal rows could not be deleted yet (cache disk full). */
   private readonly unremoved = new Set<number>();
+  /** Volatile records still pending whose rows are not written (see the top of this file). */
+  private readonly unwritten = new Set<number>();
   private stall: ReplayStall | null = null;
   /**
    * Told when replay stalls because the cache's own storage failed (the replayer is paused
@@ -77,14 +89,68 @@ export class Replayer<O extends { kind: string }> {
     }
   }
 
-  /** Appends a record and returns its sequence number; the record is durable on return. */
-  append(record: JournalRecord, hint?: ReplayHint): number {
-    const seq = this.journal.append(record);
+  /**
+   * Appends a record and returns its sequence number; the record is durable on return,
+   * unless `volatile` (its caller waits for it, and calls makeDurable before telling anyone
+   * it is kept: see the top of this file).
+   */
+  append(record: JournalRecord, hint?: ReplayHint, opts: { volatile?: boolean } = {}): number {
+    const createdAt = Date.now();
+    let seq: number;
+    if (opts.volatile) {
+      seq = this.journal.reserve(record);
+      this.unwritten.add(seq);
+    } else if (this.unwritten.size > 0) {
+      const earlier = this.unwrittenEntries();
+      seq = this.journal.transaction(() => {
+        for (const e of earlier) this.journal.write(e);
+        return this.journal.append(record, createdAt);
+      });
+      for (const e of earlier) this.unwritten.delete(e.seq);
+    } else seq = this.journal.append(record, createdAt);
     if (hint) this.hints.set(seq, hint);
-    const entry = { seq, record, createdAt: Date.now(), attempts: 0, lastError: null };
+    const entry = { seq, record, createdAt, attempts: 0, lastError: null };
     this.queue.push(entry);
     this.countPending(entry, 1);
     return seq;
+  }
+
+  /** The pending volatile records whose rows are not written, in order. */
+  private unwrittenEntries(): JournalEntry[] {
+    const out: JournalEntry[] = [];
+    for (let i = this.head; i < this.queue.length && out.length < this.unwritten.size; i++) {
+      const e = this.queue[i]!;
+      if (this.unwritten.has(e.seq)) out.push(e);
+    }
+    return out;
+  }
+
+  /**
+   * Makes a volatile record durable: its row, and those of the volatile records before it,
+   * in one transaction (nothing to do for a record already written, applied or refused).
+   * If the cache cannot write them (a full cache disk), throws its storage error; the record
+   * then leaves the queue unless it is being applied right now, so a caller told that its
+   * change failed does not see it made later.
+   */
+  makeDurable(seq: number): void {
+    if (!this.unwritten.has(seq)) return;
+    const upTo = this.unwrittenEntries().filter((e) => e.seq <= seq);
+    try {
+      this.journal.transaction(() => { for (const e of upTo) this.journal.write(e); });
+    } catch (e) {
+      const i = this.queue.findIndex((x, at) => at >= this.head && x.seq === seq);
+      const inFlight = this.running && i === this.head;
+      if (i >= 0 && !inFlight) {
+        const [gone] = this.queue.splice(i, 1);
+        this.countPending(gone!, -1);
+        this.unwritten.delete(seq);
+        this.hints.delete(seq);
+        this.waiters.delete(seq);
+        this.wakeSettled();
+      }
+      throw e;
+    }
+    for (const e of upTo) this.unwritten.delete(e.seq);
   }
 
   /**
@@ -101,9 +167,14 @@ export class Replayer<O extends { kind: string }> {
     const { keep, drop } = fn(pending);
     const before = new Map(pending.map((e) => [e.seq, e]));
     try {
+      // Kept volatile records are written too: the optimizer may have folded a durable
+      // record into a later volatile one, and the row it dropped must not be lost with it.
       this.journal.transaction(() => {
-        for (const seq of drop) this.journal.remove(seq);
-        for (const e of keep) if (before.get(e.seq)?.record !== e.record) this.journal.update(e.seq, e.record);
+        for (const seq of drop) if (!this.unwritten.has(seq)) this.journal.remove(seq);
+        for (const e of keep) {
+          if (this.unwritten.has(e.seq)) this.journal.write(e);
+          else if (before.get(e.seq)?.record !== e.record) this.journal.update(e.seq, e.record);
+        }
       });
     } catch (e) {
       // One transaction: nothing changed. The records are replayed as they are.
@@ -111,12 +182,14 @@ export class Replayer<O extends { kind: string }> {
       log.warn('the journal was not optimized before replay: the cache cannot write its index now', e);
       return 0;
     }
+    for (const e of keep) this.unwritten.delete(e.seq);
     this.queue.splice(0, this.queue.length, ...keep);
     this.head = 0;
     this.pendingObjs.clear();
     for (const e of keep) this.countPending(e, 1);
     for (const seq of drop) {
       this.hints.delete(seq);
+      this.unwritten.delete(seq);
       const w = this.waiters.get(seq);
       if (w) { this.waiters.delete(seq); w.resolve({ kind: 'done' } as unknown as O); }
     }
@@ -171,7 +244,7 @@ export class Replayer<O extends { kind: string }> {
     if (!this.paused || this.running || this.queue.length === this.head) return false;
     const last = this.queue[this.queue.length - 1]!;
     // `was`: the very record the caller last wrote (an optimization may have rewritten it).
-    if (last.seq !== seq || last.record !== was || this.hints.has(seq)) return false;
+    if (last.seq !== seq || last.record !== was || this.hints.has(seq) || this.unwritten.has(seq)) return false;
     this.journal.update(seq, record);
     last.record = record;
     return true;
@@ -371,6 +444,7 @@ export class Replayer<O extends { kind: string }> {
 
   /** Deletes a record's row; on a storage failure, stalls and returns false. */
   private removeRow(entry: JournalEntry): boolean {
+    if (this.unwritten.delete(entry.seq)) return true; // volatile: it never had a row
     try {
       this.journal.remove(entry.seq);
     } catch (e) {

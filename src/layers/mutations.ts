@@ -50,7 +50,7 @@ export interface MutationDeps {
   index: Pick<ObjectIndex, 'batch' | 'get' | 'namesOf' | 'setName' | 'upsert' | 'remove' | 'patchAttr' | 'replaceListing'
     | 'setDataVersion' | 'setNamesVersion' | 'setSymlink' | 'setLocalSize' | 'dropChunksFrom' | 'chunksOf'>;
   store: Pick<DataStore, 'copyOut' | 'truncate'>;
-  replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'waitFor'>;
+  replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'waitFor' | 'makeDurable'>;
   writeBack: Pick<WriteBack, 'commitAllDirty'>;
   fetcher: Pick<ChunkFetcher, 'quiesce' | 'knownZerosFrom'>;
   freshness: Pick<Freshness, 'adopt' | 'applyAttr'>;
@@ -119,24 +119,32 @@ export class Mutations {
   }
 
   /**
-   * Appends a record (durable on return). Connected, it waits for the backend to apply it
-   * and returns what that produced; otherwise, or if the connection goes while it waits,
-   * the record stays in the journal for reintegration and the answer is JOURNALED.
+   * Appends a record. Connected, it waits for the backend to apply it and returns what that
+   * produced; otherwise, or if the connection goes while it waits, the record stays in the
+   * journal for reintegration and the answer is JOURNALED: durable by then (invariant 1).
+   * Connected, the record is volatile while this waits (no row: see replayer.ts), and made
+   * durable before JOURNALED is returned; if it cannot be (a full cache disk), the storage
+   * error is the answer.
    */
   async mutate(record: JournalRecord, hint?: { data: Buffer }): Promise<MutationOutcome> {
     this.d.writeBack.commitAllDirty();
-    if (!this.d.connected() && OFFLINE_CHECKED.has(record.op)) (record as { offline?: true }).offline = true;
-    const seq = this.d.replayer.append(record, hint);
-    if (!this.d.connected()) return JOURNALED;
+    const connected = this.d.connected();
+    if (!connected && OFFLINE_CHECKED.has(record.op)) (record as { offline?: true }).offline = true;
+    const seq = this.d.replayer.append(record, hint, { volatile: connected });
+    if (!connected) return JOURNALED;
     const applied = this.d.replayer.waitFor(seq);
     let outcome: Awaited<typeof applied> | typeof JOURNALED;
     try {
       outcome = await Promise.race([applied, this.d.whenNotConnected()]);
     } catch (e) {
-      if (isConnectionError(e)) return JOURNALED; // the record waits in the journal
-      throw e;
+      if (!isConnectionError(e)) throw e;
+      this.d.replayer.makeDurable(seq);
+      return JOURNALED; // the record waits in the journal
     }
-    if (outcome.kind === 'journaled') applied.catch(() => undefined);
+    if (outcome.kind === 'journaled') {
+      applied.catch(() => undefined);
+      this.d.replayer.makeDurable(seq);
+    }
     if (outcome.kind === 'refused') throw outcome.error;
     return outcome;
   }
