@@ -1,6 +1,7 @@
 // The object index's contract for loading a directory's children in one query
 // (ObjectIndex.loadChildren, used by listings after a remount): every child comes into
-// memory, and an object already in memory keeps its in-memory state.
+// memory, and an object already in memory keeps its in-memory state. And the names a
+// directory's lookups learnt survive our own changes to it (the layer's learnName).
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
@@ -9,6 +10,7 @@ import { openDb } from '../src/index/db.js';
 import { ObjectIndex } from '../src/index/objects.js';
 import type { Attr } from '../src/backends/types.js';
 import { tempRoot } from './helpers/cachefs.js';
+import { layerHere } from './helpers/layer.js';
 
 const attr = (type: Attr['type'], v: string, size = 0): Attr => ({
   type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, nlink: 1, rdev: 0, used: size,
@@ -44,5 +46,29 @@ describe('object index: a directory\'s children loaded at once', () => {
     assert.equal(b.attr.size, 999, 'and keeps its in-memory state');
     assert.equal(idx.get(kids[2]!.id)!.attr.size, 12, 'a child loaded from its row has its stored attributes');
     assert.equal([...idx.loaded()].length, 4, 'the directory and its three children: nothing of fs2');
+  });
+});
+
+describe('names a directory\'s lookups learnt (never listed)', () => {
+  const ME = { uid: process.getuid!(), gid: process.getgid!() };
+
+  it('survive our own creates in it: they are not all dropped and looked up again at each one', async () => {
+    const h = await layerHere('learnt-names', {
+      fill: async (b) => { await fsp.mkdir(path.join(b, 'd')); await fsp.writeFile(path.join(b, 'd', 'old.txt'), 'x'); },
+    });
+    try {
+      const index = (h.layer as unknown as { index: ObjectIndex }).index;
+      await h.layer.resolve('/d/old.txt');
+      const d = await h.layer.resolve('/d');
+      assert.equal(d.complete, false, 'known by a lookup only');
+      for (let i = 0; i < 5; i++) await h.layer.release(await h.layer.create(`/d/new${i}`, 0o644, 0o1, ME));
+      await h.layer.resolve('/d'); // revalidated after the last create
+      assert.deepEqual([...index.namesOf(d).keys()].sort(), ['new0', 'new1', 'new2', 'new3', 'new4', 'old.txt']);
+      assert.equal(d.complete, false, 'still not a listing: a name made elsewhere is looked up');
+      await fsp.writeFile(path.join(h.backend, 'd', 'outside.txt'), 'y');
+      assert.equal((await h.layer.resolve('/d/outside.txt')).attr.size, 1);
+    } finally {
+      await h.dispose();
+    }
   });
 });

@@ -429,15 +429,32 @@ export class CacheLayer {
     if (this.connected && !dir.stale?.complete && !this.listedForOffline.has(dir) && dir.attr.size <= LIST_ON_LOOKUP_MAX_BYTES) {
       await this.keepListingForOffline(dir);
     }
+    const seen = dir.attr.version;
     try {
       const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
       const obj = this.freshness.adopt(node);
-      this.index.setName(dir, name, obj.id);
+      this.learnName(dir, name, obj.id, seen);
       return obj;
     } catch (e) {
-      if (isFsError(e, 'ENOENT')) this.index.setName(dir, name, null);
+      if (isFsError(e, 'ENOENT')) this.learnName(dir, name, null, seen);
       throw e;
     }
+  }
+
+  /**
+   * A name the backend told a lookup of, asked after the directory was seen at version
+   * `seen`. The first name learnt in a directory with none labels its names with that
+   * version (each is at least that new), as a listing does: our own change to the
+   * directory then keeps them (mutations' afterDirChange), where unlabelled names were all
+   * dropped at the next revalidation, so n creates in a directory never listed cost O(n^2)
+   * (each dropped the names the ones before had learnt, and looked them up again).
+   */
+  private learnName(dir: CachedObject, name: string, id: number | null, seen: string): void {
+    const label = dir.namesVersion === null && this.index.namesOf(dir).size === 0 && dir.attr.version === seen;
+    this.index.batch(() => {
+      if (label) this.index.setNamesVersion(dir, seen);
+      this.index.setName(dir, name, id);
+    });
   }
 
   /** The objects a backend listing names, each adopted (inside the caller's batch). */
