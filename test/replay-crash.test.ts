@@ -13,6 +13,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { layerHere, reopenLayer, withoutJournalOptimization, type LayerHere } from './helpers/layer.js';
 import { BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { waitUntil } from './helpers/wait.js';
+import type { Backend } from '../src/backends/types.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/replay-crash-child.js', import.meta.url));
@@ -130,4 +132,46 @@ for (const kind of BACKEND_KINDS) describe(`kill -9 between a record reaching th
       assert.deepEqual(tree, reference);
     });
   }
+});
+
+// A connected change's record has no row while its caller waits for the backend (volatile
+// records, journal/replayer.ts). If the mount goes disconnected meanwhile, the caller hears
+// "kept for later": by then the record must be in the journal (invariant 1), and a run that
+// dies right after must replay it.
+describe('a connected change caught by a disconnection, then a crash', () => {
+  it('the record is durable when the call returns, and the next run replays it', async () => {
+    let started = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => { open = r; });
+    // Fault injection: the backend's setattr hangs until the test opens the gate.
+    const hang = (inner: Backend): Backend => new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'setattr') return async (...a: Parameters<Backend['setattr']>) => { started++; await gate; return target.setattr(...a); };
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const first = await layerHere('volatile-crash', { fill: (be) => fsp.writeFile(path.join(be, 'x'), 'x', { mode: 0o644 }), wrap: hang });
+    let second: LayerHere | null = null;
+    try {
+      await first.layer.resolve('/x');
+      const chmod = first.layer.chmod('/x', 0o600, ME);
+      await waitUntil('the chmod to reach the backend', () => started === 1, 10_000, 5);
+      assert.equal(first.journal.pending(), 0, 'no row while the caller waits for the backend');
+      first.layer.goOffline();
+      await chmod; // JOURNALED: kept for later
+      assert.equal(first.journal.pending(), 1, 'the record is in the journal when the call returns');
+      assert.equal((await fsp.stat(path.join(first.backend, 'x'))).mode & 0o777, 0o644, 'the backend never got it');
+      // The process dies here (the first layer is never closed); the next run replays.
+      second = await reopenLayer(first.dir);
+      await second.layer.replayer.drained();
+      assert.equal((await fsp.stat(path.join(first.backend, 'x'))).mode & 0o777, 0o600, 'replayed by the next run');
+      assert.equal(second.journal.pending(), 0);
+      assert.deepEqual(second.conflicts.list().map((c) => c.kind), [], 'our own change is no conflict');
+    } finally {
+      open();
+      await second?.close();
+      await first.dispose();
+    }
+  });
 });
