@@ -7,7 +7,10 @@
 // is AUTOINCREMENT: a conflict keeps a seq, `upTo`, that a later record must never reuse);
 // so while a Journal is open, it is the table's only writer.
 // A number may be reserved without a row (`reserve`): the replayer's volatile records,
-// written later with `write` if they must become durable (see replayer.ts).
+// written later with `write` if they must become durable (see replayer.ts). A conflict's
+// `upTo` may be such a number, so numbers are claimed in blocks in sqlite_sequence before
+// they are handed out (one write per SEQ_BLOCK): the next run starts past every number
+// this one could have used, with a row or without.
 //
 // The journal lives on the cache disk: `admit` (set by the composition root) refuses a record
 // that the disk has no room to keep for long, with ENOSPC, before SQLite is asked (see append).
@@ -26,10 +29,15 @@ export interface JournalEntry {
 
 interface Row { seq: number; record: string; created_at: number; attempts: number; last_error: string | null }
 
+/** Sequence numbers claimed in sqlite_sequence at a time (see the top of this file). */
+const SEQ_BLOCK = 1 << 16;
+
 export class Journal {
   private readonly st;
   /** The next sequence number to hand out. */
   private nextSeq: number;
+  /** The highest number claimed in sqlite_sequence (handed out only up to it). */
+  private claimed: number;
 
   constructor(private readonly db: Db) {
     this.st = {
@@ -43,7 +51,23 @@ export class Journal {
     };
     const rows = (db.prepare(`SELECT COALESCE(MAX(seq), 0) AS n FROM journal`).get() as { n: number }).n;
     const used = (db.prepare(`SELECT seq AS n FROM sqlite_sequence WHERE name = 'journal'`).get() as { n: number } | undefined)?.n ?? 0;
-    this.nextSeq = Math.max(rows, used) + 1;
+    this.claimed = Math.max(rows, used);
+    this.nextSeq = this.claimed + 1;
+  }
+
+  /**
+   * Claims the next block of numbers in sqlite_sequence when the current one is used up.
+   * Not inside a caller's transaction (its rollback would undo the claim behind our back):
+   * a row written there raises sqlite_sequence itself, and the next claim starts past it.
+   */
+  private claim(): void {
+    if (this.nextSeq <= this.claimed || this.db.inTransaction) return;
+    const upTo = this.nextSeq + SEQ_BLOCK - 1;
+    this.db.transaction(() => {
+      const had = this.db.prepare(`UPDATE sqlite_sequence SET seq = ? WHERE name = 'journal'`).run(upTo).changes;
+      if (had === 0) this.db.prepare(`INSERT INTO sqlite_sequence (name, seq) VALUES ('journal', ?)`).run(upTo);
+    })();
+    this.claimed = upTo;
   }
 
   /**
@@ -56,6 +80,7 @@ export class Journal {
 
   append(record: JournalRecord, createdAt = Date.now()): number {
     this.checkAdmitted(record);
+    this.claim();
     const seq = this.nextSeq;
     this.st.append.run(seq, JSON.stringify(record), createdAt);
     this.nextSeq = seq + 1;
@@ -65,6 +90,7 @@ export class Journal {
   /** A sequence number for a record kept in memory only for now (no row; see `write`). */
   reserve(record: JournalRecord): number {
     this.checkAdmitted(record);
+    this.claim();
     return this.nextSeq++;
   }
 
