@@ -436,6 +436,10 @@ export class ObjectIndex {
    * loaded keep their in-memory state, which may be newer than their rows.
    */
   loadChildren(dir: CachedObject): void {
+    // A warm directory has every child in memory already: no query then.
+    let missing = false;
+    for (const id of this.namesOf(dir).values()) if (id !== null && !this.byId.has(id)) { missing = true; break; }
+    if (!missing) return;
     for (const r of this.st.children.iterate(dir.id, this.fsid) as IterableIterator<ObjectRow>) {
       if (!this.byId.has(r.id)) this.fromRow(r);
     }

@@ -100,14 +100,9 @@ export class Replayer<O extends { kind: string }> {
     if (opts.volatile) {
       seq = this.journal.reserve(record);
       this.unwritten.add(seq);
-    } else if (this.unwritten.size > 0) {
-      const earlier = this.unwrittenEntries();
-      seq = this.journal.transaction(() => {
-        for (const e of earlier) this.journal.write(e);
-        return this.journal.append(record, createdAt);
-      });
-      for (const e of earlier) this.unwritten.delete(e.seq);
-    } else seq = this.journal.append(record, createdAt);
+    } else {
+      seq = this.writeUnwritten(Infinity, () => this.journal.append(record, createdAt));
+    }
     if (hint) this.hints.set(seq, hint);
     const entry = { seq, record, createdAt, attempts: 0, lastError: null };
     this.queue.push(entry);
@@ -134,9 +129,8 @@ export class Replayer<O extends { kind: string }> {
    */
   makeDurable(seq: number): void {
     if (!this.unwritten.has(seq)) return;
-    const upTo = this.unwrittenEntries().filter((e) => e.seq <= seq);
     try {
-      this.journal.transaction(() => { for (const e of upTo) this.journal.write(e); });
+      this.writeUnwritten(seq, () => undefined);
     } catch (e) {
       const i = this.queue.findIndex((x, at) => at >= this.head && x.seq === seq);
       const inFlight = this.running && i === this.head;
@@ -150,7 +144,21 @@ export class Replayer<O extends { kind: string }> {
       }
       throw e;
     }
-    for (const e of upTo) this.unwritten.delete(e.seq);
+  }
+
+  /**
+   * Writes the rows of the volatile records up to `upTo`, in order, then `then` (a durable
+   * append), in one transaction; they leave `unwritten` only once it has committed.
+   */
+  private writeUnwritten<T>(upTo: number, then: () => T): T {
+    if (this.unwritten.size === 0) return then();
+    const rows = this.unwrittenEntries().filter((e) => e.seq <= upTo);
+    const out = this.journal.transaction(() => {
+      for (const e of rows) this.journal.write(e);
+      return then();
+    });
+    for (const e of rows) this.unwritten.delete(e.seq);
+    return out;
   }
 
   /**

@@ -451,8 +451,9 @@ export class CacheLayer {
    */
   private learnName(dir: CachedObject, name: string, id: number | null, seen: string): void {
     const label = dir.namesVersion === null && this.index.namesOf(dir).size === 0 && dir.attr.version === seen;
+    if (!label) { this.index.setName(dir, name, id); return; }
     this.index.batch(() => {
-      if (label) this.index.setNamesVersion(dir, seen);
+      this.index.setNamesVersion(dir, seen);
       this.index.setName(dir, name, id);
     });
   }
