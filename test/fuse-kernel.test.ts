@@ -223,6 +223,29 @@ for (const passthrough of [true, false]) {
       assert.equal(await fsp.readFile(m.b('shared'), 'utf8'), 'changed later');
       assert.equal(await fsp.readFile(m.m('shared'), 'utf8'), 'changed later', 'a new open sees the new bytes');
     });
+
+    it('a file already open the ordinary way (a reader before it was cached, a writer) opens again for reading', async () => {
+      // The kernel refuses (EIO) a passthrough open of an inode it already has open the
+      // ordinary way: such an open must come through the session too.
+      const data = randomBytes(3 << 20);
+      await fsp.writeFile(m.b('early'), data);
+      const first = await fsp.open(m.m('early'), 'r'); // not cached yet: an ordinary open
+      try {
+        const part = Buffer.alloc(data.length);
+        await first.read(part, 0, data.length, 0); // now wholly cached
+        assert.ok((await fsp.readFile(m.m('early'))).equals(data), 'a second open while the first is held');
+      } finally {
+        await first.close();
+      }
+      await fsp.writeFile(m.b('opened-rw'), 'bytes');
+      await fsp.readFile(m.m('opened-rw')); // cached whole
+      const writer = await fsp.open(m.m('opened-rw'), 'r+');
+      try {
+        assert.equal(await fsp.readFile(m.m('opened-rw'), 'utf8'), 'bytes', 'a reader beside a writer that wrote nothing yet');
+      } finally {
+        await writer.close();
+      }
+    });
   });
 }
 

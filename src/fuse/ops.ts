@@ -92,6 +92,24 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
    */
   const backings = new Map<number, { id: number; opens: number }>();
   const passthroughFh = new Map<number, number>();
+  /**
+   * Per object, its opens the ordinary way (through the session), and per such file handle,
+   * its object. The kernel refuses (EIO) a passthrough open of an inode it has open the
+   * ordinary way, so while any lasts, no open of that object is offered passthrough.
+   */
+  const ordinaryOpens = new Map<number, number>();
+  const ordinaryFh = new Map<number, number>();
+  const openedOrdinarily = (fd: number, o: CachedObject): void => {
+    ordinaryFh.set(fd, o.id);
+    ordinaryOpens.set(o.id, (ordinaryOpens.get(o.id) ?? 0) + 1);
+  };
+  const releaseOrdinary = (fh: number): void => {
+    const id = ordinaryFh.get(fh);
+    if (id === undefined) return;
+    ordinaryFh.delete(fh);
+    const n = (ordinaryOpens.get(id) ?? 1) - 1;
+    if (n <= 0) ordinaryOpens.delete(id); else ordinaryOpens.set(id, n);
+  };
 
   const ref = (node: bigint) => {
     const r = nodes.ref(node);
@@ -278,18 +296,21 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
         if (killOnTrunc) await killSuidgid(o);
       } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
     }
-    if (readOnly && d.backing && n && n.flags & Init.PASSTHROUGH) {
+    if (readOnly && d.backing && n && n.flags & Init.PASSTHROUGH && !ordinaryOpens.has(o.id)) {
       try {
         const id = await backingFor(o);
         if (id !== null) {
           passthroughFh.set(fd, o.id);
-          return openOut(BigInt(fd), Fopen.PASSTHROUGH, id);
+          // An ordinary open answered while the backing was being registered wins.
+          if (!ordinaryOpens.has(o.id)) return openOut(BigInt(fd), Fopen.PASSTHROUGH, id);
+          releasePassthrough(fd);
         }
       } catch (e) {
         log.debug(`no passthrough for object ${o.id}`, e);
       }
     }
     if (backings.has(o.id)) { await layer.release(fd); throw new FsError('ETXTBSY', 'the file is open for reading through passthrough'); }
+    openedOrdinarily(fd, o);
     return openOut(BigInt(fd), keepCache(o));
   };
 
@@ -353,6 +374,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   h[Op.RELEASE] = async ({ body }) => {
     const fh = body.num64();
     releasePassthrough(fh);
+    releaseOrdinary(fh);
     await layer.release(fh);
   };
 
@@ -417,6 +439,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const dir = objOf(hd.nodeid);
     const { fd, obj } = await layer.createAt(dir, name, mode, flags, d.creds(hd));
     seenAtOpen.set(obj.id, `${obj.attr.mtimeNs}:${obj.attr.size}`);
+    openedOrdinarily(fd, obj);
     return [entry(obj), openOut(BigInt(fd), 0)];
   };
 
