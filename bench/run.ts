@@ -1,7 +1,8 @@
 // Benchmarks of the local backend against the native directory and Debian's bindfs (a C
 // FUSE passthrough, -o big_writes), all measured in this one run, reported as ratios.
 // Usage (as root, after scripts/setup.sh):  node dist/bench/run.js [--runs N] [--size-mib N]
-//   [--files N] [--out docs/PERFORMANCE.md] [--passthrough] [--writeback]
+//   [--files N] [--out docs/PERFORMANCE.md] [--passthrough] [--passthrough-writes] [--writeback]
+//   --passthrough-writes: fuse.passthroughWrites too (implies --passthrough).
 //   --passthrough / --writeback: mount cachefs with fuse.passthrough / fuse.writebackCache (the config refuses the latter for now: README).
 // Every workload runs in a child process (dd, cat, ls, find, tar): this process never
 // serves a mount. "cold" drops the kernel's page cache first (needs root).
@@ -18,7 +19,8 @@ const SIZE_MIB = Number(arg('size-mib', '512'));
 const FILES = Number(arg('files', '10000'));
 const OUT = arg('out', path.join(REPO, 'docs', 'PERFORMANCE.md'));
 const WORK = arg('work', path.join(os.tmpdir(), 'cachefs-bench'));
-const PASSTHROUGH = process.argv.includes('--passthrough');
+const PASSTHROUGH_WRITES = process.argv.includes('--passthrough-writes');
+const PASSTHROUGH = PASSTHROUGH_WRITES || process.argv.includes('--passthrough');
 const WRITEBACK = process.argv.includes('--writeback');
 
 function run(cmd: string, args: string[], opts: { shell?: boolean } = {}): Promise<void> {
@@ -74,7 +76,7 @@ function makeTargets(backend: string): Target[] {
       if (freshCache) await fsp.rm(cache, { recursive: true, force: true });
       await fsp.mkdir(cMnt, { recursive: true });
       const configFile = path.join(WORK, 'cachefs.config.json');
-      writeFileSync(configFile, JSON.stringify({ fuse: { passthrough: PASSTHROUGH, writebackCache: WRITEBACK } }));
+      writeFileSync(configFile, JSON.stringify({ fuse: { passthrough: PASSTHROUGH, passthroughWrites: PASSTHROUGH_WRITES, writebackCache: WRITEBACK } }));
       await run(process.execPath, [CLI, 'mount', backend, cMnt, '--cache-dir', cache, '--log-level', 'warn', '--config', configFile]);
       const status = execFileSync(process.execPath, [CLI, 'status', cMnt, '--json'], { encoding: 'utf8' });
       pid = (JSON.parse(status) as { pid: number }).pid;
@@ -196,7 +198,7 @@ async function main(): Promise<void> {
   rss.stop();
 
   const lines: string[] = [];
-  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES}${PASSTHROUGH ? ' --passthrough' : ''}${WRITEBACK ? ' --writeback' : ''}`;
+  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES}${PASSTHROUGH_WRITES ? ' --passthrough-writes' : PASSTHROUGH ? ' --passthrough' : ''}${WRITEBACK ? ' --writeback' : ''}`;
   lines.push('# Performance', '');
   lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
     `kernel ${os.release()}, Node ${process.version}. Produced by (as root, after \`bash scripts/setup.sh\`):`, '');

@@ -65,6 +65,13 @@ export const ConfigSchema = z.object({
      * file for writing fails with ETXTBSY (the kernel cannot mix the two on one inode).
      */
     passthrough: z.boolean(),
+    /**
+     * With passthrough: an open for writing of a file wholly in the cache (up to 64 MiB when
+     * opened; new files grow freely) is written by the kernel straight into the cache file
+     * too. What changed is journaled at close, fsync and the last release, by comparing the
+     * file with what was journaled, 1 MiB at a time (layers/direct-writes.ts).
+     */
+    passthroughWrites: z.boolean(),
   }).strict(),
   /**
    * Keeping the cache within its size (ARCHITECTURE §8), like cachefilesd: culling starts
@@ -107,7 +114,7 @@ export const DEFAULTS: Config = {
   cacheDir: './.cache/cachefs',
   cache: { chunkSize: 1024 * 1024, readAheadChunks: 8, backendConcurrency: 16 },
   consistency: { acregmin: 3, acregmax: 60, acdirmin: 30, acdirmax: 60, closeToOpen: true, watch: true, pollIntervalS: 5 },
-  fuse: { allowOther: 'auto', entryTimeout: 'auto', attrTimeout: 'auto', negativeTimeout: 'auto', maxWrite: 1048576, autoCache: true, writebackCache: false, passthrough: false },
+  fuse: { allowOther: 'auto', entryTimeout: 'auto', attrTimeout: 'auto', negativeTimeout: 'auto', maxWrite: 1048576, autoCache: true, writebackCache: false, passthrough: false, passthroughWrites: false },
   culling: { maxBytes: 0, brun: 10, bcull: 7, bstop: 3, frun: 10, fcull: 7, fstop: 3, intervalS: 10 },
   hoard: { concurrency: 16, afterReconnect: true },
   reintegration: { optimize: true },
@@ -138,6 +145,7 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.autoCache': 'true or false',
   'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported: with it the kernel ignores the size and mtime another client gave a file, so it could be read stale after the next open)',
   'fuse.passthrough': 'true or false',
+  'fuse.passthroughWrites': 'true or false (it needs fuse.passthrough)',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
   culling: 'percentages with bstop < bcull < brun and fstop < fcull < frun, e.g. 3, 7, 10',

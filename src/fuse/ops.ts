@@ -28,7 +28,7 @@ export { opStats } from './session.js';
 export type NodeFs = Pick<CacheLayer,
   | 'objectOrStale' | 'lookup' | 'parentDirOf' | 'getattrOf' | 'setattr' | 'readlinkOf' | 'readdirOf' | 'statfs'
   | 'mknodAt' | 'mkdirAt' | 'symlinkAt' | 'linkAt' | 'unlinkAt' | 'rmdirAt' | 'renameAt' | 'createAt'
-  | 'openObject' | 'wholeCacheFile' | 'fileOf' | 'read' | 'write' | 'ftruncate' | 'flush' | 'fsync' | 'release'>;
+  | 'openObject' | 'wholeCacheFile' | 'openDirect' | 'followDirect' | 'fileOf' | 'read' | 'write' | 'ftruncate' | 'flush' | 'fsync' | 'release'>;
 
 /** How long the kernel may trust names and attributes, seconds (read at each reply). */
 export type Timeouts = Pick<KernelCaching, 'entry' | 'attr' | 'negative'>;
@@ -50,6 +50,8 @@ export interface OpsDeps {
   negotiated(): Negotiated | null;
   /** Registers a backing file with the kernel (FUSE passthrough); absent: no passthrough. */
   backing?: { open(fd: number): number; close(id: number): void };
+  /** Opens for writing may be passthrough too (fuse.passthroughWrites). */
+  passthroughWrites?: boolean;
 }
 
 const WRITE_KILL_SUIDGID = 1 << 2;
@@ -85,12 +87,13 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   /** auto_cache: the (mtime, size) each file had at its last open. */
   const seenAtOpen = new Map<number, string>();
   /**
-   * Passthrough: per object, the backing id the kernel reads it through and how many opens
-   * use it; per open file handle, its object. The kernel refuses (EIO) a non-passthrough
-   * open of an inode that has passthrough opens, so while they last every open of that
-   * object must be one too: a read-only open shares the backing, any other is ETXTBSY.
+   * Passthrough: per object, the backing id the kernel reads (and, `writable`, writes) it
+   * through and how many opens use it; per open file handle, its object. The kernel refuses
+   * (EIO) a non-passthrough open of an inode that has passthrough opens, so while they last
+   * every open of that object must be one too: a read-only open shares the backing, an open
+   * for writing shares a writable one (passthroughWrites), any other is ETXTBSY.
    */
-  const backings = new Map<number, { id: number; opens: number }>();
+  const backings = new Map<number, { id: number; opens: number; writable: boolean }>();
   const passthroughFh = new Map<number, number>();
   /**
    * Per object, its opens the ordinary way (through the session), and per such file handle,
@@ -123,6 +126,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
   /** An object's attributes for a reply, noting the version the kernel is given. */
   const attrs = (o: CachedObject): FuseAttr => {
+    if (d.passthroughWrites) layer.followDirect(o); // the kernel may have written its cache file
     nodes.gave(nodes.nodeOf(o.id), o.attr.version);
     return attrOf(o);
   };
@@ -285,7 +289,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const killOnTrunc = (body.u32() & OPEN_KILL_SUIDGID) !== 0;
     const o = objOf(hd.nodeid);
     const readOnly = (flags & 3) === 0 && (flags & fsc.O_TRUNC) === 0;
-    if (!readOnly && backings.has(o.id)) throw new FsError('ETXTBSY', 'the file is open for reading through passthrough');
+    if (!readOnly && backings.has(o.id) && !backings.get(o.id)!.writable) throw new FsError('ETXTBSY', 'the file is open for reading through passthrough');
     // A descriptor that can write carries its opener's credentials: its writes replay as them.
     const by = readOnly ? undefined : d.creds(hd);
     const fd = await layer.openObject(o, flags, by);
@@ -296,9 +300,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
         if (killOnTrunc) await killSuidgid(o);
       } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
     }
-    if (readOnly && d.backing && n && n.flags & Init.PASSTHROUGH && !ordinaryOpens.has(o.id)) {
+    if ((readOnly || d.passthroughWrites) && d.backing && n && n.flags & Init.PASSTHROUGH && !ordinaryOpens.has(o.id)) {
       try {
-        const id = await backingFor(o);
+        const id = readOnly ? await backingFor(o) : await backingForWrite(o, fd);
         if (id !== null) {
           passthroughFh.set(fd, o.id);
           // An ordinary open answered while the backing was being registered wins.
@@ -322,10 +326,35 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     if (file === null) return null;
     const again = backings.get(o.id); // another open registered it meanwhile
     if (again) { again.opens++; return again.id; }
-    const fd = fs.openSync(file, 'r');
+    return register(o, file);
+  };
+
+  /**
+   * For an open for writing: the backing id of `o`'s cache file, which the kernel then
+   * writes directly (the layer journals what it wrote: direct-writes.ts), one more open
+   * counted; null: the layer cannot follow this file, or it is open read-only passthrough.
+   */
+  const backingForWrite = async (o: CachedObject, fh: number): Promise<number | null> => {
+    const have = backings.get(o.id);
+    if (have && !have.writable) return null;
+    const file = await layer.openDirect(fh);
+    if (file === null) return null;
+    const again = backings.get(o.id); // registered meanwhile
+    if (again) {
+      if (!again.writable) return null;
+      again.opens++;
+      return again.id;
+    }
+    return register(o, file);
+  };
+
+  /** Hands the kernel `o`'s cache file (writable where opens may write); one open counted. */
+  const register = (o: CachedObject, file: string): number => {
+    const writable = d.passthroughWrites === true;
+    const fd = fs.openSync(file, writable ? 'r+' : 'r');
     try {
       const id = d.backing!.open(fd);
-      backings.set(o.id, { id, opens: 1 });
+      backings.set(o.id, { id, opens: 1, writable });
       return id;
     } finally {
       fs.closeSync(fd); // the kernel holds the file now
@@ -439,6 +468,19 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const dir = objOf(hd.nodeid);
     const { fd, obj } = await layer.createAt(dir, name, mode, flags, d.creds(hd));
     seenAtOpen.set(obj.id, `${obj.attr.mtimeNs}:${obj.attr.size}`);
+    const n = d.negotiated();
+    if (d.passthroughWrites && d.backing && n && n.flags & Init.PASSTHROUGH && !ordinaryOpens.has(obj.id)) {
+      try {
+        const id = await backingForWrite(obj, fd);
+        if (id !== null) {
+          passthroughFh.set(fd, obj.id);
+          if (!ordinaryOpens.has(obj.id)) return [entry(obj), openOut(BigInt(fd), Fopen.PASSTHROUGH, id)];
+          releasePassthrough(fd);
+        }
+      } catch (e) {
+        log.debug(`no passthrough for object ${obj.id}`, e);
+      }
+    }
     openedOrdinarily(fd, obj);
     return [entry(obj), openOut(BigInt(fd), 0)];
   };

@@ -76,6 +76,7 @@ export class FuseServer {
         controlTimeouts: untoldCaching(f),
         creds: this.o.creds,
         autoCache: f.autoCache,
+        passthroughWrites: f.passthrough && f.passthroughWrites,
         negotiated: (): Negotiated | null => session.init,
         backing: { open: (fd) => backingOpen(session.fd, fd), close: (id) => backingClose(session.fd, id) },
       }),

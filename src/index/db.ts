@@ -125,6 +125,16 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE objects ADD COLUMN zeros_from INTEGER;  -- bytes at or past this that no cached chunk holds are zeros; NULL = no such promise
   `,
+  // v7: files the kernel may be writing directly into their cache file (FUSE passthrough for
+  // writes): the file may hold bytes no journal record has. A row is written before such an
+  // open is answered and removed once its last one is released and journaled; the next
+  // start journals the file of any row left (layers/direct-writes.ts).
+  `
+  CREATE TABLE direct_writes (
+    object INTEGER PRIMARY KEY,  -- objects.id
+    by     TEXT                  -- JSON credentials the writes replay as; NULL = the mount's own
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

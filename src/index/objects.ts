@@ -83,7 +83,8 @@ export class ObjectIndex {
   private batchTouched: Set<CachedObject> | null = null;
   private readonly st;
 
-  constructor(private readonly db: Db, readonly fsid: string) {
+  /** The SQLite file (shared with the journal: a change and its record commit together). */
+  constructor(readonly db: Db, readonly fsid: string) {
     this.st = {
       byId: db.prepare(`SELECT * FROM objects WHERE id = ? AND fsid = ?`),
       byFh: db.prepare(`SELECT * FROM objects WHERE fsid = ? AND fh = ?`),

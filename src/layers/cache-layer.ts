@@ -56,6 +56,7 @@ import { resolveFsOf } from './resolve-fs.js';
 import { Reconnector } from './reconnect.js';
 import { Mutations, JOURNALED, type TimeArg } from './mutations.js';
 import { OutsideChanges, type KernelCache } from './outside-changes.js';
+import { DirectWrites } from './direct-writes.js';
 
 export interface OpenFile {
   obj: CachedObject;
@@ -76,6 +77,8 @@ export interface OpenFile {
    * Undefined: the mount itself (hoarding, conflict resolution as the mount).
    */
   by: Creds | undefined;
+  /** The kernel writes through it straight into the cache file (direct-writes.ts). */
+  direct?: true;
 }
 
 export type { CachedObject } from '../index/objects.js';
@@ -124,6 +127,11 @@ const O_WRONLY = 1;
 const O_RDWR = 2;
 /** How often access times (for LRU culling) are written to the index. */
 const ACCESS_FLUSH_MS = 30_000;
+/**
+ * The largest file an open may write directly (passthrough) when it opens: the open reads it
+ * whole once, to know later what the kernel changed. Files made empty grow freely.
+ */
+const DIRECT_OPEN_MAX_BYTES = 64 * 1024 * 1024;
 /** Chunks of one file a hoard walk fetches at once. */
 const HOARD_CHUNKS_PER_FILE = 8;
 /**
@@ -163,6 +171,8 @@ export class CacheLayer {
   private readonly mutations: Mutations;
   /** Outside changes and the kernel's rechecks (outside-changes.ts). */
   private readonly outside: OutsideChanges;
+  /** Opens the kernel writes through directly (FUSE passthrough for writes). */
+  private readonly direct: DirectWrites;
   /** What objects changed offline were before (null without a conflict store). */
   private bases: OfflineBases | null = null;
 
@@ -200,7 +210,9 @@ export class CacheLayer {
     });
     const target = new BackendTarget(this.backend, this.index, this.store, this.call);
     this.replayer = replayerFactory(target);
-    target.laterChange = (seq, obj, from, to) => this.replayer.laterChange(seq, obj, from, to);
+    // Bytes the kernel writes directly may change a record's range before it is replayed:
+    // the journaling that follows carries them again (direct-writes.ts).
+    target.laterChange = (seq, obj, from, to) => this.replayer.laterChange(seq, obj, from, to) || this.direct.writing(obj);
     this.writeBack = new WriteBack({
       replayer: this.replayer, index: this.index, store: this.store, chunks: this.fetcher, chunkSize: this.chunk,
       connected: () => this.connected,
@@ -234,6 +246,12 @@ export class CacheLayer {
       adopt: (node, t) => this.freshness.adopt(node, t),
       spillWriteBehind: () => this.writeBack.spillWriteBehind(),
       replayed: (renamed) => this.outside.afterReplay(renamed),
+    });
+    this.direct = new DirectWrites({
+      db: this.index.db, index: this.index, store: this.store, replayer: this.replayer, chunkSize: this.chunk,
+      noteSeq: (id, seq) => { this.writeBack.lastSeq.set(id, seq); },
+      connected: () => this.connected,
+      nameless: (id) => this.orphans.has(id) || this.index.get(id)?.attr.nlink === 0,
     });
     this.mutations = new Mutations({
       index: this.index, store: this.store, replayer: this.replayer, writeBack: this.writeBack, fetcher: this.fetcher,
@@ -270,6 +288,8 @@ export class CacheLayer {
     // Objects whose cached data we were changing when the last run ended may hold bytes the
     // backend never got (a dirty run not yet journaled, or dropped by its CRC check). Once
     // the records left behind are replayed, their cached data is dropped and fetched anew.
+    // Files the kernel was writing directly are journaled first (direct-writes.ts).
+    await this.direct.recover();
     const suspect = this.index.idsWithDataVersion(SELF);
     // Records left by a previous run go first; they may have been made disconnected, so they
     // are replayed as a reintegration (bases checked, conflicts parked).
@@ -346,7 +366,7 @@ export class CacheLayer {
 
   private hasOpenWriters(obj: CachedObject): boolean {
     for (const of of this.openFiles.values()) if (of.obj === obj && of.written) return true;
-    return false;
+    return this.direct.writing(obj.id);
   }
 
   async revalidate(obj: CachedObject, force: boolean): Promise<void> {
@@ -675,6 +695,36 @@ export class CacheLayer {
     return st && st.size === o.attr.size && o.dataVersion === o.attr.version ? p : null;
   }
 
+  /**
+   * Lets the kernel write through open file `fd` straight into the object's cache file
+   * (FUSE passthrough for writes); returns that file, or null where the journal could not
+   * follow (not a file wholly and only in its cache file, data of ours on its way through
+   * the session, a file too big to compare). See direct-writes.ts.
+   */
+  async openDirect(fd: number): Promise<string | null> {
+    const of = this.fileOf(fd);
+    const o = of.obj;
+    if (o.attr.type !== 'file' || (of.flags & O_ACCMODE) === 0) return null;
+    if (of.direct) return null;
+    await this.fetcher.quiesce(o);
+    if (!this.direct.writing(o.id)) {
+      if (o.attr.size > DIRECT_OPEN_MAX_BYTES) return null;
+      if (this.writeBack.dirty.has(o.id) || this.writeBack.writeAround.has(o.id)) return null;
+      for (const other of this.openFiles.values()) if (other.obj === o && other.written) return null;
+      if (o.attr.size > 0 && (o.dataVersion === null || !fullyCached(o, this.index, this.chunk))) return null;
+      const st = await fsp.stat(await this.store.ensure(o.id)).catch(() => null);
+      if (!st || st.size !== o.attr.size) return null;
+      if (o.dataVersion === null) this.index.setDataVersion(o, o.attr.version); // empty: wholly cached
+    }
+    if (!this.openFiles.has(fd)) return null; // released meanwhile
+    const file = await this.direct.begin(o, of.by);
+    of.direct = true;
+    return file;
+  }
+
+  /** An object's attributes as its cache file shows them, while the kernel may write it. */
+  followDirect(o: CachedObject): void { this.direct.follow(o); }
+
   private addOpen(obj: CachedObject, flags: number, by: Creds | undefined): number {
     const fd = this.nextFd++;
     if (this.nextFd > 0x7fffffff) this.nextFd = 1;
@@ -688,6 +738,7 @@ export class CacheLayer {
     const of = this.openFiles.get(fd);
     if (!of) return;
     if (of.written) await this.flush(fd).catch((e) => log.warn('flush on release failed', e));
+    if (of.direct) await this.direct.end(of.obj).catch((e) => log.warn(`journaling what the kernel wrote to object ${of.obj.id} failed; retried`, e));
     this.openFiles.delete(fd);
     const n = (this.openCount.get(of.obj.id) ?? 1) - 1;
     if (n <= 0) {
@@ -718,6 +769,13 @@ export class CacheLayer {
   async flush(fd: number): Promise<void> {
     const of = this.fileOf(fd);
     of.flushedAt = Date.now();
+    if (of.direct) {
+      // What the kernel wrote is journaled now (offline, with the mtime the user saw).
+      if (!(await this.direct.absorb(of.obj))) return;
+      await this.writeBack.settledOrOffline(of.obj.id);
+      await this.adoptOwnWrites(of.obj);
+      return;
+    }
     if (!of.written) { this.writeBack.throwPendingError(of); return; }
     const run = this.writeBack.dirty.get(of.obj.id);
     if (run) void this.writeBack.commitRun(run);
@@ -734,23 +792,28 @@ export class CacheLayer {
     }
     of.written = false;
     this.writeBack.throwPendingError(of);
+    await this.adoptOwnWrites(of.obj);
+  }
+
+  /** After our writes reached the backend: committed there (NFS), and their version adopted. */
+  private async adoptOwnWrites(obj: CachedObject): Promise<void> {
     if (!this.connected) return;
     // Close-to-open durability on backends that write unstably (NFS): COMMIT before close
     // returns; its answer carries the attributes after our writes (wcc data) where it can.
     const committed = this.backend.commitOnClose
-      ? await this.mutations.mutate({ op: 'commit', obj: of.obj.id, base: of.obj.attr.version })
+      ? await this.mutations.mutate({ op: 'commit', obj: obj.id, base: obj.attr.version })
       : null;
     if (!this.connected) return;
     // Adopt the version our writes produced, so our own writes never look like someone else's.
     let attr: Attr;
     try {
-      attr = committed?.kind === 'attr' ? committed.attr : await this.call('getattr', () => this.backend.getattr(of.obj.fh));
+      attr = committed?.kind === 'attr' ? committed.attr : await this.call('getattr', () => this.backend.getattr(obj.fh));
     } catch (e) {
       if (isConnectionError(e)) return; // went offline just now: the data is journaled
       throw e;
     }
-    if (of.obj.dataVersion !== null) this.index.setDataVersion(of.obj, SELF);
-    this.freshness.applyAttr(of.obj, attr);
+    if (obj.dataVersion !== null) this.index.setDataVersion(obj, SELF);
+    this.freshness.applyAttr(obj, attr);
   }
 
   /**
@@ -760,6 +823,7 @@ export class CacheLayer {
    */
   async fsync(fd: number): Promise<void> {
     const of = this.fileOf(fd);
+    if (of.direct) await this.flush(fd); // journals what the kernel wrote, and waits for it (connected)
     const run = this.writeBack.dirty.get(of.obj.id);
     if (run) void this.writeBack.commitRun(run);
     if (this.connected) {
@@ -909,10 +973,20 @@ export class CacheLayer {
   renameAt(fromDir: CachedObject, fromName: string, toDir: CachedObject, toName: string, by?: Creds, noReplace = false): Promise<void> {
     return this.mutations.renameAt(fromDir, fromName, toDir, toName, by, noReplace);
   }
-  setattr(obj: CachedObject, set: SetAttrRecord, by?: Creds): Promise<void> { return this.mutations.setattr(obj, set, by); }
+  async setattr(obj: CachedObject, set: SetAttrRecord, by?: Creds): Promise<void> {
+    // The kernel may have written directly: journaled first, as a write through us would be.
+    if (set.size !== undefined && this.direct.writing(obj.id)) await this.direct.absorb(obj);
+    await this.mutations.setattr(obj, set, by);
+    if (set.size !== undefined) this.direct.resized(obj, set.size);
+  }
   truncate(p: string, size: number, by?: Creds): Promise<void> { return this.mutations.truncate(p, size, by); }
   /** As the opener: the kernel checked the right to truncate at open, as for a write. */
-  ftruncate(fd: number, size: number): Promise<void> { return this.mutations.ftruncate(fd, size); }
+  async ftruncate(fd: number, size: number): Promise<void> {
+    const obj = this.fileOf(fd).obj;
+    if (this.direct.writing(obj.id)) await this.direct.absorb(obj);
+    await this.mutations.ftruncate(fd, size);
+    this.direct.resized(obj, size);
+  }
   chmod(p: string, mode: number, by?: Creds): Promise<void> { return this.mutations.chmod(p, mode, by); }
   chown(p: string, uid: number | undefined, gid: number | undefined, by?: Creds): Promise<void> { return this.mutations.chown(p, uid, gid, by); }
   utimens(p: string, atime: TimeArg, mtime: TimeArg, by?: Creds): Promise<void> { return this.mutations.utimens(p, atime, mtime, by); }
@@ -928,7 +1002,7 @@ export class CacheLayer {
 
   /** The object's cached data holds changes the backend does not have yet (never culled). */
   isDirty(id: number): boolean {
-    return this.writeBack.dirty.has(id) || this.replayer.hasPendingFor(id) || this.mutations.capturingBase(id);
+    return this.writeBack.dirty.has(id) || this.replayer.hasPendingFor(id) || this.mutations.capturingBase(id) || this.direct.writing(id);
   }
 
   isOpen(id: number): boolean { return (this.openCount.get(id) ?? 0) > 0; }

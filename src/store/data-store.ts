@@ -41,6 +41,12 @@ export class DataStore {
     return this.fileOf(id);
   }
 
+  /** Like settledPath, and the file exists (empty if nothing was cached). */
+  async ensure(id: number): Promise<string> {
+    await this.handle(id);
+    return this.settledPath(id);
+  }
+
   private fileOf(id: number): string {
     return path.join(this.dir, (id % 256).toString(16).padStart(2, '0'), String(id));
   }

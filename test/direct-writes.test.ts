@@ -1,0 +1,94 @@
+// FUSE passthrough for writes (fuse.passthroughWrites, layers/direct-writes.ts): the kernel
+// writes straight into the cache file, and what it wrote must still reach the journal and
+// the backend, connected, offline, and after the mount process is killed with the file open.
+// Passthrough needs root (CAP_SYS_ADMIN) and a 6.9+ kernel.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { Mounted, control, killMount, mountFresh, waitReplayed } from './helpers/cachefs.js';
+import { waitUntil } from './helpers/wait.js';
+
+const skip = process.getuid?.() !== 0 ? 'passthrough needs root' : false;
+
+describe('FUSE passthrough for writes', { skip }, () => {
+  let m: Mounted;
+  before(async () => {
+    m = await mountFresh('direct', { config: { fuse: { passthrough: true, passthroughWrites: true }, consistency: { watch: false } } });
+  });
+  after(async () => { await m?.cleanup(); });
+  const writes = async () => ((await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.write?.count ?? 0);
+
+  it('a new file, an append and an overwrite in place reach the backend with no WRITE request; stat follows the open file', async () => {
+    const before = await writes();
+    const data = randomBytes(3 * 1024 * 1024 + 123);
+    await fsp.writeFile(m.m('new'), data);
+    assert.ok((await fsp.readFile(m.b('new'))).equals(data), 'the backend has the new file at close');
+    await fsp.appendFile(m.m('new'), 'tail');
+    const h = await fsp.open(m.m('new'), 'r+');
+    try {
+      await h.write(Buffer.from('MIDDLE'), 0, 6, 2 * 1024 * 1024 + 5);
+      await h.write(Buffer.from('past the end'), 0, 12, data.length + 4 + 100);
+      const size = data.length + 4 + 100 + 12;
+      assert.equal((await fsp.stat(m.m('new'))).size, size, 'stat by path while open');
+      assert.equal((await h.stat()).size, size, 'fstat while open');
+      await h.sync();
+      assert.equal((await fsp.stat(m.b('new'))).size, size, 'fsync: the backend has it');
+    } finally {
+      await h.close();
+    }
+    assert.equal(await writes() - before, 0, 'no WRITE request reached the mount');
+    const want = Buffer.concat([data, Buffer.from('tail'), Buffer.alloc(100), Buffer.from('past the end')]);
+    Buffer.from('MIDDLE').copy(want, 2 * 1024 * 1024 + 5);
+    assert.ok((await fsp.readFile(m.b('new'))).equals(want), 'the backend has every byte');
+    assert.ok((await fsp.readFile(m.m('new'))).equals(want), 'and so does the mount');
+  });
+
+  it('a truncate while the file is open for writing keeps the bytes written before it', async () => {
+    const h = await fsp.open(m.m('trunc'), 'w+');
+    try {
+      await h.write(Buffer.alloc(2 * 1024 * 1024, 7));
+      await h.truncate(1000);
+      await h.write(Buffer.from('after'), 0, 5, 1500);
+    } finally {
+      await h.close();
+    }
+    const want = Buffer.concat([Buffer.alloc(1000, 7), Buffer.alloc(500), Buffer.from('after')]);
+    assert.ok((await fsp.readFile(m.b('trunc'))).equals(want));
+  });
+
+  it('offline: what the kernel wrote is journaled at close and replayed on reconnection', async () => {
+    await fsp.writeFile(m.m('doc'), 'connected version');
+    await fsp.readFile(m.m('doc'));
+    await control(m, 'offline');
+    try {
+      await fsp.writeFile(m.m('doc'), 'written offline, longer');
+      const s = await control(m, 'status');
+      assert.ok(s.journal.pending > 0, 'journaled');
+      assert.equal(await fsp.readFile(m.b('doc'), 'utf8'), 'connected version', 'nothing reached the backend offline');
+    } finally {
+      await control(m, 'online');
+    }
+    await waitReplayed(m);
+    assert.equal(await fsp.readFile(m.b('doc'), 'utf8'), 'written offline, longer');
+  });
+
+  it('killed with the file open and written (offline): the next start journals the bytes, and they are replayed', async () => {
+    await fsp.writeFile(m.m('open-at-kill'), 'old bytes');
+    await fsp.readFile(m.m('open-at-kill'));
+    await control(m, 'offline');
+    const h = await fsp.open(m.m('open-at-kill'), 'r+');
+    const data = randomBytes(1536 * 1024);
+    await h.write(data, 0, data.length, 0); // acknowledged by the kernel; never seen by the mount
+    await killMount(m);
+    await h.close().catch(() => undefined); // the mount is gone
+    assert.equal(await fsp.readFile(m.b('open-at-kill'), 'utf8'), 'old bytes');
+    await m.mount();
+    await waitUntil('the recovered bytes to reach the backend', async () => {
+      const s = await control(m, 'status');
+      if (s.state !== 'connected' || s.journal.pending > 0) return false;
+      return (await fsp.readFile(m.b('open-at-kill'))).equals(data);
+    }, 60_000);
+    assert.ok((await fsp.readFile(m.m('open-at-kill'))).equals(data));
+  });
+});
