@@ -31,6 +31,7 @@ import Database from 'better-sqlite3';
 import { constants } from 'node:os';
 import { cli, sh, sleep, tempRoot, Mounted, fuseMounted } from './helpers/cachefs.js';
 import { Watcher } from './helpers/watcher.js';
+import { waitUntil } from './helpers/wait.js';
 import { layerHere } from './helpers/layer.js';
 import { FsError, fromNodeError, isCacheStorageError } from '../src/core/errors.js';
 import { toFuseErrno } from '../src/fuse/errno.js';
@@ -713,5 +714,40 @@ describe('a full cache disk when the mount reconnects by itself (local backend, 
     const { t } = c;
     if (filler) await fsp.rm(filler, { force: true });
     await t.waitState('connected');
+  });
+});
+
+describe('a full cache disk under FUSE passthrough for writes (local backend, 24 MiB tmpfs cache)', { skip: SKIP }, () => {
+  const t = new TmpfsMount();
+  before(async () => {
+    await t.start({ fuse: { passthrough: true, passthroughWrites: true } });
+    await t.m.mount();
+  });
+  after(async () => { await t.dispose(); });
+
+  it('offline, what the kernel wrote cannot be journaled at close: close says ENOSPC, the mount stays up, the bytes are journaled once there is room and replayed', async () => {
+    const { m } = t;
+    const { pid } = await t.status();
+    const old = randomBytes(2 * MiB);
+    await fsp.writeFile(m.m('doc.bin'), old);
+    assert.ok((await fsp.readFile(m.b('doc.bin'))).equals(old), 'connected, the backend has it at close');
+    await ok(['offline', m.mnt]);
+    const h = await fsp.open(m.m('doc.bin'), 'r+');
+    const patch = randomBytes(MiB);
+    await h.write(patch, 0, MiB, 512 * 1024); // into the cache file, by the kernel
+    t.truncateWal();
+    const filler = await fill(m.cache);
+    const code = await codeOf(h.close());
+    assert.equal(code, 'ENOSPC', 'close on a full disk: its journaling failed');
+    assert.ok(alive(pid), 'the mount process is alive');
+    const want = Buffer.from(old);
+    patch.copy(want, 512 * 1024);
+    assert.ok((await fsp.readFile(m.m('doc.bin'))).equals(want), 'the mount shows the bytes written');
+    await fsp.rm(filler);
+    // The last release's journaling is tried again (every 5 s) once there is room.
+    await waitUntil('the bytes to be journaled', async () => (await t.status()).journal.pending > 0, 30_000, 200);
+    await ok(['online', m.mnt]);
+    await waitUntil('the replay', async () => { const s = await t.status(); return s.state === 'connected' && s.journal.pending === 0; }, 60_000, 200);
+    assert.ok((await fsp.readFile(m.b('doc.bin'))).equals(want), 'the backend has every byte written');
   });
 });

@@ -126,9 +126,12 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
   /** An object's attributes for a reply, noting the version the kernel is given. */
   const attrs = (o: CachedObject): FuseAttr => {
-    if (d.passthroughWrites) layer.followDirect(o); // the kernel may have written its cache file
     nodes.gave(nodes.nodeOf(o.id), o.attr.version);
-    return attrOf(o);
+    const a = attrOf(o);
+    // The kernel may be writing its cache file directly: the size and times are the file's.
+    const now = d.passthroughWrites ? layer.followDirect(o) : null;
+    if (now) return { ...a, size: now.size, mtimeNs: now.mtimeNs, ctimeNs: now.ctimeNs, blocks: Math.ceil(now.used / 512) };
+    return a;
   };
 
   const entry = (o: CachedObject): Buffer => {

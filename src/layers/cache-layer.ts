@@ -722,8 +722,8 @@ export class CacheLayer {
     return file;
   }
 
-  /** An object's attributes as its cache file shows them, while the kernel may write it. */
-  followDirect(o: CachedObject): void { this.direct.follow(o); }
+  /** An object's size and times as its cache file shows them while the kernel may write it (null: it does not). */
+  followDirect(o: CachedObject): Pick<Attr, 'size' | 'mtimeNs' | 'ctimeNs' | 'used'> | null { return this.direct.follow(o); }
 
   private addOpen(obj: CachedObject, flags: number, by: Creds | undefined): number {
     const fd = this.nextFd++;

@@ -24,7 +24,7 @@ import type { DataStore } from '../store/data-store.js';
 import type { Replayer } from '../journal/replayer.js';
 import { byOf, type JournalRecord, type RecordCreds } from '../journal/records.js';
 import { log } from '../core/log.js';
-import type { Creds } from '../backends/types.js';
+import type { Attr, Creds } from '../backends/types.js';
 import { SELF } from './freshness.js';
 
 /** Bytes compared (and journaled, when changed) as one piece: one write record at most. */
@@ -136,15 +136,17 @@ export class DirectWrites {
     this.st.unmark.run(o.id);
   }
 
-  /** The attributes of `o` as its cache file shows them (the kernel may have written). */
-  follow(o: CachedObject): void {
+  /**
+   * The attributes of `o` its cache file shows now (the kernel may have written), or null:
+   * not written directly. Only for the answer: stored with the next journaling, so a stat
+   * never needs the index (it works on a full cache disk).
+   */
+  follow(o: CachedObject): Pick<Attr, 'size' | 'mtimeNs' | 'ctimeNs' | 'used'> | null {
     const l = this.live.get(o.id);
-    if (!l) return;
+    if (!l) return null;
     let st: fs.BigIntStats;
-    try { st = fs.statSync(l.file, { bigint: true }); } catch { return; }
-    const size = Number(st.size);
-    if (size === o.attr.size && st.mtimeNs === o.attr.mtimeNs) return;
-    this.d.index.patchAttr(o, { size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, used: Number(st.blocks) * 512 });
+    try { st = fs.statSync(l.file, { bigint: true }); } catch { return null; }
+    return { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, used: Number(st.blocks) * 512 };
   }
 
   /** `o` was truncated through us to `size` (after absorb()): what the journal has now. */
