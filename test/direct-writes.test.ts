@@ -6,8 +6,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { Mounted, control, killMount, mountFresh, waitReplayed } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
+import { buildCfsx, compareWithModel, describeRun, runCfsx } from './helpers/cfsx.js';
 
 const skip = process.getuid?.() !== 0 ? 'passthrough needs root' : false;
 
@@ -71,6 +73,31 @@ describe('FUSE passthrough for writes', { skip }, () => {
     }
     await waitReplayed(m);
     assert.equal(await fsp.readFile(m.b('doc'), 'utf8'), 'written offline, longer');
+  });
+
+  it('cfsx (reads, writes, mmap writes past the end, truncates, copy_file_range, O_DIRECT): connected, two processes, then offline and replayed; the backend holds the model', async () => {
+    // A file grown through us (a truncate up) must grow in the cache file too, or the
+    // kernel's mapping of it faults past the old end (cfsx's mapwrite found it: SIGBUS).
+    await buildCfsx();
+    const model = (n: string) => path.join(m.root, `${n}.model`);
+    const run = async (args: string[]) => {
+      const r = await runCfsx(args, { timeoutMs: 120_000 });
+      assert.match(r.stdout, /cfsx: \d+ ops ok\n$/, describeRun(r));
+    };
+    const same = async (n: string) => { const d = await compareWithModel(m.b(n), model(n)); assert.equal(d, null, d ?? ''); };
+    await run(['-S', '1', '-N', '1600', '-w', model('fx'), m.m('fx')]);
+    await same('fx');
+    await run(['-S', '101', '-N', '1200', '-P', '2', '-w', model('fx2'), m.m('fx2')]);
+    await same('fx2');
+    await control(m, 'offline');
+    try {
+      await run(['-S', '7', '-N', '1200', '-i', model('fx'), '-w', model('fx-offline'), m.m('fx')]);
+    } finally {
+      await control(m, 'online');
+    }
+    await waitReplayed(m);
+    const d = await compareWithModel(m.b('fx'), model('fx-offline'));
+    assert.equal(d, null, d ?? '');
   });
 
   it('killed with the file open and written (offline): the next start journals the bytes, and they are replayed', async () => {

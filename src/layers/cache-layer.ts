@@ -977,7 +977,7 @@ export class CacheLayer {
     // The kernel may have written directly: journaled first, as a write through us would be.
     if (set.size !== undefined && this.direct.writing(obj.id)) await this.direct.absorb(obj);
     await this.mutations.setattr(obj, set, by);
-    if (set.size !== undefined) this.direct.resized(obj, set.size);
+    if (set.size !== undefined) await this.directResized(obj, set.size);
   }
   truncate(p: string, size: number, by?: Creds): Promise<void> { return this.mutations.truncate(p, size, by); }
   /** As the opener: the kernel checked the right to truncate at open, as for a write. */
@@ -985,6 +985,17 @@ export class CacheLayer {
     const obj = this.fileOf(fd).obj;
     if (this.direct.writing(obj.id)) await this.direct.absorb(obj);
     await this.mutations.ftruncate(fd, size);
+    await this.directResized(obj, size);
+  }
+
+  /**
+   * The kernel maps and reads the cache file itself: grown through us, the file must grow
+   * too (the cache otherwise keeps a grown file's zeros as a promise, not as bytes), or an
+   * mmap past its old end faults (SIGBUS).
+   */
+  private async directResized(obj: CachedObject, size: number): Promise<void> {
+    if (!this.direct.writing(obj.id)) return;
+    await this.store.truncate(obj.id, size);
     this.direct.resized(obj, size);
   }
   chmod(p: string, mode: number, by?: Creds): Promise<void> { return this.mutations.chmod(p, mode, by); }
