@@ -65,12 +65,19 @@ export interface CachedDataRow {
   maxChunk: number;
 }
 
-interface ObjectRow {
-  id: number; fh: Buffer; type: string; mode: number; uid: number; gid: number; size: number;
-  nlink: number; rdev: number; used: number; atime_ns: string; mtime_ns: string; ctime_ns: string;
-  version: string; data_version: string | null; names_version: string | null; complete: number;
-  symlink: string | null; cached_bytes: number; last_access: number; zeros_from: number | null;
-}
+/**
+ * The columns an object is loaded from, in this order (rows are read raw, as arrays: the
+ * named-column objects better-sqlite3 builds cost twice as much, and a listing after a
+ * remount loads a row per entry). `parseRow` reads them by position.
+ */
+const ROW_COLUMNS = `id, fh, type, mode, uid, gid, size, nlink, rdev, used, atime_ns, mtime_ns, ctime_ns, version,
+  data_version, names_version, complete, symlink, cached_bytes, last_access, zeros_from`;
+type ObjectRow = [
+  id: number, fh: Buffer, type: string, mode: number, uid: number, gid: number, size: number,
+  nlink: number, rdev: number, used: number, atime_ns: string, mtime_ns: string, ctime_ns: string,
+  version: string, data_version: string | null, names_version: string | null, complete: number,
+  symlink: string | null, cached_bytes: number, last_access: number, zeros_from: number | null,
+];
 
 export class ObjectIndex {
   private readonly byId = new Map<number, CachedObject>();
@@ -86,8 +93,8 @@ export class ObjectIndex {
   /** The SQLite file (shared with the journal: a change and its record commit together). */
   constructor(readonly db: Db, readonly fsid: string) {
     this.st = {
-      byId: db.prepare(`SELECT * FROM objects WHERE id = ? AND fsid = ?`),
-      byFh: db.prepare(`SELECT * FROM objects WHERE fsid = ? AND fh = ?`),
+      byId: db.prepare(`SELECT ${ROW_COLUMNS} FROM objects WHERE id = ? AND fsid = ?`).raw(true),
+      byFh: db.prepare(`SELECT ${ROW_COLUMNS} FROM objects WHERE fsid = ? AND fh = ?`).raw(true),
       insert: db.prepare(`INSERT INTO objects (fsid, fh, type, mode, uid, gid, size, nlink, rdev, used,
           atime_ns, mtime_ns, ctime_ns, version) VALUES (@fsid, @fh, @type, @mode, @uid, @gid, @size,
           @nlink, @rdev, @used, @atime_ns, @mtime_ns, @ctime_ns, @version)`),
@@ -112,7 +119,7 @@ export class ObjectIndex {
       chunks: db.prepare(`SELECT idx FROM chunks WHERE object = ?`),
       addChunk: db.prepare(`INSERT OR IGNORE INTO chunks (object, idx) VALUES (?, ?)`),
       names: db.prepare(`SELECT name, child FROM names WHERE parent = ?`),
-      children: db.prepare(`SELECT o.* FROM names n JOIN objects o ON o.id = n.child WHERE n.parent = ? AND o.fsid = ?`),
+      children: db.prepare(`SELECT ${ROW_COLUMNS.replace(/(\w+)/g, 'o.$1')} FROM names n JOIN objects o ON o.id = n.child WHERE n.parent = ? AND o.fsid = ?`).raw(true),
       setName: db.prepare(`INSERT INTO names (parent, name, child) VALUES (?, ?, ?)
           ON CONFLICT(parent, name) DO UPDATE SET child = excluded.child`),
       delNames: db.prepare(`DELETE FROM names WHERE parent = ?`),
@@ -441,8 +448,8 @@ export class ObjectIndex {
     let missing = false;
     for (const id of this.namesOf(dir).values()) if (id !== null && !this.byId.has(id)) { missing = true; break; }
     if (!missing) return;
-    for (const r of this.st.children.iterate(dir.id, this.fsid) as IterableIterator<ObjectRow>) {
-      if (!this.byId.has(r.id)) this.fromRow(r);
+    for (const r of this.st.children.all(dir.id, this.fsid) as ObjectRow[]) {
+      if (!this.byId.has(r[0])) this.fromRow(r);
     }
   }
 
@@ -545,22 +552,23 @@ export class ObjectIndex {
 
 /** An object as its row stores it (not registered in any mirror). */
 function parseRow(r: ObjectRow): CachedObject {
+  const [id, fh, type, mode, uid, gid, size, nlink, rdev, used, atimeNs, mtimeNs, ctimeNs, version,
+    dataVersion, namesVersion, complete, symlink, cachedBytes, lastAccess, zerosFrom] = r;
   const o: CachedObject = {
-    id: r.id,
-    fh: Buffer.from(r.fh),
+    id,
+    fh, // a Buffer of its own (better-sqlite3 makes one per blob it returns)
     attr: {
-      type: r.type as Attr['type'], mode: r.mode, uid: r.uid, gid: r.gid, size: r.size, nlink: r.nlink,
-      rdev: r.rdev, used: r.used, atimeNs: BigInt(r.atime_ns), mtimeNs: BigInt(r.mtime_ns),
-      ctimeNs: BigInt(r.ctime_ns), version: r.version,
+      type: type as Attr['type'], mode, uid, gid, size, nlink, rdev, used,
+      atimeNs: BigInt(atimeNs), mtimeNs: BigInt(mtimeNs), ctimeNs: BigInt(ctimeNs), version,
     },
     attrAt: 0,
-    dataVersion: r.data_version,
-    namesVersion: r.names_version,
-    complete: r.complete === 1,
-    symlink: r.symlink,
-    cachedBytes: r.cached_bytes,
-    lastAccess: r.last_access,
-    zerosFrom: r.zeros_from,
+    dataVersion,
+    namesVersion,
+    complete: complete === 1,
+    symlink,
+    cachedBytes,
+    lastAccess,
+    zerosFrom,
     chunks: null,
     names: null,
     stale: null,
