@@ -6,6 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { Mounted, control, killMount, mountFresh, waitReplayed } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
@@ -15,8 +16,14 @@ const skip = process.getuid?.() !== 0 ? 'passthrough needs root' : false;
 
 describe('FUSE passthrough for writes', { skip }, () => {
   let m: Mounted;
+  let faults: string;
   before(async () => {
-    m = await mountFresh('direct', { config: { fuse: { passthrough: true, passthroughWrites: true }, consistency: { watch: false } } });
+    faults = path.join(await fsp.mkdtemp(path.join(os.tmpdir(), 'cachefs-faults-')), 'faults.json');
+    m = await mountFresh('direct', {
+      env: { CACHEFS_FAULTS_FILE: faults },
+      config: { fuse: { passthrough: true, passthroughWrites: true }, consistency: { watch: false }, backendTimeoutMs: 1000 },
+    });
+    m.env = { CACHEFS_FAULTS_FILE: faults };
   });
   after(async () => { await m?.cleanup(); });
   const writes = async () => ((await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.write?.count ?? 0);
@@ -85,19 +92,39 @@ describe('FUSE passthrough for writes', { skip }, () => {
       assert.match(r.stdout, /cfsx: \d+ ops ok\n$/, describeRun(r));
     };
     const same = async (n: string) => { const d = await compareWithModel(m.b(n), model(n)); assert.equal(d, null, d ?? ''); };
-    await run(['-S', '1', '-N', '1600', '-w', model('fx'), m.m('fx')]);
+    await run(['-S', '1', '-N', '800', '-w', model('fx'), m.m('fx')]);
     await same('fx');
-    await run(['-S', '101', '-N', '1200', '-P', '2', '-w', model('fx2'), m.m('fx2')]);
+    await run(['-S', '101', '-N', '600', '-P', '2', '-w', model('fx2'), m.m('fx2')]);
     await same('fx2');
     await control(m, 'offline');
     try {
-      await run(['-S', '7', '-N', '1200', '-i', model('fx'), '-w', model('fx-offline'), m.m('fx')]);
+      await run(['-S', '7', '-N', '600', '-i', model('fx'), '-w', model('fx-offline'), m.m('fx')]);
     } finally {
       await control(m, 'online');
     }
     await waitReplayed(m);
     const d = await compareWithModel(m.b('fx'), model('fx-offline'));
     assert.equal(d, null, d ?? '');
+  });
+
+  it('the backend goes away while the file is open: close journals what the kernel wrote and returns; it is replayed once the backend is back', async () => {
+    await fsp.writeFile(m.m('away'), 'before');
+    const h = await fsp.open(m.m('away'), 'r+');
+    const data = randomBytes(2 * 1024 * 1024);
+    try {
+      await h.write(data, 0, data.length, 0);
+      await fsp.writeFile(faults, JSON.stringify({ fail: { write: 'ECONNREFUSED', commit: 'ECONNREFUSED', getattr: 'ECONNREFUSED', setattr: 'ECONNREFUSED' } }));
+    } finally {
+      await h.close(); // the replay of its records finds the backend gone: journaled, close returns
+    }
+    const s = await control(m, 'status');
+    assert.equal(s.state, 'disconnected', 'the mount noticed the backend was gone');
+    assert.ok(s.journal.pending > 0, 'what the kernel wrote waits in the journal');
+    assert.equal(await fsp.readFile(m.b('away'), 'utf8'), 'before');
+    await fsp.rm(faults);
+    await control(m, 'online');
+    await waitReplayed(m);
+    assert.ok((await fsp.readFile(m.b('away'))).equals(data), 'the backend has every byte');
   });
 
   it('killed with the file open and written (offline): the next start journals the bytes, and they are replayed', async () => {
