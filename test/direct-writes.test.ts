@@ -8,7 +8,7 @@ import fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { Mounted, control, killMount, mountFresh, waitReplayed } from './helpers/cachefs.js';
+import { Mounted, cli, control, killMount, mountFresh, waitReplayed } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
 import { buildCfsx, compareWithModel, describeRun, runCfsx } from './helpers/cfsx.js';
 
@@ -125,6 +125,38 @@ describe('FUSE passthrough for writes', { skip }, () => {
     await control(m, 'online');
     await waitReplayed(m);
     assert.ok((await fsp.readFile(m.b('away'))).equals(data), 'the backend has every byte');
+  });
+
+  it('a conflict parked while the file is still open for writing: the server variant is never overwritten; what the writer wrote is kept as a client variant', async () => {
+    await fsp.writeFile(m.m('conf.bin'), randomBytes(300_000));
+    await fsp.readFile(m.m('conf.bin')); // wholly cached: opens are passthrough
+    await control(m, 'offline');
+    const server = randomBytes(300_000);
+    const mine = randomBytes(1000);
+    const more = randomBytes(500);
+    const h = await fsp.open(m.m('conf.bin'), 'r+');
+    try {
+      await h.write(mine, 0, mine.length, 100);
+      await h.sync(); // journaled, offline
+      await new Promise((r) => setTimeout(r, 30)); // the server's change must look newer
+      await fsp.writeFile(m.b('conf.bin'), server);
+      await control(m, 'online');
+      await waitReplayed(m); // the record meets the server's change: a conflict is parked
+      await h.write(more, 0, more.length, 200_000); // the writer goes on
+    } finally {
+      await h.close();
+    }
+    await waitReplayed(m);
+    assert.ok((await fsp.readFile(m.b('conf.bin'))).equals(server), 'the server variant is untouched');
+    const r = await cli(['conflicts', m.mnt, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const ids = (JSON.parse(r.stdout) as { id: number; path: string }[]).filter((c) => c.path === '/conf.bin').map((c) => c.id);
+    assert.ok(ids.length > 0, `a conflict at /conf.bin: ${r.stdout}`);
+    const clients = await Promise.all(ids.map((id) => fsp.readFile(m.m('.cachefs', 'conflicts', String(id), 'client'))));
+    const has = (b: Buffer, at: number, part: Buffer) => b.subarray(at, at + part.length).equals(part);
+    assert.ok(clients.some((b) => has(b, 100, mine)), 'the first write is kept in a client variant');
+    assert.ok(clients.some((b) => has(b, 100, mine) && has(b, 200_000, more)), 'and so is what was written after the conflict');
+    await waitUntil('the path to show the server variant', async () => (await fsp.readFile(m.m('conf.bin'))).equals(server), 10_000);
   });
 
   it('killed with the file open and written (offline): the next start journals the bytes, and they are replayed', async () => {

@@ -232,7 +232,9 @@ export class CacheLayer {
         pathOf: (id) => this.index.pathOf(id, this.rootId),
         // The client variant is saved with the conflict; the cache shows the server's from now on.
         // The path shows the server's variant now: the kernel's copies of ours must go.
-        onConflict: (o) => { this.fetcher.dropData(o); o.attrAt = 0; this.kernel?.objectAt(o.id, ''); },
+        // A file the kernel is still writing directly keeps its bytes: they are the writer's,
+        // and what it writes next goes to a conflict too (direct-writes.ts).
+        onConflict: (o) => { if (!this.direct.conflicted(o)) this.showServerVariant(o); },
         relist: (id) => { this.reconnect.relist(id); },
         pendingOf: (id) => this.replayer.pendingEntries().map((e) => e.record)
           .filter((r) => (r.op === 'write' || r.op === 'setattr' || r.op === 'link') && r.obj === id),
@@ -251,6 +253,8 @@ export class CacheLayer {
       db: this.index.db, index: this.index, store: this.store, replayer: this.replayer, chunkSize: this.chunk,
       noteSeq: (id, seq) => { this.writeBack.lastSeq.set(id, seq); },
       connected: () => this.connected,
+      checkBases: () => { void this.reintegrate('a file written directly while in conflict was journaled'); },
+      conflictDone: (o) => { if (!this.replayer.hasPendingFor(o.id)) this.showServerVariant(o); },
       nameless: (id) => this.orphans.has(id) || this.index.get(id)?.attr.nlink === 0,
     });
     this.mutations = new Mutations({
@@ -386,6 +390,13 @@ export class CacheLayer {
       throw e;
     }
     this.freshness.applyAttr(obj, attr);
+  }
+
+  /** A conflict was parked for `o`: its path shows the server's variant from now on. */
+  private showServerVariant(o: CachedObject): void {
+    this.fetcher.dropData(o);
+    o.attrAt = 0;
+    this.kernel?.objectAt(o.id, '');
   }
 
   /** The object is gone from the backend: unlink it from every cached name. */

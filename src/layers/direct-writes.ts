@@ -15,7 +15,11 @@
 // - a record's bytes may change in the cache file before it is replayed (the kernel writes
 //   on): the replay sends the newer ones (writing(id) counts as a later change), and the
 //   journaling the row guarantees carries them again;
-// - the layer's attributes follow the cache file (size, times) whenever they are asked for.
+// - the layer's attributes follow the cache file (size, times) whenever they are asked for;
+// - a conflict parked while the kernel still writes the file never lets those writes reach
+//   the server's variant: the cache file keeps the writer's bytes (it is not emptied under
+//   the writer), and what is journaled from then on carries a base no server version has,
+//   replayed as a reintegration, so it is parked as a conflict of its own (both variants kept).
 import fs, { promises as fsp } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { Db } from '../index/db.js';
@@ -43,6 +47,10 @@ export interface DirectWritesDeps {
   connected(): boolean;
   /** Unlinked (while open): its bytes live only for the open descriptors, nothing is journaled. */
   nameless(id: number): boolean;
+  /** Replays the journal as a reintegration (records' bases checked, conflicts parked). */
+  checkBases(): void;
+  /** A file written while in conflict is released: its path may show the server's variant now. */
+  conflictDone(o: CachedObject): void;
   chunkSize: number;
 }
 
@@ -57,7 +65,12 @@ interface Live {
   pieces: number[];
   /** The journaling under way (they run one at a time). */
   chain: Promise<unknown>;
+  /** A conflict was parked for the file while the kernel could write it (see the top). */
+  conflicted: boolean;
 }
+
+/** The base of what is journaled after a conflict: no server version looks like it. */
+const CONFLICTED_BASE = 'conflicted:written-during-a-conflict';
 
 export class DirectWrites {
   private readonly live = new Map<number, Live>();
@@ -91,7 +104,7 @@ export class DirectWrites {
     const raced = this.live.get(o.id);
     if (raced) { raced.opens++; return raced.file; }
     this.st.mark.run(o.id, creds ? JSON.stringify(creds) : null);
-    this.live.set(o.id, { opens: 1, by: creds, file, size, pieces, chain: Promise.resolve() });
+    this.live.set(o.id, { opens: 1, by: creds, file, size, pieces, chain: Promise.resolve(), conflicted: false });
     return file;
   }
 
@@ -134,6 +147,18 @@ export class DirectWrites {
     if (l.opens > 0 || this.live.get(o.id) !== l) return; // opened again meanwhile
     this.live.delete(o.id);
     this.st.unmark.run(o.id);
+    if (l.conflicted) this.d.conflictDone(o);
+  }
+
+  /**
+   * A conflict was parked for `o`. True if the kernel may be writing it: then its cache file
+   * is left as it is, and what is journaled from now on is checked against the server.
+   */
+  conflicted(o: CachedObject): boolean {
+    const l = this.live.get(o.id);
+    if (!l) return false;
+    l.conflicted = true;
+    return true;
   }
 
   /**
@@ -171,7 +196,7 @@ export class DirectWrites {
       if (!o || o.attr.type !== 'file') { this.st.unmark.run(r.object); continue; }
       const by = r.by ? JSON.parse(r.by) as RecordCreds : undefined;
       const file = await this.d.store.ensure(o.id);
-      const l: Live = { opens: 0, by, file, size: 0, pieces: [], chain: Promise.resolve() };
+      const l: Live = { opens: 0, by, file, size: 0, pieces: [], chain: Promise.resolve(), conflicted: false };
       await this.journal(o, l, true);
       this.st.unmark.run(r.object);
       n++;
@@ -200,8 +225,9 @@ export class DirectWrites {
       l.size = size;
       return false;
     }
-    const offline = whole || !this.d.connected();
-    const common = { obj: o.id, ...byOf(l.by), base: o.attr.version, ...(offline ? { offline: true as const } : {}) };
+    const offline = whole || l.conflicted || !this.d.connected();
+    const base = l.conflicted ? CONFLICTED_BASE : o.attr.version;
+    const common = { obj: o.id, ...byOf(l.by), base, ...(offline ? { offline: true as const } : {}) };
     const records: JournalRecord[] = [];
     // Shrunk (never by the kernel alone, but say so first should it happen): the backend's
     // file must lose its tail before the pieces are written.
@@ -223,8 +249,11 @@ export class DirectWrites {
     if (offline) {
       // Replayed, the writes would give the file the replay's time: the server gets the
       // mtime the user saw here (as flush does for writes made offline).
-      records.push({ op: 'setattr', obj: o.id, set: { mtime: { kind: 'set', ns: String(st.mtimeNs) } }, base: o.attr.version, offline: true });
+      records.push({ op: 'setattr', obj: o.id, set: { mtime: { kind: 'set', ns: String(st.mtimeNs) } }, base, offline: true });
     }
+    // Checked against the server before they are applied: the replay must be a
+    // reintegration by the time they are appended (an append may start applying them).
+    if (l.conflicted && this.d.connected()) this.d.checkBases();
     const chunk = this.d.chunkSize;
     this.d.index.batch(() => {
       for (const r of records) this.d.noteSeq(o.id, this.d.replayer.append(r));
