@@ -303,22 +303,32 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
         if (killOnTrunc) await killSuidgid(o);
       } catch (e) { await layer.release(fd).catch(() => undefined); throw e; }
     }
-    if ((readOnly || d.passthroughWrites) && d.backing && n && n.flags & Init.PASSTHROUGH && !ordinaryOpens.has(o.id)) {
-      try {
-        const id = readOnly ? await backingFor(o) : await backingForWrite(o, fd);
-        if (id !== null) {
-          passthroughFh.set(fd, o.id);
-          // An ordinary open answered while the backing was being registered wins.
-          if (!ordinaryOpens.has(o.id)) return openOut(BigInt(fd), Fopen.PASSTHROUGH, id);
-          releasePassthrough(fd);
-        }
-      } catch (e) {
-        log.debug(`no passthrough for object ${o.id}`, e);
-      }
-    }
+    const id = await offerPassthrough(o, fd, readOnly);
+    if (id !== null) return openOut(BigInt(fd), Fopen.PASSTHROUGH, id);
     if (backings.has(o.id)) { await layer.release(fd); throw new FsError('ETXTBSY', 'the file is open for reading through passthrough'); }
     openedOrdinarily(fd, o);
     return openOut(BigInt(fd), keepCache(o));
+  };
+
+  /**
+   * The backing id open file `fd` of `o` is to be answered with (counted as a passthrough
+   * open), or null: an ordinary open (not negotiated, an ordinary open of `o` already there,
+   * or the layer cannot hand this file over).
+   */
+  const offerPassthrough = async (o: CachedObject, fd: number, readOnly: boolean): Promise<number | null> => {
+    const n = d.negotiated();
+    if (!(readOnly || d.passthroughWrites) || !d.backing || !n || !(n.flags & Init.PASSTHROUGH) || ordinaryOpens.has(o.id)) return null;
+    try {
+      const id = readOnly ? await backingFor(o) : await backingForWrite(o, fd);
+      if (id === null) return null;
+      passthroughFh.set(fd, o.id);
+      // An ordinary open answered while the backing was being registered wins.
+      if (!ordinaryOpens.has(o.id)) return id;
+      releasePassthrough(fd);
+    } catch (e) {
+      log.debug(`no passthrough for object ${o.id}`, e);
+    }
+    return null;
   };
 
   /** The backing id of `o`'s cache file, one more open counted; null: not wholly cached. */
@@ -471,19 +481,8 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const dir = objOf(hd.nodeid);
     const { fd, obj } = await layer.createAt(dir, name, mode, flags, d.creds(hd));
     seenAtOpen.set(obj.id, `${obj.attr.mtimeNs}:${obj.attr.size}`);
-    const n = d.negotiated();
-    if (d.passthroughWrites && d.backing && n && n.flags & Init.PASSTHROUGH && !ordinaryOpens.has(obj.id)) {
-      try {
-        const id = await backingForWrite(obj, fd);
-        if (id !== null) {
-          passthroughFh.set(fd, obj.id);
-          if (!ordinaryOpens.has(obj.id)) return [entry(obj), openOut(BigInt(fd), Fopen.PASSTHROUGH, id)];
-          releasePassthrough(fd);
-        }
-      } catch (e) {
-        log.debug(`no passthrough for object ${obj.id}`, e);
-      }
-    }
+    const id = await offerPassthrough(obj, fd, false);
+    if (id !== null) return [entry(obj), openOut(BigInt(fd), Fopen.PASSTHROUGH, id)];
     openedOrdinarily(fd, obj);
     return [entry(obj), openOut(BigInt(fd), 0)];
   };
