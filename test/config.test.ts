@@ -52,6 +52,7 @@ describe('configuration', () => {
       [{ log: 'verbose' }, /"log".*"verbose".*Fix/s],
       [{ fuse: { allowOther: 'yes' } }, /fuse\.allowOther.*true, false or "auto"/s],
       [{ fuse: { writebackCache: true } }, /fuse\.writebackCache.*not supported/s],
+      [{ fuse: { passthroughWrites: true } }, /fuse\.passthroughWrites.*needs fuse\.passthrough/s],
       [{ extra: 1 }, /unknown field "extra"/],
       [[1, 2], /must hold a JSON object/],
     ];

@@ -72,7 +72,8 @@ export const ConfigSchema = z.object({
      * file with what was journaled, 1 MiB at a time (layers/direct-writes.ts).
      */
     passthroughWrites: z.boolean(),
-  }).strict(),
+  }).strict().refine((f) => !f.passthroughWrites || f.passthrough,
+    { message: 'needs fuse.passthrough set to true as well (writes go through passthrough only where reads do)', path: ['passthroughWrites'] }),
   /**
    * Keeping the cache within its size (ARCHITECTURE §8), like cachefilesd: culling starts
    * when the cache holds more than maxBytes, or when the cache disk's free space (blocks or
@@ -145,7 +146,7 @@ export const FIELD_HINTS: Record<string, string> = {
   'fuse.autoCache': 'true or false',
   'fuse.writebackCache': 'false (the kernel\'s writeback cache is not supported: with it the kernel ignores the size and mtime another client gave a file, so it could be read stale after the next open)',
   'fuse.passthrough': 'true or false',
-  'fuse.passthroughWrites': 'true or false (it needs fuse.passthrough)',
+  'fuse.passthroughWrites': 'false, or true together with "passthrough": true in "fuse"',
   backendTimeoutMs: 'milliseconds between 100 and 10000, e.g. 5000',
   'reintegration.optimize': 'true or false',
   culling: 'percentages with bstop < bcull < brun and fstop < fcull < frun, e.g. 3, 7, 10',
