@@ -217,6 +217,16 @@ describe('journal and replayer', () => {
   describe('volatile records (a connected caller waits for its own: no row unless it must be kept)', () => {
     /** Rows in the journal table, in seq order. */
     const rows = (db: ReturnType<typeof openDb>) => (db.prepare('SELECT seq FROM journal ORDER BY seq').all() as { seq: number }[]).map((x) => x.seq);
+    /** A paused replayer (the backend is not answering yet) with one volatile record `v`. */
+    const waitingOnVolatile = (name: string) => {
+      const db = openDb(path.join(root, name));
+      const j = new Journal(db);
+      const t = new ScriptedTarget();
+      const r = new Replayer(j, t);
+      r.pause();
+      const v = r.append(rec(1), undefined, { volatile: true });
+      return { db, j, t, r, v };
+    };
 
     it('applied, it never touches the journal table; sequence numbers still only grow, across a restart too', async () => {
       const file = path.join(root, 'volatile-applied.sqlite');
@@ -241,12 +251,7 @@ describe('journal and replayer', () => {
     });
 
     it('a durable record appended behind it writes its row first, in order: the journal holds every pending record older than its newest row', async () => {
-      const db = openDb(path.join(root, 'volatile-prefix.sqlite'));
-      const j = new Journal(db);
-      const t = new ScriptedTarget();
-      const r = new Replayer(j, t);
-      r.pause(); // still waiting for the backend
-      const v = r.append(rec(1), undefined, { volatile: true });
+      const { db, t, r, v } = waitingOnVolatile('volatile-prefix.sqlite');
       assert.deepEqual(rows(db), []);
       const d = r.append(rec(2));
       assert.deepEqual(rows(db), [v, d]);
@@ -282,12 +287,7 @@ describe('journal and replayer', () => {
     });
 
     it('a row that cannot be written (SQLITE_FULL): the error reaches the caller and the record leaves the queue, never applied later', async () => {
-      const db = openDb(path.join(root, 'volatile-full.sqlite'));
-      const j = new Journal(db);
-      const t = new ScriptedTarget();
-      const r = new Replayer(j, t);
-      r.pause(); // disconnected while it waited
-      const v = r.append(rec(1), undefined, { volatile: true });
+      const { db, j, t, r, v } = waitingOnVolatile('volatile-full.sqlite'); // disconnected while it waited
       const write = j.write.bind(j);
       j.write = () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); };
       assert.throws(() => r.makeDurable(v), /disk is full/);

@@ -723,12 +723,15 @@ export class CacheLayer {
       if (this.writeBack.dirty.has(o.id) || this.writeBack.writeAround.has(o.id)) return null;
       for (const other of this.openFiles.values()) if (other.obj === o && other.written) return null;
       if (o.attr.size > 0 && (o.dataVersion === null || !fullyCached(o, this.index, this.chunk))) return null;
-      const st = await fsp.stat(await this.store.ensure(o.id)).catch(() => null);
+    }
+    const file = await this.store.ensure(o.id);
+    if (!this.direct.writing(o.id)) {
+      const st = await fsp.stat(file).catch(() => null);
       if (!st || st.size !== o.attr.size) return null;
       if (o.dataVersion === null) this.index.setDataVersion(o, o.attr.version); // empty: wholly cached
     }
     if (!this.openFiles.has(fd)) return null; // released meanwhile
-    const file = await this.direct.begin(o, of.by);
+    await this.direct.begin(o, of.by, file);
     of.direct = true;
     return file;
   }

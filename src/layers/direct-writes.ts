@@ -88,24 +88,21 @@ export class DirectWrites {
   writing(id: number): boolean { return this.live.has(id); }
 
   /**
-   * One more open of `o` that the kernel may write through; returns its cache file. The
-   * caller has checked that `o` is a file wholly in its cache file. Throws if the row cannot
-   * be written (the open then goes through the session).
+   * One more open of `o` that the kernel may write through. The caller has checked that `o`
+   * is a file wholly in its cache file, `file` (made to exist). Throws if the row cannot be
+   * written (the open then goes through the session).
    */
-  async begin(o: CachedObject, by: Creds | undefined): Promise<string> {
-    const have = this.live.get(o.id);
-    if (have) { have.opens++; return have.file; }
-    const file = await this.d.store.ensure(o.id);
-    const again = this.live.get(o.id); // another open began meanwhile
-    if (again) { again.opens++; return again.file; }
-    const creds = byOf(by).by;
-    // Before the kernel can write: the CRCs of what the backend (or the journal) has.
-    const { size, pieces } = await this.scan(o.id, file);
-    const raced = this.live.get(o.id);
-    if (raced) { raced.opens++; return raced.file; }
-    this.st.mark.run(o.id, creds ? JSON.stringify(creds) : null);
-    this.live.set(o.id, { opens: 1, by: creds, file, size, pieces, chain: Promise.resolve(), conflicted: false });
-    return file;
+  async begin(o: CachedObject, by: Creds | undefined, file: string): Promise<void> {
+    if (!this.live.has(o.id)) {
+      // Before the kernel can write: the CRCs of what the backend (or the journal) has.
+      const { size, pieces } = await this.crcs(o.id, file, []);
+      if (!this.live.has(o.id)) { // no other open began meanwhile
+        const creds = byOf(by).by;
+        this.st.mark.run(o.id, creds ? JSON.stringify(creds) : null);
+        this.live.set(o.id, { opens: 0, by: creds, file, size, pieces, chain: Promise.resolve(), conflicted: false });
+      }
+    }
+    this.live.get(o.id)!.opens++;
   }
 
   /**
@@ -205,42 +202,45 @@ export class DirectWrites {
     return n;
   }
 
-  /** The size and the CRC of each piece of a cache file. */
-  private async scan(id: number, file: string): Promise<{ size: number; pieces: number[] }> {
-    const size = (await fsp.stat(file)).size;
+  /**
+   * Reads a cache file piece by piece: its stat, and the CRC of each piece, `seen` called
+   * with each piece's offset, length and CRC as it is read.
+   */
+  private async crcs(id: number, file: string, seen: ((off: number, len: number, crc: number) => void)[]):
+    Promise<{ st: fs.BigIntStats; size: number; pieces: number[] }> {
+    const st = await fsp.stat(file, { bigint: true });
+    const size = Number(st.size);
     const pieces: number[] = [];
     const buf = Buffer.allocUnsafe(PIECE);
     for (let off = 0; off < size; off += PIECE) {
       const len = Math.min(PIECE, size - off);
-      pieces.push(crc32(await this.d.store.read(id, off, len, buf.subarray(0, len))));
+      const crc = crc32(await this.d.store.read(id, off, len, buf.subarray(0, len)));
+      pieces.push(crc);
+      for (const f of seen) f(off, len, crc);
     }
-    return { size, pieces };
+    return { st, size, pieces };
   }
 
   private async journal(o: CachedObject, l: Live, whole = false): Promise<boolean> {
-    const st = await fsp.stat(l.file, { bigint: true });
-    const size = Number(st.size);
     if (this.d.nameless(o.id)) {
-      this.d.index.patchAttr(o, { size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs });
-      l.size = size;
+      const st = await fsp.stat(l.file, { bigint: true });
+      this.d.index.patchAttr(o, { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs });
+      l.size = Number(st.size);
       return false;
     }
     const offline = whole || l.conflicted || !this.d.connected();
     const base = l.conflicted ? CONFLICTED_BASE : o.attr.version;
     const common = { obj: o.id, ...byOf(l.by), base, ...(offline ? { offline: true as const } : {}) };
-    const records: JournalRecord[] = [];
+    const writes: JournalRecord[] = [];
+    const { st, size, pieces } = await this.crcs(o.id, l.file, [(off, len, crc) => {
+      const i = off / PIECE;
+      const was = i < l.pieces.length && Math.min(PIECE, l.size - off) === len ? l.pieces[i] : undefined;
+      if (whole || was !== crc) writes.push({ op: 'write', offset: off, length: len, crc, ...common });
+    }]);
     // Shrunk (never by the kernel alone, but say so first should it happen): the backend's
     // file must lose its tail before the pieces are written.
-    if (size < l.size || (whole && size < o.attr.size)) records.push({ op: 'setattr', set: { size }, ...common });
-    const pieces: number[] = [];
-    const buf = Buffer.allocUnsafe(PIECE);
-    for (let off = 0, i = 0; off < size; off += PIECE, i++) {
-      const len = Math.min(PIECE, size - off);
-      const crc = crc32(await this.d.store.read(o.id, off, len, buf.subarray(0, len)));
-      pieces.push(crc);
-      const was = i < l.pieces.length && Math.min(PIECE, l.size - off) === len ? l.pieces[i] : undefined;
-      if (whole || was !== crc) records.push({ op: 'write', offset: off, length: len, crc, ...common });
-    }
+    const records: JournalRecord[] = size < l.size || (whole && size < o.attr.size)
+      ? [{ op: 'setattr', set: { size }, ...common }, ...writes] : writes;
     if (size > l.size && records.length === 0) {
       // Grown by zeros only (a hole): the size itself is the change.
       records.push({ op: 'setattr', set: { size }, ...common });
