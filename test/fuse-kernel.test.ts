@@ -121,6 +121,26 @@ describe('FUSE session: the kernel\'s view of objects', () => {
     assert.equal(a2!.ctimeNs, b2!.ctimeNs);
   });
 
+  it('calls made one after the other are read by polling after each reply, and each is answered once, on its own descriptor', async () => {
+    // Another process (the mount must not be driven from the test runner synchronously):
+    // 400 chmods and 400 stats of a fresh name each, back to back; every one must succeed
+    // and leave its mode. A reply written to the wrong descriptor would be refused by the
+    // kernel (ENOENT), and the caller would hang until the test's timeout.
+    await fsp.writeFile(m.m('polled'), 'p');
+    const polled = async () => ((await control(m, 'status')) as unknown as { kernel: { polledRequests: number } }).kernel.polledRequests;
+    const before = await polled();
+    const script = `const fs = require('fs'); const f = ${JSON.stringify(m.m('polled'))};
+      for (let i = 0; i < 400; i++) {
+        const mode = 0o600 | (i & 1) << 2; fs.chmodSync(f, mode);
+        if ((fs.statSync(f).mode & 0o777) !== mode) { console.error('mode not kept at ' + i); process.exit(1); }
+        try { fs.statSync(f + '.none' + i); process.exit(2); } catch (e) { if (e.code !== 'ENOENT') throw e; }
+      }`;
+    const r = await sh(process.execPath, ['-e', script], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await fsp.stat(m.b('polled'))).mode & 0o777, 0o600 | (399 & 1) << 2);
+    assert.ok(await polled() > before, 'some requests were found by polling');
+  });
+
   it('fstat of an open file unlinked meanwhile says nlink 0, and it still reads and writes', async () => {
     await fsp.writeFile(m.m('doomed'), 'still here');
     const h = await fsp.open(m.m('doomed'), 'r+');

@@ -34,7 +34,7 @@ import { HoardService } from '../hoard/service.js';
 import { Culler, MeteredDataStore } from '../cache/culler.js';
 import { CacheLayer } from '../layers/cache-layer.js';
 import { Connectivity } from '../layers/connectivity.js';
-import { opStats } from '../fuse/ops.js';
+import { opStats, sessionStats } from '../fuse/ops.js';
 import { ControlDir } from '../layers/control-dir.js';
 import { hoardFsOf } from './hoard-fs.js';
 import { FuseServer } from '../fuse/server.js';
@@ -430,6 +430,7 @@ async function startMount(config: Config): Promise<RunningMount> {
       kernel: {
         entryTimeoutS: fuse.caching.entry, attrTimeoutS: fuse.caching.attr, negativeTimeoutS: fuse.caching.negative,
         listings: fuse.caching.listings, told: fuse.caching.told,
+        polledRequests: sessionStats.polled,
       },
     };
   };

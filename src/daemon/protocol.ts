@@ -108,11 +108,12 @@ export const StatusSchema = z.object({
   watchers: z.number().optional(),
   /**
    * What the kernel may keep (src/fuse/kernel-caching.ts): the timeouts replies carry now,
-   * whether it keeps listings, and whether the backend's changes are reported to it.
+   * whether it keeps listings, and whether the backend's changes are reported to it;
+   * `polledRequests`: requests found by polling right after a reply (src/fuse/session.ts).
    */
   kernel: z.object({
     entryTimeoutS: z.number(), attrTimeoutS: z.number(), negativeTimeoutS: z.number(),
-    listings: z.boolean(), told: z.boolean(),
+    listings: z.boolean(), told: z.boolean(), polledRequests: z.number().optional(),
   }).optional(),
 });
 export type Status = z.infer<typeof StatusSchema>;

@@ -19,7 +19,7 @@ import type { Handler, Negotiated } from './session.js';
 import { DirHandles, type DirEntry } from './dirs.js';
 import type { KernelCaching } from './kernel-caching.js';
 
-export { opStats } from './session.js';
+export { opStats, sessionStats } from './session.js';
 
 /**
  * What the handlers need of the cache layer: objects by id (a node id is an object id),

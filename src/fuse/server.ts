@@ -14,7 +14,7 @@ import { INTERRUPTIBLE, type NodeFs } from './ops.js';
 import { fuseHandlers } from './route.js';
 import { Init, Notify, notifyInvalEntry, notifyInvalInode, type InHeader } from './protocol.js';
 import { FuseSession, type Negotiated } from './session.js';
-import { backingClose, backingOpen } from './sys.js';
+import { backingClose, backingOpen, cloneNonBlocking, readNow } from './sys.js';
 import { kernelCaching, untoldCaching, type KernelCaching } from './kernel-caching.js';
 
 export interface ServerOptions {
@@ -60,10 +60,17 @@ export class FuseServer {
     if (f.writebackCache) want |= Init.WRITEBACK_CACHE;
     // The kernel lets only CAP_SYS_ADMIN register backing files.
     if (f.passthrough && process.getuid?.() === 0) want |= Init.PASSTHROUGH;
+    let pollFd: number | null = null;
+    try {
+      pollFd = cloneNonBlocking(this.mounted.fd);
+    } catch (e) {
+      log.warn('cannot clone the /dev/fuse descriptor; requests come only through the readers', e);
+    }
     const session: FuseSession = new FuseSession(this.mounted.fd, {
       want,
       maxWrite: f.maxWrite,
       readers: READERS,
+      ...(pollFd !== null ? { poll: { fd: pollFd, read: readNow } } : {}),
       interruptible: INTERRUPTIBLE,
       // Before INIT is answered: the kernel then bounds read-ahead by the smaller of the two.
       onInit: () => { if (this.connection !== null) setReadahead(this.connection, f.maxWrite); },

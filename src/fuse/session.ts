@@ -45,6 +45,11 @@ export interface SessionOptions {
   maxWrite: number;
   /** Outstanding reads of /dev/fuse. */
   readers: number;
+  /**
+   * A non-blocking clone of the session's descriptor (sys.ts cloneNonBlocking), polled for a
+   * while after each reply (see spin()); absent: requests come only through the readers.
+   */
+  poll?: { fd: number; read(fd: number, buf: Buffer): number };
   handlers: Partial<Record<number, Handler>>;
   /** Requests that change nothing: an INTERRUPT answers them EINTR at once. */
   interruptible: ReadonlySet<number>;
@@ -55,8 +60,23 @@ export interface SessionOptions {
 
 /** Per-operation counts and total handler time (ms), shown by `cachefs status --json`. */
 export const opStats: Record<string, { count: number; ms: number; errors: number }> = {};
+/** Requests read by polling the clone (spin()) rather than by a reader: `status --json`. */
+export const sessionStats = { polled: 0 };
 
 const SMALL_REQUEST = 64 * 1024;
+/**
+ * How long the event loop keeps polling for the next request after answering the last one
+ * in flight (ms). A request read by a pool thread reaches the event loop through two thread
+ * wake-ups (the reader's, then the loop's); an application that makes one call after the
+ * other (tar, a stat loop, git) sends its next request within a few microseconds of our
+ * reply, and polling finds it without either.
+ */
+const SPIN_MS = 0.05;
+/**
+ * The longest one spell of polling (ms): requests answered at once, one after the other,
+ * could otherwise keep the event loop from timers and finished backend calls for good.
+ */
+const SPIN_MAX_MS = 2;
 /** Large request buffers kept for the readers once their requests are handled. */
 const SPARE_BUFFERS = 8;
 
@@ -69,6 +89,10 @@ export class FuseSession {
   private readonly inflight = new Map<bigint, (errno: number) => void>();
   private readonly bufSize: number;
   private readonly spare: Buffer[] = [];
+  /** Requests handed to a handler and not yet answered. */
+  private active = 0;
+  private spinning = false;
+  private pollBuf: Buffer | null = null;
   private endedResolve!: (why: string) => void;
   /** Resolves with the reason when the kernel closes the session (unmount, abort). */
   readonly ended: Promise<string> = new Promise((r) => { this.endedResolve = r; });
@@ -89,6 +113,7 @@ export class FuseSession {
     if (this.closed) return;
     this.closed = true;
     try { fs.closeSync(this.fd); } catch { /* already gone */ }
+    if (this.o.poll) try { fs.closeSync(this.o.poll.fd); } catch { /* already gone */ }
     this.endedResolve(why);
   }
 
@@ -116,11 +141,52 @@ export class FuseSession {
       } else req = Buffer.from(buf.subarray(0, n));
       this.readLoop(buf);
       this.dispatch(req, n, recycle);
+      this.spin();
     });
   }
 
+  /**
+   * While no request is being handled, reads the clone for SPIN_MS after the last request
+   * found, SPIN_MAX_MS at most (a handler in flight waits on the event loop: polling would
+   * only delay it). The readers stay waiting meanwhile; each request goes to whichever reads
+   * it first, and its reply goes back on the descriptor it came from.
+   */
+  private spin(): void {
+    const poll = this.o.poll;
+    if (!poll || this.spinning || this.active > 0 || this.closed) return;
+    this.spinning = true;
+    try {
+      const start = performance.now();
+      let until = start + SPIN_MS;
+      const stop = start + SPIN_MAX_MS;
+      while (this.active === 0 && !this.closed) {
+        const buf = (this.pollBuf ??= Buffer.allocUnsafeSlow(this.bufSize));
+        const n = poll.read(poll.fd, buf);
+        if (n === -1) {
+          if (performance.now() > until) return;
+          continue;
+        }
+        if (n < 0) return; // ENODEV and the like: the readers see it too and end the session
+        let req: Buffer;
+        let recycle: (() => void) | undefined;
+        if (n > SMALL_REQUEST) {
+          req = buf;
+          this.pollBuf = this.spare.pop() ?? null;
+          recycle = () => { if (this.spare.length < SPARE_BUFFERS) this.spare.push(req); };
+        } else req = Buffer.from(buf.subarray(0, n));
+        sessionStats.polled++;
+        this.dispatch(req, n, recycle, poll.fd);
+        const now = performance.now();
+        if (now > stop) return;
+        until = now + SPIN_MS;
+      }
+    } finally {
+      this.spinning = false;
+    }
+  }
+
   /** Handles one request read from the kernel (also the entry point of the decoder's fuzz test). */
-  dispatch(buf: Buffer, n: number, recycle?: () => void): void {
+  dispatch(buf: Buffer, n: number, recycle?: () => void, from = this.fd): void {
     let h: InHeader;
     try {
       h = parseHeader(buf, n);
@@ -130,7 +196,7 @@ export class FuseSession {
     }
     const body = new Body(buf, IN_HEADER, h.len);
     switch (h.opcode) {
-      case Op.INIT: this.answerInit(h, body); return;
+      case Op.INIT: this.answerInit(h, body, from); return;
       case Op.FORGET:
         try { this.o.forget([[h.nodeid, count(body.u64())]]); } catch (e) { log.warn('malformed FORGET', e); }
         return;
@@ -152,17 +218,17 @@ export class FuseSession {
         return;
       }
       case Op.NOTIFY_REPLY: return; // we never ask the kernel for data (NOTIFY_RETRIEVE)
-      case Op.DESTROY: this.reply(h.unique, 0); return;
+      case Op.DESTROY: this.reply(h.unique, 0, undefined, from); return;
     }
-    this.handle(h, body, recycle);
+    this.handle(h, body, recycle, from);
   }
 
   /** `recycle`: gives the request's buffer back, once nothing reads it any more. */
-  private handle(h: InHeader, body: Body, recycle?: () => void): void {
+  private handle(h: InHeader, body: Body, recycle: (() => void) | undefined, from: number): void {
     const name = opName[h.opcode] ?? `op${h.opcode}`;
-    if (!this.negotiated) { this.reply(h.unique, -errnoNumber('EIO')); return; }
+    if (!this.negotiated) { this.reply(h.unique, -errnoNumber('EIO'), undefined, from); return; }
     const fn = this.o.handlers[h.opcode];
-    if (!fn) { this.reply(h.unique, -errnoNumber('ENOSYS')); return; }
+    if (!fn) { this.reply(h.unique, -errnoNumber('ENOSYS'), undefined, from); return; }
     let done = false;
     let settled = false;
     const req: Request = { h, body };
@@ -171,13 +237,15 @@ export class FuseSession {
     const answer = (error: number, payload?: Payload) => {
       if (done) return;
       done = true;
+      this.active--;
       this.inflight.delete(h.unique);
       const s = (opStats[name] ??= { count: 0, ms: 0, errors: 0 });
       s.count++;
       s.ms += performance.now() - t0;
       if (error < 0) s.errors++;
-      this.reply(h.unique, error, payload);
+      this.reply(h.unique, error, payload, from);
       if (settled) finish();
+      this.spin();
     };
     // The handler's own answer: after it, nothing of the handler's uses its buffers.
     const own = (error: number, payload?: Payload) => {
@@ -187,6 +255,7 @@ export class FuseSession {
     };
     if (this.o.interruptible.has(h.opcode)) this.inflight.set(h.unique, (e) => answer(e));
     let p: Promise<Payload> | Payload;
+    this.active++;
     try {
       p = fn(req);
     } catch (e) {
@@ -197,15 +266,15 @@ export class FuseSession {
     else own(0, p);
   }
 
-  private answerInit(h: InHeader, body: Body): void {
+  private answerInit(h: InHeader, body: Body, from: number): void {
     let error = 0;
-    if (this.negotiated) { this.reply(h.unique, -errnoNumber('EINVAL')); return; } // the kernel sends one
+    if (this.negotiated) { this.reply(h.unique, -errnoNumber('EINVAL'), undefined, from); return; } // the kernel sends one
     try {
       const i = parseInit(body);
       if (i.major !== FUSE_KERNEL_VERSION || i.minor < OLDEST_MINOR) {
         // An older kernel: say which version we speak, and it gives up (or sends INIT again).
         log.error(`the kernel speaks FUSE ${i.major}.${i.minor}; cachefs needs 7.${OLDEST_MINOR} or newer (Linux 5.4)`);
-        this.reply(h.unique, 0, initOut({ minor: OUR_MINOR, maxReadahead: 0, flags: 0n, maxBackground: 0, congestionThreshold: 0, maxWrite: 4096, maxPages: 1, maxStackDepth: 0 }));
+        this.reply(h.unique, 0, initOut({ minor: OUR_MINOR, maxReadahead: 0, flags: 0n, maxBackground: 0, congestionThreshold: 0, maxWrite: 4096, maxPages: 1, maxStackDepth: 0 }), from);
         return;
       }
       const minor = Math.min(i.minor, OUR_MINOR);
@@ -222,23 +291,23 @@ export class FuseSession {
         maxWrite: this.o.maxWrite, maxPages,
         // Passthrough stacks the mount on the cache disk's file system: one level.
         maxStackDepth: flags & Init.PASSTHROUGH ? 1 : 0,
-      }));
+      }), from);
       log.info(`FUSE ${i.major}.${i.minor} (speaking 7.${minor}); features 0x${flags.toString(16)}, max_write ${this.o.maxWrite}`);
       return;
     } catch (e) {
       log.error('malformed INIT from the kernel', e);
       error = -errnoNumber('EINVAL');
     }
-    this.reply(h.unique, error);
+    this.reply(h.unique, error, undefined, from);
   }
 
   /** Writes one reply; an error reply has no payload. */
-  reply(unique: bigint, error: number, payload?: Payload): void {
+  reply(unique: bigint, error: number, payload?: Payload, fd = this.fd): void {
     const parts = error === 0 && payload ? (Array.isArray(payload) ? payload : [payload]) : [];
     let len = 16;
     for (const p of parts) len += p.length;
     try {
-      fs.writevSync(this.fd, [outHeader(len, error, unique), ...parts]);
+      fs.writevSync(fd, [outHeader(len, error, unique), ...parts]);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // ENOENT: the request was interrupted meanwhile; EBADF/ENODEV: the session is over.

@@ -3,6 +3,7 @@
 // passes back to an ordinary user), and the /dev/fuse ioctls of passthrough.
 // umount2 runs on a pool thread: the kernel may need our answers (a last write-back) before
 // it returns, and the event loop must stay free to give them.
+import fs from 'node:fs';
 import koffi from 'koffi';
 import { FsError, errnoName } from '../core/errors.js';
 
@@ -12,6 +13,7 @@ const umount2Fn = libc.func('int umount2(const char *target, int flags)');
 const socketpairFn = libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)');
 const recvmsgFn = libc.func('intptr_t recvmsg(int fd, void *msg, int flags)');
 const ioctlPtr = libc.func('int ioctl(int fd, unsigned long request, uint8_t *arg)');
+const readFn = libc.func('intptr_t read(int fd, uint8_t *buf, size_t count)');
 
 function lastError(what: string, n = koffi.errno()): FsError {
   return new FsError(errnoName(n) ?? 'EIO', `${what}: ${errnoName(n) ?? `errno ${n}`}`);
@@ -39,6 +41,7 @@ export function umount2(target: string, flags: number): Promise<void> {
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_CLOEXEC = 0o2000000;
+const O_CLOEXEC = 0o2000000;
 
 /** A connected pair of Unix stream sockets, close-on-exec (a child gets one by dup2, which clears that). */
 export function socketPair(): [number, number] {
@@ -81,6 +84,38 @@ export function receiveFd(sock: number): number {
   } finally {
     koffi.free(mem);
   }
+}
+
+// _IOR(229, 0, uint32_t).
+const FUSE_DEV_IOC_CLONE = 0x8004e500;
+
+/**
+ * A second descriptor of the session on `devFd` (FUSE_DEV_IOC_CLONE, Linux 4.2), opened
+ * non-blocking: the kernel hands each request to one reader of any of the two, and a reply
+ * must go back on the descriptor its request was read from.
+ */
+export function cloneNonBlocking(devFd: number): number {
+  const fd = fs.openSync('/dev/fuse', fs.constants.O_RDWR | fs.constants.O_NONBLOCK | O_CLOEXEC);
+  const arg = Buffer.alloc(4);
+  arg.writeUInt32LE(devFd, 0);
+  if ((ioctlPtr(fd, FUSE_DEV_IOC_CLONE, arg) as number) < 0) {
+    const e = lastError('FUSE_DEV_IOC_CLONE');
+    fs.closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+const EAGAIN = 11;
+/**
+ * read(2) without an exception for the expected answers: the byte count, or -1 when nothing
+ * is there (EAGAIN), or -errno. Node's readSync would build an Error for each empty poll.
+ */
+export function readNow(fd: number, buf: Buffer): number {
+  const n = Number(readFn(fd, buf, buf.length));
+  if (n >= 0) return n;
+  const e = koffi.errno();
+  return e === EAGAIN ? -1 : -e;
 }
 
 // _IOW(229, 1, struct fuse_backing_map) and _IOW(229, 2, uint32_t).
