@@ -174,3 +174,67 @@ describe('outside changes with the polling watcher (for network backends)', () =
     assert.deepEqual(await fsp.readdir(m.m('polled')), []);
   });
 });
+
+// A change of ours to a directory's names, with the directory's attributes just before and
+// just after as the backend reports them (a local lstat around it; NFS's wcc data): the
+// cache adopts them instead of asking again, and a "before" it does not hold tells it that
+// someone else changed the directory meanwhile (mutations' afterDirChange). No watcher
+// here, and the default 30 s trust of a directory's attributes: only that tells.
+for (const kind of BACKEND_KINDS) describe(`a directory changed by us and by others (${kind} backend, no watcher)`, { skip: skipKind(kind) }, () => {
+  let m: Mounted;
+  let srv: NfsServer | undefined;
+  before(async () => {
+    srv = kind === 'nfs' ? await startNfsServer('wcc') : undefined;
+    m = await mountFresh('wcc', { nfs: srv, config: { consistency: { watch: false } } });
+  });
+  after(async () => { await m?.cleanup(); await srv?.dispose(); });
+  const backendCalls = async () => ((await m.status()) as unknown as { counters: { backendCalls: number } }).counters.backendCalls;
+
+  it('a name made from outside just before ours is listed after ours', async () => {
+    await fsp.mkdir(m.m('both'));
+    assert.deepEqual(await fsp.readdir(m.m('both')), [], 'listed: the cache holds all its names');
+    await fsp.writeFile(m.b('both/theirs'), 'made on the backend');
+    await fsp.writeFile(m.m('both/ours'), 'made through the mount');
+    assert.deepEqual((await fsp.readdir(m.m('both'))).sort(), ['ours', 'theirs']);
+    await fsp.writeFile(m.b('both/theirs2'), 'made on the backend');
+    await fsp.unlink(m.m('both/ours'));
+    assert.deepEqual((await fsp.readdir(m.m('both'))).sort(), ['theirs', 'theirs2']);
+  });
+
+  it('the directory shows what the backend has after our creates and removals, without asking it again', async () => {
+    await fsp.mkdir(m.m('ours'));
+    assert.deepEqual(await fsp.readdir(m.m('ours')), []);
+    const calls = await backendCalls();
+    for (let i = 0; i < 10; i++) {
+      await fsp.mkdir(m.m(`ours/d${i}`));
+      await fsp.writeFile(m.m(`ours/f${i}`), '');
+      const [mine, theirs] = [await fsp.stat(m.m('ours'), { bigint: true }), await fsp.stat(m.b('ours'), { bigint: true })];
+      assert.deepEqual([mine.nlink, mine.mtimeNs, mine.size], [theirs.nlink, theirs.mtimeNs, theirs.size], `after round ${i}`);
+    }
+    await fsp.mkdir(m.m('other'));
+    for (let i = 0; i < 10; i++) {
+      await fsp.rename(m.m(`ours/f${i}`), m.m(`ours/g${i}`));
+      await fsp.rename(m.m(`ours/g${i}`), m.m(`other/f${i}`));
+      await fsp.rename(m.m(`other/f${i}`), m.m(`ours/f${i}`));
+      for (const d of ['ours', 'other']) {
+        const [mine, theirs] = [await fsp.stat(m.m(d), { bigint: true }), await fsp.stat(m.b(d), { bigint: true })];
+        assert.deepEqual([mine.nlink, mine.mtimeNs, mine.size], [theirs.nlink, theirs.mtimeNs, theirs.size], `${d} after renames ${i}`);
+      }
+      const [mine, theirs] = [await fsp.stat(m.m(`ours/f${i}`), { bigint: true }), await fsp.stat(m.b(`ours/f${i}`), { bigint: true })];
+      assert.equal(mine.ctimeNs, theirs.ctimeNs, 'the renamed file\'s ctime');
+    }
+    for (let i = 0; i < 10; i++) {
+      await fsp.rmdir(m.m(`ours/d${i}`));
+      await fsp.unlink(m.m(`ours/f${i}`));
+      const [mine, theirs] = [await fsp.stat(m.m('ours'), { bigint: true }), await fsp.stat(m.b('ours'), { bigint: true })];
+      assert.deepEqual([mine.nlink, mine.mtimeNs, mine.size], [theirs.nlink, theirs.mtimeNs, theirs.size], `after removal ${i}`);
+    }
+    // 71 changes, one backend call each (72 measured on a local backend; 193 when each
+    // directory changed was asked again, for the kernel's GETATTR after each change, and
+    // each renamed object too). NFS's RENAME says nothing of the object: one GETATTR more
+    // for each of the 30 renames (113 measured).
+    const made = await backendCalls() - calls;
+    assert.ok(made <= (kind === 'local' ? 90 : 125), `${made} backend calls for 71 changes`);
+    assert.deepEqual(await fsp.readdir(m.m('ours')), []);
+  });
+});

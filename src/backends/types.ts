@@ -34,6 +34,33 @@ export interface Node {
   attr: Attr;
 }
 
+/**
+ * A directory around a change of ours to its names, when the call gives it for free (NFS's
+ * wcc data; on a local disk an lstat just before and just after): its version just before
+ * the change and its attributes just after. When `before` is the version the cache holds,
+ * the change was the only one, and the cache adopts `after` instead of asking again.
+ */
+export interface DirWcc {
+  before: string;
+  after: Attr;
+}
+
+/** A created object; `dir`: its directory around the create, when known. */
+export interface Made extends Node {
+  dir?: DirWcc;
+}
+
+/**
+ * What a rename may answer with: the directory the name left and the one it went to (one
+ * directory: `from` only), around the rename, and the object's attributes after it (its
+ * ctime moved).
+ */
+export interface Renamed {
+  from?: DirWcc;
+  to?: DirWcc;
+  attr?: Attr;
+}
+
 export interface DirEntry extends Node {
   name: string;
 }
@@ -100,14 +127,15 @@ export interface Backend {
    * attributes after it (NFS wcc data), sparing the cache a getattr.
    */
   commit(fh: Buffer): Promise<Attr | void>;
-  create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node>;
-  mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node>;
-  symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node>;
-  mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node>;
+  create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Made>;
+  mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Made>;
+  symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Made>;
+  mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Made>;
   link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr>;
-  unlink(dir: Buffer, name: string, creds?: Creds): Promise<void>;
-  rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void>;
-  rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<void>;
+  /** May answer with the directory around the removal (DirWcc). */
+  unlink(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | void>;
+  rmdir(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | void>;
+  rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<Renamed | void>;
   setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr>;
   statfs(): Promise<StatFs>;
   /** Starts noticing changes made to the backend from outside (if the backend can). */

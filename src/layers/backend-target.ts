@@ -5,7 +5,7 @@ import { crc32 } from 'node:zlib';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { Reconciler, type ReconcileGuard } from '../conflict/reconcile.js';
-import type { Attr, Backend, BackendCall, SetAttr } from '../backends/types.js';
+import type { Attr, Backend, BackendCall, DirWcc, Made, SetAttr } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import type { JournalEntry } from '../journal/journal.js';
@@ -15,9 +15,14 @@ import type { ReplayHint, ReplayTarget } from '../journal/replayer.js';
 export type { BackendCall } from '../backends/types.js';
 
 /** A replay outcome with what the layer needs to update its cache. */
+/**
+ * What applying a record produced. `dir`: the directory around a change of its names
+ * (DirWcc); for a rename, the directory the name left, `toDir` the one it went to (when
+ * another) and `moved` the object's attributes after it.
+ */
 export type AppliedOutcome =
-  | { kind: 'done' }
-  | { kind: 'created'; fh: Buffer; attr: Attr }
+  | { kind: 'done'; dir?: DirWcc; toDir?: DirWcc; moved?: Attr }
+  | { kind: 'created'; fh: Buffer; attr: Attr; dir?: DirWcc }
   | { kind: 'attr'; attr: Attr };
 
 export class BackendTarget implements ReplayTarget {
@@ -52,10 +57,10 @@ export class BackendTarget implements ReplayTarget {
    * A create replayed: an object made while disconnected (its record names it) gets the
    * backend's handle in place of its provisional one, keeping its id and cached data.
    */
-  private created(obj: number | undefined, n: { fh: Buffer; attr: Attr }): AppliedOutcome {
+  private created(obj: number | undefined, n: Made): AppliedOutcome {
     const o = obj !== undefined ? this.index.get(obj) : undefined;
     if (o && isProvisional(o.fh)) this.index.setHandle(o, n.fh);
-    return { kind: 'created', fh: n.fh, attr: n.attr };
+    return { kind: 'created', fh: n.fh, attr: n.attr, ...(n.dir ? { dir: n.dir } : {}) };
   }
 
   /**
@@ -229,22 +234,27 @@ export class BackendTarget implements ReplayTarget {
       }
       case 'unlink': {
         const dir = this.fhOf(r.parent);
-        await this.call('unlink', () => b.unlink(dir, r.name, r.by));
-        return { kind: 'done' };
+        return done(await this.call('unlink', () => b.unlink(dir, r.name, r.by)));
       }
       case 'rmdir': {
         const dir = this.fhOf(r.parent);
-        await this.call('rmdir', () => b.rmdir(dir, r.name, r.by));
-        return { kind: 'done' };
+        return done(await this.call('rmdir', () => b.rmdir(dir, r.name, r.by)));
       }
       case 'rename': {
         const from = this.fhOf(r.fromParent);
         const to = this.fhOf(r.toParent);
-        await this.call('rename', () => b.rename(from, r.fromName, to, r.toName, r.by));
-        return { kind: 'done' };
+        const got = await this.call('rename', () => b.rename(from, r.fromName, to, r.toName, r.by));
+        return {
+          kind: 'done',
+          ...(got?.from ? { dir: got.from } : {}), ...(got?.to ? { toDir: got.to } : {}), ...(got?.attr ? { moved: got.attr } : {}),
+        };
       }
     }
   }
+}
+
+function done(dir: DirWcc | void): AppliedOutcome {
+  return dir ? { kind: 'done', dir } : { kind: 'done' };
 }
 
 export function toSetAttr(s: SetAttrRecord): SetAttr {

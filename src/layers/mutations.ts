@@ -21,7 +21,7 @@ import { promises as fsp } from 'node:fs';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { nameTooLong } from '../core/names.js';
-import type { Attr, Backend, Creds } from '../backends/types.js';
+import type { Attr, Backend, Creds, DirWcc } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import { isConnectionError, type Replayer } from '../journal/replayer.js';
@@ -47,7 +47,7 @@ export type TimeArg = bigint | 'now' | 'omit';
 
 /** What the mutations need of the rest of the layer; the cache layer wires it. */
 export interface MutationDeps {
-  index: Pick<ObjectIndex, 'batch' | 'get' | 'namesOf' | 'setName' | 'upsert' | 'remove' | 'patchAttr' | 'replaceListing'
+  index: Pick<ObjectIndex, 'batch' | 'get' | 'setAttr' | 'invalidateNames' | 'namesOf' | 'setName' | 'upsert' | 'remove' | 'patchAttr' | 'replaceListing'
     | 'setDataVersion' | 'setNamesVersion' | 'setSymlink' | 'setLocalSize' | 'dropChunksFrom' | 'chunksOf'>;
   store: Pick<DataStore, 'copyOut' | 'truncate'>;
   replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'waitFor' | 'makeDurable'>;
@@ -174,14 +174,38 @@ export class Mutations {
       throw e;
     }
     const node = out.kind === 'created' ? { fh: out.fh, attr: out.attr } : { fh: prov.fh, attr: prov.attr };
-    return this.d.index.batch(() => this.recordNewObject(dir, name, { kind: 'created', ...node }));
+    return this.d.index.batch(() => this.recordNewObject(dir, name, { kind: 'created', ...node, ...(out.kind === 'created' && out.dir ? { dir: out.dir } : {}) }));
   }
 
   /**
    * A name in `dir` was made or removed; `subdirs` is how many subdirectories it gained (a
    * directory's st_nlink counts its subdirectories' "..").
+   *
+   * `wcc`: the directory around the change, as the backend reported it. When its version
+   * just before is the one held here, and held as checked (attrAt: an outside change the
+   * watcher reported, or an own change without wcc data, zeroes it), the change was the only
+   * one: the directory's new attributes are adopted, and its names stay current, with no
+   * revalidation (which cost a backend call and two index writes, and made the kernel's next
+   * GETATTR of the directory wait for them: one per file `tar x` makes). Otherwise the next
+   * use revalidates, as without it. Someone else's change between the backend's "before" and
+   * its "after" (microseconds apart) would be taken for ours, as NFS clients take wcc data.
+   * A "before" that is not the version held says someone else changed the directory since
+   * we last looked: its names are dropped (without wcc data, the next version the backend
+   * reports is adopted as ours, and such a change could go unseen until the next one).
    */
-  private afterDirChange(dir: CachedObject, subdirs = 0): void {
+  private afterDirChange(dir: CachedObject, subdirs = 0, wcc?: DirWcc): void {
+    if (wcc && wcc.after.type === 'dir' && this.d.connected()) {
+      if (wcc.before !== dir.attr.version) {
+        this.d.index.invalidateNames(dir);
+        dir.attrAt = 0;
+        return;
+      }
+      if (dir.attrAt !== 0) {
+        if (dir.namesVersion !== null && dir.namesVersion === dir.attr.version) this.d.index.setNamesVersion(dir, wcc.after.version);
+        this.d.index.setAttr(dir, wcc.after, now());
+        return;
+      }
+    }
     // Our own change moves the directory's version: adopt the next one instead of
     // throwing the name cache away, if the names were current before the change.
     if (dir.namesVersion !== null && dir.namesVersion === dir.attr.version) this.d.index.setNamesVersion(dir, SELF);
@@ -197,7 +221,7 @@ export class Mutations {
   private recordNewObject(dir: CachedObject, name: string, outcome: AppliedOutcome & { kind: 'created' }): CachedObject {
     const obj = this.d.freshness.adopt({ fh: outcome.fh, attr: outcome.attr });
     this.d.index.setName(dir, name, obj.id);
-    this.afterDirChange(dir, outcome.attr.type === 'dir' ? 1 : 0);
+    this.afterDirChange(dir, outcome.attr.type === 'dir' ? 1 : 0, outcome.dir);
     if (outcome.attr.type === 'dir') this.d.index.replaceListing(obj, [], outcome.attr.version);
     if (outcome.attr.type === 'file' && outcome.attr.size === 0 && obj.dataVersion === null) {
       this.d.index.setDataVersion(obj, outcome.attr.version); // an empty file is fully cached
@@ -353,7 +377,7 @@ export class Mutations {
     const out = await this.mutate({ op: 'unlink', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
     this.d.index.batch(() => {
       this.d.index.setName(dir, name, null);
-      this.afterDirChange(dir);
+      this.afterDirChange(dir, 0, out.kind === 'done' ? out.dir : undefined);
       this.dropLink(obj);
     });
     // Applied, and the object keeps another name: the unlink moved its ctime (so its version)
@@ -397,10 +421,10 @@ export class Mutations {
       if (obj.stale && this.d.staleListing(obj).length > 0) throw new FsError('ENOTEMPTY');
       for (const child of this.d.index.namesOf(obj).values()) if (child !== null) throw new FsError('ENOTEMPTY');
     }
-    await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
+    const out = await this.mutate({ op: 'rmdir', parent: dir.id, name, obj: obj.id, ...byOf(by), base: dir.attr.version, objBase: obj.attr.version });
     this.d.index.batch(() => {
       this.d.index.setName(dir, name, null);
-      this.afterDirChange(dir, -1);
+      this.afterDirChange(dir, -1, out.kind === 'done' ? out.dir : undefined);
       this.d.forgetObject(obj);
     });
   }
@@ -441,8 +465,9 @@ export class Mutations {
       this.d.index.setName(to.dir, to.name, obj.id);
       const movedDir = obj.attr.type === 'dir' && to.dir !== from.dir ? 1 : 0;
       const replacedDir = target?.attr.type === 'dir' ? 1 : 0;
-      this.afterDirChange(from.dir, to.dir === from.dir ? -replacedDir : -movedDir);
-      if (to.dir !== from.dir) this.afterDirChange(to.dir, movedDir - replacedDir);
+      const wcc: { dir?: DirWcc; toDir?: DirWcc } = out.kind === 'done' ? out : {};
+      this.afterDirChange(from.dir, to.dir === from.dir ? -replacedDir : -movedDir, wcc.dir);
+      if (to.dir !== from.dir) this.afterDirChange(to.dir, movedDir - replacedDir, wcc.toDir);
       obj.attrAt = 0; // ctime moves; a directory's ".." changes
       if (!this.d.connected()) this.d.index.patchAttr(obj, { ctimeNs: nowNs() });
       if (obj.dataVersion !== null && !this.d.hasOpenWriters(obj)) this.d.index.setDataVersion(obj, SELF);
@@ -451,7 +476,9 @@ export class Mutations {
     // Applied: the rename moved the object's ctime on the backend, so its version. Learn it
     // now, while connected: a later offline change (or a rename onto it, as git does with
     // index.lock -> index) is based on the version the backend really has (invariant 9).
-    if (out.kind !== 'journaled') await this.d.revalidate(obj, true).catch((e) => log.debug(`revalidation after a rename of object ${obj.id} failed`, e));
+    // The backend may have answered with it already.
+    if (out.kind === 'done' && out.moved) this.d.freshness.applyAttr(obj, out.moved);
+    else if (out.kind !== 'journaled') await this.d.revalidate(obj, true).catch((e) => log.debug(`revalidation after a rename of object ${obj.id} failed`, e));
   }
 
   /**

@@ -17,7 +17,7 @@ import { promises as fsp, constants as fsc, writeSync, fstatSync, openSync, clos
 import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
-import type { Attr, Backend, Creds, DirEntry, Node, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
+import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
 import { AT_FDCWD, handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
@@ -468,11 +468,12 @@ export class LocalBackend implements Backend {
     try { await this.meta.lchown(p, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }
   }
 
-  async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
+  async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Made> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     return this.inDir(d, async (dirFd) => {
+      const before = await this.dirVersion(dirFd);
       const p = procPath(dirFd, name);
       const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
       try { await this.meta.createFile(p, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
@@ -481,44 +482,71 @@ export class LocalBackend implements Backend {
         // open() drops set-id bits; chown() too, so this comes after it.
         await this.meta.chmod(p, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
       }
-      return this.nodeIn(dirFd, d.rel, name);
+      return this.madeIn(dirFd, d.rel, name, before);
     });
   }
 
-  async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
+  async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Made> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     return this.inDir(d, async (dirFd) => {
+      const before = await this.dirVersion(dirFd);
       const p = procPath(dirFd, name);
       try { await this.meta.mkdir(p, mode & 0o7777); } catch (e) { throw fromNodeError(e, `mkdir ${rel}`); }
       await this.chownNew(p, creds);
       if ((mode & 0o7000) !== 0) await this.meta.chmod(p, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
-      return this.nodeIn(dirFd, d.rel, name);
+      return this.madeIn(dirFd, d.rel, name, before);
     });
   }
 
-  async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
+  async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Made> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     const rel = this.childRel(d.rel, name);
     return this.inDir(d, async (dirFd) => {
+      const before = await this.dirVersion(dirFd);
       const p = procPath(dirFd, name);
       try { await this.meta.symlink(target, p); } catch (e) { throw fromNodeError(e, `symlink ${rel}`); }
       await this.chownNew(p, creds);
-      return this.nodeIn(dirFd, d.rel, name);
+      return this.madeIn(dirFd, d.rel, name, before);
     });
   }
 
-  async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
+  async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Made> {
     const d = await this.pathOf(dir);
     if (actsFor(creds)) checkAddEntry(owned(d.st), creds);
     this.childRel(d.rel, name);
     return this.inDir(d, async (dirFd) => {
+      const before = await this.dirVersion(dirFd);
       mknod(dirFd, name, mode, rdev);
       await this.chownNew(procPath(dirFd, name), creds);
-      return this.nodeIn(dirFd, d.rel, name);
+      return this.madeIn(dirFd, d.rel, name, before);
     });
+  }
+
+  /**
+   * The version of the directory open as `dirFd`, taken right before a change of ours to
+   * its names (DirWcc: on a local disk these lstats are synchronous, so nothing of ours runs
+   * between them and the change; someone else's change in between shows as a `before` the
+   * cache does not hold). Null when it cannot be had: the cache then asks again, as before.
+   */
+  private async dirVersion(dirFd: number): Promise<string | null> {
+    if (!this.meta.sync) return null;
+    try { return toAttr(await this.meta.lstat(procPath(dirFd, '.'))).version; } catch { return null; }
+  }
+
+  /** The directory around a change of ours: its version before, its attributes now. */
+  private async dirAround(dirFd: number, before: string | null): Promise<DirWcc | undefined> {
+    if (before === null) return undefined;
+    try { return { before, after: toAttr(await this.meta.lstat(procPath(dirFd, '.'))) }; } catch { return undefined; }
+  }
+
+  /** A new object `name` in the directory open as `dirFd`, with the directory around its making. */
+  private async madeIn(dirFd: number, dirRel: string, name: string, before: string | null): Promise<Made> {
+    const node = await this.nodeIn(dirFd, dirRel, name);
+    const dir = await this.dirAround(dirFd, before);
+    return dir ? { ...node, dir } : node;
   }
 
   async link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr> {
@@ -532,35 +560,42 @@ export class LocalBackend implements Backend {
     }));
   }
 
-  async unlink(dir: Buffer, name: string, creds?: Creds): Promise<void> {
+  async unlink(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | undefined> {
     const d = await this.pathOf(dir);
     this.childRel(d.rel, name);
-    await this.inDir(d, async (dirFd) => {
+    return this.inDir(d, async (dirFd) => {
       const p = procPath(dirFd, name);
       if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(p), creds);
+      const before = await this.dirVersion(dirFd);
       try { await this.meta.unlink(p); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
+      return this.dirAround(dirFd, before);
     });
   }
 
-  async rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void> {
+  async rmdir(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | undefined> {
     const d = await this.pathOf(dir);
     const rel = this.childRel(d.rel, name);
-    await this.inDir(d, async (dirFd) => {
+    const wcc = await this.inDir(d, async (dirFd) => {
       const p = procPath(dirFd, name);
       if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(p), creds);
+      const before = await this.dirVersion(dirFd);
       try { await this.meta.rmdir(p); } catch (e) { throw fromNodeError(e, `rmdir ${name}`); }
+      return this.dirAround(dirFd, before);
     });
     this.dirFds.dropped(rel);
     for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
     this.watcher?.remove(this.watchPath(rel));
+    return wcc;
   }
 
-  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<void> {
+  /** Answers with the directories around the rename and the object's attributes after it. */
+  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<Renamed> {
     const a = await this.pathOf(fromDir);
     const b = await this.pathOf(toDir);
     const fromRel = this.childRel(a.rel, fromName);
     const toRel = this.childRel(b.rel, toName);
-    await this.inDir(a, (fromFd) => this.inDir(b, async (toFd) => {
+    const oneDir = a.st.ino === b.st.ino;
+    const renamed = await this.inDir(a, (fromFd) => this.inDir(b, async (toFd): Promise<Renamed> => {
       const fromP = procPath(fromFd, fromName);
       const toP = procPath(toFd, toName);
       if (actsFor(creds)) {
@@ -568,7 +603,14 @@ export class LocalBackend implements Backend {
         const from = owned(a.st);
         checkRename(from, await this.ownedAt(fromP), a.st.ino === b.st.ino ? from : owned(b.st), target, creds);
       }
+      const fromBefore = await this.dirVersion(fromFd);
+      const toBefore = oneDir ? null : await this.dirVersion(toFd);
       try { await this.meta.rename(fromP, toP); } catch (e) { throw fromNodeError(e, `rename ${fromName}`); }
+      const from = await this.dirAround(fromFd, fromBefore);
+      const to = await this.dirAround(toFd, toBefore);
+      let attr: Attr | undefined;
+      if (this.meta.sync) try { attr = toAttr(await this.meta.lstat(toP)); } catch { /* asked again later */ }
+      return { ...(from ? { from } : {}), ...(to ? { to } : {}), ...(attr ? { attr } : {}) };
     }));
     this.dirFds.moved(fromRel, toRel);
     // Keep remembered paths right for the moved object and everything below it.
@@ -584,6 +626,7 @@ export class LocalBackend implements Backend {
       }
     }
     this.watcher?.rename(this.watchPath(fromRel), this.watchPath(toRel));
+    return renamed;
   }
 
   async setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr> {

@@ -19,12 +19,12 @@ import os from 'node:os';
 import { BufferPool } from '../../core/buffer-pool.js';
 import { FsError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
-import type { Attr, Backend, Creds, DirEntry, Node, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
+import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
 import { DEFAULT_MOUNT_PORT, DEFAULT_NFS_PORT, MountClient, portmapGetPort } from './mount-client.js';
 import {
   CreateMode, FTYPE_OF, MOUNT_PROGRAM, MOUNT_V3, NFS3_WRITEVERFSIZE, NFS_PROGRAM, NFS_V3, Proc, Stable,
   decodeDirList, decodeFattr3, decodeFsInfo, decodeFsStat, decodeHandle, decodePathConf, decodePostOpAttr,
-  decodePostOpFh, decodeWcc, encodeDirop, encodeSattr3, splitdev, type Fattr3, type FsInfo, type PathConf,
+  decodePostOpFh, decodeWcc, dirWcc, encodeDirop, encodeSattr3, splitdev, type Fattr3, type FsInfo, type PathConf,
 } from './nfs3-xdr.js';
 import { RpcClient, decodeWith, type AuthSys, type CallOptions } from './rpc.js';
 import {
@@ -626,7 +626,7 @@ export class NfsBackend implements Backend {
   }
 
   /** Creates with CREATE; exclusive uses GUARDED (EXCLUSIVE needs a second SETATTR for the mode). */
-  async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Node> {
+  async create(dir: Buffer, name: string, mode: number, creds: Creds, opts: { exclusive: boolean }): Promise<Made> {
     const w = new XdrWriter(128);
     encodeDirop(w, dir, name);
     w.u32(opts.exclusive ? CreateMode.GUARDED : CreateMode.UNCHECKED);
@@ -650,14 +650,14 @@ export class NfsBackend implements Backend {
     return { fh: node.fh, attr };
   }
 
-  async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Node> {
+  async mkdir(dir: Buffer, name: string, mode: number, creds: Creds): Promise<Made> {
     const w = new XdrWriter(128);
     encodeDirop(w, dir, name);
     encodeSattr3(w, { mode: mode & 0o7777 });
     return this.made(Proc.MKDIR, w.done(), 'MKDIR', dir, name, creds);
   }
 
-  async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Node> {
+  async symlink(dir: Buffer, name: string, target: string, creds: Creds): Promise<Made> {
     const w = new XdrWriter(160);
     encodeDirop(w, dir, name);
     encodeSattr3(w, { mode: 0o777 });
@@ -665,7 +665,7 @@ export class NfsBackend implements Backend {
     return this.made(Proc.SYMLINK, w.done(), 'SYMLINK', dir, name, creds);
   }
 
-  async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Node> {
+  async mknod(dir: Buffer, name: string, mode: number, rdev: number, creds: Creds): Promise<Made> {
     const fmt = mode & 0o170000;
     const type = fmt === 0o020000 ? 'chardev' : fmt === 0o060000 ? 'blockdev' : fmt === 0o010000 ? 'fifo' : fmt === 0o140000 ? 'socket' : null;
     if (type === null) {
@@ -683,8 +683,11 @@ export class NfsBackend implements Backend {
     return this.made(Proc.MKNOD, w.done(), 'MKNOD', dir, name, creds);
   }
 
-  /** The common tail of CREATE, MKDIR, SYMLINK and MKNOD: the new handle and attributes. */
-  private async made(proc: Proc, args: Buffer, what: string, dir: Buffer, name: string, creds: Creds): Promise<Node> {
+  /**
+   * The common tail of CREATE, MKDIR, SYMLINK and MKNOD: the new handle and attributes, and
+   * the directory's wcc data.
+   */
+  private async made(proc: Proc, args: Buffer, what: string, dir: Buffer, name: string, creds: Creds): Promise<Made> {
     const a = await this.call(proc, args, `${what} ${name}`, this.callAs(creds));
     if (a.status === NFS3ERR_EXIST && a.retransmitted) {
       // Our first transmission made it; the retransmission found it. It is ours.
@@ -694,13 +697,12 @@ export class NfsBackend implements Backend {
       if (a.status !== NFS3_OK) { decodeWcc(a.r); throw nfsError(a.status, `${what} ${name}`); }
       const fh = decodePostOpFh(a.r);
       const attr = decodePostOpAttr(a.r);
-      decodeWcc(a.r);
-      return { fh, attr };
+      return { fh, attr, dir: dirWcc(decodeWcc(a.r)) };
     });
     if (!got.fh) return this.lookup(dir, name);
     const node = { fh: got.fh, attr: got.attr ? got.attr.attr : await this.getattr(got.fh) };
     if (node.attr.type === 'dir') this.noteListed(node.fh, node.attr.version, false);
-    return node;
+    return got.dir ? { ...node, dir: got.dir } : node;
   }
 
   async link(fh: Buffer, dir: Buffer, name: string, creds?: Creds): Promise<Attr> {
@@ -717,32 +719,37 @@ export class NfsBackend implements Backend {
     return attr ? attr.attr : this.getattr(fh);
   }
 
-  async unlink(dir: Buffer, name: string, creds?: Creds): Promise<void> {
-    await this.removeLike(Proc.REMOVE, dir, name, 'REMOVE', creds);
+  unlink(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | undefined> {
+    return this.removeLike(Proc.REMOVE, dir, name, 'REMOVE', creds);
   }
 
-  async rmdir(dir: Buffer, name: string, creds?: Creds): Promise<void> {
-    await this.removeLike(Proc.RMDIR, dir, name, 'RMDIR', creds);
+  rmdir(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | undefined> {
+    return this.removeLike(Proc.RMDIR, dir, name, 'RMDIR', creds);
   }
 
-  private async removeLike(proc: Proc, dir: Buffer, name: string, what: string, creds: Creds | undefined): Promise<void> {
+  /** REMOVE or RMDIR; answers with the directory's wcc data. */
+  private async removeLike(proc: Proc, dir: Buffer, name: string, what: string, creds: Creds | undefined): Promise<DirWcc | undefined> {
     const a = await this.call(proc, dirop(dir, name), `${what} ${name}`, this.callAs(creds));
-    if (a.status === NFS3ERR_NOENT && a.retransmitted) return; // our first transmission did it
-    this.decode(what, () => decodeWcc(a.r));
+    if (a.status === NFS3ERR_NOENT && a.retransmitted) return undefined; // our first transmission did it
+    const wcc = this.decode(what, () => decodeWcc(a.r));
     if (a.status !== NFS3_OK) throw nfsError(a.status, `${what} ${name}`);
+    return dirWcc(wcc);
   }
 
-  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<void> {
+  /** Answers with both directories' wcc data (NFS has no attributes of the object here). */
+  async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, creds?: Creds): Promise<Renamed | undefined> {
     const w = new XdrWriter(192);
     encodeDirop(w, fromDir, fromName);
     encodeDirop(w, toDir, toName);
     const a = await this.call(Proc.RENAME, w.done(), `RENAME ${fromName}`, this.callAs(creds));
     if (a.status === NFS3ERR_NOENT && a.retransmitted) {
       // Done by our first transmission if the new name is there now.
-      if (await this.lookup(toDir, toName).then(() => true, () => false)) return;
+      if (await this.lookup(toDir, toName).then(() => true, () => false)) return undefined;
     }
-    this.decode('RENAME', () => { decodeWcc(a.r); decodeWcc(a.r); });
+    const [from, to] = this.decode('RENAME', () => [dirWcc(decodeWcc(a.r)), dirWcc(decodeWcc(a.r))]);
     if (a.status !== NFS3_OK) throw nfsError(a.status, `RENAME ${fromName} -> ${toName}`);
+    if (fromDir.equals(toDir)) return from ? { from } : {};
+    return { ...(from ? { from } : {}), ...(to ? { to } : {}) };
   }
 
   async setattr(fh: Buffer, set: SetAttr & { guardCtimeNs?: bigint }, creds?: Creds): Promise<Attr> {

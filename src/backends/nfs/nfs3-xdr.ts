@@ -1,6 +1,6 @@
 // NFSv3 (RFC 1813) and MOUNT v3 data types: encoders for arguments, decoders for results.
 // Only wire format lives here; what the calls mean to the cache is nfs-backend.ts.
-import type { Attr, ObjType, SetAttr, SetTime } from '../types.js';
+import type { Attr, DirWcc, ObjType, SetAttr, SetTime } from '../types.js';
 import { XdrError, type XdrReader, type XdrWriter } from './xdr.js';
 
 export const NFS_PROGRAM = 100003;
@@ -84,15 +84,22 @@ export function decodeFattr3(r: XdrReader): Fattr3 {
     attr: {
       type, mode: S_IFMT[type] | mode, uid, gid, size, nlink, rdev: makedev(major, minor), used,
       atimeNs, mtimeNs, ctimeNs,
-      // NFSv3 has no change attribute: ctime moves on every data or metadata change, and
-      // mtime/size guard against servers with coarse ctime.
-      version: `${ctimeNs}:${mtimeNs}:${size}`,
+      version: versionOf(ctimeNs, mtimeNs, size),
     },
   };
 }
 
 export function decodePostOpAttr(r: XdrReader): Fattr3 | undefined {
   return r.optional('post_op_attr', decodeFattr3);
+}
+
+/**
+ * An object's version (types.ts Attr.version). NFSv3 has no change attribute: ctime moves on
+ * every data or metadata change, and mtime/size guard against servers with coarse ctime.
+ * The pre-operation half of wcc data carries exactly these three.
+ */
+function versionOf(ctimeNs: bigint, mtimeNs: bigint, size: number): string {
+  return `${ctimeNs}:${mtimeNs}:${size}`;
 }
 
 export interface WccAttr { size: number; mtimeNs: bigint; ctimeNs: bigint }
@@ -104,6 +111,12 @@ export function decodeWcc(r: XdrReader): WccData {
   }));
   const after = decodePostOpAttr(r);
   return { ...(before ? { before } : {}), ...(after ? { after } : {}) };
+}
+
+/** A directory's wcc data as the cache takes it (types.ts DirWcc): both halves, or nothing. */
+export function dirWcc(w: WccData): DirWcc | undefined {
+  if (!w.before || !w.after) return undefined;
+  return { before: versionOf(w.before.ctimeNs, w.before.mtimeNs, w.before.size), after: w.after.attr };
 }
 
 export function decodePostOpFh(r: XdrReader): Buffer | undefined {
