@@ -129,20 +129,23 @@ export class FuseSession {
         this.close(code === 'ENODEV' ? 'unmounted' : `read error ${code}`);
         return;
       }
-      // A large request (a write) keeps its buffer until answered; the reader takes a new one.
-      // It comes back once handled (a fresh one per write was a fresh mapping to fault in).
-      let req: Buffer;
-      let recycle: (() => void) | undefined;
-      if (n > SMALL_REQUEST) {
-        const big = buf;
-        req = big;
-        buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.bufSize);
-        recycle = () => { if (this.spare.length < SPARE_BUFFERS) this.spare.push(big); };
-      } else req = Buffer.from(buf.subarray(0, n));
-      this.readLoop(buf);
+      const { req, next, recycle } = this.take(buf, n);
+      this.readLoop(next);
       this.dispatch(req, n, recycle);
       this.spin();
     });
+  }
+
+  /**
+   * The request read into `buf` (`n` bytes) as a handler gets it, and the buffer to read the
+   * next one into. A large request (a write) keeps its buffer until answered, and the reader
+   * takes a spare one; it comes back once handled (a fresh one per write was a fresh mapping
+   * to fault in). A small one is copied out.
+   */
+  private take(buf: Buffer, n: number): { req: Buffer; next: Buffer; recycle?: () => void } {
+    if (n <= SMALL_REQUEST) return { req: Buffer.from(buf.subarray(0, n)), next: buf };
+    const next = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.bufSize);
+    return { req: buf, next, recycle: () => { if (this.spare.length < SPARE_BUFFERS) this.spare.push(buf); } };
   }
 
   /**
@@ -167,13 +170,8 @@ export class FuseSession {
           continue;
         }
         if (n < 0) return; // ENODEV and the like: the readers see it too and end the session
-        let req: Buffer;
-        let recycle: (() => void) | undefined;
-        if (n > SMALL_REQUEST) {
-          req = buf;
-          this.pollBuf = this.spare.pop() ?? null;
-          recycle = () => { if (this.spare.length < SPARE_BUFFERS) this.spare.push(req); };
-        } else req = Buffer.from(buf.subarray(0, n));
+        const { req, next, recycle } = this.take(buf, n);
+        this.pollBuf = next;
         sessionStats.polled++;
         this.dispatch(req, n, recycle, poll.fd);
         const now = performance.now();
