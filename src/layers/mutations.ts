@@ -35,6 +35,7 @@ import type { WriteBack } from './write-back.js';
 
 /** What a mutation produced: the backend's answer, or (not connected) "kept in the journal". */
 export type MutationOutcome = AppliedOutcome | { kind: 'journaled' };
+export const JOURNALED: MutationOutcome = { kind: 'journaled' };
 
 /**
  * A provisional handle's 16 bytes: 8 random ones drawn once per process, then a counter.
@@ -43,7 +44,6 @@ export type MutationOutcome = AppliedOutcome | { kind: 'journaled' };
  */
 const PROVISIONAL_RUN = randomBytes(8);
 let provisionalCount = 0n;
-export const JOURNALED: MutationOutcome = { kind: 'journaled' };
 /** Records marked as made offline: replay reconciles them with the server (see records.ts). */
 const OFFLINE_CHECKED = new Set(['write', 'setattr', 'link', 'unlink', 'rmdir', 'rename', 'create', 'mkdir', 'symlink', 'mknod']);
 
@@ -192,19 +192,18 @@ export class Mutations {
    * A name in `dir` was made or removed; `subdirs` is how many subdirectories it gained (a
    * directory's st_nlink counts its subdirectories' "..").
    *
-   * `wcc`: the directory around the change, as the backend reported it. When its version
-   * just before is the one held here, and held as checked (attrAt: an outside change the
-   * watcher reported, or an own change without wcc data, zeroes it), the change was the only
-   * one: the directory's new attributes are adopted, and its names stay current, with no
-   * revalidation (which cost a backend call and two index writes, and made the kernel's next
-   * GETATTR of the directory wait for them: one per file `tar x` makes). Otherwise the next
-   * use revalidates, as without it. Someone else's change between the backend's "before" and
-   * its "after" (microseconds apart) would be taken for ours, as NFS clients take wcc data.
-   * A "before" that is not the version held as checked says someone else changed the
-   * directory since we last looked: its names are dropped (without wcc data, the next
-   * version the backend reports is adopted as ours, and such a change could go unseen until
-   * the next one). Held unchecked, the version may be behind a change of our own that came
-   * without wcc data (a link): the next version is adopted as ours, as without it.
+   * `wcc`: the directory just before and just after the change, as the backend reported it.
+   * It counts only for attributes held as checked (attrAt not 0; a watcher's report, or a
+   * change of ours without wcc data such as a link, zeroes it):
+   * - "before" is the version held: the change was the only one. The new attributes are
+   *   adopted and the names stay current, with no revalidation (a backend call and two index
+   *   writes, for the kernel's GETATTR of the directory after each change: one per file of
+   *   `tar x`). Someone else's change between the backend's "before" and "after"
+   *   (microseconds apart) would be taken for ours, as NFS clients take wcc data.
+   * - it is not: someone else changed the directory since we last looked, and its names are
+   *   dropped.
+   * Without it (or held unchecked), the next version the backend reports is adopted as ours
+   * (SELF), and the next use revalidates.
    */
   private afterDirChange(dir: CachedObject, subdirs = 0, wcc?: DirWcc): void {
     if (wcc && wcc.after.type === 'dir' && dir.attrAt !== 0 && this.d.connected()) {
