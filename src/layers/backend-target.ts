@@ -14,9 +14,8 @@ import type { ReplayHint, ReplayTarget } from '../journal/replayer.js';
 
 export type { BackendCall } from '../backends/types.js';
 
-/** A replay outcome with what the layer needs to update its cache. */
 /**
- * What applying a record produced. `dir`: the directory around a change of its names
+ * What applying a record produced: what the layer needs to update its cache. `dir`: the directory around a change of its names
  * (DirWcc); for a rename, the directory the name left, `toDir` the one it went to (when
  * another) and `moved` the object's attributes after it.
  */

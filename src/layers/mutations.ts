@@ -184,8 +184,8 @@ export class Mutations {
       this.d.index.remove(prov);
       throw e;
     }
-    const node = out.kind === 'created' ? { fh: out.fh, attr: out.attr } : { fh: prov.fh, attr: prov.attr };
-    return this.d.index.batch(() => this.recordNewObject(dir, name, { kind: 'created', ...node, ...(out.kind === 'created' && out.dir ? { dir: out.dir } : {}) }));
+    const made = out.kind === 'created' ? out : { kind: 'created' as const, fh: prov.fh, attr: prov.attr };
+    return this.d.index.batch(() => this.recordNewObject(dir, name, made));
   }
 
   /**

@@ -532,14 +532,18 @@ export class LocalBackend implements Backend {
    * cache does not hold). Null when it cannot be had: the cache then asks again, as before.
    */
   private async dirVersion(dirFd: number): Promise<string | null> {
-    if (!this.meta.sync) return null;
-    try { return toAttr(await this.meta.lstat(procPath(dirFd, '.'))).version; } catch { return null; }
+    return this.meta.sync ? (await this.dirAttr(dirFd))?.version ?? null : null;
   }
 
   /** The directory around a change of ours: its version before, its attributes now. */
   private async dirAround(dirFd: number, before: string | null): Promise<DirWcc | undefined> {
-    if (before === null) return undefined;
-    try { return { before, after: toAttr(await this.meta.lstat(procPath(dirFd, '.'))) }; } catch { return undefined; }
+    const after = before === null ? null : await this.dirAttr(dirFd);
+    return after && before !== null ? { before, after } : undefined;
+  }
+
+  /** The attributes of the directory open as `dirFd`; null if they cannot be had. */
+  private async dirAttr(dirFd: number): Promise<Attr | null> {
+    try { return toAttr(await this.meta.lstat(procPath(dirFd, '.'))); } catch { return null; }
   }
 
   /** A new object `name` in the directory open as `dirFd`, with the directory around its making. */
@@ -601,7 +605,7 @@ export class LocalBackend implements Backend {
       if (actsFor(creds)) {
         const target = await this.ownedAt(toP).catch((e) => { if (isFsError(e, 'ENOENT')) return null; throw e; });
         const from = owned(a.st);
-        checkRename(from, await this.ownedAt(fromP), a.st.ino === b.st.ino ? from : owned(b.st), target, creds);
+        checkRename(from, await this.ownedAt(fromP), oneDir ? from : owned(b.st), target, creds);
       }
       const fromBefore = await this.dirVersion(fromFd);
       const toBefore = oneDir ? null : await this.dirVersion(toFd);
