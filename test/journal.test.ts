@@ -10,6 +10,7 @@ import { Replayer, type ReplayTarget } from '../src/journal/replayer.js';
 import { JournalRecordSchema, type JournalRecord } from '../src/journal/records.js';
 import { FsError } from '../src/core/errors.js';
 import { tempRoot, sleep } from './helpers/cachefs.js';
+import { waitUntil } from './helpers/wait.js';
 
 type Out = { kind: 'done'; seq: number };
 
@@ -188,6 +189,36 @@ describe('journal and replayer', () => {
     assert.equal(maxInFlight, 3, 'the three disjoint writes were in flight together, no more');
     assert.deepEqual(started.slice(0, 3).sort((a, b) => a - b), seqs.slice(0, 3));
     assert.deepEqual(started.slice(3), seqs.slice(3), 'the overlapping write, the setattr and the last write one by one');
+    assert.equal(j.pending(), 0);
+  });
+
+  it('disjoint writes keep eight in flight: the next starts as soon as the oldest is finished, not the whole batch', async () => {
+    const db = freshDb();
+    const j = new Journal(db);
+    const started: number[] = [];
+    const gates = new Map<number, () => void>();
+    const t: ReplayTarget<Out> = {
+      async apply(entry) {
+        started.push(entry.seq);
+        // The first record answers at once; the others wait until the test lets them.
+        if (started.length > 1) await new Promise<void>((resolve) => gates.set(entry.seq, resolve));
+        return { kind: 'done', seq: entry.seq };
+      },
+    };
+    const r = new Replayer(j, t);
+    r.pause();
+    const seqs = Array.from({ length: 10 }, (_, i) => r.append({ op: 'write', obj: 1, offset: i * 100, length: 100, crc: 0, base: null }));
+    const outs = Promise.all(seqs.map((s) => r.waitFor(s)));
+    r.resume();
+    await waitUntil('the ninth write is sent while the second to eighth are still at the backend', () => started.length === 9, 5_000);
+    await sleep(30);
+    assert.deepEqual(started, seqs.slice(0, 9), 'the tenth waits');
+    assert.equal(gates.size, 8, 'never more than eight in flight');
+    for (let i = 1; i < 10; i++) {
+      await waitUntil(`write ${i + 1} sent`, () => gates.has(seqs[i]!), 5_000);
+      gates.get(seqs[i]!)!();
+    }
+    assert.deepEqual((await outs).map((o) => (o as Out).seq), seqs, 'outcomes in journal order');
     assert.equal(j.pending(), 0);
   });
 

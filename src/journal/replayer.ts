@@ -55,6 +55,12 @@ const WRITE_BATCH_MAX = 8;
 
 interface Waiter<O> { resolve(o: ReplayOutcome<O>): void; reject(e: unknown): void }
 
+/** A record sent to the backend, and what became of it. */
+interface Started<O> {
+  entry: JournalEntry;
+  result: Promise<{ ok: true; outcome: ReplayOutcome<O> } | { ok: false; error: unknown }>;
+}
+
 /** Why replay stopped on the cache's side, and since when (ms since the epoch). */
 export interface ReplayStall { reason: string; since: number }
 
@@ -353,60 +359,73 @@ export class Replayer<O extends { kind: string }> {
   }
 
   private async loop(): Promise<void> {
-    while (!this.paused && this.head < this.queue.length) {
-      const head = this.queue[this.head]!;
-      if (this.unremoved.has(head.seq)) {
-        // Applied by the backend before the cache disk filled up: only its row is left.
-        if (!this.removeRow(head)) return;
-        this.unremoved.delete(head.seq);
-        this.countPending(head, -1);
-        this.head++;
-        this.wakeSettled();
-        continue;
-      }
-      // Consecutive writes to disjoint byte ranges commute, so they go out together (one
-      // round trip for several records on a network backend); outcomes are still taken in
-      // journal order. Everything else is applied alone, in order.
-      const batch = this.writeBatch();
-      const started = batch.map((entry) => this.target.apply(entry, this.hints.get(entry.seq)).then(
-        (outcome) => ({ ok: true as const, outcome }),
-        (error: unknown) => ({ ok: false as const, error }),
-      ));
-      for (let i = 0; i < batch.length; i++) {
-        const stop = this.finish(batch[i]!, await started[i]!);
-        if (stop) {
-          // The rest of the batch stays queued; those that did reach the backend are sent
-          // again later, which is harmless: a write of the same bytes to the same range.
-          await Promise.all(started);
-          return;
+    // Records sent to the backend and not yet finished, in journal order from the head.
+    const started: Started<O>[] = [];
+    try {
+      // Paused, the records already sent are still finished (their answers are coming).
+      while ((started.length > 0 || !this.paused) && this.head < this.queue.length) {
+        const head = this.queue[this.head]!;
+        if (started.length === 0 && this.unremoved.has(head.seq)) {
+          // Applied by the backend before the cache disk filled up: only its row is left.
+          if (!this.removeRow(head)) return;
+          this.unremoved.delete(head.seq);
+          this.countPending(head, -1);
+          this.head++;
+          this.wakeSettled();
+          continue;
         }
-        this.countPending(batch[i]!, -1);
+        if (started.length === 0) started.push(this.start(head));
+        if (!this.paused) this.widen(started);
+        // Outcomes are taken in journal order, whatever order the backend answers in.
+        const { entry, result } = started.shift()!;
+        if (this.finish(entry, await result)) return;
+        this.countPending(entry, -1);
         this.head++;
         this.wakeSettled();
+        if (this.head > 1024 && this.head * 2 > this.queue.length) {
+          this.queue.splice(0, this.head);
+          this.head = 0;
+        }
       }
-      if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue.splice(0, this.head);
-        this.head = 0;
-      }
+    } finally {
+      // Replay stopped with records still at the backend: they stay queued and are sent
+      // again later, which is harmless (a write of the same bytes to the same range); the
+      // next loop starts only once these have answered.
+      if (started.length > 0) await Promise.all(started.map((x) => x.result));
     }
   }
 
-  /** From the head: one record, or a run of writes whose ranges do not overlap. */
-  private writeBatch(): JournalEntry[] {
-    const first = this.queue[this.head]!;
-    if (first.record.op !== 'write' || this.target.batchable?.(first) === false) return [first];
-    const out: JournalEntry[] = [];
-    const ranges: { obj: number; from: number; to: number }[] = [];
-    for (let i = this.head; i < this.queue.length && out.length < WRITE_BATCH_MAX; i++) {
-      const e = this.queue[i]!;
-      const r = e.record;
-      if (r.op !== 'write' || this.target.batchable?.(e) === false) break;
+  private start(entry: JournalEntry): Started<O> {
+    return {
+      entry,
+      result: this.target.apply(entry, this.hints.get(entry.seq)).then(
+        (outcome) => ({ ok: true as const, outcome }),
+        (error: unknown) => ({ ok: false as const, error }),
+      ),
+    };
+  }
+
+  /**
+   * Consecutive writes to disjoint byte ranges commute, so they go out together: while the
+   * head is such a write, the records after it are sent too, up to WRITE_BATCH_MAX in
+   * flight, as long as each is a write whose range overlaps none in flight (one round trip
+   * for several records on a network backend, and the backend never waits for the next
+   * record while an earlier one is finished). Everything else is applied alone, in order.
+   */
+  private widen(started: Started<O>[]): void {
+    if (!this.commutes(started[0]!.entry)) return;
+    while (started.length < WRITE_BATCH_MAX) {
+      const e = this.queue[this.head + started.length];
+      if (!e || !this.commutes(e) || this.unremoved.has(e.seq)) return;
+      const r = e.record as Extract<JournalRecord, { op: 'write' }>;
       const to = r.offset + r.length;
-      if (ranges.some((x) => x.obj === r.obj && x.from < to && r.offset < x.to)) break;
-      ranges.push({ obj: r.obj, from: r.offset, to });
-      out.push(e);
+      if (started.some(({ entry: { record: x } }) => x.op === 'write' && x.obj === r.obj && x.offset < to && r.offset < x.offset + x.length)) return;
+      started.push(this.start(e));
     }
-    return out;
+  }
+
+  private commutes(e: JournalEntry): boolean {
+    return e.record.op === 'write' && this.target.batchable?.(e) !== false;
   }
 
   /** Takes a record's result; returns true if replay must stop (the backend is unreachable). */
