@@ -91,7 +91,12 @@ export interface WriteBackDeps {
 export class WriteBack {
   private readonly chunk: number;
   private readonly runs = new Map<number, DirtyRun>();
-  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, 4);
+  /**
+   * Run buffers, enough for every run write-behind may hold (a fresh 1 MiB buffer is one
+   * the kernel faults in page by page while the write's bytes are copied into it), let go
+   * after a second without writes.
+   */
+  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, Math.ceil(WRITE_BEHIND_LIMIT / DIRTY_RUN_MAX) + 2, 1000);
   /**
    * The last journal record written for each object (flush waits for it). The layer's
    * release() forgets an object's entry at its last close.
@@ -103,6 +108,8 @@ export class WriteBack {
    */
   readonly writeAround = new Set<number>();
   private writeBehindBytes = 0;
+  /** Writes waiting for write-behind room (see room()). */
+  private roomWaiters: (() => void)[] = [];
   /** The last offline write record journaled (extendLast checks it is still the journal's last). */
   private offlineTail: { seq: number; record: { op: 'write'; obj: number; offset: number; length: number; crc: number; by?: Creds; base: string; offline: true } } | null = null;
   /** Spills still writing to cache files: an offline write is journaled after them. */
@@ -232,10 +239,12 @@ export class WriteBack {
     }
     if (end > obj.attr.size) this.d.index.setLocalSize(obj, end);
     if (run && run.length >= DIRTY_RUN_MAX && this.runs.get(obj.id) === run) {
-      const applied = this.commitRun(run);
+      void this.commitRun(run);
       // Back-pressure: never hold more than this many bytes waiting for the backend (while
       // connected: offline, the bytes wait in the cache file and the journal, not in memory).
-      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await Promise.race([applied, this.d.whenNotConnected()]);
+      // A sliding window: the write goes on once the oldest records have made room, so the
+      // backend always has records to apply while the application writes more.
+      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await Promise.race([this.room(), this.d.whenNotConnected()]);
     }
     this.throwPendingError(of);
     return data.length;
@@ -338,7 +347,22 @@ export class WriteBack {
         // cache file lets it go).
         if (!isConnectionError(e)) this.writeFailed(of, e);
       },
-    ).finally(() => { this.writeBehindBytes -= run.length; });
+    ).finally(() => {
+      this.writeBehindBytes -= run.length;
+      if (this.writeBehindBytes <= WRITE_BEHIND_LIMIT) this.wakeRoom();
+    });
+  }
+
+  /** Resolves once the bytes waiting for the backend are within WRITE_BEHIND_LIMIT again. */
+  private room(): Promise<void> {
+    if (this.writeBehindBytes <= WRITE_BEHIND_LIMIT) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  private wakeRoom(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** One user of a dirty run's buffer less; the last one after the commit gives it back. */
