@@ -79,7 +79,7 @@ export class DeferredBackend implements Backend {
   async lookup(dir: Buffer, name: string) { return (await this.real()).lookup(dir, name); }
   async readdir(dir: Buffer) { return (await this.real()).readdir(dir); }
   async readlink(fh: Buffer) { return (await this.real()).readlink(fh); }
-  async read(fh: Buffer, offset: number, length: number) { return (await this.real()).read(fh, offset, length); }
+  async read(fh: Buffer, offset: number, length: number, into?: Buffer) { return (await this.real()).read(fh, offset, length, into); }
   async write(...a: Parameters<Backend['write']>) { return (await this.real()).write(...a); }
   async commit(fh: Buffer) { return (await this.real()).commit(fh); }
   async create(...a: Parameters<Backend['create']>) { return (await this.real()).create(...a); }

@@ -73,7 +73,7 @@ export function withFaults(inner: Backend, source: FaultSource): Backend {
     lookup: wrap('lookup', (d: Buffer, n: string) => inner.lookup(d, n)),
     readdir: wrap('readdir', (d: Buffer) => inner.readdir(d)),
     readlink: wrap('readlink', (fh: Buffer) => inner.readlink(fh)),
-    read: wrap('read', (fh: Buffer, o: number, l: number) => inner.read(fh, o, l)),
+    read: wrap('read', (fh: Buffer, o: number, l: number, into?: Buffer) => inner.read(fh, o, l, into)),
     write: wrap('write', (fh: Buffer, o: number, d: Buffer, c?: Creds) => inner.write(fh, o, d, c)),
     commit: wrap('commit', (fh: Buffer) => inner.commit(fh)),
     create: wrap('create', (d: Buffer, n: string, m: number, c, o) => inner.create(d, n, m, c, o)),

@@ -115,7 +115,12 @@ export interface Backend {
   lookup(dir: Buffer, name: string): Promise<Node>;
   readdir(dir: Buffer): Promise<DirEntry[]>;
   readlink(fh: Buffer): Promise<string>;
-  read(fh: Buffer, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Up to `length` bytes at `offset` (fewer at the end of the file). `into` (at least
+   * `length` bytes): where to put them, if the backend can; the result is then a part of
+   * it. A backend may ignore it and return a buffer of its own.
+   */
+  read(fh: Buffer, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   /**
    * Returns the object's attributes after the write when they come for free (NFS's wcc
    * data, a local fstat): the cache then knows the version its own write produced, so a

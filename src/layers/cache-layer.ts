@@ -50,7 +50,7 @@ import { fullyCached } from '../conflict/variants.js';
 import type { ResolveFs } from '../conflict/resolve.js';
 import { Freshness, SELF, now } from './freshness.js';
 import { GatedBackend } from './gated-backend.js';
-import { ChunkFetcher, notCachedWhenOffline } from './chunk-fetcher.js';
+import { ChunkFetcher, notCachedWhenOffline, type Lent } from './chunk-fetcher.js';
 import { WriteBack } from './write-back.js';
 import { resolveFsOf } from './resolve-fs.js';
 import { Reconnector } from './reconnect.js';
@@ -886,7 +886,8 @@ export class CacheLayer {
     const first = Math.floor(pos / this.chunk);
     const last = Math.floor((pos + n - 1) / this.chunk);
     const chunks = this.index.chunksOf(obj);
-    const fetched = new Map<number, Buffer>();
+    // Bytes just fetched, lent by the fetcher: each is released once copied (finally below).
+    const fetched = new Map<number, Lent>();
     const waits: Promise<void>[] = [];
     for (let i = first; i <= last; i++) {
       if (chunks.has(i) && !this.fetcher.busy(obj, i)) continue;
@@ -895,13 +896,27 @@ export class CacheLayer {
         this.index.addChunk(obj, i, Math.min(this.chunk, size - i * this.chunk), obj.dataVersion ?? SELF);
         continue;
       }
-      waits.push(this.fetcher.ensure(obj, i).then((b) => { if (b) fetched.set(i, b); }));
+      waits.push(this.fetcher.lend(obj, i).then((b) => { if (b) fetched.set(i, b); }));
     }
+    try {
+      return await this.readFrom(of, pos, n, first, last, fetched, waits, around, scratch, direct);
+    } finally {
+      for (const b of fetched.values()) b.release();
+    }
+  }
+
+  /** read()'s second half: waits for the chunks it needs, then copies the bytes out. */
+  private async readFrom(of: OpenFile, pos: number, n: number, first: number, last: number, fetched: Map<number, Lent>,
+    waits: Promise<void>[], around: boolean, scratch?: Buffer, direct?: Buffer): Promise<Buffer> {
+    const obj = of.obj;
     if (waits.length) {
       this.counters.misses++;
       try {
         await Promise.all(waits);
       } catch (e) {
+        // A lend that came back after another failed is in `fetched` only once it settles:
+        // wait for every one, so each is released (by read()'s finally).
+        await Promise.allSettled(waits);
         throw notCachedWhenOffline(e);
       }
     } else {
@@ -925,7 +940,7 @@ export class CacheLayer {
       const cStart = i * this.chunk;
       const from = Math.max(pos, cStart);
       const to = Math.min(pos + n, cStart + this.chunk);
-      const b = fetched.get(i);
+      const b = fetched.get(i)?.bytes;
       if (b) {
         const part = b.subarray(from - cStart, to - cStart);
         part.copy(out, from - pos);
@@ -1072,7 +1087,7 @@ export class CacheLayer {
       if (!this.storeData || !this.index.chunksOf(obj).has(i)) {
         throw new FsError('ENOSPC', 'the cache is full (below its stop threshold): pinned data cannot be kept');
       }
-      if (b) { fetched += b.length; onBytes?.(b.length); }
+      if (b) { fetched += b; onBytes?.(b); }
     };
     for (let k = 0; k < missing.length; k += HOARD_CHUNKS_PER_FILE) {
       await Promise.all(missing.slice(k, k + HOARD_CHUNKS_PER_FILE).map(one));

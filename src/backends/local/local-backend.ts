@@ -417,9 +417,9 @@ export class LocalBackend implements Backend {
     if (have) { this.fds.delete(key); void have.fh.close().catch(() => undefined); }
   }
 
-  async read(fh: Buffer, offset: number, length: number): Promise<Buffer> {
+  async read(fh: Buffer, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const h = await this.fdFor(fh, false);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let got = 0;
     try {
       // Not synchronous (unlike small writes): a read may have to go to the disk (a cold

@@ -1,0 +1,107 @@
+// The chunk fetcher's pooled buffers (layers/chunk-fetcher.ts): bytes lent to a reader stay
+// its own until it lets go, and a backend read given up on at its deadline never writes into
+// a buffer another fetch uses. A scripted backend stands in for the real one (it fills each
+// chunk with a byte of its own, and can answer late); the index and cache store are the
+// minimum the fetcher asks of them.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChunkFetcher, type FetcherDeps } from '../src/layers/chunk-fetcher.js';
+import { FsError } from '../src/core/errors.js';
+import type { CachedObject } from '../src/index/objects.js';
+import { waitUntil } from './helpers/wait.js';
+
+const CHUNK = 1 << 20;
+
+/** Each chunk's bytes are its index + 1 (mod 256): a mixed-up buffer shows at once. */
+const mark = (idx: number): number => (idx + 1) & 0xff;
+
+function setup(opts: { lateReads?: Set<number> } = {}) {
+  const chunks = new Set<number>();
+  /** Reads the scripted backend has not finished, by chunk: finish() writes their bytes. */
+  const late = new Map<number, () => void>();
+  const obj = { id: 1, fh: Buffer.from('f'), attr: { version: 'v1', size: 64 * CHUNK }, dataVersion: 'v1', cachedBytes: 0 } as unknown as CachedObject;
+  let lastIdx = -1;
+  const deps: FetcherDeps = {
+    backend: {
+      read: (_fh, offset, length, into) => {
+        const idx = offset / CHUNK;
+        lastIdx = idx;
+        const buf = into ?? Buffer.allocUnsafe(length);
+        if (opts.lateReads?.has(idx)) {
+          // Answers only when the test says so, and then writes into `into` all the same.
+          return new Promise<Buffer>((resolve) => late.set(idx, () => { buf.fill(0xee); resolve(buf); }));
+        }
+        return Promise.resolve(buf.fill(mark(idx)));
+      },
+    },
+    // The gate (gated-backend.ts): for a late read, the caller hears of its deadline at once
+    // while the read itself goes on, as a thread-pool read does.
+    call: <T>(_what: string, fn: () => Promise<T>) => {
+      const p = fn();
+      if (!opts.lateReads?.has(lastIdx)) return p;
+      void p.catch(() => undefined);
+      return Promise.reject(new FsError('ETIMEDOUT', 'the backend did not answer in time'));
+    },
+    index: {
+      batch: <T>(fn: () => T) => fn(),
+      chunksOf: () => chunks,
+      addChunk: (_o: CachedObject, idx: number) => { chunks.add(idx); },
+      clearChunks: () => { chunks.clear(); },
+      setDataVersion: () => undefined,
+      noteZerosFrom: () => undefined,
+    } as unknown as FetcherDeps['index'],
+    store: { write: () => Promise.resolve(), truncate: () => Promise.resolve() },
+    chunkSize: CHUNK,
+    readAheadChunks: 0,
+    counters: { bytesFromBackend: 0 },
+    storeData: () => true,
+    connected: () => true,
+  };
+  return { fetcher: new ChunkFetcher(deps), obj, chunks, late };
+}
+
+describe('chunk fetcher buffers', () => {
+  it('bytes lent to a reader stay its own after they landed, while other fetches reuse the pool', async () => {
+    const { fetcher, obj } = setup();
+    const lent = await fetcher.lend(obj, 0);
+    assert.ok(lent);
+    await fetcher.landed(obj, 0);
+    // Thirty more chunks fetched, landed and released: the pool hands its buffers round.
+    for (let i = 1; i <= 30; i++) {
+      const other = await fetcher.lend(obj, i);
+      assert.ok(other);
+      assert.equal(other.bytes[0], mark(i));
+      other.release();
+      await fetcher.landed(obj, i);
+    }
+    assert.ok(lent.bytes.every((b) => b === mark(0)), 'the first reader\'s bytes are still chunk 0\'s');
+    lent.release();
+    lent.release(); // a second release is ignored, not a second return to the pool
+    const a = await fetcher.lend(obj, 40);
+    const b = await fetcher.lend(obj, 41);
+    assert.ok(a && b);
+    assert.notEqual(a.bytes.buffer, b.bytes.buffer, 'two readers never share one buffer');
+    assert.ok(a.bytes.every((x) => x === mark(40)) && b.bytes.every((x) => x === mark(41)));
+    a.release();
+    b.release();
+  });
+
+  it('a backend read given up on at its deadline never writes into a buffer another fetch uses', async () => {
+    const { fetcher, obj, late } = setup({ lateReads: new Set([5]) });
+    await assert.rejects(fetcher.lend(obj, 5), (e: unknown) => e instanceof FsError && e.code === 'ETIMEDOUT');
+    await waitUntil('the late read is pending', () => late.has(5), 5_000);
+    // The next fetches take buffers from the pool; chunk 5's must not be among them.
+    const held = [];
+    for (let i = 6; i < 12; i++) {
+      const l = await fetcher.lend(obj, i);
+      assert.ok(l);
+      held.push({ i, l });
+    }
+    late.get(5)!(); // the abandoned read finishes now, writing 0xee into its buffer
+    await new Promise((r) => setImmediate(r));
+    for (const { i, l } of held) {
+      assert.ok(l.bytes.every((x) => x === mark(i)), `chunk ${i}'s bytes are its own`);
+      l.release();
+    }
+  });
+});
