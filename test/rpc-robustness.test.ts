@@ -377,6 +377,30 @@ describe('RpcClient against a misbehaving server', () => {
     got.forEach((v, i) => assert.deepEqual(v, [0, i, i * 7919, i, i * 7919], `call ${i} got another's reply`));
   });
 
+  it('large replies take pooled records: one not released keeps its bytes, released ones serve the next replies', async () => {
+    srv.script = (c) => { echo(c); return true; };
+    const c = mk(5000, { pooledRecords: 2 });
+    const N = 600 * 1024; // over half of maxRecord (1 MiB): pooled
+    const bytesOf = async (fill: number): Promise<{ data: Buffer; release(): void }> => {
+      const { body, release } = await c.call(3, Buffer.alloc(N, fill));
+      assert.equal(body.u32(), 0);
+      return { data: body.fixed(N), release };
+    };
+    const kept = await bytesOf(1);
+    const seen = new Set<ArrayBufferLike>();
+    for (let i = 2; i < 12; i++) {
+      const r = await bytesOf(i);
+      assert.ok(r.data.every((b) => b === i), `reply ${i} is its own`);
+      assert.notEqual(r.data.buffer, kept.data.buffer, 'the record not released is never handed out again');
+      seen.add(r.data.buffer);
+      r.release();
+      r.release(); // at most once: a second release gives nothing back twice
+    }
+    assert.equal(seen.size, 1, 'each released record served the next reply');
+    assert.ok(kept.data.every((b) => b === 1), 'the kept reply still holds its own bytes');
+    kept.release();
+  });
+
   it('AUTH_SYS credentials are encoded as RFC 5531 says', async () => {
     srv.script = (c) => { echo(c); return true; };
     const auth: AuthSys = { uid: 1234, gid: 5678, gids: Array.from({ length: 20 }, (_, i) => 100 + i), machine: 'fuzz-host.example' };

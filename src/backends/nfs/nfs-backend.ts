@@ -66,7 +66,8 @@ interface UncommittedWrite { offset: number; data: Buffer; verf: Buffer; auth: A
  */
 interface Uncommitted { fh: Buffer; bytes: number; writes: UncommittedWrite[]; committing: UncommittedWrite[]; committingBytes: number }
 
-interface Answer { status: number; r: XdrReader; retransmitted: boolean }
+/** A reply's status and results; release() as RpcReply's (only READ uses it). */
+interface Answer { status: number; r: XdrReader; retransmitted: boolean; release(): void }
 
 export class NfsBackend implements Backend {
   readonly description: string;
@@ -125,6 +126,9 @@ export class NfsBackend implements Backend {
       host, port: nfsPort, prog: NFS_PROGRAM, vers: NFS_V3, deadlineMs: this.rpcDeadline,
       // a READ reply of MAX_TRANSFER plus headers, or a READDIRPLUS reply of READDIR_MAXCOUNT
       maxRecord: MAX_TRANSFER + 64 * 1024, auth: this.auth, name: `NFS ${host}:${nfsPort}`,
+      // READ replies, given back once their data is copied out (read() with a buffer to
+      // fill): a fresh 1 MiB record per READ was page-faulted in and then garbage.
+      pooledRecords: 8,
     });
     const { fh, inside } = await this.mountPath(this.url.path);
     this.rootFh = fh;
@@ -281,9 +285,13 @@ export class NfsBackend implements Backend {
     for (;;) {
       const left = until - Date.now();
       if (left <= 0) throw new FsError('ETIMEDOUT', `${what}: the server stayed busy (NFS3ERR_JUKEBOX) past the deadline`);
-      const { body, retransmitted } = await rpc.call(proc, args, { ...opts, deadlineMs: left });
-      const status = decodeWith(rpc.name, what, () => body.u32('nfsstat3'));
-      if (status !== NFS3ERR_JUKEBOX) return { status, r: body, retransmitted };
+      const { body, retransmitted, release } = await rpc.call(proc, args, { ...opts, deadlineMs: left });
+      let status: number;
+      try {
+        status = decodeWith(rpc.name, what, () => body.u32('nfsstat3'));
+      } catch (e) { release(); throw e; }
+      if (status !== NFS3ERR_JUKEBOX) return { status, r: body, retransmitted, release };
+      release();
       this.stats.jukeboxRetries++;
       await new Promise((res) => setTimeout(res, Math.min(delay, Math.max(1, until - Date.now()))));
       delay = Math.min(delay * 2, 1000);
@@ -448,8 +456,8 @@ export class NfsBackend implements Backend {
     });
   }
 
-  async read(fh: Buffer, offset: number, length: number): Promise<Buffer> {
-    if (length <= this.rsize) return this.readOnce(fh, offset, length).then((x) => x.data);
+  async read(fh: Buffer, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (length <= this.rsize) return this.readOnce(fh, offset, length, into).then((x) => x.data);
     // Larger than one READ: the pieces go out together; a short piece ends the file.
     const pieces: Promise<{ data: Buffer; eof: boolean }>[] = [];
     for (let o = 0; o < length; o += this.rsize) pieces.push(this.readOnce(fh, offset + o, Math.min(this.rsize, length - o)));
@@ -462,17 +470,29 @@ export class NfsBackend implements Backend {
     return Buffer.concat(parts);
   }
 
-  private async readOnce(fh: Buffer, offset: number, count: number): Promise<{ data: Buffer; eof: boolean }> {
+  /**
+   * One READ. With `into` (at least `count` bytes), the data is copied there and the reply's
+   * record goes back to the RPC client's pool; without, the data is a view of the record.
+   */
+  private async readOnce(fh: Buffer, offset: number, count: number, into?: Buffer): Promise<{ data: Buffer; eof: boolean }> {
     const a = await this.call(Proc.READ, new XdrWriter(96).opaque(fh).u64(offset).u32(count).done(), 'READ');
-    return this.decode('READ', () => {
-      decodePostOpAttr(a.r);
-      if (a.status !== NFS3_OK) throw nfsError(a.status, 'READ');
-      const n = a.r.u32('count');
-      const eof = a.r.bool('eof');
-      const data = a.r.opaque(count, 'data');
-      if (data.length !== n) throw new FsError('EIO', `READ: count ${n} but ${data.length} bytes of data`);
-      return { data, eof };
-    });
+    const copy = into !== undefined && into.length >= count;
+    try {
+      return this.decode('READ', () => {
+        decodePostOpAttr(a.r);
+        if (a.status !== NFS3_OK) throw nfsError(a.status, 'READ');
+        const n = a.r.u32('count');
+        const eof = a.r.bool('eof');
+        const data = a.r.opaque(count, 'data');
+        if (data.length !== n) throw new FsError('EIO', `READ: count ${n} but ${data.length} bytes of data`);
+        if (!copy) return { data, eof };
+        data.copy(into);
+        return { data: into.subarray(0, n), eof };
+      });
+    } finally {
+      // Nothing refers to the record any more unless the data is a view of it.
+      if (copy) a.release();
+    }
   }
 
   async write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void> {

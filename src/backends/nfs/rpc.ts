@@ -14,6 +14,7 @@
 // - every call settles exactly once, at the latest at its deadline;
 // - the socket never keeps the process alive on its own once nothing is pending.
 import net from 'node:net';
+import { BufferPool } from '../../core/buffer-pool.js';
 import { FsError, type ErrnoName } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { XdrError, XdrReader, XdrWriter } from './xdr.js';
@@ -41,6 +42,11 @@ export interface RpcClientOptions {
   auth?: AuthSys;
   /** For messages: "NFS 127.0.0.1:2049". */
   name: string;
+  /**
+   * Large reply records (over half of maxRecord: READ replies) come from a pool of this
+   * many buffers, each given back by the caller's RpcReply.release(). 0 or unset: none.
+   */
+  pooledRecords?: number;
 }
 
 export interface CallOptions {
@@ -55,6 +61,12 @@ export interface RpcReply {
   body: XdrReader;
   /** True when the call was sent more than once (the connection broke in between). */
   retransmitted: boolean;
+  /**
+   * Gives the reply's record back to the client's pool, for a caller that no longer refers
+   * to any part of it (a READ whose data it copied out). Optional: a record never released
+   * is left to the collector. At most once; a no-op for a record not from the pool.
+   */
+  release(): void;
 }
 
 interface Pending {
@@ -92,7 +104,8 @@ const DIRECT_READ_MIN = 16 * 1024;
  * socket read in place (readTarget/landed: the body of a large fragment, such as a READ
  * reply's data, goes from the kernel straight into the record). (Keeping a list of views
  * instead let a server send 1-byte fragments and make us hold a Buffer object of ~100 bytes
- * per byte received: 5 MB of input cost 170 MB.)
+ * per byte received: 5 MB of input cost 170 MB.) A single-fragment record of over half of
+ * maxRecord may take a pooled buffer of maxRecord bytes: still under twice its declared length.
  */
 export class RecordParser {
   private fragLeft = -1; // -1: reading a fragment header
@@ -105,8 +118,15 @@ export class RecordParser {
   /** The part of `acc` that readTarget() last handed to the socket, if any. */
   private direct: Buffer | null = null;
   private scratch: Buffer | null = null;
+  /** `acc` when it came from the pool (handed on with the record). */
+  private pooled: Buffer | null = null;
 
-  constructor(private readonly maxRecord: number, private readonly onRecord: (rec: Buffer) => void) {}
+  /**
+   * `pool`: where a single-fragment record of over half of maxRecord takes its buffer
+   * (onRecord then gets that buffer too, to give back once the record is done with).
+   */
+  constructor(private readonly maxRecord: number, private readonly onRecord: (rec: Buffer, pooled: Buffer | null) => void,
+    private readonly pool: BufferPool | null = null) {}
 
   /** Feeds bytes (copied: `data` may be reused afterwards); throws XdrError on a record that breaks the limit. */
   push(data: Buffer): void {
@@ -180,6 +200,10 @@ export class RecordParser {
   private reserve(): Buffer {
     const need = this.recordLen + this.fragLeft;
     if (this.acc && this.acc.length >= need) return this.acc;
+    if (this.pool && !this.acc && this.last && need > this.maxRecord / 2) {
+      this.pooled = this.acc = this.pool.acquire(need);
+      return this.acc;
+    }
     const want = this.last ? need : Math.max(need, 2 * (this.acc?.length ?? 0), 4096);
     const next = Buffer.allocUnsafe(Math.min(this.maxRecord, want));
     if (this.acc) this.acc.copy(next, 0, 0, this.recordLen);
@@ -192,9 +216,11 @@ export class RecordParser {
     this.direct = null;
     if (!this.last) return;
     const rec = this.acc ? this.acc.subarray(0, this.recordLen) : Buffer.alloc(0);
+    const pooled = this.pooled;
     this.acc = null;
+    this.pooled = null;
     this.recordLen = 0;
-    this.onRecord(rec);
+    this.onRecord(rec, pooled);
   }
 }
 
@@ -268,7 +294,12 @@ export class RpcClient {
   /** Counters for status and tests. */
   readonly stats = { calls: 0, retransmits: 0, reconnects: 0, strayReplies: 0, badRecords: 0 };
 
-  constructor(private readonly o: RpcClientOptions) {}
+  /** Buffers for large reply records (RpcClientOptions.pooledRecords), let go after a second idle. */
+  private readonly records: BufferPool | null;
+
+  constructor(private readonly o: RpcClientOptions) {
+    this.records = o.pooledRecords ? new BufferPool(o.maxRecord, o.pooledRecords, 1000) : null;
+  }
 
   get name(): string { return this.o.name; }
 
@@ -348,7 +379,7 @@ export class RpcClient {
   private connect(): void {
     if (this.connecting || this.connected || this.closed || this.reconnectTimer) return;
     this.connecting = true;
-    const parser = new RecordParser(this.o.maxRecord, (rec) => this.onRecord(rec));
+    const parser = new RecordParser(this.o.maxRecord, (rec, pooled) => this.onRecord(rec, pooled), this.records);
     this.parser = parser;
     // Reads land where the parser says (a large reply's body straight in its record), not in
     // a fresh buffer per read that would then be copied again.
@@ -416,7 +447,7 @@ export class RpcClient {
     else this.sock.ref();
   }
 
-  private onRecord(rec: Buffer): void {
+  private onRecord(rec: Buffer, pooled: Buffer | null): void {
     let decoded: ReturnType<typeof decodeReply>;
     try {
       decoded = decodeReply(rec);
@@ -424,18 +455,27 @@ export class RpcClient {
       // A reply we cannot even read a header of: if its XID is one of ours, fail that call.
       this.stats.badRecords++;
       const xid = rec.length >= 4 ? rec.readUInt32BE(0) : -1;
+      if (pooled) this.records?.release(pooled);
       const p = this.pending.get(xid);
       if (p) this.settle(p, new FsError('EIO', `${this.o.name}: malformed reply to procedure ${p.proc}: ${(e as Error).message}`));
       else log.debug(`${this.o.name}: ignoring a malformed record: ${(e as Error).message}`);
       return;
     }
     const p = this.pending.get(decoded.xid);
-    if (!p) {
-      this.stats.strayReplies++;
+    if (!p || 'failure' in decoded) {
+      // Nobody gets this record: its buffer goes back at once.
+      if (pooled) this.records?.release(pooled);
+      if (!p) { this.stats.strayReplies++; return; }
+      this.settle(p, failureError((decoded as { failure: Parameters<typeof failureError>[0] }).failure, this.o.name, p.proc));
       return;
     }
-    if ('failure' in decoded) this.settle(p, failureError(decoded.failure, this.o.name, p.proc));
-    else this.settle(p, { body: decoded.body, retransmitted: p.sends > 1 });
+    let released = !pooled;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.records?.release(pooled!);
+    };
+    this.settle(p, { body: decoded.body, retransmitted: p.sends > 1, release });
   }
 
   private settle(p: Pending, out: RpcReply | Error): void {
