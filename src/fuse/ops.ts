@@ -391,8 +391,11 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const pos = body.num64();
     const size = body.u32();
     const buf = readBuffers.acquire(size);
-    req.done = () => readBuffers.release(buf);
-    return layer.read(fh, pos, size, buf.subarray(0, size));
+    // Bytes just fetched may be replied from the fetcher's buffer itself: it is lent until
+    // the reply is written.
+    let lent: (() => void) | undefined;
+    req.done = () => { readBuffers.release(buf); lent?.(); };
+    return layer.read(fh, pos, size, buf.subarray(0, size), (release) => { lent = release; });
   };
 
   h[Op.WRITE] = async ({ body }) => {

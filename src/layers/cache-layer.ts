@@ -866,7 +866,13 @@ export class CacheLayer {
    * the cache file synchronously, with no await on I/O before it (so nobody can have given
    * up on the request and detached it meanwhile).
    */
-  async read(fd: number, pos: number, len: number, scratch?: Buffer, direct?: Buffer): Promise<Buffer> {
+  /**
+   * `scratch`: where to put the bytes (at least `len`), if given. `keep`: for a caller that
+   * can reply from the fetcher's buffer itself: when the bytes all come from one chunk just
+   * fetched, the result is a view of that buffer and `keep` gets its release, to be called
+   * once the reply is written (one copy less per byte of a cold read).
+   */
+  async read(fd: number, pos: number, len: number, scratch?: Buffer, keep?: (release: () => void) => void): Promise<Buffer> {
     const of = this.fileOf(fd);
     const obj = of.obj;
     if (obj.attr.type !== 'file') throw new FsError(obj.attr.type === 'dir' ? 'EISDIR' : 'EINVAL');
@@ -899,7 +905,7 @@ export class CacheLayer {
       waits.push(this.fetcher.lend(obj, i).then((b) => { if (b) fetched.set(i, b); }));
     }
     try {
-      return await this.readFrom(of, pos, n, first, last, fetched, waits, around, scratch, direct);
+      return await this.readFrom(of, pos, n, first, last, fetched, waits, scratch, keep);
     } finally {
       for (const b of fetched.values()) b.release();
     }
@@ -907,7 +913,7 @@ export class CacheLayer {
 
   /** read()'s second half: waits for the chunks it needs, then copies the bytes out. */
   private async readFrom(of: OpenFile, pos: number, n: number, first: number, last: number, fetched: Map<number, Lent>,
-    waits: Promise<void>[], around: boolean, scratch?: Buffer, direct?: Buffer): Promise<Buffer> {
+    waits: Promise<void>[], scratch?: Buffer, keep?: (release: () => void) => void): Promise<Buffer> {
     const obj = of.obj;
     if (waits.length) {
       this.counters.misses++;
@@ -928,10 +934,16 @@ export class CacheLayer {
     of.nextPos = pos + n;
     this.index.touch(obj, Date.now());
     if (fetched.size === 0) {
-      if (direct && waits.length === 0 && !around && direct.length >= n && this.store.readsSync(obj.id, n)) {
-        return this.store.read(obj.id, pos, n, direct.subarray(0, n));
-      }
       return this.store.read(obj.id, pos, n, scratch && scratch.length >= n ? scratch.subarray(0, n) : undefined);
+    }
+    const only = first === last ? fetched.get(first) : undefined;
+    if (keep && only) {
+      const part = only.bytes.subarray(pos - first * this.chunk, pos - first * this.chunk + n);
+      if (part.length === n) {
+        fetched.delete(first); // read()'s finally leaves it to the caller
+        keep(only.release);
+        return part;
+      }
     }
     // Some chunks came from the backend just now (their bytes may not have landed in the
     // cache file yet): take those from memory and the others from the cache file.

@@ -94,11 +94,6 @@ export class DataStore {
     return this.tail.get(id);
   }
 
-  /** True when a read of `length` bytes of `id` completes without waiting on I/O. */
-  readsSync(id: number, length: number): boolean {
-    return length <= SYNC_READ_MAX && this.ready.has(id) && !this.tail.has(id);
-  }
-
   /** Reads what the file holds at [offset, offset+length); short at the file's end. */
   async read(id: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const busy = this.quiet(id);
