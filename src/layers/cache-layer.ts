@@ -862,15 +862,9 @@ export class CacheLayer {
 
   /**
    * Reads up to `len` bytes at `pos`. `scratch` (≥ len bytes, if given) may hold the result.
-   * `direct` is the kernel's own buffer: it is used only when the whole read is served from
-   * the cache file synchronously, with no await on I/O before it (so nobody can have given
-   * up on the request and detached it meanwhile).
-   */
-  /**
-   * `scratch`: where to put the bytes (at least `len`), if given. `keep`: for a caller that
-   * can reply from the fetcher's buffer itself: when the bytes all come from one chunk just
-   * fetched, the result is a view of that buffer and `keep` gets its release, to be called
-   * once the reply is written (one copy less per byte of a cold read).
+   * `keep`: for a caller that can reply from the fetcher's buffer itself: when the bytes all
+   * come from one chunk just fetched, the result is a view of that buffer and `keep` gets its
+   * release, to be called once the reply is written (one copy less per byte of a cold read).
    */
   async read(fd: number, pos: number, len: number, scratch?: Buffer, keep?: (release: () => void) => void): Promise<Buffer> {
     const of = this.fileOf(fd);
