@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { cli, mountFresh, sh, sleep, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+import { waitUntil } from './helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -260,6 +261,25 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.ok(took < 15_000);
     assert.equal(await fsp.readFile(m.b('auto.txt'), 'utf8'), 'changed while the backend was away');
     assert.equal(await fsp.readFile(m.b('auto-new.txt'), 'utf8'), 'new while away');
+  });
+
+  it('the first lookup that finds the backend gone is answered as disconnected, not with the network\'s error', async () => {
+    // A directory the mount works in but never listed (names learnt one lookup at a time):
+    // the lookup of a new name must go to the backend, and that call is the one that finds
+    // it gone. Before, that one create failed with ECONNREFUSED ("Connection refused") and
+    // only the next worked offline.
+    await fsp.mkdir(m.b('first-after'));
+    // the mount learns the name (NFS: by polling the root), not the directory's listing
+    await waitUntil('the mount sees the new directory', () => fsp.stat(m.m('first-after')).then(() => true, () => false), 15_000, 100);
+    await fsp.writeFile(m.m('first-after/made.txt'), 'connected');
+    await fsp.mkdir(m.m('first-after/sub'));
+    await goAway();
+    await quick(fsp.writeFile(m.m('first-after/saved.txt'), 'the first save after the backend went'), 5000, 'the first create');
+    assert.equal((await status(m)).state, 'disconnected');
+    assert.deepEqual((await fsp.readdir(m.m('first-after'))).sort(), ['made.txt', 'saved.txt', 'sub']);
+    await comeBack();
+    await waitState(m, 'connected', 15_000);
+    assert.equal(await fsp.readFile(m.b('first-after/saved.txt'), 'utf8'), 'the first save after the backend went');
   });
 
   it('a backend vanishing in the middle of a read or a write: the operation fails or completes cleanly, the cache stays right', async () => {

@@ -461,6 +461,7 @@ export class CacheLayer {
       await this.keepListingForOffline(dir);
     }
     const seen = dir.attr.version;
+    const wasConnected = this.connected;
     try {
       const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
       const obj = this.freshness.adopt(node);
@@ -468,6 +469,10 @@ export class CacheLayer {
       return obj;
     } catch (e) {
       if (isFsError(e, 'ENOENT')) this.learnName(dir, name, null, seen);
+      // This call found the backend gone (the mount is disconnected now): the lookup is
+      // answered as a disconnected one is, not with the network's error (an editor's
+      // first save after the server went away failed with "Connection refused").
+      if (wasConnected && !this.connected && isConnectionError(e)) return this.lookup(dir, name);
       throw e;
     }
   }
@@ -611,7 +616,15 @@ export class CacheLayer {
       throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
     }
     if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
-      const listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
+      let listed: DirEntry[];
+      const wasConnected = this.connected;
+      try {
+        listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
+      } catch (e) {
+        // As in lookup(): the listing that found the backend gone is answered disconnected.
+        if (wasConnected && !this.connected && isConnectionError(e)) return this.readdirOf(dir);
+        throw e;
+      }
       this.index.batch(() => this.index.replaceListing(dir, this.adoptListing(listed), dir.attr.version));
     }
     const out: { name: string; obj: CachedObject }[] = [];
