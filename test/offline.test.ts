@@ -282,6 +282,16 @@ for (const kind of BACKEND_KINDS) describe(`disconnected operation (${kind} back
     assert.equal(await fsp.readFile(m.b('first-after/saved.txt'), 'utf8'), 'the first save after the backend went');
   });
 
+  it('a statfs that finds the backend gone is answered as disconnected (df works through an outage)', async () => {
+    await sleep(1100); // past the one second a statfs answer is kept
+    await goAway();
+    const st = await quick(fsp.statfs(m.m('')), 5000, 'statfs as the backend goes');
+    assert.ok(st.blocks > 0 && st.bsize > 0);
+    assert.equal((await status(m)).state, 'disconnected');
+    await comeBack();
+    await waitState(m, 'connected', 15_000);
+  });
+
   it('a backend vanishing in the middle of a read or a write: the operation fails or completes cleanly, the cache stays right', async () => {
     const big = Buffer.alloc(48 * 1024 * 1024);
     for (let i = 0; i < big.length; i += 4096) big.writeUInt32BE(i, i);

@@ -670,7 +670,15 @@ export class CacheLayer {
     if (o.attr.type !== 'symlink') throw new FsError('EINVAL');
     await this.revalidate(o, false);
     if (o.symlink !== null && (o.dataVersion === o.attr.version || !this.connected)) return o.symlink;
-    const target = await this.call('readlink', () => this.backend.readlink(o.fh));
+    const wasConnected = this.connected;
+    let target: string;
+    try {
+      target = await this.call('readlink', () => this.backend.readlink(o.fh));
+    } catch (e) {
+      // As in lookup(): the call that found the backend gone is answered disconnected.
+      if (wasConnected && !this.connected && isConnectionError(e)) return this.readlinkOf(o);
+      throw e;
+    }
     this.index.setSymlink(o, target);
     this.index.setDataVersion(o, o.attr.version);
     return target;
@@ -683,7 +691,14 @@ export class CacheLayer {
       const s = await fsp.statfs(this.cfg.cacheDir);
       return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 };
     }
-    const value = await this.call('statfs', () => this.backend.statfs());
+    let value: StatFs;
+    try {
+      value = await this.call('statfs', () => this.backend.statfs());
+    } catch (e) {
+      // As in lookup(): the call that found the backend gone is answered disconnected.
+      if (!this.connected && isConnectionError(e)) return this.statfs();
+      throw e;
+    }
     this.statfsCache = { at: now(), value };
     return value;
   }
