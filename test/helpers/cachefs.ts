@@ -124,7 +124,7 @@ export class Mounted {
 }
 
 export interface StatusJson {
-  state: string; backend: string; pid: number; mountpoint: string; cacheDir: string;
+  state: string; reason?: string; backend: string; pid: number; mountpoint: string; cacheDir: string;
   cache: { bytes: number; objects: number; dirty: number };
   journal: { pending: number };
   conflicts: number;
