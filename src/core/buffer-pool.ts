@@ -37,7 +37,7 @@ export class BufferPool {
   }
 
   /** Lets go of the free buffers (an idle owner need not keep them). */
-  drain(): void {
+  private drain(): void {
     this.free.length = 0;
   }
 }

@@ -139,6 +139,8 @@ const HOARD_CHUNKS_PER_FILE = 8;
  * disconnected answer at the first lookup in it (see keepListingForOffline).
  */
 const LIST_ON_LOOKUP_MAX_BYTES = 32 * 1024;
+/** What callOrGone() returns for the call that found the backend gone. */
+const GONE: unique symbol = Symbol('the backend went away');
 
 export class CacheLayer {
   readonly counters: Counters = { hits: 0, misses: 0, bytesFromCache: 0, bytesFromBackend: 0, backendCalls: 0 };
@@ -392,6 +394,23 @@ export class CacheLayer {
     this.freshness.applyAttr(obj, attr);
   }
 
+  /**
+   * A backend call, as `call` makes it, except that the call which finds the backend gone
+   * (made connected, failed with a connection error, the mount disconnected now) yields
+   * GONE: its operation is then answered the disconnected way, not with the network's
+   * error (an editor's first save, a df, as the server went away failed with "Connection
+   * refused"). Made while disconnected, it fails as `call` does, so a retry ends there.
+   */
+  private async callOrGone<T>(what: string, fn: () => Promise<T>): Promise<T | typeof GONE> {
+    const wasConnected = this.connected;
+    try {
+      return await this.call(what, fn);
+    } catch (e) {
+      if (wasConnected && !this.connected && isConnectionError(e)) return GONE;
+      throw e;
+    }
+  }
+
   /** A conflict was parked for `o`: its path shows the server's variant from now on. */
   private showServerVariant(o: CachedObject): void {
     this.fetcher.dropData(o);
@@ -461,20 +480,17 @@ export class CacheLayer {
       await this.keepListingForOffline(dir);
     }
     const seen = dir.attr.version;
-    const wasConnected = this.connected;
+    let node;
     try {
-      const node = await this.call('lookup', () => this.backend.lookup(dir.fh, name));
-      const obj = this.freshness.adopt(node);
-      this.learnName(dir, name, obj.id, seen);
-      return obj;
+      node = await this.callOrGone('lookup', () => this.backend.lookup(dir.fh, name));
     } catch (e) {
       if (isFsError(e, 'ENOENT')) this.learnName(dir, name, null, seen);
-      // This call found the backend gone (the mount is disconnected now): the lookup is
-      // answered as a disconnected one is, not with the network's error (an editor's
-      // first save after the server went away failed with "Connection refused").
-      if (wasConnected && !this.connected && isConnectionError(e)) return this.lookup(dir, name);
       throw e;
     }
+    if (node === GONE) return this.lookup(dir, name);
+    const obj = this.freshness.adopt(node);
+    this.learnName(dir, name, obj.id, seen);
+    return obj;
   }
 
   /**
@@ -616,15 +632,8 @@ export class CacheLayer {
       throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
     }
     if (!dir.complete || (this.connected && this.staleChildren(dir) > 8)) {
-      let listed: DirEntry[];
-      const wasConnected = this.connected;
-      try {
-        listed = await this.call('readdir', () => this.backend.readdir(dir.fh));
-      } catch (e) {
-        // As in lookup(): the listing that found the backend gone is answered disconnected.
-        if (wasConnected && !this.connected && isConnectionError(e)) return this.readdirOf(dir);
-        throw e;
-      }
+      const listed = await this.callOrGone('readdir', () => this.backend.readdir(dir.fh));
+      if (listed === GONE) return this.readdirOf(dir);
       this.index.batch(() => this.index.replaceListing(dir, this.adoptListing(listed), dir.attr.version));
     }
     const out: { name: string; obj: CachedObject }[] = [];
@@ -670,15 +679,8 @@ export class CacheLayer {
     if (o.attr.type !== 'symlink') throw new FsError('EINVAL');
     await this.revalidate(o, false);
     if (o.symlink !== null && (o.dataVersion === o.attr.version || !this.connected)) return o.symlink;
-    const wasConnected = this.connected;
-    let target: string;
-    try {
-      target = await this.call('readlink', () => this.backend.readlink(o.fh));
-    } catch (e) {
-      // As in lookup(): the call that found the backend gone is answered disconnected.
-      if (wasConnected && !this.connected && isConnectionError(e)) return this.readlinkOf(o);
-      throw e;
-    }
+    const target = await this.callOrGone('readlink', () => this.backend.readlink(o.fh));
+    if (target === GONE) return this.readlinkOf(o);
     this.index.setSymlink(o, target);
     this.index.setDataVersion(o, o.attr.version);
     return target;
@@ -691,14 +693,8 @@ export class CacheLayer {
       const s = await fsp.statfs(this.cfg.cacheDir);
       return { bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, namemax: 255 };
     }
-    let value: StatFs;
-    try {
-      value = await this.call('statfs', () => this.backend.statfs());
-    } catch (e) {
-      // As in lookup(): the call that found the backend gone is answered disconnected.
-      if (!this.connected && isConnectionError(e)) return this.statfs();
-      throw e;
-    }
+    const value = await this.callOrGone('statfs', () => this.backend.statfs());
+    if (value === GONE) return this.statfs();
     this.statfsCache = { at: now(), value };
     return value;
   }
@@ -927,63 +923,56 @@ export class CacheLayer {
       waits.push(this.fetcher.lend(obj, i).then((b) => { if (b) fetched.set(i, b); }));
     }
     try {
-      return await this.readFrom(of, pos, n, first, last, fetched, waits, scratch, keep);
+      if (waits.length) {
+        this.counters.misses++;
+        try {
+          await Promise.all(waits);
+        } catch (e) {
+          // A lend that came back after another failed is in `fetched` only once it settles:
+          // wait for every one, so each is released (by the finally below).
+          await Promise.allSettled(waits);
+          throw notCachedWhenOffline(e);
+        }
+      } else {
+        this.counters.hits++;
+        this.counters.bytesFromCache += n;
+      }
+      // Sequential reader: fetch ahead so the next reads find their chunks cached.
+      if (of.nextPos === pos && this.cfg.cache.readAheadChunks > 0) this.fetcher.readAhead(obj, last + 1);
+      of.nextPos = pos + n;
+      this.index.touch(obj, Date.now());
+      if (fetched.size === 0) {
+        return this.store.read(obj.id, pos, n, scratch && scratch.length >= n ? scratch.subarray(0, n) : undefined);
+      }
+      const only = first === last ? fetched.get(first) : undefined;
+      if (keep && only) {
+        const part = only.bytes.subarray(pos - first * this.chunk, pos - first * this.chunk + n);
+        if (part.length === n) {
+          fetched.delete(first); // the finally below leaves it to the caller
+          keep(only.release);
+          return part;
+        }
+      }
+      // Some chunks came from the backend just now (their bytes may not have landed in the
+      // cache file yet): take those from memory and the others from the cache file.
+      const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
+      for (let i = first; i <= last; i++) {
+        const cStart = i * this.chunk;
+        const from = Math.max(pos, cStart);
+        const to = Math.min(pos + n, cStart + this.chunk);
+        const b = fetched.get(i)?.bytes;
+        if (b) {
+          const part = b.subarray(from - cStart, to - cStart);
+          part.copy(out, from - pos);
+          if (part.length < to - from) out.fill(0, from - pos + part.length, to - pos);
+        } else {
+          await this.store.read(obj.id, from, to - from, out.subarray(from - pos, to - pos));
+        }
+      }
+      return out;
     } finally {
       for (const b of fetched.values()) b.release();
     }
-  }
-
-  /** read()'s second half: waits for the chunks it needs, then copies the bytes out. */
-  private async readFrom(of: OpenFile, pos: number, n: number, first: number, last: number, fetched: Map<number, Lent>,
-    waits: Promise<void>[], scratch?: Buffer, keep?: (release: () => void) => void): Promise<Buffer> {
-    const obj = of.obj;
-    if (waits.length) {
-      this.counters.misses++;
-      try {
-        await Promise.all(waits);
-      } catch (e) {
-        // A lend that came back after another failed is in `fetched` only once it settles:
-        // wait for every one, so each is released (by read()'s finally).
-        await Promise.allSettled(waits);
-        throw notCachedWhenOffline(e);
-      }
-    } else {
-      this.counters.hits++;
-      this.counters.bytesFromCache += n;
-    }
-    // Sequential reader: fetch ahead so the next reads find their chunks cached.
-    if (of.nextPos === pos && this.cfg.cache.readAheadChunks > 0) this.fetcher.readAhead(obj, last + 1);
-    of.nextPos = pos + n;
-    this.index.touch(obj, Date.now());
-    if (fetched.size === 0) {
-      return this.store.read(obj.id, pos, n, scratch && scratch.length >= n ? scratch.subarray(0, n) : undefined);
-    }
-    const only = first === last ? fetched.get(first) : undefined;
-    if (keep && only) {
-      const part = only.bytes.subarray(pos - first * this.chunk, pos - first * this.chunk + n);
-      if (part.length === n) {
-        fetched.delete(first); // read()'s finally leaves it to the caller
-        keep(only.release);
-        return part;
-      }
-    }
-    // Some chunks came from the backend just now (their bytes may not have landed in the
-    // cache file yet): take those from memory and the others from the cache file.
-    const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
-    for (let i = first; i <= last; i++) {
-      const cStart = i * this.chunk;
-      const from = Math.max(pos, cStart);
-      const to = Math.min(pos + n, cStart + this.chunk);
-      const b = fetched.get(i)?.bytes;
-      if (b) {
-        const part = b.subarray(from - cStart, to - cStart);
-        part.copy(out, from - pos);
-        if (part.length < to - from) out.fill(0, from - pos + part.length, to - pos);
-      } else {
-        await this.store.read(obj.id, from, to - from, out.subarray(from - pos, to - pos));
-      }
-    }
-    return out;
   }
 
   /**
@@ -1110,7 +1099,7 @@ export class CacheLayer {
     // A few chunks of one file at a time (the backend queue bounds the calls overall), so a
     // big file is not fetched one round trip after another.
     const one = async (i: number): Promise<void> => {
-      const b = await this.fetcher.ensure(obj, i).catch((e) => {
+      const got = await this.fetcher.ensure(obj, i).catch((e) => {
         if (isFsError(e, 'ESTALE')) {
           this.forgetObject(obj); // removed on the backend since its attributes were cached
           throw new FsError('ENOENT', 'removed on the backend');
@@ -1121,7 +1110,7 @@ export class CacheLayer {
       if (!this.storeData || !this.index.chunksOf(obj).has(i)) {
         throw new FsError('ENOSPC', 'the cache is full (below its stop threshold): pinned data cannot be kept');
       }
-      if (b) { fetched += b; onBytes?.(b); }
+      if (got) { fetched += got; onBytes?.(got); }
     };
     for (let k = 0; k < missing.length; k += HOARD_CHUNKS_PER_FILE) {
       await Promise.all(missing.slice(k, k + HOARD_CHUNKS_PER_FILE).map(one));

@@ -43,7 +43,7 @@ const MAX_TRANSFER = 1024 * 1024;
 /** Uncommitted bytes kept per file / in all, before a COMMIT is forced. */
 const UNCOMMITTED_FILE_LIMIT = 32 * 1024 * 1024;
 const UNCOMMITTED_TOTAL_LIMIT = 64 * 1024 * 1024;
-/** The pool of WRITE copies is emptied once no uncommitted data is left for this long. */
+/** The pool of WRITE copies lets its free buffers go once no WRITE took one for this long. */
 const COPY_POOL_IDLE_MS = 2000;
 const READDIR_MAXCOUNT = 256 * 1024;
 const READDIR_DIRCOUNT = 64 * 1024;
@@ -94,7 +94,6 @@ export class NfsBackend implements Backend {
   private copies: BufferPool | null = null;
   /** Each file's COMMIT in flight, the last of its chain (see commit()). */
   private readonly committing = new Map<string, Promise<Attr | void>>();
-  private copiesIdle: NodeJS.Timeout | null = null;
   private plusWorks = true;
   private nfsPort = DEFAULT_NFS_PORT;
   /** Listed directories and the version their listing had (for watch()); newest last. */
@@ -143,8 +142,9 @@ export class NfsBackend implements Backend {
     this.fsInfo = info;
     this.rsize = clampTransfer(info.rtpref || info.rtmax, info.rtmax);
     this.wsize = clampTransfer(info.wtpref || info.wtmax, info.wtmax);
-    // enough for one file's uncommitted limit: a sequential writer then allocates none
-    this.copies = new BufferPool(this.wsize, Math.ceil(UNCOMMITTED_FILE_LIMIT / this.wsize) + 1);
+    // enough for one file's uncommitted limit: a sequential writer then allocates none; an
+    // idle mount does not keep them
+    this.copies = new BufferPool(this.wsize, Math.ceil(UNCOMMITTED_FILE_LIMIT / this.wsize) + 1, COPY_POOL_IDLE_MS);
     this.pathconf = await this.pathconfOf(this.rootFh).catch(() => null);
     const root = await this.getattrFull(this.rootFh);
     if (root.attr.type !== 'dir') throw new FsError('ENOTDIR', `${this.url.path} is not a directory`);
@@ -237,7 +237,6 @@ export class NfsBackend implements Backend {
 
   async close(): Promise<void> {
     if (this.pollTimer) clearInterval(this.pollTimer);
-    if (this.copiesIdle) clearTimeout(this.copiesIdle);
     try {
       for (const u of [...this.uncommitted.values()]) await this.commit(u.fh).catch((e) => log.warn('COMMIT at close failed', e));
       if (this.mount && this.mountedPath) await this.mount.umnt(this.mountedPath);
@@ -531,7 +530,6 @@ export class NfsBackend implements Backend {
    * a pooled buffer (so the pool never holds more than twice the bytes it keeps).
    */
   private copyOf(piece: Buffer): { data: Buffer; pooled?: Buffer } {
-    if (this.copiesIdle) { clearTimeout(this.copiesIdle); this.copiesIdle = null; }
     if (!this.copies || piece.length < this.wsize / 2) {
       const data = Buffer.allocUnsafe(piece.length);
       piece.copy(data);
@@ -545,14 +543,6 @@ export class NfsBackend implements Backend {
   /** Forgets uncommitted writes: nothing sends their bytes any more. */
   private forget(writes: UncommittedWrite[]): void {
     for (const w of writes) if (w.pooled) this.copies?.release(w.pooled);
-    if (this.uncommittedTotal === 0 && this.copies && !this.copiesIdle) {
-      // Nothing uncommitted: an idle mount does not keep the pool's buffers.
-      this.copiesIdle = setTimeout(() => {
-        this.copiesIdle = null;
-        if (this.uncommittedTotal === 0) this.copies?.drain();
-      }, COPY_POOL_IDLE_MS);
-      this.copiesIdle.unref();
-    }
   }
 
   private largestUncommitted(): Buffer {

@@ -448,6 +448,14 @@ export class RpcClient {
   }
 
   private onRecord(rec: Buffer, pooled: Buffer | null): void {
+    // Gives the record's buffer back to the pool, once: at once when nobody gets the record,
+    // else by the caller that does (RpcReply.release).
+    let released = !pooled;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.records?.release(pooled!);
+    };
     let decoded: ReturnType<typeof decodeReply>;
     try {
       decoded = decodeReply(rec);
@@ -455,26 +463,23 @@ export class RpcClient {
       // A reply we cannot even read a header of: if its XID is one of ours, fail that call.
       this.stats.badRecords++;
       const xid = rec.length >= 4 ? rec.readUInt32BE(0) : -1;
-      if (pooled) this.records?.release(pooled);
+      release();
       const p = this.pending.get(xid);
       if (p) this.settle(p, new FsError('EIO', `${this.o.name}: malformed reply to procedure ${p.proc}: ${(e as Error).message}`));
       else log.debug(`${this.o.name}: ignoring a malformed record: ${(e as Error).message}`);
       return;
     }
     const p = this.pending.get(decoded.xid);
-    if (!p || 'failure' in decoded) {
-      // Nobody gets this record: its buffer goes back at once.
-      if (pooled) this.records?.release(pooled);
-      if (!p) { this.stats.strayReplies++; return; }
-      this.settle(p, failureError((decoded as { failure: Parameters<typeof failureError>[0] }).failure, this.o.name, p.proc));
+    if (!p) {
+      release();
+      this.stats.strayReplies++;
       return;
     }
-    let released = !pooled;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.records?.release(pooled!);
-    };
+    if ('failure' in decoded) {
+      release();
+      this.settle(p, failureError(decoded.failure, this.o.name, p.proc));
+      return;
+    }
     this.settle(p, { body: decoded.body, retransmitted: p.sends > 1, release });
   }
 
