@@ -320,6 +320,20 @@ describe('the pieces on a full cache disk (SQLite failing as it does there)', ()
     assert.equal((db.prepare('SELECT last_access FROM objects WHERE id = ?').get(o.id) as { last_access: number }).last_access, 12345);
   });
 
+  it('the index: an access time or block count the backend moved is kept in memory when SQLite cannot store it; other changes still fail', () => {
+    const db = freshDb();
+    const index = new ObjectIndex(db, 'fs1');
+    const o = index.upsert({ fh: Buffer.from('a'), attr: attr('v1') }, 1);
+    const st = (index as unknown as { st: { saveAttr: { run: (...a: unknown[]) => unknown } } }).st;
+    st.saveAttr.run = () => { throw sqliteFull(); };
+    index.setAttr(o, { ...attr('v1'), atimeNs: 5n, used: 8192 }, 2); // before: SQLITE_FULL, and the open or stat that revalidated failed with ENOSPC
+    assert.equal(o.attr.atimeNs, 5n, 'the new access time is shown');
+    assert.equal(o.attr.used, 8192, 'and the blocks used');
+    assert.equal(o.attrAt, 2, 'and the attributes count as checked');
+    assert.throws(() => index.setAttr(o, { ...attr('v2'), atimeNs: 5n }, 3), /full/, 'a new version must be stored (cached data depends on it)');
+    assert.equal(o.attr.version, 'v1');
+  });
+
   it('the index: a refused write leaves the mirror as SQLite has it (a provisional handle stays provisional)', () => {
     const db = freshDb();
     const index = new ObjectIndex(db, 'fs1');

@@ -297,7 +297,17 @@ export class ObjectIndex {
   setAttr(obj: CachedObject, attr: Attr, now: number): void {
     if (!sameAttr(obj.attr, attr)) {
       this.changing(obj);
-      this.st.saveAttr.run(attrParams(obj.id, attr));
+      try {
+        this.st.saveAttr.run(attrParams(obj.id, attr));
+      } catch (e) {
+        // A full cache disk: when only the access time or the blocks used moved (a read on
+        // the backend, its delayed allocation; the version leaves both out), the new ones
+        // are shown from memory and the row keeps the old ones, which nothing depends on.
+        // Failing instead made every open and stat of a file read once fail with ENOSPC while
+        // the disk was full. Anything else must be stored.
+        if (!isCacheStorageError(e) || this.db.inTransaction || !sameAttr(obj.attr, { ...attr, atimeNs: obj.attr.atimeNs, used: obj.attr.used })) throw e;
+        log.debug(`the access time of object ${obj.id} is not stored: the cache disk is full`);
+      }
     }
     obj.attr = attr;
     obj.attrAt = now;
