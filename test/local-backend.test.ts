@@ -115,6 +115,23 @@ describe('local backend adapter', () => {
     assert.ok(st.blocks > 0 && st.bsize > 0);
   });
 
+  it('concurrent reads of a file it has not opened yet share one descriptor (none is left to the garbage collector)', async () => {
+    const r = await b.root();
+    await fsp.writeFile(path.join(root, 'shared-fd'), Buffer.alloc(8 << 20, 1));
+    const f = await b.lookup(r.fh, 'shared-fd');
+    const opened = async () => {
+      let n = 0;
+      for (const fd of readdirSync('/proc/self/fd')) {
+        const to = await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (to === path.join(root, 'shared-fd')) n++;
+      }
+      return n;
+    };
+    await Promise.all(Array.from({ length: 8 }, (_, i) => b.read(f.fh, i << 20, 1 << 20)));
+    assert.equal(await opened(), 1, 'one descriptor for the file'); // before: 8, seven of them unreferenced
+    await fsp.rm(path.join(root, 'shared-fd'));
+  });
+
   it('knows the file system type of its directory (for the metadata fast path)', () => {
     assert.ok(typeof fsTypeOf(root) === 'string');
   });

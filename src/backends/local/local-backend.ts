@@ -401,7 +401,14 @@ export class LocalBackend implements Backend {
         return await fsp.open(p, writable ? fsc.O_RDWR : fsc.O_RDONLY);
       } catch (e) { throw fromNodeError(e, `open ${rel}`); }
     });
-    if (have) { this.fds.delete(key); void have.fh.close().catch(() => undefined); }
+    // Concurrent first reads of a file all get here: one that opened meanwhile wins, and
+    // this descriptor goes (kept unreferenced, it was closed by the garbage collector).
+    const now = this.fds.get(key);
+    if (now && (now.writable || !writable)) {
+      void handle.close().catch(() => undefined);
+      return now.fh;
+    }
+    if (now) { this.fds.delete(key); void now.fh.close().catch(() => undefined); }
     this.fds.set(key, { fh: handle, writable });
     while (this.fds.size > MAX_OPEN_FDS) {
       const [oldKey, old] = this.fds.entries().next().value as [string, { fh: fsp.FileHandle }];
