@@ -50,7 +50,7 @@ function setup(opts: { lateReads?: Set<number> } = {}) {
       setDataVersion: () => undefined,
       noteZerosFrom: () => undefined,
     } as unknown as FetcherDeps['index'],
-    store: { write: () => Promise.resolve(), truncate: () => Promise.resolve() },
+    store: { write: () => Promise.resolve(), truncate: () => Promise.resolve(), fill: () => Promise.reject(new FsError('EOPNOTSUPP')) },
     chunkSize: CHUNK,
     readAheadChunks: 0,
     counters: { bytesFromBackend: 0 },

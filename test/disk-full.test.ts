@@ -58,6 +58,7 @@ interface StatusJson {
   state: string; reason: string; pid: number;
   journal: { pending: number; bytes?: number; stalled?: { reason: string; since: string } | null };
   cache: { diskFreePercent: number | null; storing: boolean; storageError?: { message: string; at: string } | null };
+  counters: { bytesFromBackend: number };
 }
 
 
@@ -763,5 +764,27 @@ describe('a full cache disk under FUSE passthrough for writes (local backend, 24
     await ok(['online', m.mnt]);
     await waitUntil('the replay', async () => { const s = await t.status(); return s.state === 'connected' && s.journal.pending === 0; }, 60_000, 200);
     assert.ok((await fsp.readFile(m.b('doc.bin'))).equals(want), 'the backend has every byte written');
+  });
+});
+
+describe('a whole-file copy at open that does not fit the cache disk (local backend, 24 MiB tmpfs cache)', { skip: SKIP }, () => {
+  const t = new TmpfsMount();
+  before(async () => {
+    await t.start();
+    await t.m.mount();
+  });
+  after(async () => { await t.dispose(); });
+
+  it('a 40 MiB file read through the mount: the copy stops where the disk is full, every byte still reads right, the mount stays up', async () => {
+    const { m } = t;
+    const { pid } = await t.status();
+    const data = randomBytes(40 * MiB);
+    await fsp.writeFile(m.b('big.bin'), data);
+    const before = (await t.status()).counters.bytesFromBackend;
+    assert.ok((await fsp.readFile(m.m('big.bin'))).equals(data), 'the bytes read are the file\'s');
+    assert.ok((await t.status()).counters.bytesFromBackend - before >= data.length, 'the backend gave every byte');
+    assert.ok(alive(pid), 'the mount process is alive');
+    assert.ok((await fsp.readFile(m.m('big.bin'))).equals(data), 'and so are those read again');
+    assert.equal((await t.status()).state, 'connected');
   });
 });

@@ -229,6 +229,18 @@ for (const passthrough of [true, false]) {
       else assert.ok(n >= 8, `${n} READ requests`);
     });
 
+    it(`a file nothing of which is cached is copied whole at open (a kernel copy) and read from the cache file${passthrough ? ' by the kernel' : ''}`, async () => {
+      const data = randomBytes(24 << 20);
+      await fsp.writeFile(m.b('cold'), data);
+      const fetched = async () => ((await m.status()) as unknown as { counters: { bytesFromBackend: number } }).counters.bytesFromBackend;
+      const [r0, f0] = [await reads(), await fetched()];
+      assert.ok((await fsp.readFile(m.m('cold'))).equals(data));
+      const n = (await reads()) - r0;
+      if (passthrough) assert.equal(n, 0, 'no READ request reached the mount');
+      else assert.ok(n >= 24, `${n} READ requests`);
+      assert.equal((await fetched()) - f0, data.length, 'the copy brought every byte once, and nothing was fetched besides');
+    });
+
     it(passthrough ? 'while a passthrough reader is open, a writer gets ETXTBSY; after, it writes' : 'a writer opens beside a reader', async () => {
       await fsp.writeFile(m.b('shared'), 'original');
       await fsp.readFile(m.m('shared')); // cached whole
@@ -247,7 +259,8 @@ for (const passthrough of [true, false]) {
     it('a file already open the ordinary way (a reader before it was cached, a writer) opens again for reading', async () => {
       // The kernel refuses (EIO) a passthrough open of an inode it already has open the
       // ordinary way: such an open must come through the session too.
-      const data = randomBytes(3 << 20);
+      // One chunk: not copied whole at open, so the first open is not cached yet.
+      const data = randomBytes(512 << 10);
       await fsp.writeFile(m.b('early'), data);
       const first = await fsp.open(m.m('early'), 'r'); // not cached yet: an ordinary open
       try {

@@ -132,6 +132,36 @@ describe('local backend adapter', () => {
     await fsp.rm(path.join(root, 'shared-fd'));
   });
 
+  it('copies a byte range of a file into another file by a kernel copy, and answers with the file\'s attributes after it', async () => {
+    const r = await b.root();
+    const data = Buffer.alloc(3 << 20);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+    await fsp.writeFile(path.join(root, 'copied'), data);
+    const f = await b.lookup(r.fh, 'copied');
+    const dest = path.join(tempRoot('local-copy'), 'dest');
+    const h = await fsp.open(dest, 'w+');
+    try {
+      const attr = await b.copyInto(f.fh, h.fd, 1 << 20, 1 << 20);
+      assert.equal(attr.version, f.attr.version, 'the file did not change');
+      const tail = await b.copyInto(f.fh, h.fd, 2 << 20, 5 << 20); // past the end: just the rest
+      assert.equal(tail.size, data.length);
+      const got = await fsp.readFile(dest);
+      assert.equal(got.length, data.length);
+      assert.ok(got.subarray(1 << 20).equals(data.subarray(1 << 20)), 'the ranges asked for, at their offsets');
+      assert.ok(got.subarray(0, 1 << 20).every((x) => x === 0), 'and nothing before');
+      // The name now a symlink to a file outside the root: refused, nothing of it copied.
+      await fsp.writeFile(path.join(path.dirname(dest), 'outside'), 'secret');
+      await fsp.rm(path.join(root, 'copied'));
+      await fsp.symlink(path.join(path.dirname(dest), 'outside'), path.join(root, 'copied'));
+      await h.truncate(0);
+      await assert.rejects(b.copyInto(f.fh, h.fd, 0, 1 << 20), (e: NodeJS.ErrnoException) => ['ESTALE', 'ELOOP', 'EINVAL'].includes(e.code ?? ''));
+      assert.equal((await fsp.stat(dest)).size, 0, 'nothing copied');
+    } finally {
+      await h.close();
+      await fsp.rm(path.join(root, 'copied'), { force: true });
+    }
+  });
+
   it('knows the file system type of its directory (for the metadata fast path)', () => {
     assert.ok(typeof fsTypeOf(root) === 'string');
   });

@@ -80,6 +80,11 @@ export class DeferredBackend implements Backend {
   async readdir(dir: Buffer) { return (await this.real()).readdir(dir); }
   async readlink(fh: Buffer) { return (await this.real()).readlink(fh); }
   async read(fh: Buffer, offset: number, length: number, into?: Buffer) { return (await this.real()).read(fh, offset, length, into); }
+  async copyInto(...a: Parameters<NonNullable<Backend['copyInto']>>): Promise<Attr> {
+    const b = await this.real();
+    if (!b.copyInto) throw new FsError('EOPNOTSUPP', 'this backend makes no kernel copies');
+    return b.copyInto(...a);
+  }
   async write(...a: Parameters<Backend['write']>) { return (await this.real()).write(...a); }
   async commit(fh: Buffer) { return (await this.real()).commit(fh); }
   async create(...a: Parameters<Backend['create']>) { return (await this.real()).create(...a); }

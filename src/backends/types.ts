@@ -122,6 +122,14 @@ export interface Backend {
    */
   read(fh: Buffer, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   /**
+   * Copies the bytes [offset, offset+length) of the file (fewer at its end) to the same
+   * offsets of the open file `destFd` by a kernel copy, no byte passing through this
+   * process, and returns the file's attributes after the copy: the caller keeps the bytes
+   * only if their version is the one it expected. Offered where such a copy is cheap and
+   * cannot hang (a local directory on a local disk); elsewhere absent, or EOPNOTSUPP.
+   */
+  copyInto?(fh: Buffer, destFd: number, offset: number, length: number): Promise<Attr>;
+  /**
    * Returns the object's attributes after the write when they come for free (NFS's wcc
    * data, a local fstat): the cache then knows the version its own write produced, so a
    * change made right after, offline, is not taken for someone else's.

@@ -571,6 +571,12 @@ export class MeteredDataStore extends DataStore {
     await super.write(id, offset, data);
     this.onStored(data.length);
   }
+
+  override async fill(id: number, copy: (fd: number) => Promise<number>): Promise<number> {
+    const n = await super.fill(id, copy);
+    this.onStored(n);
+    return n;
+  }
 }
 
 function normalize(p: string): string {

@@ -125,6 +125,7 @@ export interface LayerDeps {
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
 const O_RDWR = 2;
+const O_TRUNC = 0o1000;
 /** How often access times (for LRU culling) are written to the index. */
 const ACCESS_FLUSH_MS = 30_000;
 /**
@@ -704,6 +705,7 @@ export class CacheLayer {
   async open(p: string, flags: number, by?: Creds): Promise<number> {
     const o = this.cfg.consistency.closeToOpen ? await this.resolveValid(p, true) : await this.resolve(p);
     if (o.attr.type === 'dir' && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
+    this.copyWholeAtOpen(o, flags);
     return this.addOpen(o, flags, by);
   }
 
@@ -711,7 +713,23 @@ export class CacheLayer {
   async openObject(o: CachedObject, flags: number, by?: Creds): Promise<number> {
     if (this.cfg.consistency.closeToOpen) await this.getattrOf(o, true);
     if (o.attr.type === 'dir' && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
+    this.copyWholeAtOpen(o, flags);
     return this.addOpen(o, flags, by);
+  }
+
+  /**
+   * Whole-file caching at open (cache.wholeFileMaxBytes): an open that may read a file of
+   * more than one chunk, none of it cached and nothing of ours on its way, starts a kernel
+   * copy of the whole file into the cache (ChunkFetcher.copyWhole); its reads wait only for
+   * the piece they read. Not for an open that truncates or only writes. Whatever keeps the
+   * copy from being made, the file is fetched chunk by chunk as it is read.
+   */
+  private copyWholeAtOpen(o: CachedObject, flags: number): void {
+    const size = o.attr.size;
+    if (o.attr.type !== 'file' || size <= this.chunk || size > this.cfg.cache.wholeFileMaxBytes) return;
+    if ((flags & O_ACCMODE) === O_WRONLY || (flags & O_TRUNC) !== 0 || !this.connected) return;
+    if (o.cachedBytes > 0 || o.dataVersion !== null || this.freshness.hasUnsentChanges(o)) return;
+    this.fetcher.copyWhole(o);
   }
 
   /**
@@ -1090,6 +1108,16 @@ export class CacheLayer {
     if (obj.attr.type !== 'file') return 0;
     // No revalidation: the walk's scan read these attributes moments ago, and a file changed
     // since is caught by the next open() (close-to-open), which drops data of an old version.
+    // Nothing of it cached: a kernel copy of the whole file where the backend offers one
+    // (whatever is left after it, fetched below).
+    const copy = obj.attr.size > this.chunk ? this.fetcher.copyWhole(obj) : { started: false as const };
+    let copied = 0;
+    if (copy.started) {
+      const before = obj.cachedBytes;
+      await copy.done;
+      copied = obj.cachedBytes - before;
+      if (copied > 0) onBytes?.(copied);
+    }
     const missing: number[] = [];
     const n = Math.ceil(obj.attr.size / this.chunk);
     for (let i = 0; i < n; i++) {
@@ -1116,7 +1144,7 @@ export class CacheLayer {
       await Promise.all(missing.slice(k, k + HOARD_CHUNKS_PER_FILE).map(one));
     }
     this.index.touch(obj, Date.now());
-    return fetched;
+    return copied + fetched;
   }
 
   /** The object with this id, if the index has it (hoard walks fetch what their scan found). */

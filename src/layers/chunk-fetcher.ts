@@ -26,7 +26,7 @@ import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
 import { isConnectionError } from '../journal/replayer.js';
-import type { Backend, BackendCall } from '../backends/types.js';
+import type { Attr, Backend, BackendCall } from '../backends/types.js';
 import type { CachedObject, ObjectIndex } from '../index/objects.js';
 import type { DataStore } from '../store/data-store.js';
 import { isProvisional } from './backend-target.js';
@@ -34,6 +34,11 @@ import { SELF } from './freshness.js';
 
 /** Fetched bytes that may wait in memory for the cache file at once. */
 const LANDING_LIMIT = 16 * 1024 * 1024;
+/**
+ * Bytes per kernel copy call of copyWhole: a reader waits for at most one piece beyond what
+ * it reads; each piece costs a few backend syscalls and an index commit.
+ */
+const COPY_PIECE = 8 * 1024 * 1024;
 
 /** A chunk fetch, tagged with the object version it reads (write guards carry none). */
 type VersionedFetch = Promise<Buffer> & { version?: string };
@@ -46,11 +51,11 @@ export interface Lent { bytes: Buffer; release(): void }
 
 /** What the fetcher needs; the cache layer wires it. */
 export interface FetcherDeps {
-  backend: Pick<Backend, 'read'>;
+  backend: Pick<Backend, 'read' | 'copyInto'>;
   /** The gated backend call (gated-backend.ts). */
   call: BackendCall;
   index: Pick<ObjectIndex, 'batch' | 'chunksOf' | 'addChunk' | 'clearChunks' | 'setDataVersion' | 'noteZerosFrom'>;
-  store: Pick<DataStore, 'write' | 'truncate'>;
+  store: Pick<DataStore, 'write' | 'truncate' | 'fill'>;
   chunkSize: number;
   /** Chunks a sequential reader gets fetched ahead of it (cache.readAheadChunks). */
   readAheadChunks: number;
@@ -252,6 +257,77 @@ export class ChunkFetcher {
         if (!isFsError(e, 'EAGAIN') || attempt >= 3) throw e;
       }
     }
+  }
+
+  /**
+   * Starts bringing the whole of `obj` into its cache file by the backend's kernel copy
+   * (Backend.copyInto), a piece of COPY_PIECE bytes after another, when nothing of it is
+   * cached, changed here, or on its way; false if it does not start. Every chunk is guarded
+   * from the start, as for a write, and each piece's guards go once it is copied: a reader
+   * waits for the piece it reads and then reads the cache file; a writer waits and then
+   * writes over the copy (quiesce() waits for the whole copy). A piece counts only if the
+   * object is still the version the copy began with, and nothing dropped its data; at the
+   * first piece that does not (or fails), the copy stops, and the rest is fetched chunk by
+   * chunk when read. Resolves once the copy has ended.
+   */
+  copyWhole(obj: CachedObject): { started: false } | { started: true; done: Promise<void> } {
+    const backend = this.d.backend;
+    if (!backend.copyInto || !this.d.storeData() || !this.d.connected()) return { started: false };
+    const size = obj.attr.size;
+    const n = Math.ceil(size / this.chunk);
+    if (n === 0 || obj.cachedBytes > 0 || obj.dataVersion !== null || obj.zerosFrom !== null || isProvisional(obj.fh)) return { started: false };
+    const prefix = `${obj.id}:`;
+    for (const k of this.landing.keys()) if (k.startsWith(prefix)) return { started: false };
+    if (this.busyObject(obj)) return { started: false };
+    const version = obj.attr.version;
+    const gen = this.dataGen.get(obj.id) ?? 0;
+    const perPiece = Math.max(1, Math.floor(COPY_PIECE / this.chunk));
+    // Guarded now, before any await: a read or write that comes after this call waits.
+    const releases: (() => void)[] = [];
+    for (let i = 0; i < n; i += perPiece) {
+      releases.push(this.guard(obj, Array.from({ length: Math.min(perPiece, n - i) }, (_, k) => i + k)));
+    }
+    const unchanged = (after?: Attr): boolean => (this.dataGen.get(obj.id) ?? 0) === gen && obj.attr.version === version
+      && (after === undefined || after.version === version) && (obj.dataVersion === null || obj.dataVersion === version);
+    const done = (async () => {
+      let piece = 0;
+      try {
+        for (; piece < releases.length; piece++) {
+          const first = piece * perPiece;
+          const offset = first * this.chunk;
+          const length = Math.min(perPiece * this.chunk, size - offset);
+          if (!this.d.storeData() || !unchanged()) return;
+          let after: Attr | undefined;
+          await this.d.store.fill(obj.id, async (fd) => {
+            // Checked again in the store's order: a truncate of dropped data called since
+            // has run, and no byte of this piece may land after it.
+            if (!unchanged()) return 0;
+            const copying = backend.copyInto!(obj.fh, fd, offset, length);
+            try {
+              after = await this.d.call('read', () => copying);
+            } finally {
+              // Given up on at its deadline, the copy may still be writing: the file is
+              // the store's again only once it has stopped.
+              await copying.catch(() => undefined);
+            }
+            return length;
+          });
+          if (!after || !unchanged(after)) return;
+          this.d.index.batch(() => {
+            for (let i = first; i < Math.min(first + perPiece, n); i++) {
+              this.d.index.addChunk(obj, i, Math.min(this.chunk, size - i * this.chunk), version);
+            }
+          });
+          this.d.counters.bytesFromBackend += length;
+          releases[piece]!();
+        }
+      } catch (e) {
+        log.debug(`the kernel copy of object ${obj.id} stopped at piece ${piece}`, e);
+      } finally {
+        for (; piece < releases.length; piece++) releases[piece]!();
+      }
+    })();
+    return { started: true, done };
   }
 
   /** A sequential reader is at chunk `from`: fetch the next few in the background. */

@@ -3,8 +3,9 @@
 // run of zeros look the same in the file. Files are created 0600 inside the 0700 cache dir.
 //
 // Ordering (what must stay true): the operations on one object's file take effect in the
-// order they were called. A write, truncate or sync waits for every earlier one of the same
-// object, and a read or copy waits for the writes and truncates called before it. Small
+// order they were called. A write, truncate, sync or fill waits for every earlier one of the
+// same object, and a read or copy waits for the writes and truncates called before it (a read
+// not for a fill alone: the chunk fetcher keeps readers off the range a fill writes). Small
 // writes are done synchronously (no await) only when nothing of that object is in flight.
 // Without this, a 1 MiB write going through the thread pool (a fetched chunk landing) could
 // reach the disk after a later 4 KiB write done synchronously and overwrite it, and a
@@ -21,8 +22,10 @@ export class DataStore {
   /** Ids whose file handle is open (their promise in `open` has resolved). */
   private readonly ready = new Set<number>();
   private readonly dir: string;
-  /** Per object, the last write/truncate/sync called and not yet finished (see Ordering). */
+  /** Per object, the last write/truncate/sync/fill called and not yet finished (see Ordering). */
   private readonly tail = new Map<number, Promise<void>>();
+  /** The same without fills: what a read waits for (see ordered()). */
+  private readonly readTail = new Map<number, Promise<void>>();
 
   constructor(cacheDir: string) {
     this.dir = path.join(cacheDir, 'data');
@@ -79,13 +82,21 @@ export class DataStore {
     return p;
   }
 
-  /** Runs `op` after every earlier mutation of `id`; later ones wait for it in turn. */
-  private ordered(id: number, op: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `op` after every earlier mutation of `id`; later ones wait for it in turn. Reads
+   * wait for it too unless `unseenByReads` (a fill: the fetcher's guards keep readers off
+   * the range it writes, and a read elsewhere in the file must not wait for its copy).
+   */
+  private ordered(id: number, op: () => Promise<void>, unseenByReads = false): Promise<void> {
     const prev = this.tail.get(id);
     const p = prev ? prev.then(op, op) : op();
     const settled = p.then(() => undefined, () => undefined);
     this.tail.set(id, settled);
     void settled.then(() => { if (this.tail.get(id) === settled) this.tail.delete(id); });
+    if (!unseenByReads) {
+      this.readTail.set(id, settled);
+      void settled.then(() => { if (this.readTail.get(id) === settled) this.readTail.delete(id); });
+    }
     return p;
   }
 
@@ -96,7 +107,7 @@ export class DataStore {
 
   /** Reads what the file holds at [offset, offset+length); short at the file's end. */
   async read(id: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    const busy = this.quiet(id);
+    const busy = this.readTail.get(id);
     if (busy) await busy;
     const h = await this.handle(id);
     const buf = into ?? Buffer.allocUnsafe(length);
@@ -151,6 +162,24 @@ export class DataStore {
       const h = await this.handle(id);
       try { await h.truncate(size); } catch (e) { throw fromNodeError(e, 'cache store truncate'); }
     });
+  }
+
+  /**
+   * Lets `copy` write into object `id`'s file through a descriptor of its own (a kernel
+   * copy), in order with the other operations on the object: a truncate called meanwhile
+   * waits for it, so no byte of the copy lands after one. `copy` must not return before its
+   * copy has stopped writing, and answers how many bytes it wrote; the descriptor is closed
+   * then. Resolves to those bytes.
+   */
+  fill(id: number, copy: (fd: number) => Promise<number>): Promise<number> {
+    let wrote = 0;
+    return this.ordered(id, async () => {
+      await this.handle(id); // creates the file and its directory
+      // Not the kept handle: the pool may close it while the copy runs on another thread.
+      let h: fsp.FileHandle;
+      try { h = await fsp.open(this.fileOf(id), fsc.O_WRONLY); } catch (e) { throw fromNodeError(e, 'cache store open'); }
+      try { wrote = await copy(h.fd); } finally { await h.close().catch(() => undefined); }
+    }, true).then(() => wrote);
   }
 
   /**

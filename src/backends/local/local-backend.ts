@@ -18,7 +18,7 @@ import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
-import { AT_FDCWD, handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
+import { AT_FDCWD, copyFileRange, handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
@@ -416,6 +416,33 @@ export class LocalBackend implements Backend {
       void old.fh.close().catch(() => undefined);
     }
     return handle;
+  }
+
+  async copyInto(fh: Buffer, destFd: number, offset: number, length: number): Promise<Attr> {
+    // On a network or FUSE file system a copy could block for long: reads go in chunks there.
+    if (!this.meta.sync) throw new FsError('EOPNOTSUPP', 'kernel copies only from a local disk');
+    const { rel, st } = await this.pathOf(fh);
+    if (!st.isFile()) throw new FsError(st.isDirectory() ? 'EISDIR' : 'EINVAL');
+    // A descriptor of its own, not one of `fds` (which may close it while the copy runs on
+    // koffi's thread, and the number be reused), opened without following a symlink and
+    // checked to be the object: a name swapped for a link since the lstat could otherwise
+    // have the copy read a file outside the root.
+    const src = await this.at(rel, async (_dirFd, _name, p) => {
+      try { return await fsp.open(p, fsc.O_RDONLY | fsc.O_NOFOLLOW); } catch (e) { throw fromNodeError(e, `open ${rel}`); }
+    });
+    try {
+      if ((await src.stat({ bigint: true })).ino !== st.ino) throw new FsError('ESTALE', `${rel} was replaced`);
+      for (let done = 0; done < length;) {
+        const n = await copyFileRange(src.fd, destFd, offset + done, length - done);
+        if (n === 0) break;
+        done += n;
+      }
+      return toAttr(await src.stat({ bigint: true }));
+    } catch (e) {
+      throw fromNodeError(e, `copy ${rel}`);
+    } finally {
+      await src.close().catch(() => undefined);
+    }
   }
 
   private dropFd(fh: Buffer): void {

@@ -1,7 +1,9 @@
 // Linux system calls Node does not expose, through koffi: name_to_handle_at (file handles),
 // open_by_handle_at (finding a renamed object again), utimensat (nanosecond times with
-// UTIME_OMIT) and mknodat. Calls are synchronous: each is one short syscall on a dentry the
-// adapter has just looked up (lstat first), so it does not block the event loop for long.
+// UTIME_OMIT), mknodat, and copy_file_range and sendfile. Calls are synchronous: each is one
+// short syscall on a dentry the adapter has just looked up (lstat first), so it does not
+// block the event loop for long. The copies are the exception: they move megabytes, on
+// koffi's worker threads (koffi keeps each asynchronous call's errno for its callback).
 // Each names its object as one name below a directory descriptor (see dir-fds.ts), never by
 // a path from the backend root, which may be longer than PATH_MAX.
 import koffi from 'koffi';
@@ -23,6 +25,10 @@ const mountIdScratch = Buffer.alloc(4);
 const openByHandleAt = libc.func('int open_by_handle_at(int mount_fd, uint8_t *handle, int flags)');
 const utimensat = libc.func('int utimensat(int dirfd, const char *pathname, uint8_t *times, int flags)');
 const mknodat = libc.func('int mknodat(int dirfd, const char *pathname, uint32_t mode, uint64_t dev)');
+const copyFileRangeFn = libc.func('intptr_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)');
+const sendfileFn = libc.func('intptr_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)');
+const lseek = libc.func('int64_t lseek(int fd, int64_t offset, int whence)');
+const SEEK_SET = 0;
 
 
 function lastError(what: string): FsError {
@@ -85,4 +91,33 @@ function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
 
 export function mknod(dirfd: number, name: string, mode: number, rdev: number): void {
   if (mknodat(dirfd, name, mode, rdev) !== 0) throw lastError(`mknod ${name}`);
+}
+
+/**
+ * Copies up to `length` bytes at `offset` of `fdIn` to the same offset of `fdOut` inside the
+ * kernel (no byte passes through this process), on a worker thread: copy_file_range(2), or
+ * where the kernel will not copy between these two file systems (EXDEV: a cache on tmpfs,
+ * say), sendfile(2) from that offset into `fdOut` positioned there (so `fdOut` must be a
+ * descriptor of the caller's own, not shared). Resolves to the bytes copied: 0 at the end of
+ * `fdIn`, fewer than asked when the kernel stops early (the caller loops). Both descriptors
+ * must stay open until it settles.
+ */
+export async function copyFileRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number> {
+  try {
+    return await callAsync('copy_file_range', copyFileRangeFn, [fdIn, [BigInt(offset)], fdOut, [BigInt(offset)], length, 0]);
+  } catch (e) {
+    if (!(e instanceof FsError) || !['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(e.code)) throw e;
+  }
+  if (lseek(fdOut, BigInt(offset), SEEK_SET) < 0n) throw lastError('lseek');
+  return callAsync('sendfile', sendfileFn, [fdOut, fdIn, [BigInt(offset)], length]);
+}
+
+function callAsync(what: string, fn: ReturnType<typeof libc.func>, args: unknown[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fn.async(...args, (err: unknown, n: number | bigint) => {
+      if (err) { reject(new FsError('EIO', `${what}: ${String(err)}`)); return; }
+      if (Number(n) < 0) { reject(lastError(what)); return; }
+      resolve(Number(n));
+    });
+  });
 }
