@@ -80,6 +80,19 @@ describe('whole-file copy at open (local backend)', () => {
     await layer.release(fd);
   });
 
+  it('after an open that read one page, the whole file reads offline', async () => {
+    const { layer } = await here('offline');
+    const fd = await layer.open('/f', fs.constants.O_RDONLY);
+    assert.ok((await layer.read(fd, 0, 4096)).equals(content().subarray(0, 4096)));
+    await layer.wholeCacheFile(layer.fileOf(fd).obj); // the copy has ended
+    await layer.release(fd);
+    layer.goOffline();
+    const rd = await layer.open('/f', fs.constants.O_RDONLY);
+    const all = Buffer.concat([await layer.read(rd, 0, PIECE), await layer.read(rd, PIECE, SIZE)]);
+    assert.ok(all.equals(content()), 'every byte, with the backend out of reach');
+    await layer.release(rd);
+  });
+
   it('a read waits for the piece it reads, and no longer', async () => {
     const g = gated(PIECE);
     const { layer } = await here('wait', { wrap: g.wrap });
