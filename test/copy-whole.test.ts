@@ -6,7 +6,8 @@
 // - bytes count as cached only while the file is the version the copy began with: a change
 //   on the backend meanwhile stops the copy, and nothing of the old version is read after;
 // - a copy that fails leaves the file to be fetched chunk by chunk, as before;
-// - no copy for an open that truncates or only writes, a file of one chunk, or a limit of 0;
+// - no copy for an open that truncates or only writes, a file of one chunk, or a limit of 0,
+//   nor for a file that would only fit if other cached data were culled;
 // - hoarding a file copies it whole too.
 // The layer runs in this process over a real directory and index (races a FUSE mount cannot
 // time); a gate on the backend's copyInto holds a chosen piece back.
@@ -195,7 +196,24 @@ describe('whole-file copy at open (local backend)', () => {
 
 describe('whole-file copy at open, through a mount (local backend)', () => {
   let m: Mounted | undefined;
-  after(async () => { await m?.cleanup(); });
+  let small: Mounted | undefined;
+  after(async () => { await m?.cleanup(); await small?.cleanup(); });
+
+  it('no copy of a file that would only fit if other cached data were culled (culling.maxBytes)', async () => {
+    small = await mountFresh('copy-room', { config: { culling: { maxBytes: 24 * MiB } } });
+    const kept = randomBytes(12 * MiB);
+    await fsp.writeFile(small.b('kept'), kept);
+    await fsp.writeFile(small.b('big'), randomBytes(3 * PIECE));
+    assert.ok((await fsp.readFile(small.m('kept'))).equals(kept)); // 12 MiB cached (copied whole)
+    const h = await fsp.open(small.m('big'), 'r');
+    const page = Buffer.alloc(4096);
+    await h.read(page, 0, 4096, 0);
+    await h.close();
+    const s = await small.statusDirect();
+    assert.ok(s.cache.bytes < 16 * MiB, `${s.cache.bytes} bytes cached: 24 MiB would not have fit under 24 MiB beside 12 MiB`);
+    assert.ok((await fsp.readFile(small.m('kept'))).equals(kept));
+    assert.equal((await small.statusDirect()).counters.bytesFromBackend, s.counters.bytesFromBackend, 'what was cached stays cached'); // before: culled for the copy, and fetched again
+  });
 
   it('kill -9 of the mount during the copy: the next mount reads the file right', async () => {
     // Every backend read (each piece of the copy too) waits 150 ms: the kill lands mid-copy.

@@ -54,6 +54,11 @@ export interface CullLayer {
   /** Asked before each write made while disconnected: may it be kept? */
   admitOffline: ((bytes: number) => boolean) | null;
   /**
+   * Asked before a whole-file copy at open (a read of one page may start it): would `bytes`
+   * more fit without culling? Such a copy must not push other cached data out.
+   */
+  roomFor?: ((bytes: number) => boolean) | null;
+  /**
    * Set by the culler each time admitOffline says no: the limit that write met, for the
    * cache-full event (a layer that does not declare it yet just does not tell).
    */
@@ -225,6 +230,7 @@ export class Culler {
   /** Starts the periodic check and takes over the layer's offline write admission. */
   async start(): Promise<void> {
     this.d.layer.admitOffline = (bytes) => this.admit(bytes);
+    this.d.layer.roomFor = (bytes) => this.storing && !this.overLimits(bytes);
     await this.check('mount');
     this.timer = setInterval(() => { void this.check('interval'); }, Math.round(this.cfg.intervalS * 1000));
     this.timer.unref();
@@ -235,6 +241,7 @@ export class Culler {
     if (this.timer) clearInterval(this.timer);
     this.clearSoon();
     this.d.layer.admitOffline = null;
+    this.d.layer.roomFor = null;
   }
 
   /** Bytes were written into the cache (a fetched chunk, or written data). Cheap. */

@@ -721,14 +721,17 @@ export class CacheLayer {
    * Whole-file caching at open (cache.wholeFileMaxBytes): an open that may read a file of
    * more than one chunk, none of it cached and nothing of ours on its way, starts a kernel
    * copy of the whole file into the cache (ChunkFetcher.copyWhole); its reads wait only for
-   * the piece they read. Not for an open that truncates or only writes. Whatever keeps the
-   * copy from being made, the file is fetched chunk by chunk as it is read.
+   * the piece they read. Not for an open that truncates or only writes, nor for a file that
+   * would only fit if other cached data were culled. Whatever keeps the copy from being
+   * made, the file is fetched chunk by chunk as it is read.
    */
   private copyWholeAtOpen(o: CachedObject, flags: number): void {
     const size = o.attr.size;
     if (o.attr.type !== 'file' || size <= this.chunk || size > this.cfg.cache.wholeFileMaxBytes) return;
     if ((flags & O_ACCMODE) === O_WRONLY || (flags & O_TRUNC) !== 0 || !this.connected) return;
     if (o.cachedBytes > 0 || o.dataVersion !== null || this.freshness.hasUnsentChanges(o)) return;
+    // The open may read one page: the copy must fit beside what is cached, not cull it.
+    if (this.roomFor && !this.roomFor(size)) return;
     this.fetcher.copyWhole(o);
   }
 
@@ -1080,6 +1083,8 @@ export class CacheLayer {
   admitOffline: ((bytes: number) => boolean) | null = null;
   /** Set by the culler when admitOffline says no: the limit that write met (the cache-full event's cause). */
   offlineRefusal: CacheLimit | null = null;
+  /** Set by the culler: would this many bytes more fit without culling? (null: no culler, yes) */
+  roomFor: ((bytes: number) => boolean) | null = null;
 
   /** The object's cached data holds changes the backend does not have yet (never culled). */
   isDirty(id: number): boolean {
