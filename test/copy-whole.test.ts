@@ -161,6 +161,26 @@ describe('whole-file copy at open (local backend)', () => {
     await layer.release(fd);
   });
 
+  it('a backend that makes no kernel copies (EOPNOTSUPP: not a local disk) is asked once per mount', async () => {
+    let asked = 0;
+    const none = (inner: Backend): Backend => new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop === 'copyInto') return async () => { asked++; throw new FsError('EOPNOTSUPP', 'no kernel copies here'); };
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const h = await here('nocopy', { wrap: none });
+    await fsp.writeFile(path.join(h.backend, 'g'), content(3 * MiB));
+    for (const name of ['/f', '/g']) {
+      const fd = await h.layer.open(name, fs.constants.O_RDONLY);
+      const size = name === '/f' ? SIZE : 3 * MiB;
+      assert.ok(Buffer.concat([await h.layer.read(fd, 0, PIECE), await h.layer.read(fd, PIECE, SIZE)]).equals(content(size)), 'read by chunks instead');
+      await h.layer.release(fd);
+    }
+    assert.equal(asked, 1);
+  });
+
   it('hoarding (pinning) a file of which nothing is cached copies it whole, whatever its size', async () => {
     const g = gated();
     const { layer } = await here('hoard', { wrap: g.wrap, config: (c) => ({ ...c, cache: { ...c.cache, wholeFileMaxBytes: 0 } }) });

@@ -84,6 +84,8 @@ export class ChunkFetcher {
    * Enough for what may be landing, plus read-ahead; let go after a second without fetches.
    */
   private readonly pool: BufferPool;
+  /** The backend said it makes no kernel copies (not a local disk): copyWhole stops asking. */
+  private noCopies = false;
 
   constructor(private readonly d: FetcherDeps) {
     this.chunk = d.chunkSize;
@@ -272,7 +274,7 @@ export class ChunkFetcher {
    */
   copyWhole(obj: CachedObject): { started: false } | { started: true; done: Promise<void> } {
     const backend = this.d.backend;
-    if (!backend.copyInto || !this.d.storeData() || !this.d.connected()) return { started: false };
+    if (!backend.copyInto || this.noCopies || !this.d.storeData() || !this.d.connected()) return { started: false };
     const size = obj.attr.size;
     const n = Math.ceil(size / this.chunk);
     if (n === 0 || obj.cachedBytes > 0 || obj.dataVersion !== null || obj.zerosFrom !== null || isProvisional(obj.fh)) return { started: false };
@@ -323,6 +325,7 @@ export class ChunkFetcher {
         }
       } catch (e) {
         log.debug(`the kernel copy of object ${obj.id} stopped at piece ${piece}`, e);
+        if (isFsError(e, 'EOPNOTSUPP')) this.noCopies = true;
       } finally {
         for (; piece < releases.length; piece++) releases[piece]!();
       }
