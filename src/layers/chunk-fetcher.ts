@@ -3,8 +3,9 @@
 //
 // A chunk of an object is, at any moment, one of:
 // - cached: the index lists it (chunksOf), its bytes are in the cache file;
-// - in flight: a fetch (or a write's guard) is in `inflight`; concurrent readers of the
-//   same chunk share that one fetch;
+// - in flight: a fetch (or a write's guard, or a whole-file copy's: copyWhole) is in
+//   `inflight`; concurrent readers of the same chunk share that one fetch, and wait out a
+//   guard before they look again;
 // - landing: its bytes came from the backend and are on their way into the cache file
 //   (`landing`); it counts as cached only once they are there;
 // - known zero: it holds nothing the backend has (past the end of the file as the cache
@@ -16,7 +17,8 @@
 //   flight or landing (writable), and guards them while its bytes go in (guard), so fetched
 //   old bytes never land over new ones;
 // - a fetch's bytes count as cached only if nothing dropped the object's data meanwhile
-//   (`dataGen`) and the object is still the version they were read from;
+//   (`dataGen`) and the object is still the version they were read from; so do a
+//   whole-file copy's, a piece at a time, and the copy stops at the first that does not;
 // - fetched bytes waiting for the cache disk stay bounded in memory (LANDING_LIMIT);
 // - a fetch's buffer comes from a pool and goes back only when nothing uses it any more:
 //   its bytes have landed, every reader it was lent to has released it (lend), and the
