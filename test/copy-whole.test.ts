@@ -5,7 +5,8 @@
 // - a write into a piece not copied yet waits for it, and the copy never lands over it;
 // - bytes count as cached only while the file is the version the copy began with: a change
 //   on the backend meanwhile stops the copy, and nothing of the old version is read after;
-// - a copy that fails leaves the file to be fetched chunk by chunk, as before;
+// - a copy that fails leaves the file to be fetched chunk by chunk, as before; one given up
+//   on at its deadline holds nothing up, and what it writes late lands in a detached file;
 // - no copy for an open that truncates or only writes, a file of one chunk, or a limit of 0,
 //   nor for a file that would only fit if other cached data were culled;
 // - hoarding a file copies it whole too.
@@ -148,6 +149,50 @@ describe('whole-file copy at open (local backend)', () => {
     const all = Buffer.concat([await layer.read(rd, 0, PIECE), await layer.read(rd, PIECE, SIZE)]);
     assert.ok(all.equals(changed), 'the file reads as the backend has it now');
     await layer.release(rd);
+  });
+
+  it('a copy given up on at its deadline holds nothing up, and what it writes late lands nowhere', async () => {
+    let late!: () => void;
+    const asked: number[] = [];
+    const lateGate = new Promise<void>((r) => { late = r; });
+    /** Piece 2 never answers in time; when let go, it writes 0xee over its range, as a late kernel copy would. */
+    const stuck = (inner: Backend): Backend => new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        const fn = (v as (...x: unknown[]) => Promise<unknown>).bind(target);
+        if (prop !== 'copyInto') return fn;
+        return async (fh: Buffer, fd: number, offset: number, length: number) => {
+          asked.push(offset);
+          if (offset < PIECE) return fn(fh, fd, offset, length);
+          // As the kernel holds the file a copy_file_range writes to, whatever becomes of
+          // the descriptor number meanwhile.
+          const held = fs.openSync(`/proc/self/fd/${fd}`, 'r+');
+          await lateGate;
+          fs.writeSync(held, Buffer.alloc(length, 0xee), 0, length, offset);
+          fs.closeSync(held);
+          return fn(fh, fd, offset, 0);
+        };
+      },
+    });
+    const h = await here('stuck', { wrap: stuck, config: (c) => ({ ...c, backendTimeoutMs: 300 }) });
+    const { layer } = h;
+    const alive = setInterval(() => undefined, 100); // the deadline's timer does not hold the process
+    after(() => clearInterval(alive));
+    const fd = await layer.open('/f', fs.constants.O_RDWR);
+    const o = layer.fileOf(fd).obj;
+    assert.equal(await layer.wholeCacheFile(o), null, 'the copy ended (given up on) without the file whole'); // before: never ended
+    assert.deepEqual(asked, [0, PIECE], 'the second piece was the one given up on');
+    assert.ok((await layer.read(fd, 100, 1000)).equals(content().subarray(100, 1100)), 'the first piece reads right');
+    // A whole chunk written into the range the copy was given up on (offline now: the
+    // deadline made the mount disconnected), then the late copy writes over that range.
+    const mine = Buffer.alloc(MiB, 0x42);
+    assert.equal(await layer.write(fd, PIECE + MiB, mine), MiB);
+    late();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok((await layer.read(fd, PIECE + MiB, MiB)).equals(mine), 'the write stands: the late bytes went to the detached file');
+    assert.ok((await layer.read(fd, 0, PIECE)).equals(content().subarray(0, PIECE)), 'and so does the first piece');
+    await layer.release(fd);
   });
 
   it('a copy that fails leaves the rest to be fetched chunk by chunk', async () => {

@@ -579,7 +579,7 @@ export class MeteredDataStore extends DataStore {
     this.onStored(data.length);
   }
 
-  override async fill(id: number, copy: (fd: number) => Promise<number>): Promise<number> {
+  override async fill(id: number, copy: Parameters<DataStore['fill']>[1]): Promise<number> {
     const n = await super.fill(id, copy);
     this.onStored(n);
     return n;

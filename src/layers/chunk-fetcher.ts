@@ -302,20 +302,26 @@ export class ChunkFetcher {
           const length = Math.min(perPiece * this.chunk, size - offset);
           if (!this.d.storeData() || !unchanged()) return;
           let after: Attr | undefined;
+          let failure: unknown;
           await this.d.store.fill(obj.id, async (fd) => {
             // Checked again in the store's order: a truncate of dropped data called since
             // has run, and no byte of this piece may land after it.
             if (!unchanged()) return 0;
+            let stopped = false;
             const copying = backend.copyInto!(obj.fh, fd, offset, length);
+            void copying.then(() => { stopped = true; }, () => { stopped = true; });
             try {
               after = await this.d.call('read', () => copying);
-            } finally {
-              // Given up on at its deadline, the copy may still be writing: the file is
-              // the store's again only once it has stopped.
-              await copying.catch(() => undefined);
+              return length;
+            } catch (e) {
+              failure = e;
+              // Given up on at its deadline, the copy may still be writing: the store puts
+              // a copy of the file in its place (fill), and the late bytes go nowhere.
+              await Promise.race([copying.catch(() => undefined), new Promise((r) => setTimeout(r, 20))]);
+              return stopped ? 0 : { wrote: 0, stillWriting: copying };
             }
-            return length;
           });
+          if (failure !== undefined) throw failure;
           if (!after || !unchanged(after)) return;
           this.d.index.batch(() => {
             for (let i = first; i < Math.min(first + perPiece, n); i++) {

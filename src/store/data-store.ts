@@ -167,19 +167,60 @@ export class DataStore {
   /**
    * Lets `copy` write into object `id`'s file through a descriptor of its own (a kernel
    * copy), in order with the other operations on the object: a truncate called meanwhile
-   * waits for it, so no byte of the copy lands after one. `copy` must not return before its
-   * copy has stopped writing, and answers how many bytes it wrote; the descriptor is closed
-   * then. Resolves to those bytes.
+   * waits for it, so no byte of the copy lands after one. `copy` answers how many bytes it
+   * wrote once its copy has stopped writing; or, when it gave up on a copy that may still
+   * write (a backend call past its deadline), `stillWriting`, which settles when it stops.
+   * Then the object's file is replaced by a copy of itself made now, so that what the late
+   * copy writes goes to the old file only, which no one reads or writes any more; its
+   * descriptors stay open until the copy stops (a number closed earlier could be reused by
+   * another open and receive the late bytes). Resolves to the bytes written.
    */
-  fill(id: number, copy: (fd: number) => Promise<number>): Promise<number> {
+  fill(id: number, copy: (fd: number) => Promise<number | { wrote: number; stillWriting: Promise<unknown> }>): Promise<number> {
     let wrote = 0;
     return this.ordered(id, async () => {
       await this.handle(id); // creates the file and its directory
       // Not the kept handle: the pool may close it while the copy runs on another thread.
       let h: fsp.FileHandle;
       try { h = await fsp.open(this.fileOf(id), fsc.O_WRONLY); } catch (e) { throw fromNodeError(e, 'cache store open'); }
-      try { wrote = await copy(h.fd); } finally { await h.close().catch(() => undefined); }
+      let out: Awaited<ReturnType<typeof copy>>;
+      try {
+        out = await copy(h.fd);
+      } catch (e) {
+        await h.close().catch(() => undefined);
+        throw e;
+      }
+      if (typeof out === 'number') {
+        wrote = out;
+        await h.close().catch(() => undefined);
+        return;
+      }
+      const late = out.stillWriting.then(() => undefined, () => undefined);
+      void late.then(() => h.close()).catch(() => undefined);
+      await this.detach(id, late);
     }, true).then(() => wrote);
+  }
+
+  /**
+   * Puts a copy of object `id`'s file in its place (see fill): later operations open the
+   * copy; the old file's kept handle closes once `late` settles.
+   */
+  private async detach(id: number, late: Promise<void>): Promise<void> {
+    const file = this.fileOf(id);
+    const fresh = `${file}.detached`;
+    try {
+      await fsp.copyFile(file, fresh);
+      await fsp.chmod(fresh, 0o600);
+      await fsp.rename(fresh, file);
+    } catch (e) {
+      await fsp.rm(fresh, { force: true }).catch(() => undefined);
+      throw fromNodeError(e, 'cache store detach');
+    }
+    const old = this.open.get(id);
+    if (old) {
+      this.open.delete(id);
+      this.ready.delete(id);
+      void late.then(() => old).then((x) => x.close()).catch(() => undefined);
+    }
   }
 
   /**
