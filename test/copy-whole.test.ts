@@ -35,24 +35,30 @@ const content = (size = SIZE, salt = 0): Buffer => {
   return b;
 };
 
+type CopyInto = NonNullable<Backend['copyInto']>;
+
+/** The backend with its copyInto replaced by `copy`, which is given the real one. */
+function replacingCopy(copy: (real: CopyInto, ...a: Parameters<CopyInto>) => ReturnType<CopyInto>) {
+  return (inner: Backend): Backend => new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      const fn = (v as (...x: unknown[]) => unknown).bind(target);
+      return prop === 'copyInto' ? (...a: Parameters<CopyInto>) => copy(fn as CopyInto, ...a) : fn;
+    },
+  });
+}
+
 /** The backend, with copyInto calls at or past `holdFrom` held until release() (and counted). */
 function gated(holdFrom = Infinity, fail?: (offset: number) => boolean) {
   let open!: () => void;
   const gate = new Promise<void>((r) => { open = r; });
   const calls: number[] = [];
-  const wrap = (inner: Backend): Backend => new Proxy(inner, {
-    get(target, prop, receiver) {
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      const fn = (v as (...x: unknown[]) => Promise<unknown>).bind(target);
-      if (prop !== 'copyInto') return fn;
-      return async (fh: Buffer, fd: number, offset: number, length: number) => {
-        calls.push(offset);
-        if (fail?.(offset)) throw new FsError('EIO', 'injected: the copy failed');
-        if (offset >= holdFrom) await gate;
-        return fn(fh, fd, offset, length);
-      };
-    },
+  const wrap = replacingCopy(async (real, fh, fd, offset, length) => {
+    calls.push(offset);
+    if (fail?.(offset)) throw new FsError('EIO', 'injected: the copy failed');
+    if (offset >= holdFrom) await gate;
+    return real(fh, fd, offset, length);
   });
   return { wrap, release: () => open(), calls };
 }
@@ -156,24 +162,16 @@ describe('whole-file copy at open (local backend)', () => {
     const asked: number[] = [];
     const lateGate = new Promise<void>((r) => { late = r; });
     /** Piece 2 never answers in time; when let go, it writes 0xee over its range, as a late kernel copy would. */
-    const stuck = (inner: Backend): Backend => new Proxy(inner, {
-      get(target, prop, receiver) {
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        if (typeof v !== 'function') return v;
-        const fn = (v as (...x: unknown[]) => Promise<unknown>).bind(target);
-        if (prop !== 'copyInto') return fn;
-        return async (fh: Buffer, fd: number, offset: number, length: number) => {
-          asked.push(offset);
-          if (offset < PIECE) return fn(fh, fd, offset, length);
-          // As the kernel holds the file a copy_file_range writes to, whatever becomes of
-          // the descriptor number meanwhile.
-          const held = fs.openSync(`/proc/self/fd/${fd}`, 'r+');
-          await lateGate;
-          fs.writeSync(held, Buffer.alloc(length, 0xee), 0, length, offset);
-          fs.closeSync(held);
-          return fn(fh, fd, offset, 0);
-        };
-      },
+    const stuck = replacingCopy(async (real, fh, fd, offset, length) => {
+      asked.push(offset);
+      if (offset < PIECE) return real(fh, fd, offset, length);
+      // As the kernel holds the file a copy_file_range writes to, whatever becomes of the
+      // descriptor number meanwhile.
+      const held = fs.openSync(`/proc/self/fd/${fd}`, 'r+');
+      await lateGate;
+      fs.writeSync(held, Buffer.alloc(length, 0xee), 0, length, offset);
+      fs.closeSync(held);
+      return real(fh, fd, offset, 0);
     });
     const h = await here('stuck', { wrap: stuck, config: (c) => ({ ...c, backendTimeoutMs: 300 }) });
     const { layer } = h;
@@ -208,13 +206,7 @@ describe('whole-file copy at open (local backend)', () => {
 
   it('a backend that makes no kernel copies (EOPNOTSUPP: not a local disk) is asked once per mount', async () => {
     let asked = 0;
-    const none = (inner: Backend): Backend => new Proxy(inner, {
-      get(target, prop, receiver) {
-        if (prop === 'copyInto') return async () => { asked++; throw new FsError('EOPNOTSUPP', 'no kernel copies here'); };
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
-      },
-    });
+    const none = replacingCopy(async () => { asked++; throw new FsError('EOPNOTSUPP', 'no kernel copies here'); });
     const h = await here('nocopy', { wrap: none });
     await fsp.writeFile(path.join(h.backend, 'g'), content(3 * MiB));
     for (const name of ['/f', '/g']) {
