@@ -728,8 +728,8 @@ export class CacheLayer {
   private copyWholeAtOpen(o: CachedObject, flags: number): void {
     const size = o.attr.size;
     if (o.attr.type !== 'file' || size <= this.chunk || size > this.cfg.cache.wholeFileMaxBytes) return;
-    if ((flags & O_ACCMODE) === O_WRONLY || (flags & O_TRUNC) !== 0 || !this.connected) return;
-    if (o.cachedBytes > 0 || o.dataVersion !== null || this.freshness.hasUnsentChanges(o)) return;
+    if ((flags & O_ACCMODE) === O_WRONLY || (flags & O_TRUNC) !== 0) return;
+    if (!this.fetcher.canCopyWhole(o) || this.freshness.hasUnsentChanges(o)) return;
     // The open may read one page: the copy must fit beside what is cached, not cull it.
     if (this.roomFor && !this.roomFor(size)) return;
     this.fetcher.copyWhole(o);

@@ -41,6 +41,8 @@ const LANDING_LIMIT = 16 * 1024 * 1024;
  * it reads; each piece costs a few backend syscalls and an index commit.
  */
 const COPY_PIECE = 8 * 1024 * 1024;
+/** How long a copy whose call failed may take to show it has stopped, before it counts as still writing. */
+const STOP_GRACE_MS = 20;
 
 /** A chunk fetch, tagged with the object version it reads (write guards carry none). */
 type VersionedFetch = Promise<Buffer> & { version?: string };
@@ -264,6 +266,19 @@ export class ChunkFetcher {
   }
 
   /**
+   * Whether copyWhole(obj) would start now: the backend makes kernel copies, the cache keeps
+   * data and the mount is connected, and nothing of the object is cached, changed here, or
+   * on its way.
+   */
+  canCopyWhole(obj: CachedObject): boolean {
+    if (!this.d.backend.copyInto || this.noCopies || !this.d.storeData() || !this.d.connected()) return false;
+    if (obj.attr.size === 0 || obj.cachedBytes > 0 || obj.dataVersion !== null || obj.zerosFrom !== null || isProvisional(obj.fh)) return false;
+    const prefix = `${obj.id}:`;
+    for (const k of this.landing.keys()) if (k.startsWith(prefix)) return false;
+    return !this.busyObject(obj);
+  }
+
+  /**
    * Starts bringing the whole of `obj` into its cache file by the backend's kernel copy
    * (Backend.copyInto), a piece of COPY_PIECE bytes after another, when nothing of it is
    * cached, changed here, or on its way; false if it does not start. Every chunk is guarded
@@ -275,14 +290,10 @@ export class ChunkFetcher {
    * chunk when read. Resolves once the copy has ended.
    */
   copyWhole(obj: CachedObject): { started: false } | { started: true; done: Promise<void> } {
+    if (!this.canCopyWhole(obj)) return { started: false };
     const backend = this.d.backend;
-    if (!backend.copyInto || this.noCopies || !this.d.storeData() || !this.d.connected()) return { started: false };
     const size = obj.attr.size;
     const n = Math.ceil(size / this.chunk);
-    if (n === 0 || obj.cachedBytes > 0 || obj.dataVersion !== null || obj.zerosFrom !== null || isProvisional(obj.fh)) return { started: false };
-    const prefix = `${obj.id}:`;
-    for (const k of this.landing.keys()) if (k.startsWith(prefix)) return { started: false };
-    if (this.busyObject(obj)) return { started: false };
     const version = obj.attr.version;
     const gen = this.dataGen.get(obj.id) ?? 0;
     const perPiece = Math.max(1, Math.floor(COPY_PIECE / this.chunk));
@@ -317,7 +328,7 @@ export class ChunkFetcher {
               failure = e;
               // Given up on at its deadline, the copy may still be writing: the store puts
               // a copy of the file in its place (fill), and the late bytes go nowhere.
-              await Promise.race([copying.catch(() => undefined), new Promise((r) => setTimeout(r, 20))]);
+              await Promise.race([copying.catch(() => undefined), new Promise((r) => setTimeout(r, STOP_GRACE_MS))]);
               return stopped ? 0 : { wrote: 0, stillWriting: copying };
             }
           });

@@ -19,8 +19,6 @@ const SYNC_READ_MAX = 128 * 1024;
 
 export class DataStore {
   private readonly open = new Map<number, Promise<fsp.FileHandle>>();
-  /** Ids whose file handle is open (their promise in `open` has resolved). */
-  private readonly ready = new Set<number>();
   private readonly dir: string;
   /** Per object, the last write/truncate/sync/fill called and not yet finished (see Ordering). */
   private readonly tail = new Map<number, Promise<void>>();
@@ -71,12 +69,11 @@ export class DataStore {
         return await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
       }
     })();
-    p.then(() => { if (this.open.get(id) === p) this.ready.add(id); }, () => this.open.delete(id));
+    p.catch(() => this.open.delete(id));
     this.open.set(id, p);
     while (this.open.size > MAX_OPEN) {
       const [oldId, old] = this.open.entries().next().value as [number, Promise<fsp.FileHandle>];
       this.open.delete(oldId);
-      this.ready.delete(oldId);
       void old.then((h) => h.close()).catch(() => undefined);
     }
     return p;
@@ -91,11 +88,9 @@ export class DataStore {
     const prev = this.tail.get(id);
     const p = prev ? prev.then(op, op) : op();
     const settled = p.then(() => undefined, () => undefined);
-    this.tail.set(id, settled);
-    void settled.then(() => { if (this.tail.get(id) === settled) this.tail.delete(id); });
-    if (!unseenByReads) {
-      this.readTail.set(id, settled);
-      void settled.then(() => { if (this.readTail.get(id) === settled) this.readTail.delete(id); });
+    for (const tails of unseenByReads ? [this.tail] : [this.tail, this.readTail]) {
+      tails.set(id, settled);
+      void settled.then(() => { if (tails.get(id) === settled) tails.delete(id); });
     }
     return p;
   }
@@ -218,7 +213,6 @@ export class DataStore {
     const old = this.open.get(id);
     if (old) {
       this.open.delete(id);
-      this.ready.delete(id);
       void late.then(() => old).then((x) => x.close()).catch(() => undefined);
     }
   }
@@ -253,7 +247,6 @@ export class DataStore {
     const have = this.open.get(id);
     if (have) {
       this.open.delete(id);
-      this.ready.delete(id);
       await have.then((h) => h.close()).catch(() => undefined);
     }
     await fsp.rm(this.fileOf(id), { force: true });
@@ -262,7 +255,6 @@ export class DataStore {
   async close(): Promise<void> {
     const all = [...this.open.values()];
     this.open.clear();
-    this.ready.clear();
     await Promise.all(all.map((p) => p.then((h) => h.close()).catch(() => undefined)));
   }
 }
