@@ -219,7 +219,7 @@ export class CacheLayer {
     this.writeBack = new WriteBack({
       replayer: this.replayer, index: this.index, store: this.store, chunks: this.fetcher, chunkSize: this.chunk,
       connected: () => this.connected,
-      whenNotConnected: () => this.reconnect.whenNotConnected(JOURNALED),
+      untilOffline: (p) => this.reconnect.untilOffline(p, JOURNALED),
       ownWriteVersion: (o, attr) => this.freshness.ownWriteVersion(o, attr),
       cacheFull: (o, message, cause) => this.deps.events?.emit({ type: 'cache-full', path: this.index.pathOf(o.id, this.rootId), message, cause }),
       nameless: (id) => this.orphans.has(id) || this.index.get(id)?.attr.nlink === 0,
@@ -264,7 +264,7 @@ export class CacheLayer {
       index: this.index, store: this.store, replayer: this.replayer, writeBack: this.writeBack, fetcher: this.fetcher,
       freshness: this.freshness, backend: this.backend, call: this.call, chunkSize: this.chunk, bases: this.bases,
       connected: () => this.connected,
-      whenNotConnected: () => this.reconnect.whenNotConnected(JOURNALED),
+      untilOffline: (p) => this.reconnect.untilOffline(p, JOURNALED),
       resolve: (p) => this.resolve(p),
       resolveParent: (p) => this.resolveParent(p),
       lookup: (dir, name) => this.lookup(dir, name),

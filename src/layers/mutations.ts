@@ -70,8 +70,8 @@ export interface MutationDeps {
   /** What objects changed offline were before (null without a conflict store). */
   bases: Pick<OfflineBases, 'has' | 'capture'> | null;
   connected(): boolean;
-  /** Resolves when the mount stops being connected (for waits that must not outlast it). */
-  whenNotConnected(): Promise<typeof JOURNALED>;
+  /** `p`'s outcome, or JOURNALED as soon as the mount stops being connected (reconnect.ts). */
+  untilOffline<T>(p: Promise<T>): Promise<T | typeof JOURNALED>;
   /** The layer's resolution of paths and names (through the name cache). */
   resolve(p: string): Promise<CachedObject>;
   resolveParent(p: string): Promise<{ dir: CachedObject; name: string }>;
@@ -143,7 +143,7 @@ export class Mutations {
     const applied = this.d.replayer.waitFor(seq);
     let outcome: Awaited<typeof applied> | typeof JOURNALED;
     try {
-      outcome = await Promise.race([applied, this.d.whenNotConnected()]);
+      outcome = await this.d.untilOffline(applied);
     } catch (e) {
       if (!isConnectionError(e)) throw e;
       this.d.replayer.makeDurable(seq);

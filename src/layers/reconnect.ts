@@ -65,7 +65,8 @@ export class Reconnector {
   private manualOffline = false;
   private probeTimer: NodeJS.Timeout | null = null;
   private probing = false;
-  private offlineWaiters: (() => void)[] = [];
+  /** Waits of untilOffline() still pending: each leaves as soon as its promise settles. */
+  private readonly offlineWaiters = new Set<() => void>();
   private reintegration: Promise<void> | null = null;
   /** Between resuming the replayer and its queue running dry, during reintegration. */
   private replayingNow = false;
@@ -83,10 +84,21 @@ export class Reconnector {
   /** A reconciliation touched directory `id`: list it again after the replay. */
   relist(id: number): void { this.relistDirs.add(id); }
 
-  /** Resolves when the mount stops being connected (for waits that must not outlast it). */
-  whenNotConnected<T>(value: T): Promise<T> {
-    if (this.d.connectivity.state !== 'connected') return Promise.resolve(value);
-    return new Promise((r) => this.offlineWaiters.push(() => r(value)));
+  /**
+   * `p`'s outcome, or `value` once the mount stops being connected, whichever comes first
+   * (for waits that must not outlast the connection). The wait for the disconnection is
+   * dropped as soon as `p` settles: a mount connected for days answers millions of changes,
+   * and Promise.race against one promise settled only at the next disconnection would keep
+   * a reaction, and the outcome it carries, for every one of them.
+   */
+  untilOffline<T, U>(p: Promise<T>, value: U): Promise<T | U> {
+    if (this.d.connectivity.state !== 'connected') return Promise.race([p, Promise.resolve(value)]);
+    return new Promise<T | U>((resolve, reject) => {
+      const wake = (): void => resolve(value);
+      this.offlineWaiters.add(wake);
+      p.then((v) => { this.offlineWaiters.delete(wake); resolve(v); },
+        (e: unknown) => { this.offlineWaiters.delete(wake); reject(e); });
+    });
   }
 
   /** The backend is unreachable (a call failed with a connection error): go disconnected. */
@@ -96,8 +108,8 @@ export class Reconnector {
     this.d.connectivity.set('disconnected', reason);
     this.d.replayer.pause();
     this.d.spillWriteBehind();
-    const w = this.offlineWaiters;
-    this.offlineWaiters = [];
+    const w = [...this.offlineWaiters];
+    this.offlineWaiters.clear();
     for (const f of w) f();
     if (!this.manualOffline) this.startProbe();
   }

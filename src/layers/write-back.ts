@@ -78,8 +78,8 @@ export interface WriteBackDeps {
   chunks: Pick<ChunkFetcher, 'writable' | 'guard' | 'knownZerosFrom' | 'dropData'>;
   chunkSize: number;
   connected(): boolean;
-  /** Resolves when the mount stops being connected (reconnect.ts). */
-  whenNotConnected(): Promise<unknown>;
+  /** `p`'s outcome, or as soon as the mount stops being connected (reconnect.ts). */
+  untilOffline(p: Promise<unknown>): Promise<unknown>;
   /** Our record reached the backend, which reported the version it made (freshness.ts). */
   ownWriteVersion(obj: CachedObject, attr: Attr): void;
   /** Tells the user the cache could not keep a write (`cachefs watch`). */
@@ -244,7 +244,7 @@ export class WriteBack {
       // connected: offline, the bytes wait in the cache file and the journal, not in memory).
       // A sliding window: the write goes on once the oldest records have made room, so the
       // backend always has records to apply while the application writes more.
-      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await Promise.race([this.room(), this.d.whenNotConnected()]);
+      if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await this.d.untilOffline(this.room());
     }
     this.throwPendingError(of);
     return data.length;
@@ -400,7 +400,7 @@ export class WriteBack {
   /** Waits for an object's records to reach the backend, or for the mount to go offline. */
   async settledOrOffline(objId: number): Promise<void> {
     if (!this.d.connected()) return;
-    await Promise.race([this.d.replayer.settled(this.lastSeq.get(objId) ?? 0), this.d.whenNotConnected()]);
+    await this.d.untilOffline(this.d.replayer.settled(this.lastSeq.get(objId) ?? 0));
   }
 
   /** Journals every dirty run (before any other mutation, so the journal keeps order). */
