@@ -8,6 +8,7 @@ import { promises as fsp, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { LocalBackend } from '../src/backends/local/local-backend.js';
 import { fsTypeOf } from '../src/backends/local/meta.js';
+import { Places } from '../src/backends/local/places.js';
 import type { Node } from '../src/backends/types.js';
 import { mountFresh, sh, tempRoot, type Mounted } from './helpers/cachefs.js';
 
@@ -132,6 +133,41 @@ describe('local backend adapter', () => {
     await fsp.rm(path.join(root, 'shared-fd'));
   });
 
+  it('a file removed through it is not held open: its disk space is freed (renamed over too)', async () => {
+    const r = await b.root();
+    const held = async (name: string) => {
+      let n = 0;
+      for (const fd of readdirSync('/proc/self/fd')) {
+        const to = await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '');
+        if (to === `${path.join(root, name)} (deleted)`) n++;
+      }
+      return n;
+    };
+    for (const name of ['gone-big', 'replaced-big']) await fsp.writeFile(path.join(root, name), Buffer.alloc(1 << 20, 7));
+    await fsp.writeFile(path.join(root, 'new-big'), 'the new one');
+    const gone = await b.lookup(r.fh, 'gone-big');
+    const replaced = await b.lookup(r.fh, 'replaced-big');
+    await b.read(gone.fh, 0, 4096); // the backend keeps a descriptor for the next read
+    await b.read(replaced.fh, 0, 4096);
+    await b.unlink(r.fh, 'gone-big');
+    await b.rename(r.fh, 'new-big', r.fh, 'replaced-big');
+    assert.equal(await held('gone-big'), 0, 'no descriptor of the unlinked file is kept');
+    assert.equal(await held('replaced-big'), 0, 'no descriptor of the file renamed over is kept');
+    await assert.rejects(b.getattr(gone.fh), (e: NodeJS.ErrnoException) => e.code === 'ESTALE', 'and its handle is stale');
+    await fsp.rm(path.join(root, 'replaced-big'));
+  });
+
+  it('a file with another name left keeps its descriptor when one name goes', async () => {
+    const r = await b.root();
+    await fsp.writeFile(path.join(root, 'two-names'), 'linked');
+    await fsp.link(path.join(root, 'two-names'), path.join(root, 'other-name'));
+    const f = await b.lookup(r.fh, 'two-names');
+    await b.read(f.fh, 0, 10);
+    await b.unlink(r.fh, 'two-names');
+    assert.equal((await b.read(f.fh, 0, 10)).toString(), 'linked', 'still read through its other name');
+    await fsp.rm(path.join(root, 'other-name'));
+  });
+
   it('copies a byte range of a file into another file by a kernel copy, and answers with the file\'s attributes after it', async () => {
     const r = await b.root();
     const data = Buffer.alloc(3 << 20);
@@ -242,6 +278,40 @@ async function rmDeep(dir: string, name: string): Promise<void> {
 }
 /** A shell command entering `dirs` one name at a time (cd -P: dash would otherwise chdir to $PWD/name). */
 const cdChain = (dirs: string[]) => dirs.map((d) => `cd -P ${d}`).join(' && ');
+
+describe('where the local backend remembers its objects (places.ts)', () => {
+  const at = (p: Places, key: string) => p.get(key)?.rel;
+  it('a removed name leaves no entry; a rename moves a file alone and a directory with all below it', () => {
+    const p = new Places();
+    p.set('d', 'a', 1n, true);
+    p.set('f', 'a/f', 2n, false);
+    p.set('g', 'a/sub/g', 3n, false);
+    p.set('x', 'ab', 4n, false); // shares a prefix with "a", not below it
+    assert.deepEqual(p.moved('a/f', 'a/f2'), { notDir: true, replaced: undefined });
+    assert.equal(at(p, 'f'), 'a/f2');
+    assert.deepEqual(p.moved('a', 'b'), { notDir: false, replaced: undefined });
+    assert.deepEqual(['d', 'f', 'g', 'x'].map((k) => at(p, k)), ['b', 'b/f2', 'b/sub/g', 'ab']);
+    assert.deepEqual(p.moved('ab', 'b/f2'), { notDir: true, replaced: 'f' }, 'renamed over: the old entry goes');
+    assert.equal(at(p, 'f'), undefined);
+    assert.equal(p.forget('b/sub/g'), 'g');
+    assert.equal(p.forget('b/sub/g'), undefined);
+    p.set('y', 'b/f2', 5n, false);
+    assert.equal(at(p, 'x'), undefined, 'one path has one entry: the object seen there now');
+    p.set('y', 'c', 5n, false);
+    assert.equal(p.forget('b/f2'), undefined, 'the path an object left is not its any more');
+    assert.equal(p.size, 2);
+  });
+
+  it('a directory renamed over an empty one takes its place; stale entries below the replaced one go', () => {
+    const p = new Places();
+    p.set('old', 'to', 1n, true);
+    p.set('stale', 'to/s', 2n, false);
+    p.set('src', 'from', 3n, true);
+    p.set('c', 'from/c', 4n, false);
+    assert.deepEqual(p.moved('from', 'to'), { notDir: false, replaced: 'old' });
+    assert.deepEqual([at(p, 'src'), at(p, 'c'), at(p, 'stale'), at(p, 'old')], ['to', 'to/c', undefined, undefined]);
+  });
+});
 
 describe('a mount whose backend paths are longer than PATH_MAX', { skip: process.getuid?.() !== 0 ? 'mounting needs root here' : false }, () => {
   let m: Mounted;

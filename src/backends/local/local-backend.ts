@@ -23,11 +23,11 @@ import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watche
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
 import { DirFds, procPath } from './dir-fds.js';
+import { Places } from './places.js';
 
 /** The first byte of a handle that is the kernel's file handle ('H'); 'I' is dev+inode. */
 const HANDLE_TAG = 0x48;
 
-interface Where { rel: string; ino: bigint }
 /** An object found where it was remembered: its path below the root and its lstat. */
 interface Located { rel: string; st: BigIntStats }
 
@@ -49,7 +49,8 @@ export class LocalBackend implements Backend {
   private rootDev = -1n;
   private rootIno = -1n;
   private dirs: DirFds | null = null;
-  private readonly where = new Map<string, Where>();
+  /** Where each object we gave a handle for was last seen (places.ts). */
+  private readonly where = new Places();
   private useKernelHandles = true;
   private mountFd: fsp.FileHandle | null = null;
   private readonly fds = new Map<string, { fh: fsp.FileHandle; writable: boolean }>();
@@ -113,7 +114,7 @@ export class LocalBackend implements Backend {
     this.rootIno = st.ino;
     if (this.workInRoot) process.chdir(this.rootPath);
     this.rootFh = this.handleFor(AT_FDCWD, this.rootPath, st);
-    this.remember(this.rootFh, '', st.ino);
+    this.remember(this.rootFh, '', st);
     const real = await fsp.realpath(this.rootPath);
     this.realRoot = real;
     this.meta = metaCallsFor(real);
@@ -138,8 +139,8 @@ export class LocalBackend implements Backend {
     return b;
   }
 
-  private remember(fh: Buffer, rel: string, ino: bigint): void {
-    this.where.set(fh.toString('hex'), { rel, ino });
+  private remember(fh: Buffer, rel: string, st: BigIntStats): void {
+    this.where.set(fh.toString('hex'), rel, st.ino, st.isDirectory());
   }
 
   private get dirFds(): DirFds {
@@ -194,7 +195,7 @@ export class LocalBackend implements Backend {
         const rel = await this.relOfFd(fd);
         if (rel !== null) {
           const st = await this.lstatAt(rel);
-          this.remember(fh, rel, st.ino);
+          this.remember(fh, rel, st);
           return { rel, st };
         }
       } catch (e) {
@@ -320,7 +321,7 @@ export class LocalBackend implements Backend {
       st = await this.meta.lstat(procPath(dirFd, name));
     } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
     const fh = this.handleFor(dirFd, name, st);
-    this.remember(fh, rel, st.ino);
+    this.remember(fh, rel, st);
     if (st.isDirectory()) this.noteDir(rel);
     return { fh, attr: toAttr(st) };
   }
@@ -443,6 +444,21 @@ export class LocalBackend implements Backend {
     } finally {
       await src.close().catch(() => undefined);
     }
+  }
+
+  /**
+   * A name of the object with handle `key` went: if it was its last, the descriptor kept for
+   * its reads and writes goes too, or the file's disk space would stay taken until that
+   * descriptor left the LRU (up to MAX_OPEN_FDS deleted files).
+   */
+  private nameGone(key: string | undefined): void {
+    const have = key === undefined ? undefined : this.fds.get(key);
+    if (!have || key === undefined) return;
+    let links = 0;
+    try { links = fstatSync(have.fh.fd).nlink; } catch { /* closed already: drop it */ }
+    if (links > 0) return;
+    this.fds.delete(key);
+    void have.fh.close().catch(() => undefined);
   }
 
   private dropFd(fh: Buffer): void {
@@ -606,6 +622,7 @@ export class LocalBackend implements Backend {
       if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(p), creds);
       const before = await this.dirVersion(dirFd);
       try { await this.meta.unlink(p); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
+      this.nameGone(this.where.forget(this.childRel(d.rel, name)));
       return this.dirAround(dirFd, before);
     });
   }
@@ -621,7 +638,9 @@ export class LocalBackend implements Backend {
       return this.dirAround(dirFd, before);
     });
     this.dirFds.dropped(rel);
-    for (const k of [...this.knownDirs]) if (k === rel || k.startsWith(rel + '/')) this.knownDirs.delete(k);
+    this.where.forget(rel);
+    // It was empty: nothing below it is known any more (what is, is stale and harmless).
+    this.knownDirs.delete(rel);
     this.watcher?.remove(this.watchPath(rel));
     return wcc;
   }
@@ -652,15 +671,15 @@ export class LocalBackend implements Backend {
     }));
     this.dirFds.moved(fromRel, toRel);
     // Keep remembered paths right for the moved object and everything below it.
-    const prefix = fromRel + '/';
-    for (const w of this.where.values()) {
-      if (w.rel === fromRel) w.rel = toRel;
-      else if (w.rel.startsWith(prefix)) w.rel = toRel + w.rel.slice(fromRel.length);
-    }
-    for (const d of [...this.knownDirs]) {
-      if (d === fromRel || d.startsWith(prefix)) {
-        this.knownDirs.delete(d);
-        this.knownDirs.add(toRel + d.slice(fromRel.length));
+    const { notDir, replaced } = this.where.moved(fromRel, toRel);
+    this.nameGone(replaced);
+    if (!notDir) {
+      const prefix = fromRel + '/';
+      for (const d of [...this.knownDirs]) {
+        if (d === fromRel || d.startsWith(prefix)) {
+          this.knownDirs.delete(d);
+          this.knownDirs.add(toRel + d.slice(fromRel.length));
+        }
       }
     }
     this.watcher?.rename(this.watchPath(fromRel), this.watchPath(toRel));
