@@ -47,6 +47,25 @@ describe('object index: a directory\'s children loaded at once', () => {
     assert.equal(idx.get(kids[2]!.id)!.attr.size, 12, 'a child loaded from its row has its stored attributes');
     assert.equal([...idx.loaded()].length, 4, 'the directory and its three children: nothing of fs2');
   });
+
+  it('keeps a removed name as negative only where absence would not say it already', async () => {
+    await fsp.mkdir(root, { recursive: true });
+    const db = openDb(path.join(root, 'negative.sqlite'));
+    const idx = new ObjectIndex(db, 'fs1');
+    const rows = (d: { id: number }) => (db.prepare('SELECT name, child FROM names WHERE parent = ? ORDER BY name').all(d.id) as { name: string; child: number | null }[])
+      .map((r) => `${r.name}:${r.child ?? 'absent'}`);
+    const listed = idx.upsert({ fh: Buffer.from('listed'), attr: attr('dir', 'l1') }, 1);
+    const learnt = idx.upsert({ fh: Buffer.from('learnt'), attr: attr('dir', 'n1') }, 1);
+    const f = idx.upsert({ fh: Buffer.from('f'), attr: attr('file', 'f1') }, 1);
+    idx.replaceListing(listed, [{ name: 'keep', id: f.id }], 'l1');
+    for (let i = 0; i < 100; i++) { idx.setName(listed, `tmp${i}`, f.id); idx.setName(listed, `tmp${i}`, null); }
+    assert.deepEqual([...idx.namesOf(listed).keys()], ['keep'], 'a complete listing: a removed name is simply not in it');
+    assert.deepEqual(rows(listed), [`keep:${f.id}`], 'nor in its rows');
+    idx.setName(learnt, 'gone', f.id);
+    idx.setName(learnt, 'gone', null);
+    assert.deepEqual(rows(learnt), ['gone:absent'], 'names learnt by lookups: the removal is what says it is gone');
+    db.close();
+  });
 });
 
 describe('names a directory\'s lookups learnt (never listed)', () => {

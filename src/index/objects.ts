@@ -6,7 +6,10 @@
 // What must stay true:
 // - an object's id never changes and is never reused (it is the inode number users see);
 // - (fsid, fh) -> id is one-to-one, so hard links share one object and a rename keeps data;
-// - a name entry points at an existing object, or is negative (null);
+// - a name entry points at an existing object, or is negative (null); a negative entry is
+//   kept only where absence says more than nothing: not in a complete listing, nor where the
+//   listing kept for offline use is complete and lacks the name (a mount that makes and
+//   removes uniquely named temporary files for days would otherwise keep one for each);
 // - the mirror never claims what SQLite refused: each change is written before the mirror
 //   takes it, and a `batch` whose commit fails (the cache disk full) reloads the objects it
 //   changed from SQLite, so a retry sees what is really stored (a replay that stalled on a
@@ -123,6 +126,7 @@ export class ObjectIndex {
       setName: db.prepare(`INSERT INTO names (parent, name, child) VALUES (?, ?, ?)
           ON CONFLICT(parent, name) DO UPDATE SET child = excluded.child`),
       delNames: db.prepare(`DELETE FROM names WHERE parent = ?`),
+      delName: db.prepare(`DELETE FROM names WHERE parent = ? AND name = ?`),
       delNamesTo: db.prepare(`DELETE FROM names WHERE child = ?`),
       count: db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(cached_bytes), 0) AS bytes FROM objects WHERE fsid = ?`),
     };
@@ -463,9 +467,15 @@ export class ObjectIndex {
     }
   }
 
+  /** `name` in `dir` leads to `child`, or is known absent (null). */
   setName(dir: CachedObject, name: string, child: number | null): void {
     const names = this.namesOf(dir);
     this.changing(dir);
+    if (child === null && (dir.complete || (dir.stale?.complete && !dir.stale.names.has(name)))) {
+      this.st.delName.run(dir.id, name);
+      names.delete(name);
+      return;
+    }
     this.st.setName.run(dir.id, name, child);
     names.set(name, child);
   }

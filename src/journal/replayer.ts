@@ -382,7 +382,9 @@ export class Replayer<O extends { kind: string }> {
         this.countPending(entry, -1);
         this.head++;
         this.wakeSettled();
-        if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        // Applied entries leave the array once they are half of it (amortized O(1)); 64 at
+        // least, so that a long connected session keeps few records it is done with.
+        if (this.head > 64 && this.head * 2 > this.queue.length) {
           this.queue.splice(0, this.head);
           this.head = 0;
         }
