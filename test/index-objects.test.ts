@@ -61,6 +61,11 @@ describe('object index: a directory\'s children loaded at once', () => {
     for (let i = 0; i < 100; i++) { idx.setName(listed, `tmp${i}`, f.id); idx.setName(listed, `tmp${i}`, null); }
     assert.deepEqual([...idx.namesOf(listed).keys()], ['keep'], 'a complete listing: a removed name is simply not in it');
     assert.deepEqual(rows(listed), [`keep:${f.id}`], 'nor in its rows');
+    // The watcher reports our removals too: the index knows them for ours (once each), so
+    // that the report does not drop the listing as someone else's change would.
+    assert.equal(idx.takeRemovedHere(listed, 'tmp7'), true, 'removed by us');
+    assert.equal(idx.takeRemovedHere(listed, 'tmp7'), false, 'used up');
+    assert.equal(idx.takeRemovedHere(listed, 'keep'), false, 'never removed');
     idx.setName(learnt, 'gone', f.id);
     idx.setName(learnt, 'gone', null);
     assert.deepEqual(rows(learnt), ['gone:absent'], 'names learnt by lookups: the removal is what says it is gone');

@@ -19,6 +19,9 @@ import { makeDurable, type Db } from './db.js';
 import { isCacheStorageError } from '../core/errors.js';
 import { log } from '../core/log.js';
 
+/** How many of our own recent removals are remembered for the watcher's reports of them. */
+const REMOVED_MEMO = 4096;
+
 export interface CachedObject {
   readonly id: number;
   fh: Buffer;
@@ -91,6 +94,13 @@ export class ObjectIndex {
   private accessFlushFailing = false;
   /** Objects changed inside the batch under way: reloaded from SQLite if it does not commit. */
   private batchTouched: Set<CachedObject> | null = null;
+  /**
+   * Names our own changes removed where no negative entry is kept (see setName), newest
+   * last, REMOVED_MEMO at most: the watcher reports our removals too, and one of a name a
+   * complete listing lacks would otherwise be taken for someone else's change
+   * (outside-changes.ts). Memory only: a report comes within moments of the change.
+   */
+  private readonly removedHere = new Map<string, true>();
   private readonly st;
 
   /** The SQLite file (shared with the journal: a change and its record commit together). */
@@ -474,10 +484,22 @@ export class ObjectIndex {
     if (child === null && (dir.complete || (dir.stale?.complete && !dir.stale.names.has(name)))) {
       this.st.delName.run(dir.id, name);
       names.delete(name);
+      const key = `${dir.id}/${name}`;
+      this.removedHere.delete(key);
+      this.removedHere.set(key, true);
+      if (this.removedHere.size > REMOVED_MEMO) this.removedHere.delete(this.removedHere.keys().next().value!);
       return;
     }
     this.st.setName.run(dir.id, name, child);
     names.set(name, child);
+  }
+
+  /**
+   * Whether `name` was removed from `dir` by a change of ours not long ago (a negative entry
+   * not kept: see setName). Asked once per watcher report: the answer is used up.
+   */
+  takeRemovedHere(dir: CachedObject, name: string): boolean {
+    return this.removedHere.delete(`${dir.id}/${name}`);
   }
 
   /** Replaces a directory's whole name cache with a fresh listing, in one transaction. */

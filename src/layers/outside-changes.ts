@@ -39,7 +39,7 @@ export interface KernelCache {
 
 /** What the rechecks need of the rest of the layer; the cache layer wires it. */
 export interface OutsideChangeDeps {
-  index: Pick<ObjectIndex, 'byHandle' | 'get' | 'namesOf' | 'loaded' | 'invalidateNames'>;
+  index: Pick<ObjectIndex, 'byHandle' | 'get' | 'namesOf' | 'loaded' | 'invalidateNames' | 'takeRemovedHere'>;
   /** Who to tell (the layer's `kernel`, set by the daemon; null: nobody). */
   kernel(): KernelCache | null;
   connected(): boolean;
@@ -64,11 +64,13 @@ export class OutsideChanges {
     if (dir) {
       dir.attrAt = 0;
       // A name this directory's complete listing does not have was made by someone else (our
-      // own changes leave every name they touch in the listing, made or removed). Its version
-      // is not enough to tell: a change of ours adopts the directory's next version when the
-      // backend reports the version just before it (mutations' afterDirChange), and a change
-      // made from outside in between would then be taken for ours.
-      if (change.name !== undefined && dir.complete && this.d.connected() && !this.d.index.namesOf(dir).has(change.name)) {
+      // own changes leave every name they make in the listing, and the index remembers for
+      // a while the names they removed). Its version is not enough to tell: a change of ours
+      // adopts the directory's next version when the backend reports the version just
+      // before it (mutations' afterDirChange), and a change made from outside in between
+      // would then be taken for ours.
+      if (change.name !== undefined && dir.complete && this.d.connected() && !this.d.index.namesOf(dir).has(change.name)
+        && !this.d.index.takeRemovedHere(dir, change.name)) {
         this.d.index.invalidateNames(dir);
       }
       const child = change.name !== undefined ? dir.names?.get(change.name) : undefined;
