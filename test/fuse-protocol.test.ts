@@ -215,3 +215,22 @@ describe('FUSE notifications', () => {
     }
   });
 });
+
+describe('node table: what it keeps per node', () => {
+  it('forgets what a node was at its last open once the kernel forgets the node', () => {
+    const nodes = new NodeTable(7);
+    const node = nodes.nodeOf(42);
+    nodes.looked(node);
+    nodes.looked(node);
+    assert.equal(nodes.sameAsLastOpen(node, 'v1'), false, 'first open');
+    assert.equal(nodes.sameAsLastOpen(node, 'v1'), true, 'unchanged: the kernel may keep its pages');
+    assert.equal(nodes.sameAsLastOpen(node, 'v2'), false, 'changed');
+    nodes.forget(node, 1);
+    assert.equal(nodes.sameAsLastOpen(node, 'v2'), true, 'still held once');
+    nodes.forget(node, 1);
+    assert.equal(nodes.known(node), false);
+    // The memo went with the node (one per file ever opened, for the mount's life, before):
+    // the next open is a first one again.
+    assert.equal(nodes.sameAsLastOpen(node, 'v2'), false, 'forgotten with the node');
+  });
+});

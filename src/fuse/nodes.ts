@@ -23,6 +23,13 @@ export class NodeTable {
   private readonly ctl = new Map<bigint, string>();
   /** The object version of the attributes each node was last given with (see objectAt). */
   private readonly versions = new Map<bigint, string>();
+  /**
+   * What each node's data (a file's mtime and size, a directory's version) was at its last
+   * open (auto_cache, FOPEN_KEEP_CACHE). Kept only while the kernel holds the node: the pages
+   * it cached go with the inode, and a memo per object ever opened would grow for as long as
+   * the mount lives.
+   */
+  private readonly openedAs = new Map<bigint, string>();
 
   /** `generation`: the cache's, given with every node but the root (see generationOf). */
   constructor(private readonly rootId: number, private readonly generation = 0) {}
@@ -65,6 +72,7 @@ export class NodeTable {
     if (left > 0) { this.counts.set(node, left); return; }
     this.counts.delete(node);
     this.versions.delete(node);
+    this.openedAs.delete(node);
     if (node >= CTL_BASE) this.ctl.delete(node);
   }
 
@@ -72,6 +80,13 @@ export class NodeTable {
   gave(node: bigint, version: string): void { this.versions.set(node, version); }
 
   versionGiven(node: bigint): string | undefined { return this.versions.get(node); }
+
+  /** Notes that `node` is opened as `what`; whether it was the same at its last open. */
+  sameAsLastOpen(node: bigint, what: string): boolean {
+    const same = this.openedAs.get(node) === what;
+    this.openedAs.set(node, what);
+    return same;
+  }
 
   /** Whether the kernel holds this node (the root always). */
   known(node: bigint): boolean { return node === 1n || this.counts.has(node); }

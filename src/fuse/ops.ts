@@ -84,8 +84,6 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   // the cold-read profile was the collector).
   const readBuffers = new BufferPool(1 << 20, 16);
   const dirs = new DirHandles(nodes, t);
-  /** auto_cache: the (mtime, size) each file had at its last open. */
-  const seenAtOpen = new Map<number, string>();
   /**
    * Passthrough: per object, the backing id the kernel reads (and, `writable`, writes) it
    * through and how many opens use it; per open file handle, its object. The kernel refuses
@@ -269,10 +267,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   /** FOPEN_KEEP_CACHE when the file is as it was at its last open (libfuse's auto_cache). */
   const keepCache = (o: CachedObject): number => {
     if (!d.autoCache) return 0;
-    const seen = `${o.attr.mtimeNs}:${o.attr.size}`;
-    const keep = seenAtOpen.get(o.id) === seen;
-    seenAtOpen.set(o.id, seen);
-    return keep ? Fopen.KEEP_CACHE : 0;
+    return nodes.sameAsLastOpen(nodes.nodeOf(o.id), `${o.attr.mtimeNs}:${o.attr.size}`) ? Fopen.KEEP_CACHE : 0;
   };
 
   /**
@@ -442,14 +437,12 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
    * (close-to-open), and an outside change the cache learns of meanwhile drops the kernel's
    * copy (INVAL_INODE). The kernel drops it too on changes made through the mount.
    */
-  const dirSeenAtOpen = new Map<number, string>();
   h[Op.OPENDIR] = async ({ h: hd }) => {
     const listings = t.listings;
     const o = listings ? await layer.getattrOf(objOf(hd.nodeid)) : objOf(hd.nodeid);
     if (o.attr.type !== 'dir') throw new FsError('ENOTDIR');
     if (!listings) return openOut(BigInt(dirs.opened()), 0);
-    const keep = dirSeenAtOpen.get(o.id) === o.attr.version;
-    dirSeenAtOpen.set(o.id, o.attr.version);
+    const keep = nodes.sameAsLastOpen(hd.nodeid, o.attr.version);
     return openOut(BigInt(dirs.opened()), Fopen.CACHE_DIR | (keep ? Fopen.KEEP_CACHE : 0));
   };
 
@@ -483,7 +476,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const name = body.cstr();
     const dir = objOf(hd.nodeid);
     const { fd, obj } = await layer.createAt(dir, name, mode, flags, d.creds(hd));
-    seenAtOpen.set(obj.id, `${obj.attr.mtimeNs}:${obj.attr.size}`);
+    nodes.sameAsLastOpen(nodes.nodeOf(obj.id), `${obj.attr.mtimeNs}:${obj.attr.size}`);
     const id = await offerPassthrough(obj, fd, false);
     if (id !== null) return [entry(obj), openOut(BigInt(fd), Fopen.PASSTHROUGH, id)];
     openedOrdinarily(fd, obj);
