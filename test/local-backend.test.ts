@@ -287,6 +287,8 @@ describe('where the local backend remembers its objects (places.ts)', () => {
     p.set('f', 'a/f', 2n, false);
     p.set('g', 'a/sub/g', 3n, false);
     p.set('x', 'ab', 4n, false); // shares a prefix with "a", not below it
+    assert.deepEqual(p.moved('a/f', 'a/f'), { notDir: true, replaced: undefined }, 'a rename onto itself changes nothing');
+    assert.equal(at(p, 'f'), 'a/f');
     assert.deepEqual(p.moved('a/f', 'a/f2'), { notDir: true, replaced: undefined });
     assert.equal(at(p, 'f'), 'a/f2');
     assert.deepEqual(p.moved('a', 'b'), { notDir: false, replaced: undefined });

@@ -63,6 +63,7 @@ export class Places {
    * object replaced, if one was known there.
    */
   moved(from: string, to: string): { notDir: boolean; replaced: string | undefined } {
+    if (from === to) return { notDir: true, replaced: undefined }; // rename(2) did nothing
     const replaced = this.forget(to);
     const key = this.byRel.get(from);
     const p = key === undefined ? undefined : this.byKey.get(key);
