@@ -294,6 +294,22 @@ describe('FUSE session: invalidation after a replay\'s conflict and its resoluti
   });
   after(async () => { await m?.cleanup(); });
 
+  it('a name looked up in vain while disconnected, made on the server meanwhile, shows once the mount reconnects', async () => {
+    await fsp.mkdir(m.m('later'));
+    await fsp.writeFile(m.m('later', 'old.txt'), 'here before');
+    assert.deepEqual(await fsp.readdir(m.m('later')), ['old.txt']);
+    await control(m, 'offline');
+    // The kernel keeps these answers for a minute (negativeTimeout 60).
+    await assert.rejects(fsp.stat(m.m('later', 'new.txt')), { code: 'ENOENT' });
+    await fsp.unlink(m.m('later', 'old.txt'));
+    await assert.rejects(fsp.stat(m.m('later', 'old.txt')), { code: 'ENOENT' });
+    await fsp.writeFile(m.b('later', 'new.txt'), 'made on the server');
+    await control(m, 'online');
+    await waitReplayed(m);
+    assert.equal(await fsp.readFile(m.m('later', 'new.txt'), 'utf8'), 'made on the server');
+    assert.deepEqual(await fsp.readdir(m.m('later')), ['new.txt']);
+  });
+
   it('the parked server variant, then the client variant chosen (connected, and offline), are what the path shows at once', async () => {
     for (const f of ['doc.txt', 'other.txt']) {
       await fsp.writeFile(m.m(f), 'base');

@@ -98,7 +98,7 @@ export class OutsideChanges {
    * After a replay: nothing cached is trusted until revalidated, and what the kernel holds
    * (for as long as its timeouts say) is checked the same way, so the server's changes made
    * meanwhile, and the conflicts the replay parked, show at once. `renamed`: names directory
-   * diffing found gone or leading elsewhere.
+   * diffing found gone, leading elsewhere, or new (the kernel may hold a negative answer for those).
    */
   afterReplay(renamed: Map<number, string[]>): void {
     const k = this.d.kernel();

@@ -215,6 +215,9 @@ export class Reconnector {
           if (!after.has(n)) gone++;
           if (after.get(n) !== id) moved.push(n);
         }
+        // A name new to the listing may be one the kernel was told is absent (a lookup
+        // while disconnected; negativeTimeout): it is told again.
+        for (const n of after.keys()) if (!before.has(n)) moved.push(n);
         if (moved.length) renamed.set(dir.id, moved);
       } catch (e) {
         log.debug(`directory diffing of object ${dir.id} failed`, e);
