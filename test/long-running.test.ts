@@ -79,16 +79,16 @@ for (const kind of BACKEND_KINDS) describe(`long-running connected mount (${kind
       }
     };
     // Statements prepared, code compiled and optimized, and the index's memo of our own
-    // recent removals (4,096 names, three a round) full.
-    await round(1400);
+    // recent removals (1,024 names, three a round) full.
+    await round(400);
     const before = await liveHeap();
-    const N = 2500;
+    const N = 1600;
     await round(N);
     const grown = (await liveHeap()) - before;
     // The local backend's entry for each object ever seen and the negative name cached for
-    // each name removed were ~450 bytes a round (1.1 MB); the replayer's queue of applied
-    // records and the collector's leftovers account for up to ~300 KiB.
-    assert.ok(grown < 768 * 1024, `the heap grew by ${grown} bytes over ${N} rounds (${(grown / N).toFixed(0)} bytes a round)`);
+    // each name removed were ~450 bytes a round (0.7 MB); the collector's leftovers are
+    // under 100 KiB here.
+    assert.ok(grown < 400 * 1024, `the heap grew by ${grown} bytes over ${N} rounds (${(grown / N).toFixed(0)} bytes a round)`);
     assert.deepEqual((await fsp.readdir(h.backend)).sort(), ['f.txt'], 'every name made was removed on the backend');
   });
 });

@@ -20,7 +20,7 @@ import { isCacheStorageError } from '../core/errors.js';
 import { log } from '../core/log.js';
 
 /** How many of our own recent removals are remembered for the watcher's reports of them. */
-const REMOVED_MEMO = 4096;
+const REMOVED_MEMO = 1024;
 
 export interface CachedObject {
   readonly id: number;
