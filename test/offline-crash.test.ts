@@ -11,8 +11,8 @@ import { sendControl } from '../src/daemon/control.js';
 import { mulberry32 } from './helpers/rng.js';
 
 const SEED = Number(process.env.CACHEFS_CRASH_SEED ?? 20261122);
-const WORK_POINTS = Number(process.env.CACHEFS_CRASH_WORK_POINTS ?? 14);
-const REPLAY_POINTS = Number(process.env.CACHEFS_CRASH_REPLAY_POINTS ?? 10);
+const WORK_POINTS = Number(process.env.CACHEFS_CRASH_WORK_POINTS ?? 10);
+const REPLAY_POINTS = Number(process.env.CACHEFS_CRASH_REPLAY_POINTS ?? 7);
 const OPS = 40;
 
 function rng(seed: number): { next(): number; int(n: number): number } {
