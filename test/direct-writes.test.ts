@@ -25,7 +25,7 @@ describe('FUSE passthrough for writes', { skip }, () => {
     });
     m.env = { CACHEFS_FAULTS_FILE: faults };
   });
-  after(async () => { await m?.cleanup(); });
+  after(async () => { await m?.cleanup(); await fsp.rm(path.dirname(faults), { recursive: true, force: true }); });
   const writes = async () => ((await m.statusDirect() as unknown as { ops: Record<string, { count: number }> }).ops.write?.count ?? 0);
 
   it('a new file, an append and an overwrite in place reach the backend with no WRITE request; stat follows the open file', async () => {

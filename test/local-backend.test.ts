@@ -195,6 +195,7 @@ describe('local backend adapter', () => {
     } finally {
       await h.close();
       await fsp.rm(path.join(root, 'copied'), { force: true });
+      await fsp.rm(path.dirname(dest), { recursive: true, force: true });
     }
   });
 

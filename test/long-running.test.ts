@@ -36,7 +36,7 @@ for (const kind of BACKEND_KINDS) describe(`long-running connected mount (${kind
     srv = kind === 'nfs' ? await startNfsServer('long') : undefined;
     h = await layerHere('long', { nfs: srv, fill: async (d) => { await fsp.writeFile(path.join(d, 'f.txt'), 'x'); } });
   });
-  after(async () => { await h?.dispose(); await srv?.stop(); });
+  after(async () => { await h?.dispose(); await srv?.dispose(); });
 
   it('keeps no memory per connected change (chmod, utimens, writes and closes)', async () => {
     const obj = await h.layer.resolve('/f.txt');

@@ -95,11 +95,12 @@ for (const kind of BACKEND_KINDS) {
   describe(`a change the server refuses at replay is a conflict, never a log line (${kind} backend)`, { skip: skipKind(kind) }, () => {
     let nfs: NfsServer | undefined;
     let m: Mounted;
-    after(async () => { await m?.cleanup(); await nfs?.dispose(); });
+    let faultsDir: string | undefined; // the fault file's directory
+    after(async () => { await m?.cleanup(); await nfs?.dispose(); if (faultsDir) await fsp.rm(faultsDir, { recursive: true, force: true }); });
 
     it('an offline mkdir refused with EACCES at replay is kept as a "refused" conflict with its files', async () => {
       if (kind === 'nfs') nfs = await startNfsServer('refused');
-      const faults = path.join(await fsp.mkdtemp(path.join((await import('node:os')).tmpdir(), 'cachefs-faults-')), 'faults.json');
+      const faults = path.join(faultsDir = await fsp.mkdtemp(path.join((await import('node:os')).tmpdir(), 'cachefs-faults-')), 'faults.json');
       m = await mountFresh(`refused-${kind}`, { ...(nfs ? { nfs } : {}), env: { CACHEFS_FAULTS_FILE: faults } });
       m.env = { CACHEFS_FAULTS_FILE: faults };
       await fsp.readdir(m.mnt);

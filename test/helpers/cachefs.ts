@@ -171,7 +171,12 @@ export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mou
   writeFileSync(m.configFile, JSON.stringify({
     backend: m.source, mountpoint: m.mnt, cacheDir: m.cache, log: 'debug', ...(opts.config ?? {}),
   }, null, 2));
-  await m.mount();
+  try {
+    await m.mount();
+  } catch (e) {
+    await m.cleanup(); // a mount refused leaves no temporary directory behind
+    throw e;
+  }
   return m;
 }
 
