@@ -265,9 +265,9 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
 
   /** FOPEN_KEEP_CACHE when the file is as it was at its last open (libfuse's auto_cache). */
-  const keepCache = (o: CachedObject): number => {
+  const keepCache = (node: bigint, o: CachedObject): number => {
     if (!d.autoCache) return 0;
-    return nodes.sameAsLastOpen(nodes.nodeOf(o.id), `${o.attr.mtimeNs}:${o.attr.size}`) ? Fopen.KEEP_CACHE : 0;
+    return nodes.sameAsLastOpen(node, `${o.attr.mtimeNs}:${o.attr.size}`) ? Fopen.KEEP_CACHE : 0;
   };
 
   /**
@@ -302,7 +302,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     if (id !== null) return openOut(BigInt(fd), Fopen.PASSTHROUGH, id);
     if (backings.has(o.id)) { await layer.release(fd); throw new FsError('ETXTBSY', 'the file is open for reading through passthrough'); }
     openedOrdinarily(fd, o);
-    return openOut(BigInt(fd), keepCache(o));
+    return openOut(BigInt(fd), keepCache(hd.nodeid, o));
   };
 
   /**

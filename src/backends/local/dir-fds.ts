@@ -23,6 +23,7 @@
 //   replaced by someone else is noticed by the caller, who passes the inode number it expects
 //   (acquire's `expectIno`) and gets the entry reopened.
 import { FsError } from '../../core/errors.js';
+import { atOrBelow, rebased } from './rel.js';
 
 /** One open directory. `refs` counts the calls using it now. */
 export interface DirFd {
@@ -128,19 +129,17 @@ export class DirFds {
   /** We renamed `from` to `to`: entries at and below `from` move; whatever was at `to` is gone. */
   moved(from: string, to: string): void {
     this.dropped(to);
-    const prefix = from + '/';
-    const moving = [...this.open].filter(([k]) => k === from || k.startsWith(prefix));
+    const moving = [...this.open].filter(([k]) => atOrBelow(k, from));
     for (const [k, d] of moving) {
       this.open.delete(k);
-      this.open.set(to + k.slice(from.length), d);
+      this.open.set(rebased(k, from, to), d);
     }
   }
 
   /** `rel` (and so everything below it) is no longer there: forget its entries. */
   dropped(rel: string): void {
-    const prefix = rel + '/';
     for (const [k, d] of [...this.open]) {
-      if (rel !== '' && k !== rel && !k.startsWith(prefix)) continue;
+      if (!atOrBelow(k, rel)) continue;
       this.open.delete(k);
       if (d.refs === 0) this.calls.close(d.fd);
       else d.dead = true;

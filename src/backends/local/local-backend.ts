@@ -24,6 +24,7 @@ import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
 import { DirFds, procPath } from './dir-fds.js';
 import { Places } from './places.js';
+import { atOrBelow, rebased } from './rel.js';
 
 /** The first byte of a handle that is the kernel's file handle ('H'); 'I' is dev+inode. */
 const HANDLE_TAG = 0x48;
@@ -616,13 +617,13 @@ export class LocalBackend implements Backend {
 
   async unlink(dir: Buffer, name: string, creds?: Creds): Promise<DirWcc | undefined> {
     const d = await this.pathOf(dir);
-    this.childRel(d.rel, name);
+    const rel = this.childRel(d.rel, name);
     return this.inDir(d, async (dirFd) => {
       const p = procPath(dirFd, name);
       if (actsFor(creds)) checkRemoveEntry(owned(d.st), await this.ownedAt(p), creds);
       const before = await this.dirVersion(dirFd);
       try { await this.meta.unlink(p); } catch (e) { throw fromNodeError(e, `unlink ${name}`); }
-      this.nameGone(this.where.forget(this.childRel(d.rel, name)));
+      this.nameGone(this.where.forget(rel));
       return this.dirAround(dirFd, before);
     });
   }
@@ -674,12 +675,10 @@ export class LocalBackend implements Backend {
     const { notDir, replaced } = this.where.moved(fromRel, toRel);
     this.nameGone(replaced);
     if (!notDir) {
-      const prefix = fromRel + '/';
       for (const d of [...this.knownDirs]) {
-        if (d === fromRel || d.startsWith(prefix)) {
-          this.knownDirs.delete(d);
-          this.knownDirs.add(toRel + d.slice(fromRel.length));
-        }
+        if (!atOrBelow(d, fromRel)) continue;
+        this.knownDirs.delete(d);
+        this.knownDirs.add(rebased(d, fromRel, toRel));
       }
     }
     this.watcher?.rename(this.watchPath(fromRel), this.watchPath(toRel));

@@ -10,6 +10,8 @@
 // - a rename of a file moves its own entry only; a directory's moves the entries below it
 //   too (the only walk over the table);
 // - one path has one entry: an object seen where another was remembered replaces it.
+import { atOrBelow, rebased } from './rel.js';
+
 export interface Place {
   rel: string;
   ino: bigint;
@@ -74,16 +76,15 @@ export class Places {
       if (!p.dir) return { notDir: true, replaced };
     }
     // Entries below `to` are stale (a directory renamed over was empty); those below `from`
-    // move with it.
-    const prefix = from + '/';
-    const under = to + '/';
+    // move with it. (`to` and `from` themselves were dealt with above.)
     const below: [string, string][] = [];
     for (const e of this.byRel) {
-      if (e[0].startsWith(under)) this.forget(e[0]);
-      else if (e[0].startsWith(prefix)) below.push(e);
+      if (e[0] === to || e[0] === from) continue;
+      if (atOrBelow(e[0], to)) this.forget(e[0]);
+      else if (atOrBelow(e[0], from)) below.push(e);
     }
     for (const [rel, k] of below) {
-      const now = to + rel.slice(from.length);
+      const now = rebased(rel, from, to);
       this.byRel.delete(rel);
       this.byRel.set(now, k);
       const q = this.byKey.get(k);
