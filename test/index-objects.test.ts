@@ -1,11 +1,15 @@
 // The object index's contract for loading a directory's children in one query
 // (ObjectIndex.loadChildren, used by listings after a remount): every child comes into
 // memory, and an object already in memory keeps its in-memory state. And the names a
-// directory's lookups learnt survive our own changes to it (the layer's learnName).
+// directory's lookups learnt survive our own changes to it (the layer's learnName). And
+// memory holds a bounded number of objects (index/mirror.ts), never two copies of one, and
+// never lets go of state that is in memory only.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { openDb } from '../src/index/db.js';
 import { ObjectIndex } from '../src/index/objects.js';
 import type { Attr } from '../src/backends/types.js';
@@ -94,5 +98,86 @@ describe('names a directory\'s lookups learnt (never listed)', () => {
     } finally {
       await h.dispose();
     }
+  });
+});
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+/** Collects everything unreachable (twice: WeakRefs are cleared after the job they were read in). */
+async function collect(): Promise<void> {
+  for (let i = 0; i < 3; i++) { await new Promise((r) => setImmediate(r)); gc(); }
+}
+
+describe('object index: a bounded number of objects in memory', () => {
+  const root = tempRoot('index-mirror');
+  after(() => fsp.rm(root, { recursive: true, force: true }));
+
+  /** `n` files in one listed directory, made through a fresh index that keeps `keep` objects. */
+  async function indexWith(name: string, keep: number, n: number) {
+    await fsp.mkdir(root, { recursive: true });
+    const db = openDb(path.join(root, `${name}.sqlite`));
+    const idx = new ObjectIndex(db, 'fs1', { keepObjects: keep });
+    const dir = idx.upsert({ fh: Buffer.from('dir'), attr: attr('dir', 'd1') }, 1);
+    const ids: number[] = [];
+    idx.batch(() => { for (let i = 0; i < n; i++) ids.push(idx.upsert({ fh: Buffer.from(`f${i}`), attr: attr('file', `v${i}`, i) }, 1).id); });
+    idx.replaceListing(dir, ids.map((id, i) => ({ name: `f${i}`, id })), 'd1');
+    return { db, idx, dirId: dir.id, ids };
+  }
+
+  it('lets go of objects nobody holds beyond the ones it keeps, and loads them again from their rows', async () => {
+    const { db, idx, ids } = await indexWith('bounded', 50, 2000);
+    await collect();
+    const n = [...idx.loaded()].length;
+    // Before the mirror held every object ever loaded: all 2,001 stayed.
+    assert.ok(n <= 2 * 50 + 1, `${n} objects in memory, keeping 50 (at most 100 of them recently used, and the directory)`);
+    const o = idx.get(ids[7]!)!;
+    assert.equal(o.attr.size, 7, 'an object let go comes back from its row');
+    assert.equal(idx.byHandle(Buffer.from('f7')), o, 'and by its handle, as the same object');
+    db.close();
+  });
+
+  it('never makes a second copy of an object someone holds', async () => {
+    const { db, idx, ids } = await indexWith('identity', 4, 500);
+    const held = idx.get(ids[3]!)!;
+    idx.setAttr(held, attr('file', 'changed', 42), 2);
+    for (const id of ids) idx.get(id); // everything else used since: `held` is not among the recent
+    await collect();
+    assert.equal(idx.get(ids[3]!), held, 'get returns the object held');
+    assert.equal(idx.byHandle(Buffer.from('f3')), held, 'byHandle too');
+    assert.equal(held.attrAt, 2, 'with its memory-only state');
+    db.close();
+  });
+
+  it('keeps what is in memory only: a stale listing, a size grown by a write, an access time', async () => {
+    const { db, idx, dirId, ids } = await indexWith('pins', 4, 300);
+    const grown = idx.get(ids[5]!)!;
+    idx.setLocalSize(grown, 12_345);
+    const touched = idx.get(ids[6]!)!;
+    idx.touch(touched, 777_777);
+    idx.invalidateNames(idx.get(dirId)!); // its names are now the disconnected answer only
+    for (const id of ids) idx.get(id);
+    await collect();
+    assert.equal(idx.get(ids[5]!)!.attr.size, 12_345, 'the size a write grew (not stored yet)');
+    const dir = idx.get(dirId)!;
+    assert.equal(dir.stale?.names.get('f9'), ids[9], 'the stale listing');
+    assert.equal(dir.stale?.complete, true);
+    assert.equal(idx.pathOf(ids[9]!, dirId), '/f9', 'which still names the objects in it');
+    idx.flushAccessTimes();
+    assert.equal((db.prepare('SELECT last_access FROM objects WHERE id = ?').get(ids[6]!) as { last_access: number }).last_access, 777_777, 'the access time, written at the flush');
+    // Once stored, the size needs memory no more: the backend's attributes are written.
+    idx.setAttr(idx.get(ids[5]!)!, attr('file', 'v5b', 12_345), 3);
+    assert.equal((db.prepare('SELECT size FROM objects WHERE id = ?').get(ids[5]!) as { size: number }).size, 12_345);
+    db.close();
+  });
+
+  it('stores a size grown in memory when the backend reports the same attributes', async () => {
+    const { db, idx, ids } = await indexWith('same-attr', 4, 10);
+    const o = idx.get(ids[2]!)!;
+    idx.setLocalSize(o, 99);
+    // What the backend says after the write is what memory holds already: still stored.
+    idx.setAttr(o, { ...o.attr }, 5);
+    assert.equal((db.prepare('SELECT size FROM objects WHERE id = ?').get(ids[2]!) as { size: number }).size, 99);
+    db.close();
   });
 });

@@ -13,14 +13,25 @@
 // - the mirror never claims what SQLite refused: each change is written before the mirror
 //   takes it, and a `batch` whose commit fails (the cache disk full) reloads the objects it
 //   changed from SQLite, so a retry sees what is really stored (a replay that stalled on a
-//   full disk must find a provisional handle still provisional, for one).
+//   full disk must find a provisional handle still provisional, for one);
+// - memory holds a bounded number of objects nobody uses (mirror.ts); an object whose state
+//   is partly in memory only stays pinned here until that state is written or dropped: a
+//   directory's stale listing (the disconnected answer), a size grown by local writes (see
+//   setLocalSize), an access time not yet flushed.
 import type { Attr, Node } from '../backends/types.js';
 import { makeDurable, type Db } from './db.js';
 import { isCacheStorageError } from '../core/errors.js';
 import { log } from '../core/log.js';
+import { ObjectMirror } from './mirror.js';
 
 /** How many of our own recent removals are remembered for the watcher's reports of them. */
 const REMOVED_MEMO = 1024;
+
+/**
+ * How many recently used objects memory keeps at least (twice as many at most; see
+ * mirror.ts): about 1 KB each. A working set of this size is never reloaded from SQLite.
+ */
+export const KEEP_OBJECTS = 16_384;
 
 export interface CachedObject {
   readonly id: number;
@@ -86,10 +97,13 @@ type ObjectRow = [
 ];
 
 export class ObjectIndex {
-  private readonly byId = new Map<number, CachedObject>();
-  private readonly byFh = new Map<string, number>();
-  /** Objects whose lastAccess changed since flushAccessTimes. */
-  private readonly touched = new Set<number>();
+  private readonly mirror: ObjectMirror;
+  /** Objects whose lastAccess changed since flushAccessTimes (pinned until then). */
+  private readonly touched = new Set<CachedObject>();
+  /** Directories with a stale listing (memory only, the disconnected answer): pinned. */
+  private readonly staleDirs = new Set<CachedObject>();
+  /** Objects whose size a local write grew in memory only (setLocalSize): pinned until stored. */
+  private readonly sizeUnsaved = new Set<CachedObject>();
   /** The last flushAccessTimes could not write (said once per spell, in the log). */
   private accessFlushFailing = false;
   /** Objects changed inside the batch under way: reloaded from SQLite if it does not commit. */
@@ -104,7 +118,8 @@ export class ObjectIndex {
   private readonly st;
 
   /** The SQLite file (shared with the journal: a change and its record commit together). */
-  constructor(readonly db: Db, readonly fsid: string) {
+  constructor(readonly db: Db, readonly fsid: string, opts: { keepObjects?: number } = {}) {
+    this.mirror = new ObjectMirror(opts.keepObjects ?? KEEP_OBJECTS);
     this.st = {
       byId: db.prepare(`SELECT ${ROW_COLUMNS} FROM objects WHERE id = ? AND fsid = ?`).raw(true),
       byFh: db.prepare(`SELECT ${ROW_COLUMNS} FROM objects WHERE fsid = ? AND fh = ?`).raw(true),
@@ -144,8 +159,7 @@ export class ObjectIndex {
 
   private fromRow(r: ObjectRow): CachedObject {
     const o = parseRow(r);
-    this.byId.set(o.id, o);
-    this.byFh.set(o.fh.toString('hex'), o.id);
+    this.mirror.add(o);
     return o;
   }
 
@@ -157,9 +171,9 @@ export class ObjectIndex {
     const copy = Buffer.from(fh);
     this.changing(obj);
     this.st.setHandle.run(copy, obj.id);
-    this.byFh.delete(obj.fh.toString('hex'));
+    const oldKey = obj.fh.toString('hex');
     obj.fh = copy;
-    this.byFh.set(obj.fh.toString('hex'), obj.id);
+    this.mirror.rehandle(obj, oldKey);
   }
 
   /** The object's version after the last record a reintegration replayed to it (or null). */
@@ -200,16 +214,16 @@ export class ObjectIndex {
    * still answer offline, so the object still has a path (for the journal and conflicts).
    */
   private staleNameOf(id: number): { parent: number; name: string } | undefined {
-    for (const dir of this.byId.values()) {
+    for (const dir of this.staleDirs) {
       if (!dir.stale) continue;
       for (const [name, child] of dir.stale.names) if (child === id) return { parent: dir.id, name };
     }
     return undefined;
   }
 
-  /** Every object currently loaded in memory (for revalidation after reconnecting). */
+  /** Every object currently in memory (for revalidation after reconnecting). */
   loaded(): IterableIterator<CachedObject> {
-    return this.byId.values();
+    return this.mirror.values();
   }
 
   /** Every change committed so far survives power loss when this returns (fsync offline). */
@@ -249,9 +263,9 @@ export class ObjectIndex {
    */
   private reload(o: CachedObject): void {
     const row = this.st.byId.get(o.id, this.fsid) as ObjectRow | undefined;
-    if (this.byFh.get(o.fh.toString('hex')) === o.id) this.byFh.delete(o.fh.toString('hex'));
+    this.mirror.delete(o);
     if (!row) {
-      if (this.byId.get(o.id) === o) this.byId.delete(o.id);
+      this.unpin(o);
       return;
     }
     const stored = parseRow(row);
@@ -266,20 +280,26 @@ export class ObjectIndex {
     o.chunks = null;
     o.names = null;
     o.stale = null;
-    this.byId.set(o.id, o);
-    this.byFh.set(o.fh.toString('hex'), o.id);
+    this.staleDirs.delete(o);
+    this.mirror.add(o);
+  }
+
+  /** Lets go of an object's pins (it left the index). */
+  private unpin(o: CachedObject): void {
+    this.staleDirs.delete(o);
+    this.sizeUnsaved.delete(o);
+    this.touched.delete(o);
   }
 
   get(id: number): CachedObject | undefined {
-    const have = this.byId.get(id);
+    const have = this.mirror.get(id);
     if (have) return have;
     const row = this.st.byId.get(id, this.fsid) as ObjectRow | undefined;
     return row ? this.fromRow(row) : undefined;
   }
 
   byHandle(fh: Buffer): CachedObject | undefined {
-    const key = fh.toString('hex');
-    const id = this.byFh.get(key);
+    const id = this.mirror.idOf(fh.toString('hex'));
     if (id !== undefined) return this.get(id);
     const row = this.st.byFh.get(this.fsid, fh) as ObjectRow | undefined;
     return row ? this.fromRow(row) : undefined;
@@ -292,9 +312,9 @@ export class ObjectIndex {
   upsert(node: Node, now: number): CachedObject {
     const have = this.byHandle(node.fh);
     if (have) {
-      if (!sameAttr(have.attr, node.attr)) {
+      if (!sameAttr(have.attr, node.attr) || this.sizeUnsaved.has(have)) {
         this.changing(have);
-        this.st.saveAttr.run(attrParams(have.id, node.attr));
+        this.storeAttr(have, node.attr);
         have.attr = node.attr;
       }
       have.attrAt = now;
@@ -309,10 +329,10 @@ export class ObjectIndex {
   }
 
   setAttr(obj: CachedObject, attr: Attr, now: number): void {
-    if (!sameAttr(obj.attr, attr)) {
+    if (!sameAttr(obj.attr, attr) || this.sizeUnsaved.has(obj)) {
       this.changing(obj);
       try {
-        this.st.saveAttr.run(attrParams(obj.id, attr));
+        this.storeAttr(obj, attr);
       } catch (e) {
         // A full cache disk: when only the access time or the blocks used moved (a read on
         // the backend, its delayed allocation; the version leaves both out), the new ones
@@ -331,16 +351,24 @@ export class ObjectIndex {
   patchAttr(obj: CachedObject, patch: Partial<Attr>): void {
     const attr = { ...obj.attr, ...patch };
     this.changing(obj);
-    this.st.saveAttr.run(attrParams(obj.id, attr));
+    this.storeAttr(obj, attr);
     obj.attr = attr;
+  }
+
+  /** Writes an object's attributes to its row (what memory holds of them is then stored). */
+  private storeAttr(obj: CachedObject, attr: Attr): void {
+    this.st.saveAttr.run(attrParams(obj.id, attr));
+    this.sizeUnsaved.delete(obj);
   }
 
   /**
    * Our own write grew the file: the size is updated in memory only (persisting it on every
    * write would cost a transaction each); flush() stores the backend's attributes after.
+   * The object stays in memory until then.
    */
   setLocalSize(obj: CachedObject, size: number): void {
     obj.attr = { ...obj.attr, size };
+    this.sizeUnsaved.add(obj);
   }
 
   setSymlink(obj: CachedObject, target: string | null): void {
@@ -421,7 +449,7 @@ export class ObjectIndex {
   /** Records a use of the object (ms since the epoch) for LRU culling; see flushAccessTimes. */
   touch(obj: CachedObject, now: number): void {
     obj.lastAccess = now;
-    this.touched.add(obj.id);
+    this.touched.add(obj);
   }
 
   /**
@@ -431,19 +459,16 @@ export class ObjectIndex {
    */
   flushAccessTimes(): void {
     if (this.touched.size === 0) return;
-    const ids = [...this.touched];
+    const objs = [...this.touched];
     this.touched.clear();
     try {
       this.batch(() => {
-        for (const id of ids) {
-          const o = this.byId.get(id);
-          if (o) this.st.saveAccess.run(o.lastAccess, id);
-        }
+        for (const o of objs) this.st.saveAccess.run(o.lastAccess, o.id);
       });
     } catch (e) {
       // Runs from a timer: it must not throw. A full (or failing) cache disk only delays
       // these times, which are kept in memory and written at the next flush.
-      for (const id of ids) this.touched.add(id);
+      for (const o of objs) this.touched.add(o);
       if (!isCacheStorageError(e)) throw e;
       if (!this.accessFlushFailing) log.warn('cannot write access times to the index (they are kept for the next try)', e);
       this.accessFlushFailing = true;
@@ -470,10 +495,10 @@ export class ObjectIndex {
   loadChildren(dir: CachedObject): void {
     // A warm directory has every child in memory already: no query then.
     let missing = false;
-    for (const id of this.namesOf(dir).values()) if (id !== null && !this.byId.has(id)) { missing = true; break; }
+    for (const id of this.namesOf(dir).values()) if (id !== null && !this.mirror.has(id)) { missing = true; break; }
     if (!missing) return;
     for (const r of this.st.children.all(dir.id, this.fsid) as ObjectRow[]) {
-      if (!this.byId.has(r[0])) this.fromRow(r);
+      if (!this.mirror.has(r[0])) this.fromRow(r);
     }
   }
 
@@ -513,6 +538,7 @@ export class ObjectIndex {
     });
     dir.names = m;
     dir.stale = null;
+    this.staleDirs.delete(dir);
     dir.complete = true;
     dir.namesVersion = version;
   }
@@ -531,10 +557,19 @@ export class ObjectIndex {
     // names, or they answer EHOSTUNREACH offline.
     const names = new Map([...(dir.stale?.names ?? []), ...before]);
     const complete = dir.complete || (dir.stale?.complete ?? false);
-    if (names.size > 0 || complete) dir.stale = { names, complete };
+    if (names.size > 0 || complete) this.keepStale(dir, { names, complete });
     dir.names = new Map();
     dir.complete = false;
     dir.namesVersion = null;
+  }
+
+  /**
+   * Keeps `stale` as the directory's disconnected answer (CachedObject.stale); the directory
+   * stays in memory while it has one (it is not stored anywhere else).
+   */
+  keepStale(dir: CachedObject, stale: NonNullable<CachedObject['stale']>): void {
+    dir.stale = stale;
+    this.staleDirs.add(dir);
   }
 
   setNamesVersion(dir: CachedObject, version: string): void {
@@ -552,8 +587,8 @@ export class ObjectIndex {
       this.st.delNames.run(obj.id);
       this.st.delNamesTo.run(obj.id);
     });
-    this.byId.delete(obj.id);
-    this.byFh.delete(obj.fh.toString('hex'));
+    this.mirror.delete(obj);
+    this.unpin(obj);
   }
 
   /** Ids of objects whose cached data has this data version. */
@@ -577,7 +612,7 @@ export class ObjectIndex {
         WHERE o.fsid = ?`);
     const rows = this.cachedDataSt.all(this.fsid) as { id: number; size: number; cached_bytes: number; last_access: number; n: number; mx: number }[];
     const out = rows.map((r) => {
-      const o = this.byId.get(r.id);
+      const o = this.mirror.peek(r.id);
       return {
         id: r.id, size: o ? o.attr.size : r.size, cachedBytes: o ? o.cachedBytes : r.cached_bytes,
         lastAccess: o ? o.lastAccess : r.last_access, chunks: r.n, maxChunk: r.mx,

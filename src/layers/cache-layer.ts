@@ -546,7 +546,7 @@ export class CacheLayer {
       return;
     }
     if (dir.complete || dir.stale?.complete) return; // listed meanwhile
-    dir.stale = { names, complete: true };
+    this.index.keepStale(dir, { names, complete: true });
   }
 
   async resolve(p: string): Promise<CachedObject> {

@@ -47,6 +47,8 @@ export interface LayerOptions {
   journal?: (j: Journal) => void;
   /** An NFS server to use as the backend (a fresh directory of its export), not a local one. */
   nfs?: { url: string; exportDir: string };
+  /** How many recently used objects the index keeps in memory by itself (ObjectIndex). */
+  keepObjects?: number;
 }
 
 /** Where a layerHere directory's backend is (kept in it, so a reopen finds the same one). */
@@ -73,7 +75,7 @@ export async function reopenLayer(dir: string, opts: Omit<LayerOptions, 'fill' |
   await local.open();
   const backend = opts.wrap ? opts.wrap(local) : local;
   const db = openDb(path.join(dir, 'index.sqlite'));
-  const index = new ObjectIndex(db, local.fsid);
+  const index = new ObjectIndex(db, local.fsid, { keepObjects: opts.keepObjects });
   const store = new MeteredDataStore(path.join(dir, 'cache'));
   await store.init();
   const journal = new Journal(db);

@@ -1,0 +1,107 @@
+// The in-memory side of the object index: the objects loaded from SQLite, by id and by
+// handle. A mount that walks a tree of a million files (a `find`, a hoard walk, a backup)
+// must not keep a million objects in memory for the rest of its life (about 1 KB each), so
+// the mirror itself holds only the most recently used ones; every other object stays in
+// memory exactly as long as someone else (an open file, a request under way, the kernel's
+// node table through a closure, the index's own pins) holds it.
+//
+// What must stay true:
+// - one instance per id: while any code holds an object, `get` returns that same object
+//   (a WeakRef to it is kept until it is collected), never a second copy loaded from its row,
+//   whose changes would then be lost or fought over;
+// - an object nobody holds may be collected at any time; loading it again from its row gives
+//   the same object but for what is kept in memory only (ObjectIndex pins the objects whose
+//   memory-only state matters: stale listings, sizes grown by local writes, access times not
+//   yet written);
+// - the `keep` most recently used objects, and up to `keep` more, are held here: a working
+//   set that fits is never reloaded.
+import type { CachedObject } from './objects.js';
+
+/** What a collected object leaves behind to be cleaned up. */
+interface Token { id: number; key: string }
+
+export class ObjectMirror {
+  private readonly live = new Map<number, WeakRef<CachedObject>>();
+  /** Handle (hex) → id of a live object. */
+  private readonly byFh = new Map<string, number>();
+  private readonly collected = new FinalizationRegistry<Token>((t) => this.forgetCollected(t));
+  /** Objects used since the last turn of the generations, and those used in the one before. */
+  private recent = new Set<CachedObject>();
+  private older = new Set<CachedObject>();
+
+  /** @param keep how many recently used objects the mirror holds by itself (at least). */
+  constructor(private readonly keep: number) {}
+
+  /** The live object with this id (marked as used), if any. */
+  get(id: number): CachedObject | undefined {
+    const o = this.live.get(id)?.deref();
+    if (o) this.used(o);
+    return o;
+  }
+
+  /** The live object with this id, without marking it used (culling looks, it does not use). */
+  peek(id: number): CachedObject | undefined {
+    return this.live.get(id)?.deref();
+  }
+
+  has(id: number): boolean {
+    return this.peek(id) !== undefined;
+  }
+
+  /** The id of the live object with this handle (hex), if any. */
+  idOf(key: string): number | undefined {
+    const id = this.byFh.get(key);
+    return id !== undefined && this.has(id) ? id : undefined;
+  }
+
+  /** Registers an object just loaded or made; it replaces nothing live (see `get`). */
+  add(o: CachedObject): void {
+    const key = o.fh.toString('hex');
+    this.live.set(o.id, new WeakRef(o));
+    this.byFh.set(key, o.id);
+    this.collected.register(o, { id: o.id, key }, o);
+    this.used(o);
+  }
+
+  /** The object's handle changed (a replayed create): `key` was its old one. */
+  rehandle(o: CachedObject, oldKey: string): void {
+    if (this.byFh.get(oldKey) === o.id) this.byFh.delete(oldKey);
+    this.collected.unregister(o);
+    this.add(o);
+  }
+
+  /** The object leaves memory now (removed from the index, or to be reloaded). */
+  delete(o: CachedObject): void {
+    const key = o.fh.toString('hex');
+    if (this.live.get(o.id)?.deref() === o) this.live.delete(o.id);
+    if (this.byFh.get(key) === o.id && !this.live.has(o.id)) this.byFh.delete(key);
+    this.collected.unregister(o);
+    this.recent.delete(o);
+    this.older.delete(o);
+  }
+
+  /** Every object in memory now. */
+  *values(): IterableIterator<CachedObject> {
+    for (const r of this.live.values()) {
+      const o = r.deref();
+      if (o) yield o;
+    }
+  }
+
+  private used(o: CachedObject): void {
+    if (this.recent.has(o)) return;
+    this.recent.add(o);
+    if (this.recent.size < this.keep) return;
+    // A generation is full: the one before it is let go (what of it was used again is in
+    // this one), so between keep and 2 × keep objects are held. Cheaper per use than an
+    // exact LRU (a use is a Set lookup, not a delete and re-insert in a Map).
+    this.older = this.recent;
+    this.recent = new Set();
+  }
+
+  private forgetCollected(t: Token): void {
+    const r = this.live.get(t.id);
+    if (r && r.deref() === undefined) this.live.delete(t.id);
+    if (this.byFh.get(t.key) === t.id && !this.live.has(t.id)) this.byFh.delete(t.key);
+  }
+}
