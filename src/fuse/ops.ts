@@ -448,13 +448,17 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   /** The listing of a directory node: `.` and `..` first, then its entries. */
   const listing = async (node: bigint, plus: boolean): Promise<DirEntry[]> => {
-    const { dir, entries } = await layer.readdirOf(objOf(node));
+    const { dir, entries } = await layer.readdirOf(objOf(node), plus);
     const self = { ino: BigInt(dir.id), type: direntType(S_IFDIR) };
     const out: DirEntry[] = [{ name: Buffer.from('.'), ...self }, { name: Buffer.from('..'), ...self }];
     const hidden = node === 1n ? d.hiddenInRoot : undefined;
     for (const e of entries) {
       if (hidden?.(e.name)) continue;
-      out.push({ name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode), node: nodes.nodeOf(e.obj.id), attr: plus ? attrs(e.obj) : attrOf(e.obj) });
+      const d: DirEntry = { name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode) };
+      // Attributes due for revalidation are not given: the kernel would keep them for its
+      // attribute timeout; it looks such a name up itself when it needs it.
+      if (plus && !e.stale) { d.node = nodes.nodeOf(e.obj.id); d.attr = attrs(e.obj); }
+      out.push(d);
     }
     return out;
   };
