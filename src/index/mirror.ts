@@ -2,8 +2,9 @@
 // handle. A mount that walks a tree of a million files (a `find`, a hoard walk, a backup)
 // must not keep a million objects in memory for the rest of its life (about 1 KB each), so
 // the mirror itself holds only the most recently used ones; every other object stays in
-// memory exactly as long as someone else (an open file, a request under way, the kernel's
-// node table through a closure, the index's own pins) holds it.
+// memory exactly as long as someone else (an open file, a request under way, a write-back
+// run, the index's own pins) holds it. The kernel's node table holds ids, not objects: an
+// object it names is loaded again when asked for.
 //
 // What must stay true:
 // - one instance per id: while any code holds an object, `get` returns that same object
@@ -17,31 +18,34 @@
 //   set that fits is never reloaded.
 import type { CachedObject } from './objects.js';
 
-/** What a collected object leaves behind to be cleaned up. */
-interface Token { id: number; key: string }
+/** An object in memory, or what is left of it once collected (until the next sweep). */
+interface Slot { ref: WeakRef<CachedObject>; key: string }
 
 export class ObjectMirror {
-  private readonly live = new Map<number, WeakRef<CachedObject>>();
-  /** Handle (hex) → id of a live object. */
+  private readonly live = new Map<number, Slot>();
+  /** Handle (hex) → id, for the objects in `live`. */
   private readonly byFh = new Map<string, number>();
-  private readonly collected = new FinalizationRegistry<Token>((t) => this.forgetCollected(t));
+  /** `live` is swept of collected objects when it grows past this (amortized: it doubles). */
+  private sweepAt: number;
   /** Objects used since the last turn of the generations, and those used in the one before. */
   private recent = new Set<CachedObject>();
   private older = new Set<CachedObject>();
 
   /** @param keep how many recently used objects the mirror holds by itself (at least). */
-  constructor(private readonly keep: number) {}
+  constructor(private readonly keep: number) {
+    this.sweepAt = 4 * keep;
+  }
 
   /** The live object with this id (marked as used), if any. */
   get(id: number): CachedObject | undefined {
-    const o = this.live.get(id)?.deref();
+    const o = this.live.get(id)?.ref.deref();
     if (o) this.used(o);
     return o;
   }
 
   /** The live object with this id, without marking it used (culling looks, it does not use). */
   peek(id: number): CachedObject | undefined {
-    return this.live.get(id)?.deref();
+    return this.live.get(id)?.ref.deref();
   }
 
   has(id: number): boolean {
@@ -57,33 +61,34 @@ export class ObjectMirror {
   /** Registers an object just loaded or made; it replaces nothing live (see `get`). */
   add(o: CachedObject): void {
     const key = o.fh.toString('hex');
-    this.live.set(o.id, new WeakRef(o));
+    const had = this.live.get(o.id);
+    if (had && had.key !== key && this.byFh.get(had.key) === o.id) this.byFh.delete(had.key);
+    this.live.set(o.id, { ref: new WeakRef(o), key });
     this.byFh.set(key, o.id);
-    this.collected.register(o, { id: o.id, key }, o);
     this.used(o);
+    if (this.live.size > this.sweepAt) this.sweep();
   }
 
-  /** The object's handle changed (a replayed create): `key` was its old one. */
-  rehandle(o: CachedObject, oldKey: string): void {
-    if (this.byFh.get(oldKey) === o.id) this.byFh.delete(oldKey);
-    this.collected.unregister(o);
+  /** The object's handle changed (a replayed create): its entry is made again. */
+  rehandle(o: CachedObject): void {
     this.add(o);
   }
 
   /** The object leaves memory now (removed from the index, or to be reloaded). */
   delete(o: CachedObject): void {
-    const key = o.fh.toString('hex');
-    if (this.live.get(o.id)?.deref() === o) this.live.delete(o.id);
-    if (this.byFh.get(key) === o.id && !this.live.has(o.id)) this.byFh.delete(key);
-    this.collected.unregister(o);
+    const slot = this.live.get(o.id);
+    if (slot && slot.ref.deref() === o) {
+      this.live.delete(o.id);
+      if (this.byFh.get(slot.key) === o.id) this.byFh.delete(slot.key);
+    }
     this.recent.delete(o);
     this.older.delete(o);
   }
 
   /** Every object in memory now. */
   *values(): IterableIterator<CachedObject> {
-    for (const r of this.live.values()) {
-      const o = r.deref();
+    for (const s of this.live.values()) {
+      const o = s.ref.deref();
       if (o) yield o;
     }
   }
@@ -99,9 +104,13 @@ export class ObjectMirror {
     this.recent = new Set();
   }
 
-  private forgetCollected(t: Token): void {
-    const r = this.live.get(t.id);
-    if (r && r.deref() === undefined) this.live.delete(t.id);
-    if (this.byFh.get(t.key) === t.id && !this.live.has(t.id)) this.byFh.delete(t.key);
+  /** Drops the entries of collected objects; the next sweep waits until `live` doubles. */
+  private sweep(): void {
+    for (const [id, s] of this.live) {
+      if (s.ref.deref() !== undefined) continue;
+      this.live.delete(id);
+      if (this.byFh.get(s.key) === id) this.byFh.delete(s.key);
+    }
+    this.sweepAt = Math.max(4 * this.keep, 2 * this.live.size);
   }
 }

@@ -171,9 +171,8 @@ export class ObjectIndex {
     const copy = Buffer.from(fh);
     this.changing(obj);
     this.st.setHandle.run(copy, obj.id);
-    const oldKey = obj.fh.toString('hex');
     obj.fh = copy;
-    this.mirror.rehandle(obj, oldKey);
+    this.mirror.rehandle(obj);
   }
 
   /** The object's version after the last record a reintegration replayed to it (or null). */
@@ -321,10 +320,15 @@ export class ObjectIndex {
       return have;
     }
     const info = this.st.insert.run({ fsid: this.fsid, fh: node.fh, ...attrParams(0, node.attr) });
-    const obj = this.get(Number(info.lastInsertRowid))!;
+    // What the row now holds (its other columns' defaults), without reading it back: a first
+    // listing inserts one row per entry, and a query per row cost a tenth of it.
+    const obj: CachedObject = {
+      id: Number(info.lastInsertRowid), fh: Buffer.from(node.fh), attr: node.attr, attrAt: now,
+      dataVersion: null, namesVersion: null, complete: false, symlink: null, cachedBytes: 0,
+      lastAccess: 0, zerosFrom: null, chunks: new Set(), names: null, stale: null,
+    };
+    this.mirror.add(obj);
     this.changing(obj);
-    obj.attrAt = now;
-    obj.chunks = new Set();
     return obj;
   }
 
