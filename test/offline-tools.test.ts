@@ -1,11 +1,12 @@
 // Real tools offline and across the replay (issue 12): editors' save by rename, sed -i,
 // ln -sfn and git commits made while disconnected replay to the server with no conflict when
-// nobody else changed anything, over both backends.
+// nobody else changed anything, over both backends. And tar x of an archive whose names are
+// not UTF-8 (Latin-1), connected and offline: every name reaches the server as its bytes.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl } from './helpers/cachefs.js';
+import { mountFresh, cli, sh, type Mounted, BACKEND_KINDS, skipKind, control as ctl, tempRoot } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 
@@ -17,10 +18,29 @@ async function git(cwd: string, ...args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** `dir`/`name` as a path of bytes (`name` may be anything but '/' and NUL). */
+const bpath = (dir: string, ...names: Buffer[]): Buffer => Buffer.concat([Buffer.from(dir), ...names.flatMap((n) => [Buffer.from('/'), n])]);
+const L1 = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+/** What a tree holds, as lines "path -> content" ("-> @target" for a symlink), bytes read as Latin-1. */
+async function latin1Tree(dir: Buffer, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fsp.readdir(dir, { withFileTypes: true, encoding: 'buffer' })) {
+    const name = e.name;
+    const full = Buffer.concat([dir, Buffer.from('/'), name]);
+    const label = prefix + name.toString('latin1');
+    if (e.isDirectory()) out.push(`${label}/`, ...await latin1Tree(full, `${label}/`));
+    else if (e.isSymbolicLink()) out.push(`${label} -> @${(await fsp.readlink(full, { encoding: 'buffer' })).toString('latin1')}`);
+    else out.push(`${label} -> ${(await fsp.readFile(full)).toString('latin1')}`);
+  }
+  return out.sort();
+}
+
 /** Lists every path below `root` (cached directories listed, files read), as a laptop user's warm cache. */
-async function warm(root: string): Promise<void> {
-  for (const e of await fsp.readdir(root, { withFileTypes: true })) {
-    const p = path.join(root, e.name);
+async function warm(root: string | Buffer): Promise<void> {
+  // Names as bytes: some trees here have names that are not UTF-8.
+  for (const e of await fsp.readdir(root, { withFileTypes: true, encoding: 'buffer' })) {
+    const p = Buffer.concat([Buffer.from(root), Buffer.from('/'), e.name]);
     if (e.isDirectory()) await warm(p);
     else if (e.isFile()) await fsp.readFile(p);
   }
@@ -106,6 +126,47 @@ for (const kind of BACKEND_KINDS) {
       assert.equal(s.journal.pending, 0);
       assert.equal(await fsp.readFile(m.b('proj/offline.txt'), 'utf8'), 'made offline');
       assert.equal(await fsp.readFile(m.b('proj/a.txt'), 'utf8'), 'a and more');
+    });
+
+    it('tar x of an archive with Latin-1 names, connected and offline: each name reaches the server as its bytes', async () => {
+      const m = await fresh('latin1');
+      // The archive, made natively: two names that differ only in a byte that is not UTF-8.
+      const src = tempRoot('latin1-src');
+      try {
+        await fsp.mkdir(bpath(src, L1('tree')));
+        await fsp.writeFile(bpath(src, L1('tree'), L1('café')), 'e acute');
+        await fsp.writeFile(bpath(src, L1('tree'), L1('cafè')), 'e grave');
+        await fsp.mkdir(bpath(src, L1('tree'), L1('dossier é')));
+        await fsp.writeFile(bpath(src, L1('tree'), L1('dossier é'), L1('résumé')), 'inside');
+        await fsp.symlink(L1('café'), bpath(src, L1('tree'), L1('lien')));
+        const tar = await sh('tar', ['cf', path.join(src, 'a.tar'), '-C', src, 'tree']);
+        assert.equal(tar.code, 0, tar.stderr);
+        const want = await latin1Tree(bpath(src, L1('tree')));
+        assert.equal(want.length, 5);
+
+        await fsp.mkdir(m.m('conn'));
+        const x1 = await sh('tar', ['xf', path.join(src, 'a.tar'), '-C', m.m('conn')]);
+        assert.equal(x1.code, 0, x1.stderr);
+        assert.deepEqual(await latin1Tree(bpath(m.mnt, L1('conn'), L1('tree'))), want, 'the mount shows every name and its content');
+        assert.deepEqual(await latin1Tree(bpath(m.b('conn'), L1('tree'))), want, 'connected: the server has them as they are');
+
+        await fsp.mkdir(m.m('off'));
+        await warm(m.mnt);
+        assert.equal((await ctl(m, 'offline')).state, 'disconnected');
+        const x2 = await sh('tar', ['xf', path.join(src, 'a.tar'), '-C', m.m('off')]);
+        assert.equal(x2.code, 0, x2.stderr);
+        await fsp.rename(bpath(m.mnt, L1('conn'), L1('tree'), L1('cafè')), bpath(m.mnt, L1('conn'), L1('tree'), L1('déplacé')));
+        assert.deepEqual(await latin1Tree(bpath(m.mnt, L1('off'), L1('tree'))), want, 'offline, the mount shows them too');
+        const s = await ctl(m, 'online');
+        assert.equal(s.state, 'connected');
+        assert.equal(s.journal.pending, 0);
+        await noConflicts(m);
+        assert.deepEqual(await latin1Tree(bpath(m.b('off'), L1('tree'))), want, 'replayed: the server has the names made offline as they are');
+        const moved = await latin1Tree(bpath(m.b('conn'), L1('tree')));
+        assert.ok(moved.includes('déplacé -> e grave') && !moved.some((l) => l.startsWith('cafè')), moved.join('\n'));
+      } finally {
+        await fsp.rm(src, { recursive: true, force: true });
+      }
     });
 
     it('three git commits offline replay to a repository git is happy with on the server', async () => {

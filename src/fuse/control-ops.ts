@@ -3,7 +3,7 @@
 // ControlDir's own. Which requests come here is decided in one place, ./route.ts; nothing
 // else in fuse/ knows the control directory exists.
 import { constants as fsc } from 'node:fs';
-import { CONTROL_DIR_NAME } from '../core/names.js';
+import { CONTROL_DIR_NAME, nameToBytes } from '../core/names.js';
 import { FsError } from '../core/errors.js';
 import type { ControlDir, FuseStat } from '../layers/control-dir.js';
 import { DirHandles } from './dirs.js';
@@ -62,7 +62,7 @@ export function makeControlHandlers(control: ControlDir, nodes: NodeTable, t: Ti
     return attrOut(ctlAttr(await control.getattr(p)), t.attr);
   };
 
-  h[Op.READLINK] = async ({ h: hd }) => Buffer.from(await control.readlink(own(hd.nodeid)));
+  h[Op.READLINK] = async ({ h: hd }) => nameToBytes(await control.readlink(own(hd.nodeid)));
 
   // Every change of names is refused (EROFS; EXDEV would not make `mv draft …/resolved`
   // work either: mv then unlinks the target first).
@@ -126,7 +126,7 @@ export function makeControlHandlers(control: ControlDir, nodes: NodeTable, t: Ti
   h[Op.OPENDIR] = ({ h: hd }) => { own(hd.nodeid); return openOut(BigInt(dirs.opened()), 0); };
   const list = async (node: bigint) => {
     const l = await control.readdir(own(node));
-    return l.names.map((name, i) => ({ name: Buffer.from(name), ino: BigInt(l.stats[i]!.ino), type: direntType(l.stats[i]!.mode) }));
+    return l.names.map((name, i) => ({ name: nameToBytes(name), ino: BigInt(l.stats[i]!.ino), type: direntType(l.stats[i]!.mode) }));
   };
   h[Op.READDIR] = (req) => dirs.reply(req, false, list);
   h[Op.READDIRPLUS] = (req) => dirs.reply(req, true, list);

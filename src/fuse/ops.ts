@@ -5,6 +5,7 @@
 // never come here: ./route.ts sends them to ./control-ops.ts.
 import fs, { constants as fsc } from 'node:fs';
 import { log } from '../core/log.js';
+import { nameToBytes } from '../core/names.js';
 import type { CacheLayer, CachedObject } from '../layers/cache-layer.js';
 import type { Creds } from '../core/creds.js';
 import { BufferPool } from '../core/buffer-pool.js';
@@ -192,7 +193,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
   };
 
   h[Op.READLINK] = async ({ h: hd }) => {
-    return Buffer.from(await layer.readlinkOf(objOf(hd.nodeid)));
+    return nameToBytes(await layer.readlinkOf(objOf(hd.nodeid)));
   };
 
   h[Op.MKNOD] = async ({ h: hd, body }) => {
@@ -454,7 +455,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const hidden = node === 1n ? d.hiddenInRoot : undefined;
     for (const e of entries) {
       if (hidden?.(e.name)) continue;
-      const d: DirEntry = { name: Buffer.from(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode) };
+      const d: DirEntry = { name: nameToBytes(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode) };
       // Attributes due for revalidation are not given: the kernel would keep them for its
       // attribute timeout; it looks such a name up itself when it needs it.
       if (plus && !e.stale) { d.node = nodes.nodeOf(e.obj.id); d.attr = attrs(e.obj); }

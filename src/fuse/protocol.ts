@@ -7,6 +7,7 @@
 // What must stay true: a decoder never reads past the request it was given (a short or
 // malformed request throws ProtocolError, which the session answers with EINVAL or drops),
 // and an encoder writes exactly the size the kernel expects for the negotiated minor.
+import { nameFromBytes } from '../core/names.js';
 
 export const FUSE_KERNEL_VERSION = 7;
 /** The newest minor we speak (7.40: passthrough). */
@@ -94,11 +95,11 @@ export class Body {
     return Number(v);
   }
   skip(n: number): void { this.need(n); }
-  /** A NUL-terminated name. */
+  /** A NUL-terminated name (its bytes as core/names.ts maps them: nothing is lost). */
   cstr(): string {
     const nul = this.buf.indexOf(0, this.pos);
     if (nul < 0 || nul >= this.end) throw new ProtocolError('name is not NUL-terminated');
-    const s = this.buf.toString('utf8', this.pos, nul);
+    const s = nameFromBytes(this.buf, this.pos, nul);
     this.pos = nul + 1;
     return s;
   }

@@ -4,6 +4,7 @@
 import type { Config } from '../config/schema.js';
 import type { Creds } from '../core/creds.js';
 import { log } from '../core/log.js';
+import { nameToBytes } from '../core/names.js';
 import { isFsError } from '../core/errors.js';
 import type { CacheLayer } from '../layers/cache-layer.js';
 import type { ControlDir } from '../layers/control-dir.js';
@@ -157,7 +158,7 @@ export class FuseServer {
   invalidateEntry(dirId: number, name: string): void {
     const node = this.nodes.nodeOf(dirId);
     if (!this.session || !this.nodes.known(node)) return;
-    void this.session.notify(Notify.INVAL_ENTRY, notifyInvalEntry(node, Buffer.from(name)));
+    void this.session.notify(Notify.INVAL_ENTRY, notifyInvalEntry(node, nameToBytes(name)));
   }
 
   holds(id: number): boolean { return this.session !== null && this.nodes.known(this.nodes.nodeOf(id)); }

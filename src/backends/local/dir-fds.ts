@@ -23,6 +23,7 @@
 //   replaced by someone else is noticed by the caller, who passes the inode number it expects
 //   (acquire's `expectIno`) and gets the entry reopened.
 import { FsError } from '../../core/errors.js';
+import { fsName } from '../../core/names.js';
 import { atOrBelow, rebased } from './rel.js';
 
 /** One open directory. `refs` counts the calls using it now. */
@@ -37,15 +38,18 @@ export interface DirFd {
 /** The system calls the map needs (synchronous or not, see meta.ts). */
 export interface DirFdCalls {
   /** Opens the directory at `p` (O_PATH | O_DIRECTORY | O_NOFOLLOW); resolves to the fd. */
-  openDir(p: string): Promise<number>;
+  openDir(p: string | Buffer): Promise<number>;
   /** The inode number of the object open as `fd`. */
   inoOf(fd: number): Promise<bigint>;
   close(fd: number): void;
 }
 
-/** The short path of `name` in the directory open as `fd` ('.' for the directory itself). */
-export function procPath(fd: number, name: string): string {
-  return `/proc/self/fd/${fd}/${name}`;
+/**
+ * The short path of `name` in the directory open as `fd` ('.' for the directory itself), as
+ * Node's fs takes it: bytes when the name is not UTF-8 (core/names.ts).
+ */
+export function procPath(fd: number, name: string): string | Buffer {
+  return fsName(`/proc/self/fd/${fd}/${name}`);
 }
 
 export class DirFds {

@@ -23,6 +23,7 @@ import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watche
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
 import { DirFds, procPath } from './dir-fds.js';
+import { nameFromBytes } from '../../core/names.js';
 import { Places } from './places.js';
 import { atOrBelow, rebased } from './rel.js';
 
@@ -154,7 +155,7 @@ export class LocalBackend implements Backend {
    * as `dirFd` meanwhile; `p` is the short path of the pair (/proc/self/fd/N/name). The root
    * is '.' in itself.
    */
-  private async at<T>(rel: string, fn: (dirFd: number, name: string, p: string) => Promise<T>): Promise<T> {
+  private async at<T>(rel: string, fn: (dirFd: number, name: string, p: string | Buffer) => Promise<T>): Promise<T> {
     const i = rel.lastIndexOf('/');
     const dir = rel === '' || i < 0 ? '' : rel.slice(0, i);
     const name = rel === '' ? '.' : rel.slice(i + 1);
@@ -216,7 +217,7 @@ export class LocalBackend implements Backend {
   private async relOfFd(fd: number): Promise<string | null> {
     let target: string;
     try {
-      target = await fsp.readlink(`/proc/self/fd/${fd}`);
+      target = nameFromBytes(await fsp.readlink(`/proc/self/fd/${fd}`, { encoding: 'buffer' }));
     } catch (e) {
       if ((e as { code?: unknown }).code !== 'ENAMETOOLONG') throw fromNodeError(e, 'readlink /proc/self/fd');
       // Deeper than /proc prints a path (PATH_MAX): a directory climbs its '..' entries, a
@@ -293,7 +294,7 @@ export class LocalBackend implements Backend {
       const dir = queue.shift()!;
       // Failures mean the directory went away (or cannot be read) since it was queued.
       await this.dirFds.with(dir, async (d) => {
-        for (const name of await fsp.readdir(procPath(d.fd, '.'))) {
+        for (const name of await this.meta.readdir(procPath(d.fd, '.'))) {
           const rel = dir === '' ? name : `${dir}/${name}`;
           let st: BigIntStats;
           try { st = await this.meta.lstat(procPath(d.fd, name)); } catch { continue; }
@@ -509,11 +510,11 @@ export class LocalBackend implements Backend {
   }
 
   /** The owner and mode of the object at `p` (not following a symlink). */
-  private async ownedAt(p: string): Promise<Owned> {
+  private async ownedAt(p: string | Buffer): Promise<Owned> {
     try { return owned(await this.meta.lstat(p)); } catch (e) { throw fromNodeError(e, 'lstat'); }
   }
 
-  private async chownNew(p: string, creds: Creds): Promise<void> {
+  private async chownNew(p: string | Buffer, creds: Creds): Promise<void> {
     if (process.getuid?.() !== 0) return; // only root can give objects away
     if (creds.uid === 0 && creds.gid === (process.getgid?.() ?? 0)) return; // already ours
     try { await this.meta.lchown(p, creds.uid, creds.gid); } catch (e) { throw fromNodeError(e, 'chown'); }

@@ -7,10 +7,11 @@
 //
 // Paths given here are short: the local backend names objects below an open directory
 // descriptor (dir-fds.ts), never by their whole path from the backend root.
-import { promises as fsp, readFileSync, constants as fsc, type BigIntStats } from 'node:fs';
+import { promises as fsp, readFileSync, constants as fsc, type BigIntStats, type PathLike } from 'node:fs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { fsName, nameFromBytes } from '../../core/names.js';
 
 /** Linux's O_PATH (the same on x86-64 and arm64; Node does not export it). */
 export const O_PATH = 0o10000000;
@@ -21,34 +22,44 @@ const fstatCb = promisify(fs.fstat);
 
 export interface MetaCalls {
   readonly sync: boolean;
-  lstat(p: string): Promise<BigIntStats>;
-  readdir(p: string): Promise<string[]>;
-  readlink(p: string): Promise<string>;
-  lchown(p: string, uid: number, gid: number): Promise<void>;
-  chmod(p: string, mode: number): Promise<void>;
-  mkdir(p: string, mode: number): Promise<void>;
-  symlink(target: string, p: string): Promise<void>;
-  link(existing: string, p: string): Promise<void>;
-  unlink(p: string): Promise<void>;
-  rmdir(p: string): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
-  truncate(p: string, size: number): Promise<void>;
+  lstat(p: PathLike): Promise<BigIntStats>;
+  readdir(p: PathLike): Promise<string[]>;
+  readlink(p: PathLike): Promise<string>;
+  lchown(p: PathLike, uid: number, gid: number): Promise<void>;
+  chmod(p: PathLike, mode: number): Promise<void>;
+  mkdir(p: PathLike, mode: number): Promise<void>;
+  symlink(target: string, p: PathLike): Promise<void>;
+  link(existing: PathLike, p: PathLike): Promise<void>;
+  unlink(p: PathLike): Promise<void>;
+  rmdir(p: PathLike): Promise<void>;
+  rename(from: PathLike, to: PathLike): Promise<void>;
+  truncate(p: PathLike, size: number): Promise<void>;
   /** Creates (or opens) a regular file and closes it again. */
-  createFile(p: string, flags: number, mode: number): Promise<void>;
+  createFile(p: PathLike, flags: number, mode: number): Promise<void>;
   /** Opens the directory at `p` as an O_PATH descriptor (not following a final symlink). */
-  openDir(p: string): Promise<number>;
+  openDir(p: PathLike): Promise<number>;
   fstat(fd: number): Promise<BigIntStats>;
+}
+
+/**
+ * A directory's names, exactly (core/names.ts): Node decodes them as UTF-8 with replacement
+ * characters, which is exact only when none came out (nor one of our escapes): else they
+ * are read again as bytes. Costs nothing for the usual listing.
+ */
+async function exactNames(names: string[], asBytes: () => Promise<Buffer[]>): Promise<string[]> {
+  if (!names.some((n) => n.includes('\ufffd') || /[\uef80-\uefff]/.test(n))) return names;
+  return (await asBytes()).map((b) => nameFromBytes(b));
 }
 
 const asyncCalls: MetaCalls = {
   sync: false,
   lstat: (p) => fsp.lstat(p, { bigint: true }),
-  readdir: (p) => fsp.readdir(p),
-  readlink: (p) => fsp.readlink(p),
+  readdir: async (p) => exactNames(await fsp.readdir(p), async () => fsp.readdir(p, { encoding: 'buffer' })),
+  readlink: async (p) => nameFromBytes(await fsp.readlink(p, { encoding: 'buffer' })),
   lchown: (p, u, g) => fsp.lchown(p, u, g),
   chmod: (p, m) => fsp.chmod(p, m),
   mkdir: async (p, m) => { await fsp.mkdir(p, { mode: m }); },
-  symlink: (t, p) => fsp.symlink(t, p),
+  symlink: (t, p) => fsp.symlink(fsName(t), p),
   link: (a, b) => fsp.link(a, b),
   unlink: (p) => fsp.unlink(p),
   rmdir: (p) => fsp.rmdir(p),
@@ -63,12 +74,12 @@ const asyncCalls: MetaCalls = {
 const syncCalls: MetaCalls = {
   sync: true,
   lstat: async (p) => fs.lstatSync(p, { bigint: true }),
-  readdir: async (p) => fs.readdirSync(p),
-  readlink: async (p) => fs.readlinkSync(p),
+  readdir: async (p) => exactNames(fs.readdirSync(p), async () => fs.readdirSync(p, { encoding: 'buffer' })),
+  readlink: async (p) => nameFromBytes(fs.readlinkSync(p, { encoding: 'buffer' })),
   lchown: async (p, u, g) => fs.lchownSync(p, u, g),
   chmod: async (p, m) => fs.chmodSync(p, m),
   mkdir: async (p, m) => { fs.mkdirSync(p, { mode: m }); },
-  symlink: async (t, p) => fs.symlinkSync(t, p),
+  symlink: async (t, p) => fs.symlinkSync(fsName(t), p),
   link: async (a, b) => fs.linkSync(a, b),
   unlink: async (p) => fs.unlinkSync(p),
   rmdir: async (p) => fs.rmdirSync(p),

@@ -7,6 +7,7 @@
 // Each names its object as one name below a directory descriptor (see dir-fds.ts), never by
 // a path from the backend root, which may be longer than PATH_MAX.
 import koffi from 'koffi';
+import { fsName } from '../../core/names.js';
 import { FsError, errnoName } from '../../core/errors.js';
 
 export const AT_FDCWD = -100;
@@ -49,7 +50,7 @@ export interface KernelHandle {
 export function handleOf(dirfd: number, name: string, tag?: number): KernelHandle {
   const buf = handleScratch;
   buf.writeUInt32LE(MAX_HANDLE_SZ, 0);
-  if (nameToHandleAt(dirfd, name, buf, mountIdScratch, 0) !== 0) throw lastError(`name_to_handle_at ${name}`);
+  if (nameToHandleAt(dirfd, cName(name), buf, mountIdScratch, 0) !== 0) throw lastError(`name_to_handle_at ${name}`);
   const n = buf.readUInt32LE(0);
   const pre = tag === undefined ? 0 : 1;
   const bytes = Buffer.allocUnsafe(pre + 4 + n);
@@ -69,6 +70,15 @@ export function openHandle(mountFd: number, handle: Buffer): number {
   return fd;
 }
 
+/**
+ * A name as a C string argument: koffi encodes a string as UTF-8, right for every name but
+ * one that is not UTF-8 (core/names.ts), which goes as its bytes and a NUL.
+ */
+function cName(name: string): string | Buffer {
+  const b = fsName(name);
+  return typeof b === 'string' ? b : Buffer.concat([b, Buffer.of(0)]);
+}
+
 export type TimeSpec = { kind: 'set'; ns: bigint } | { kind: 'now' } | { kind: 'omit' };
 
 /** utimensat(dirfd, name) without following a final symlink, to the nanosecond. */
@@ -76,7 +86,7 @@ export function setTimes(dirfd: number, name: string, atime: TimeSpec, mtime: Ti
   const buf = Buffer.alloc(32);
   writeTs(buf, 0, atime);
   writeTs(buf, 16, mtime);
-  if (utimensat(dirfd, name, buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${name}`);
+  if (utimensat(dirfd, cName(name), buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${name}`);
 }
 
 function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
@@ -90,7 +100,7 @@ function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
 }
 
 export function mknod(dirfd: number, name: string, mode: number, rdev: number): void {
-  if (mknodat(dirfd, name, mode, rdev) !== 0) throw lastError(`mknod ${name}`);
+  if (mknodat(dirfd, cName(name), mode, rdev) !== 0) throw lastError(`mknod ${name}`);
 }
 
 /**

@@ -16,6 +16,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { log } from '../../core/log.js';
+import { fsName, nameFromBytes } from '../../core/names.js';
 
 /** What the backend needs from a watcher. `name` is '' when the directory itself changed. */
 export interface DirWatching {
@@ -47,8 +48,10 @@ export class InotifyDirWatcher implements DirWatching {
     if (this.watchers.has(dirAbs)) return;
     let w: FSWatcher;
     try {
-      w = watch(dirAbs, { persistent: false }, (_event, filename) => {
-        if (filename) this.onEvent(dirAbs, filename.toString());
+      // Names as bytes, made exact strings (core/names.ts): a name that is not UTF-8 would
+      // otherwise be reported as another name.
+      w = watch(fsName(dirAbs), { persistent: false, encoding: 'buffer' }, (_event, filename) => {
+        if (filename) this.onEvent(dirAbs, nameFromBytes(filename));
       });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;

@@ -4,6 +4,8 @@
 // violation as XdrError. A malformed reply therefore costs an error, never a crash, a
 // hang or an allocation the size of an absurd length field.
 
+import { nameFromBytes, nameToBytes } from '../../core/names.js';
+
 export class XdrError extends Error {
   constructor(message: string) {
     super(message);
@@ -85,7 +87,8 @@ export class XdrReader {
   }
 
   string(max: number, what = 'string'): string {
-    return this.opaque(max, what).toString('utf8');
+    const b = this.opaque(max, what);
+    return nameFromBytes(b); // names and paths: their bytes, whatever they are (core/names.ts)
   }
 
   /** An array with a length prefix, at most `max` elements. */
@@ -171,7 +174,7 @@ export class XdrWriter {
   }
 
   string(s: string): this {
-    return this.opaque(Buffer.from(s, 'utf8'));
+    return this.opaque(nameToBytes(s));
   }
 
   get length(): number { return this.pos; }
