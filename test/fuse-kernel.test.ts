@@ -121,6 +121,20 @@ describe('FUSE session: the kernel\'s view of objects', () => {
     assert.equal(a2!.ctimeNs, b2!.ctimeNs);
   });
 
+  it('extended attributes are refused with EOPNOTSUPP (the README says so): nothing is kept that would not replay', async () => {
+    await fsp.writeFile(m.m('x'), 'x');
+    const py = await sh('python3', ['-c', `
+import errno, os, sys
+p = sys.argv[1]
+for call in (lambda: os.setxattr(p, 'user.k', b'v'), lambda: os.getxattr(p, 'user.k'), lambda: os.listxattr(p)):
+    try:
+        call(); print('allowed')
+    except OSError as e:
+        print('EOPNOTSUPP' if e.errno == errno.EOPNOTSUPP else errno.errorcode[e.errno])`, m.m('x')]);
+    assert.equal(py.code, 0, py.stderr);
+    assert.deepEqual(py.stdout.trim().split('\n'), ['EOPNOTSUPP', 'EOPNOTSUPP', 'EOPNOTSUPP']);
+  });
+
   it('calls made one after the other are read by polling after each reply, and each is answered once, on its own descriptor', async () => {
     // Another process (the mount must not be driven from the test runner synchronously):
     // 400 chmods and 400 stats of a fresh name each, back to back; every one must succeed
