@@ -38,6 +38,14 @@ export async function makeTree(root: string, files: number): Promise<void> {
   }
 }
 
+/** A directory of `files` empty files (f0 … fN-1), made 500 at a time. */
+export async function makeFlatDir(dir: string, files: number): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true });
+  for (let i = 0; i < files; i += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, files - i) }, (_, k) => fsp.writeFile(path.join(dir, `f${i + k}`), '')));
+  }
+}
+
 export function deltaOps(a: OpsTable, b: OpsTable): OpsTable {
   const out: OpsTable = {};
   for (const [k, v] of Object.entries(b)) {

@@ -1,7 +1,7 @@
 // Benchmarks of the local backend against the native directory and Debian's bindfs (a C
 // FUSE passthrough, -o big_writes), all measured in this one run, reported as ratios.
 // Usage (as root, after scripts/setup.sh):  node dist/bench/run.js [--runs N] [--size-mib N]
-//   [--files N] [--out docs/PERFORMANCE.md] [--passthrough] [--passthrough-writes] [--writeback]
+//   [--files N] [--bigdir N] [--out docs/PERFORMANCE.md] [--passthrough] [--passthrough-writes] [--writeback]
 //   --passthrough-writes: fuse.passthroughWrites too (implies --passthrough).
 //   --passthrough / --writeback: mount cachefs with fuse.passthrough / fuse.writebackCache (the config refuses the latter for now: README).
 // Every workload runs in a child process (dd, cat, ls, find, tar): this process never
@@ -11,12 +11,14 @@ import { promises as fsp, existsSync, readFileSync, writeFileSync } from 'node:f
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { arg, makeBigFile, makeTree, CLI, REPO, type OpsTable } from './common.js';
+import { arg, makeBigFile, makeTree, makeFlatDir, CLI, REPO, type OpsTable } from './common.js';
 
 
 const RUNS = Number(arg('runs', '3'));
 const SIZE_MIB = Number(arg('size-mib', '512'));
 const FILES = Number(arg('files', '10000'));
+/** Entries of the one big directory (`ls` of it cold, and after a file is made in it). */
+const BIGDIR = Number(arg('bigdir', '20000'));
 const OUT = arg('out', path.join(REPO, 'docs', 'PERFORMANCE.md'));
 const WORK = arg('work', path.join(os.tmpdir(), 'cachefs-bench'));
 const PASSTHROUGH_WRITES = process.argv.includes('--passthrough-writes');
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
   process.stderr.write(`preparing ${SIZE_MIB} MiB file and ${FILES}-file tree in ${backend}\n`);
   await makeBigFile(path.join(backend, 'big.bin'), SIZE_MIB);
   await makeTree(path.join(backend, 'tree'), FILES);
+  await makeFlatDir(path.join(backend, 'bigdir'), BIGDIR);
   const srcTar = path.join(WORK, 'src.tar');
   const srcDir = existsSync('/usr/include') ? '/usr/include' : path.join(REPO, 'node_modules');
   await run('tar', ['-C', path.dirname(srcDir), '-cf', srcTar, path.basename(srcDir)]);
@@ -186,6 +189,12 @@ async function main(): Promise<void> {
       await t.umount();
       await t.mount({ freshCache: false });
       await measure(`stat ${FILES} files, after remount`, 'cachefs: attributes revalidated from its index', t, () => run(`find '${tree}' -printf '%s %T@\\n' > /dev/null`, [], { shell: true }));
+      // A big directory: its first listing, and a listing after a file was made in it (the
+      // kernel asks for the first part of each pass with attributes, READDIRPLUS).
+      const bigdir = path.join(t.dir, 'bigdir');
+      await measure(`ls ${BIGDIR}-entry directory, first`, 'plain ls (names only), first listing in this mount', t, () => run(`ls '${bigdir}' > /dev/null`, [], { shell: true }));
+      await measure(`ls ${BIGDIR}-entry directory, after a create`, 'touch a new name in it, then plain ls', t, () => run(`touch '${bigdir}/new' && ls '${bigdir}' > /dev/null`, [], { shell: true }));
+      await fsp.rm(path.join(t.dir, 'bigdir', 'new'));
       // tar x into the mount, tar c out of it.
       const into = path.join(t.dir, 'untar');
       await fsp.mkdir(into);
@@ -198,7 +207,7 @@ async function main(): Promise<void> {
   rss.stop();
 
   const lines: string[] = [];
-  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES}${PASSTHROUGH_WRITES ? ' --passthrough-writes' : PASSTHROUGH ? ' --passthrough' : ''}${WRITEBACK ? ' --writeback' : ''}`;
+  const cmd = `node dist/bench/run.js --runs ${RUNS} --size-mib ${SIZE_MIB} --files ${FILES} --bigdir ${BIGDIR}${PASSTHROUGH_WRITES ? ' --passthrough-writes' : PASSTHROUGH ? ' --passthrough' : ''}${WRITEBACK ? ' --writeback' : ''}`;
   lines.push('# Performance', '');
   lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ` +
     `kernel ${os.release()}, Node ${process.version}. Produced by (as root, after \`bash scripts/setup.sh\`):`, '');
