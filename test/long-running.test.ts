@@ -95,7 +95,7 @@ for (const kind of BACKEND_KINDS) describe(`long-running connected mount (${kind
 
   // A walk of a big tree (find, a backup, a hoard walk) sees every object once: memory must
   // not keep them all for the rest of the mount's life (about 1 KB each, a gigabyte for a
-  // million files). The index keeps 500 here (16,384 by default) so that the walk is short.
+  // million files). The index keeps 500 here (32,768 by default) so that the walk is short.
   it('keeps a bounded number of objects in memory however many a walk has seen', { skip: kind !== 'local' }, async () => {
     const D = 50, PER = 200;
     const w = await layerHere('walk', {
