@@ -9,6 +9,8 @@ import { ChunkFetcher, type FetcherDeps } from '../src/layers/chunk-fetcher.js';
 import { FsError } from '../src/core/errors.js';
 import type { CachedObject } from '../src/index/objects.js';
 import { waitUntil } from './helpers/wait.js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 const CHUNK = 1 << 20;
 
@@ -103,5 +105,31 @@ describe('chunk fetcher buffers', () => {
       assert.ok(l.bytes.every((x) => x === mark(i)), `chunk ${i}'s bytes are its own`);
       l.release();
     }
+  });
+});
+
+describe('chunk fetcher memory', () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const liveHeap = async (): Promise<number> => {
+    for (let i = 0; i < 3; i++) { await new Promise((r) => setImmediate(r)); gc(); }
+    return v8.getHeapSpaceStatistics().filter((x) => !x.space_name.startsWith('code')).reduce((n, x) => n + x.space_used_size, 0);
+  };
+
+  it('keeps nothing for an object whose data was dropped once the object is let go', async () => {
+    const { fetcher } = setup();
+    // Files truncated (O_TRUNC) or changed from outside: their cached data is dropped.
+    const dropMany = (from: number, n: number): void => {
+      for (let i = from; i < from + n; i++) {
+        fetcher.dropData({ id: i, fh: Buffer.from('x'), attr: { version: 'v' }, dataVersion: null, cachedBytes: 0 } as unknown as CachedObject);
+      }
+    };
+    dropMany(1_000_000, 2000);
+    const before = await liveHeap();
+    const N = 30_000;
+    dropMany(2_000_000, N);
+    const grown = (await liveHeap()) - before;
+    // A counter kept per object id was about 40 bytes an object (1.2 MB here).
+    assert.ok(grown < 300 * 1024, `the heap grew by ${grown} bytes for ${N} objects (${(grown / N).toFixed(0)} bytes each)`);
   });
 });

@@ -76,8 +76,13 @@ export class ChunkFetcher {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** Chunks whose fetched bytes are still on their way into the cache file. */
   private readonly landing = new Map<string, Promise<void>>();
-  /** Bumped whenever an object's cached data is dropped (late landings are then ignored). */
-  private readonly dataGen = new Map<number, number>();
+  /**
+   * Bumped whenever an object's cached data is dropped (late landings are then ignored).
+   * Keyed by the object, not its id: an entry goes with its object, where a map of ids kept
+   * one for every file ever truncated or changed from outside. A fetch in flight holds its
+   * object, so the count it started with is the one it is compared with.
+   */
+  private readonly dataGen = new WeakMap<CachedObject, number>();
   /** Bytes fetched from the backend still on their way into cache files. */
   private landingBytes = 0;
   /** The pooled buffer of each fetch in flight or landing (by chunk key). */
@@ -134,7 +139,7 @@ export class ChunkFetcher {
     this.leases.set(key, lease);
     const p = (async () => {
       const version = obj.attr.version;
-      const gen = this.dataGen.get(obj.id) ?? 0;
+      const gen = this.dataGen.get(obj) ?? 0;
       // Up to the end of the file as the attributes say (a chunk past it is just short: a
       // file that grew has a new version, which drops this chunk anyway). Asking for a whole
       // chunk of a small file would allocate it for nothing.
@@ -171,7 +176,7 @@ export class ChunkFetcher {
         () => {
           // Only if nothing dropped the data meanwhile, and the object is still the version
           // these bytes came from (a revalidation may have seen a newer one while they landed).
-          if ((this.dataGen.get(obj.id) ?? 0) === gen && (dataVersion === SELF || obj.attr.version === version)) {
+          if ((this.dataGen.get(obj) ?? 0) === gen && (dataVersion === SELF || obj.attr.version === version)) {
             // Nobody awaits this (the reader has its bytes): a chunk the index cannot record
             // (a full cache disk) is just not cached, and is fetched again when needed.
             try {
@@ -295,14 +300,14 @@ export class ChunkFetcher {
     const size = obj.attr.size;
     const n = Math.ceil(size / this.chunk);
     const version = obj.attr.version;
-    const gen = this.dataGen.get(obj.id) ?? 0;
+    const gen = this.dataGen.get(obj) ?? 0;
     const perPiece = Math.max(1, Math.floor(COPY_PIECE / this.chunk));
     // Guarded now, before any await: a read or write that comes after this call waits.
     const releases: (() => void)[] = [];
     for (let i = 0; i < n; i += perPiece) {
       releases.push(this.guard(obj, Array.from({ length: Math.min(perPiece, n - i) }, (_, k) => i + k)));
     }
-    const unchanged = (after?: Attr): boolean => (this.dataGen.get(obj.id) ?? 0) === gen && obj.attr.version === version
+    const unchanged = (after?: Attr): boolean => (this.dataGen.get(obj) ?? 0) === gen && obj.attr.version === version
       && (after === undefined || after.version === version) && (obj.dataVersion === null || obj.dataVersion === version);
     const done = (async () => {
       let piece = 0;
@@ -460,7 +465,7 @@ export class ChunkFetcher {
 
   /** Forgets the object's cached data; fetches still landing for it are not counted. */
   dropData(obj: CachedObject): void {
-    this.dataGen.set(obj.id, (this.dataGen.get(obj.id) ?? 0) + 1);
+    this.dataGen.set(obj, (this.dataGen.get(obj) ?? 0) + 1);
     if (obj.cachedBytes === 0 && obj.dataVersion === null) return;
     this.d.index.clearChunks(obj);
     void this.d.store.truncate(obj.id, 0).catch((e) => log.warn(`cannot truncate cache file ${obj.id}`, e));
