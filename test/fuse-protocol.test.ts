@@ -233,4 +233,28 @@ describe('node table: what it keeps per node', () => {
     // the next open is a first one again.
     assert.equal(nodes.sameAsLastOpen(node, 'v2'), false, 'forgotten with the node');
   });
+
+  it('keeps a node the kernel holds in two map entries, no more (a find over 100,000 files leaves 100,000)', async () => {
+    const v8 = await import('node:v8');
+    const vm = await import('node:vm');
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const heap = (): number => { gc(); gc(); return v8.getHeapSpaceStatistics().filter((x) => !x.space_name.startsWith('code')).reduce((n, x) => n + x.space_used_size, 0); };
+    const nodes = new NodeTable(7);
+    const N = 100_000;
+    // The versions given are strings of their own, as the objects' are: made before measuring.
+    const versions = Array.from({ length: N }, (_, i) => `v${i}`);
+    const hold = (from: number): void => {
+      for (let i = 0; i < N; i++) { const n = nodes.nodeOf(from + i); nodes.looked(n); nodes.gave(n, versions[i]!); }
+    };
+    hold(1_000_000); // the maps grown to this size once
+    for (let i = 0; i < N; i++) nodes.forget(nodes.nodeOf(1_000_000 + i), 1);
+    const before = heap();
+    hold(2_000_000);
+    const per = (heap() - before) / N;
+    assert.equal(nodes.size, N);
+    // Two map entries a node (the count and the version given) are about 73 bytes; bigint
+    // keys, a heap object each in each map, made it about 97.
+    assert.ok(per < 85, `${per.toFixed(1)} bytes a node`);
+  });
 });

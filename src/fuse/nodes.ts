@@ -18,18 +18,25 @@ export type NodeRef = { kind: 'obj'; id: number } | { kind: 'ctl'; path: string 
 
 const CTL_BASE = 1n << 48n;
 
+/**
+ * A node id as the tables' key: a number (exact: node ids stay below 2^53), where a bigint
+ * key was a heap object of its own in each table, for each node the kernel holds (a `find`
+ * over 100,000 files leaves the kernel holding 100,000).
+ */
+const key = (node: bigint): number => Number(node);
+
 export class NodeTable {
-  private readonly counts = new Map<bigint, number>();
-  private readonly ctl = new Map<bigint, string>();
+  private readonly counts = new Map<number, number>();
+  private readonly ctl = new Map<number, string>();
   /** The object version of the attributes each node was last given with (see objectAt). */
-  private readonly versions = new Map<bigint, string>();
+  private readonly versions = new Map<number, string>();
   /**
    * What each node's data (a file's mtime and size, a directory's version) was at its last
    * open (auto_cache, FOPEN_KEEP_CACHE). Kept only while the kernel holds the node: the pages
    * it cached go with the inode, and a memo per object ever opened would grow for as long as
    * the mount lives.
    */
-  private readonly openedAs = new Map<bigint, string>();
+  private readonly openedAs = new Map<number, string>();
 
   /** `generation`: the cache's, given with every node but the root (see generationOf). */
   constructor(private readonly rootId: number, private readonly generation = 0) {}
@@ -49,13 +56,13 @@ export class NodeTable {
   /** The node id of a control-directory path (its control inode number, moved above 2^48). */
   ctlNode(path: string, ino: number): bigint {
     const n = CTL_BASE + BigInt(ino);
-    this.ctl.set(n, path);
+    this.ctl.set(key(n), path);
     return n;
   }
 
   ref(node: bigint): NodeRef | undefined {
     if (node >= CTL_BASE) {
-      const path = this.ctl.get(node);
+      const path = this.ctl.get(key(node));
       return path === undefined ? undefined : { kind: 'ctl', path };
     }
     const n = Number(node);
@@ -64,32 +71,35 @@ export class NodeTable {
 
   /** The kernel was given `node` once more. */
   looked(node: bigint): void {
-    this.counts.set(node, (this.counts.get(node) ?? 0) + 1);
+    const k = key(node);
+    this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
   }
 
   forget(node: bigint, n: number): void {
-    const left = (this.counts.get(node) ?? 0) - n;
-    if (left > 0) { this.counts.set(node, left); return; }
-    this.counts.delete(node);
-    this.versions.delete(node);
-    this.openedAs.delete(node);
-    if (node >= CTL_BASE) this.ctl.delete(node);
+    const k = key(node);
+    const left = (this.counts.get(k) ?? 0) - n;
+    if (left > 0) { this.counts.set(k, left); return; }
+    this.counts.delete(k);
+    this.versions.delete(k);
+    this.openedAs.delete(k);
+    if (node >= CTL_BASE) this.ctl.delete(k);
   }
 
   /** The kernel was given `node`'s attributes as of `version`. */
-  gave(node: bigint, version: string): void { this.versions.set(node, version); }
+  gave(node: bigint, version: string): void { this.versions.set(key(node), version); }
 
-  versionGiven(node: bigint): string | undefined { return this.versions.get(node); }
+  versionGiven(node: bigint): string | undefined { return this.versions.get(key(node)); }
 
   /** Notes that `node` is opened as `what`; whether it was the same at its last open. */
   sameAsLastOpen(node: bigint, what: string): boolean {
-    const same = this.openedAs.get(node) === what;
-    this.openedAs.set(node, what);
+    const k = key(node);
+    const same = this.openedAs.get(k) === what;
+    this.openedAs.set(k, what);
     return same;
   }
 
   /** Whether the kernel holds this node (the root always). */
-  known(node: bigint): boolean { return node === 1n || this.counts.has(node); }
+  known(node: bigint): boolean { return node === 1n || this.counts.has(key(node)); }
 
   /** Nodes the kernel holds now (status and tests). */
   get size(): number { return this.counts.size; }
