@@ -4,6 +4,7 @@
 // the kernel asks for the first part of every pass with attributes whatever the program
 // wants: a plain `ls` of a 50,000-name directory, right after a file was made in it, listed
 // the backend again (an lstat and a file handle per entry: 1.8 s) for attributes nobody read.
+// A hoard walk, which needs every attribute, still gets a big directory listed again.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fsp from 'node:fs/promises';
@@ -44,7 +45,7 @@ describe('listings: attributes refreshed only when they are wanted', () => {
     await listedThenStale('/small');
     const dir = await h.layer.resolve('/small');
     listings = 0;
-    const { entries } = await h.layer.readdirOf(dir, false);
+    const { entries } = await h.layer.readdirOf(dir, 'names');
     assert.equal(entries.length, 100);
     assert.equal(listings, 0, 'names only: the cached listing answers');
   });
@@ -53,7 +54,7 @@ describe('listings: attributes refreshed only when they are wanted', () => {
     await listedThenStale('/small');
     const dir = await h.layer.resolve('/small');
     listings = 0;
-    const { entries } = await h.layer.readdirOf(dir, true);
+    const { entries } = await h.layer.readdirOf(dir, 'attrs-if-cheap');
     assert.equal(listings, 1);
     assert.equal(entries.filter((e) => e.stale).length, 0, 'every entry fresh');
   });
@@ -63,7 +64,7 @@ describe('listings: attributes refreshed only when they are wanted', () => {
     const dir = await h.layer.resolve('/big');
     const fresh = await h.layer.resolve('/big/f7'); // revalidated by its lookup
     listings = 0;
-    const { entries } = await h.layer.readdirOf(dir, true);
+    const { entries } = await h.layer.readdirOf(dir, 'attrs-if-cheap');
     assert.equal(entries.length, 5000);
     assert.equal(listings, 0);
     const stale = entries.filter((e) => e.stale);
@@ -72,5 +73,19 @@ describe('listings: attributes refreshed only when they are wanted', () => {
     // A stale entry is revalidated when it is looked up: a change made meanwhile shows.
     await fsp.writeFile(path.join(h.backend, 'big', 'f9'), 'grown');
     assert.equal((await h.layer.resolve('/big/f9')).attr.size, 5);
+  });
+
+  it('a caller that needs every attribute (a hoard walk) gets a big directory listed again when they are stale', async () => {
+    // The hoard scan decides what to fetch, and how much, from these attributes, and
+    // fetches without revalidating each file: a file grown on the server must not be cached
+    // at its old size.
+    await listedThenStale('/big');
+    await fsp.writeFile(path.join(h.backend, 'big', 'f11'), 'grown too');
+    const dir = await h.layer.resolve('/big');
+    listings = 0;
+    const { entries } = await h.layer.readdirOf(dir, 'attrs');
+    assert.equal(listings, 1);
+    assert.equal(entries.filter((e) => e.stale).length, 0, 'every entry fresh');
+    assert.equal(entries.find((e) => e.name === 'f11')?.obj.attr.size, 9);
   });
 });

@@ -449,7 +449,7 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
 
   /** The listing of a directory node: `.` and `..` first, then its entries. */
   const listing = async (node: bigint, plus: boolean): Promise<DirEntry[]> => {
-    const { dir, entries } = await layer.readdirOf(objOf(node), plus);
+    const { dir, entries } = await layer.readdirOf(objOf(node), plus ? 'attrs-if-cheap' : 'names');
     const self = { ino: BigInt(dir.id), type: direntType(S_IFDIR) };
     const out: DirEntry[] = [{ name: Buffer.from('.'), ...self }, { name: Buffer.from('..'), ...self }];
     const hidden = node === 1n ? d.hiddenInRoot : undefined;

@@ -86,10 +86,17 @@ export type { SetAttrRecord } from '../journal/records.js';
 export type { TimeArg } from './mutations.js';
 export type { KernelCache } from './outside-changes.js';
 
-/** A journal record as `cachefs journal` shows it (daemon/protocol.ts checks it at the edge). */
 /** One entry of a listing; `stale`: its attributes are due for revalidation (not refreshed). */
 export interface ListedEntry { name: string; obj: CachedObject; stale?: true }
 
+/**
+ * What a listing's caller needs of its entries' attributes: none (READDIR: names, inode
+ * numbers, types); each one fresh (a hoard walk, which fetches by them); or those that are
+ * cheap to have (READDIRPLUS: a stale entry may go without, the kernel looks it up).
+ */
+export type ListingNeeds = 'names' | 'attrs' | 'attrs-if-cheap';
+
+/** A journal record as `cachefs journal` shows it (daemon/protocol.ts checks it at the edge). */
 export interface JournalItem {
   seq: number;
   op: string;
@@ -628,11 +635,10 @@ export class CacheLayer {
   }
 
   /**
-   * A directory's entries. `withAttrs`: the caller wants the entries' attributes too (a
-   * READDIRPLUS, a hoard walk); a plain READDIR wants names, inode numbers and types only,
-   * and does not make the cache refresh attributes it will not use.
+   * A directory's entries, their attributes refreshed as far as `needs` says: a plain
+   * READDIR does not make the cache refresh attributes it will not use.
    */
-  async readdirOf(dir: CachedObject, withAttrs = true): Promise<{ dir: CachedObject; entries: ListedEntry[] }> {
+  async readdirOf(dir: CachedObject, needs: ListingNeeds = 'attrs'): Promise<{ dir: CachedObject; entries: ListedEntry[] }> {
     if (dir.attr.type !== 'dir') throw new FsError('ENOTDIR');
     await this.revalidate(dir, false);
     // A listing with attributes (READDIRPLUS-style) when the names are not all cached, or
@@ -642,13 +648,13 @@ export class CacheLayer {
       if (dir.stale?.complete) return { dir, entries: this.staleListing(dir) };
       throw new FsError('EHOSTUNREACH', 'this directory was never listed while connected');
     }
-    if (!dir.complete || (withAttrs && this.connected && this.relistForAttrs(dir))) {
+    if (!dir.complete || (needs !== 'names' && this.connected && this.relistForAttrs(dir, needs === 'attrs'))) {
       const listed = await this.callOrGone('readdir', () => this.backend.readdir(dir.fh));
-      if (listed === GONE) return this.readdirOf(dir, withAttrs);
+      if (listed === GONE) return this.readdirOf(dir, needs);
       this.index.batch(() => this.index.replaceListing(dir, this.adoptListing(listed), dir.attr.version));
     }
     const out: ListedEntry[] = [];
-    const judge = withAttrs && this.connected;
+    const judge = needs !== 'names' && this.connected;
     for (const [name, id] of this.index.namesOf(dir)) {
       if (id === null) continue;
       const o = this.index.get(id);
@@ -660,14 +666,15 @@ export class CacheLayer {
 
   /**
    * Whether to list a directory again for its entries' attributes: when more than a few are
-   * stale, and the directory is not so big that the listing (an lstat and a handle per
-   * entry on a local backend) costs more than the caller will use. The kernel asks for the
-   * first part of a pass with attributes (READDIRPLUS), whatever the program wants: a plain
-   * `ls` of 50,000 names took 2.3 s to refresh attributes nobody read. Above the bound the
-   * stale entries go without attributes and each is revalidated when it is looked up.
+   * stale, and (unless the caller needs them all) the directory is not so big that the
+   * listing (an lstat and a handle per entry on a local backend) costs more than the caller
+   * will use. The kernel asks for the first part of a pass with attributes (READDIRPLUS),
+   * whatever the program wants: a plain `ls` of 50,000 names took 2.3 s to refresh
+   * attributes nobody read. Above the bound the stale entries go without attributes and
+   * each is revalidated when it is looked up.
    */
-  private relistForAttrs(dir: CachedObject): boolean {
-    if (this.index.namesOf(dir).size > RELIST_FOR_ATTRS_MAX) return false;
+  private relistForAttrs(dir: CachedObject, all: boolean): boolean {
+    if (!all && this.index.namesOf(dir).size > RELIST_FOR_ATTRS_MAX) return false;
     return this.staleChildren(dir) > 8;
   }
 
