@@ -33,10 +33,16 @@ export function nameFromBytes(b: Uint8Array, start = 0, end = b.length): string 
   const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   if (ascii) return buf.toString('latin1', start, end);
   const s = buf.toString('utf8', start, end);
-  // Valid UTF-8 decodes without a replacement character (a real U+FFFD comes back as one,
-  // which the careful decoder below gets right too) and without one of our escapes.
-  if (!s.includes('\ufffd') && !HAS_ESC.test(s)) return s;
-  return decodeCarefully(b, start, end);
+  return decodedExactly(s) ? s : decodeCarefully(b, start, end);
+}
+
+/**
+ * Whether `s`, decoded by Node as UTF-8, is what nameFromBytes would make of the same bytes:
+ * no replacement character came out (a real U+FFFD is taken for one, and decoded the
+ * careful way, rightly too) and none of our escapes' range.
+ */
+export function decodedExactly(s: string): boolean {
+  return !s.includes('\ufffd') && !HAS_ESC.test(s);
 }
 
 function decodeCarefully(b: Uint8Array, start: number, end: number): string {

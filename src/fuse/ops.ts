@@ -455,11 +455,11 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     const hidden = node === 1n ? d.hiddenInRoot : undefined;
     for (const e of entries) {
       if (hidden?.(e.name)) continue;
-      const d: DirEntry = { name: nameToBytes(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode) };
+      const ent: DirEntry = { name: nameToBytes(e.name), ino: BigInt(e.obj.id), type: direntType(e.obj.attr.mode) };
       // Attributes due for revalidation are not given: the kernel would keep them for its
       // attribute timeout; it looks such a name up itself when it needs it.
-      if (plus && !e.stale) { d.node = nodes.nodeOf(e.obj.id); d.attr = attrs(e.obj); }
-      out.push(d);
+      if (plus && !e.stale) { ent.node = nodes.nodeOf(e.obj.id); ent.attr = attrs(e.obj); }
+      out.push(ent);
     }
     return out;
   };

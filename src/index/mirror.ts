@@ -48,17 +48,16 @@ export class ObjectMirror {
     return this.live.get(id)?.ref.deref();
   }
 
-  has(id: number): boolean {
-    return this.peek(id) !== undefined;
-  }
-
-  /** The id of the live object with this handle (hex), if any. */
-  idOf(key: string): number | undefined {
+  /** The live object with this handle (hex), marked as used, if any. */
+  getByHandle(key: string): CachedObject | undefined {
     const id = this.byFh.get(key);
-    return id !== undefined && this.has(id) ? id : undefined;
+    return id === undefined ? undefined : this.get(id);
   }
 
-  /** Registers an object just loaded or made; it replaces nothing live (see `get`). */
+  /**
+   * Registers an object just loaded or made, or whose handle changed (a replayed create);
+   * it replaces nothing live (see `get`).
+   */
   add(o: CachedObject): void {
     const key = o.fh.toString('hex');
     const had = this.live.get(o.id);
@@ -67,11 +66,6 @@ export class ObjectMirror {
     this.byFh.set(key, o.id);
     this.used(o);
     if (this.live.size > this.sweepAt) this.sweep();
-  }
-
-  /** The object's handle changed (a replayed create): its entry is made again. */
-  rehandle(o: CachedObject): void {
-    this.add(o);
   }
 
   /** The object leaves memory now (removed from the index, or to be reloaded). */

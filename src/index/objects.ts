@@ -175,7 +175,7 @@ export class ObjectIndex {
     this.changing(obj);
     this.st.setHandle.run(copy, obj.id);
     obj.fh = copy;
-    this.mirror.rehandle(obj);
+    this.mirror.add(obj);
   }
 
   /** The object's version after the last record a reintegration replayed to it (or null). */
@@ -301,8 +301,8 @@ export class ObjectIndex {
   }
 
   byHandle(fh: Buffer): CachedObject | undefined {
-    const id = this.mirror.idOf(fh.toString('hex'));
-    if (id !== undefined) return this.get(id);
+    const have = this.mirror.getByHandle(fh.toString('hex'));
+    if (have) return have;
     const row = this.st.byFh.get(this.fsid, fh) as ObjectRow | undefined;
     return row ? this.fromRow(row) : undefined;
   }
@@ -502,10 +502,10 @@ export class ObjectIndex {
   loadChildren(dir: CachedObject): void {
     // A warm directory has every child in memory already: no query then.
     let missing = false;
-    for (const id of this.namesOf(dir).values()) if (id !== null && !this.mirror.has(id)) { missing = true; break; }
+    for (const id of this.namesOf(dir).values()) if (id !== null && !this.mirror.peek(id)) { missing = true; break; }
     if (!missing) return;
     for (const r of this.st.children.all(dir.id, this.fsid) as ObjectRow[]) {
-      if (!this.mirror.has(r[0])) this.fromRow(r);
+      if (!this.mirror.peek(r[0])) this.fromRow(r);
     }
   }
 

@@ -11,7 +11,7 @@ import { promises as fsp, readFileSync, constants as fsc, type BigIntStats, type
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { fsName, nameFromBytes } from '../../core/names.js';
+import { decodedExactly, fsName, nameFromBytes } from '../../core/names.js';
 
 /** Linux's O_PATH (the same on x86-64 and arm64; Node does not export it). */
 export const O_PATH = 0o10000000;
@@ -47,7 +47,7 @@ export interface MetaCalls {
  * are read again as bytes. Costs nothing for the usual listing.
  */
 async function exactNames(names: string[], asBytes: () => Promise<Buffer[]>): Promise<string[]> {
-  if (!names.some((n) => n.includes('\ufffd') || /[\uef80-\uefff]/.test(n))) return names;
+  if (names.every(decodedExactly)) return names;
   return (await asBytes()).map((b) => nameFromBytes(b));
 }
 
