@@ -6,7 +6,7 @@
 // made offline, a file cached before), and across a disconnect/replay cycle. After a sync
 // the backend's copy must equal the model cfsx saved (-w).
 //
-//   CFSX_OPS     operations per run (default 1300)
+//   CFSX_OPS     operations per run (default 1100)
 //   CFSX_SEEDS   seeds of the connected runs (default 1,2,3)
 //   CFSX_CHUNK   the mount's cache.chunkSize (default 65536: many chunk boundaries per file)
 import { describe, it, after, afterEach } from 'node:test';
@@ -18,7 +18,7 @@ import { cli, mountFresh, type Mounted, BACKEND_KINDS, skipKind, type BackendKin
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 import { runCfsx, describeRun, compareWithModel, buildCfsx, type CfsxRun } from './helpers/cfsx.js';
 
-const OPS = Number(process.env.CFSX_OPS ?? 1300);
+const OPS = Number(process.env.CFSX_OPS ?? 1100);
 const SEEDS = (process.env.CFSX_SEEDS ?? '1,2,3').split(',').map(Number);
 const CHUNK = Number(process.env.CFSX_CHUNK ?? 65536);
 const MiB = 1024 * 1024;
