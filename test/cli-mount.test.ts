@@ -3,10 +3,10 @@
 // behind, umount of a busy mount, online that ends disconnected, sync whose mount died.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp, existsSync, writeFileSync } from 'node:fs';
+import { promises as fsp, existsSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { cli, mountFresh, tempRoot, fuseMounted, type Mounted } from './helpers/cachefs.js';
+import { CLI, cli, control, mountFresh, tempRoot, fuseMounted, type Mounted } from './helpers/cachefs.js';
 import { waitUntil } from './helpers/wait.js';
 
 describe('cli: mounting and unmounting', () => {
@@ -96,5 +96,61 @@ describe('cli: mounting and unmounting', () => {
     const r = await cli(['online', m.mnt]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stderr, /journal/);
+  });
+  it('from a shell inside a mount that died: umount and mount with absolute paths recover it, a relative path says why, and the mount process does not stay in the shell\'s directory', async () => {
+    const m = await mountFresh('dead-cwd');
+    mounts.push(m);
+    await fsp.writeFile(m.m('kept.txt'), 'written before the crash');
+    const pid = (await control(m, 'status')).pid;
+    // A shell whose current directory is in the mount, as the user's is; each cachefs run
+    // inherits it, as from a terminal.
+    const script = 'cd "$1" || exit 9; echo in; read go; ' +
+      'node "$2" umount "$1" 2>&1; echo "rc=$?"; ' +
+      'node "$2" mount "$3" "$1" --cache-dir "$4" 2>&1; echo "rc=$?"; ' +
+      'node "$2" status kept.txt 2>&1; echo "rc=$?"';
+    const shell = spawn('sh', ['-c', script, 'sh', m.mnt, CLI, m.backend, m.cache], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    shell.stdout.on('data', (d) => { out += d; });
+    const ended = new Promise<number>((r) => shell.on('close', (code) => r(code ?? 1)));
+    await waitUntil('the shell to be in the mount', () => out.includes('in\n'), 10_000);
+    process.kill(pid, 'SIGKILL');
+    await waitUntil('the mount process to die', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 5);
+    shell.stdin.end('go\n');
+    assert.equal(await ended, 0, out);
+    const [umount, mount, status] = out.split(/^in\n/m)[1]!.split(/^rc=\d+\n/m);
+    const codes = [...out.matchAll(/^rc=(\d+)$/gm)].map((x) => Number(x[1]));
+    assert.equal(codes[0], 0, `umount of the dead mount from inside it: ${umount}`);
+    assert.equal(codes[1], 0, `mount with absolute paths from inside the dead mount: ${mount}`);
+    assert.notEqual(codes[2], 0, status);
+    assert.doesNotMatch(out, /unexpected error|this is a bug/);
+    assert.match(status!, /current directory cannot be read/, 'a relative path: the error says why');
+    assert.match(status!, /cd to another directory/, 'and what to do');
+    assert.equal(await fsp.readFile(m.m('kept.txt'), 'utf8'), 'written before the crash');
+    const again = (await control(m, 'status')).pid;
+    assert.notEqual(again, pid);
+    // In its backend directory (a local backend's mount process works there), not in the shell's.
+    assert.equal(readlinkSync(`/proc/${again}/cwd`), m.backend, 'the mount process does not keep the shell\'s directory');
+  });
+
+  it('a mount started in a directory with cache.config.json uses that file, though its process does not stay in that directory', async () => {
+    const root = tempRoot('cwd-config');
+    dirs.push(root);
+    await fsp.mkdir(path.join(root, 'backend'));
+    await fsp.writeFile(path.join(root, 'backend', 'from-config.txt'), 'found by the configuration file');
+    await fsp.mkdir(path.join(root, 'mnt'));
+    // Relative paths, resolved against the file's directory; a setting to see it was read.
+    writeFileSync(path.join(root, 'cache.config.json'), JSON.stringify({ backend: './backend', mountpoint: './mnt', cacheDir: './cache', log: 'warn' }));
+    const r = await cli(['mount'], { cwd: root });
+    assert.equal(r.code, 0, r.stderr);
+    try {
+      assert.equal(await fsp.readFile(path.join(root, 'mnt', 'from-config.txt'), 'utf8'), 'found by the configuration file');
+      const log = await fsp.readFile(path.join(root, 'cache', 'cachefs.log'), 'utf8');
+      assert.doesNotMatch(log, / info /, `the file's log level (warn) applies in the mount process: ${log}`);
+      const pid = (JSON.parse((await cli(['status', path.join(root, 'mnt'), '--json'])).stdout) as { pid: number }).pid;
+      assert.equal(readlinkSync(`/proc/${pid}/cwd`), path.join(root, 'backend'), 'not the directory it was started in');
+    } finally {
+      const u = await cli(['umount', path.join(root, 'mnt')]);
+      assert.equal(u.code, 0, u.stderr);
+    }
   });
 });

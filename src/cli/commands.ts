@@ -34,7 +34,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   if (flags.cacheDir !== undefined) overrides.cacheDir = flags.cacheDir;
   if (flags.allowOther !== undefined) overrides.allowOther = flags.allowOther;
   if (flags.logLevel !== undefined) overrides.log = flags.logLevel;
-  const { config } = loadConfig({ ...(flags.config ? { configFile: flags.config } : {}), overrides });
+  const { config, file } = loadConfig({ ...(flags.config ? { configFile: flags.config } : {}), overrides });
   if (!isNfsUrl(config.backend) && !existsSync(config.backend)) {
     throw new UserError(`backend directory ${config.backend} does not exist`, { hint: 'give an existing directory to cache' });
   }
@@ -64,12 +64,17 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   // A small young generation keeps the mount process's RSS low: its garbage is mostly
   // short-lived request buffers (see docs/PERFORMANCE.md for the measured effect).
   const args = ['--max-semi-space-size=4', self, 'mount', config.backend, config.mountpoint, '--foreground', '--cache-dir', config.cacheDir];
-  if (flags.config) args.push('--config', path.resolve(flags.config));
+  // The file this process read (--config, or ./cache.config.json): the mount process starts
+  // in / and must not look for one there.
+  if (file) args.push('--config', file);
   if (flags.allowOther === true) args.push('--allow-other');
   if (flags.allowOther === false) args.push('--no-allow-other');
   if (flags.logLevel) args.push('--log-level', flags.logLevel);
   const env = { ...MOUNT_PROCESS_ENV, ...process.env };
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', errFd], env });
+  // In /, as daemons start: a mount process kept for days must not hold the directory the
+  // user happened to be in (a USB disk could not be unmounted; a directory inside a dead
+  // mount would fail every relative path).
+  const child = spawn(process.execPath, args, { detached: true, cwd: '/', stdio: ['ignore', 'ignore', errFd], env });
   if (errFd !== 'ignore') closeSync(errFd);
   let exited: number | null = null;
   child.on('exit', (code) => { exited = code ?? 1; });

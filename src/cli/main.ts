@@ -181,6 +181,23 @@ function buildProgram(): Command {
   return program;
 }
 
+/**
+ * The current directory cannot be read: most often the shell is still inside a mount whose
+ * process died ("Transport endpoint is not connected"), where the user has just been
+ * working and now runs `cachefs umount` or `cachefs mount` to recover. A relative path
+ * (or ./cache.config.json) cannot be found from there; absolute paths work.
+ */
+function isDeadCwd(e: unknown): e is NodeJS.ErrnoException {
+  return e instanceof Error && (e as NodeJS.ErrnoException).syscall === 'uv_cwd';
+}
+
+function deadCwdError(e: NodeJS.ErrnoException): UserError {
+  const why = e.code === 'ENOTCONN' ? 'it is inside a mount whose process died' : 'it was removed, or is inside a mount that went away';
+  return new UserError(`the current directory cannot be read (${e.code ?? 'error'}: ${why}), so relative paths and ./cache.config.json cannot be found from it`, {
+    hint: 'cd to another directory (cd /) or give absolute paths; `cachefs umount <mountpoint>` cleans up a dead mount',
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
@@ -191,6 +208,7 @@ async function main(argv: string[]): Promise<number> {
       // Help and version end here too; commander has already printed what it had to say.
       return e.exitCode === 0 ? 0 : 2;
     }
+    if (isDeadCwd(e)) e = deadCwdError(e);
     if (e instanceof UserError) {
       process.stderr.write(`cachefs: ${e.message}\n`);
       if (e.hint) process.stderr.write(`  hint: ${e.hint}\n`);

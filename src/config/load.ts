@@ -98,14 +98,28 @@ export function normalizeBackend(spec: string, relativeTo: string): string {
 }
 
 export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverrides; cwd?: string }): LoadedConfig {
-  const cwd = opts.cwd ?? process.cwd();
+  // Read only when a path is relative or ./cache.config.json is looked for: a current
+  // directory inside a dead mount cannot be read, and absolute paths must work from there
+  // (the CLI's exit point explains the error otherwise).
+  const cwdOf = (): string => opts.cwd ?? process.cwd();
+  const o = opts.overrides ?? {};
+  const absolute = (p: string): boolean => path.isAbsolute(p) || /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
+  const given = [o.backend, o.mountpoint, o.cacheDir];
+  const needsCwd = (opts.configFile !== undefined && !path.isAbsolute(opts.configFile))
+    || given.some((p) => p !== undefined && !absolute(p))
+    || (opts.configFile === undefined && given.some((p) => p === undefined)); // defaults are relative
+  let cwd: string | null = null;
+  if (needsCwd) cwd = cwdOf();
+  else if (opts.configFile === undefined) {
+    try { cwd = cwdOf(); } catch { /* then there is no ./cache.config.json to read, and nothing else needs it */ }
+  }
   let file: string | null = null;
   if (opts.configFile) {
-    file = path.resolve(cwd, opts.configFile);
+    file = path.resolve(cwd ?? '/', opts.configFile);
     if (!existsSync(file)) {
       throw new UserError(`config file ${file} does not exist`, { hint: 'check the --config path' });
     }
-  } else if (existsSync(path.join(cwd, DEFAULT_CONFIG_NAME))) {
+  } else if (cwd !== null && existsSync(path.join(cwd, DEFAULT_CONFIG_NAME))) {
     file = path.join(cwd, DEFAULT_CONFIG_NAME);
   }
 
@@ -126,7 +140,8 @@ export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverri
   }
   const source = file ?? 'configuration';
   const merged = validate(source, deepMerge(DEFAULTS as unknown as Json, fromFile));
-  const base = file ? path.dirname(file) : cwd;
+  // Without a file every path comes from the command line, absolute when cwd is null.
+  const base = file ? path.dirname(file) : cwd ?? '/';
   const fromFileResolved: Config = {
     ...merged,
     backend: normalizeBackend(merged.backend, base),
@@ -134,12 +149,11 @@ export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverri
     cacheDir: path.resolve(base, merged.cacheDir),
   };
 
-  const o = opts.overrides ?? {};
   const withFlags: Config = {
     ...fromFileResolved,
-    ...(o.backend !== undefined ? { backend: normalizeBackend(o.backend, cwd) } : {}),
-    ...(o.mountpoint !== undefined ? { mountpoint: path.resolve(cwd, o.mountpoint) } : {}),
-    ...(o.cacheDir !== undefined ? { cacheDir: path.resolve(cwd, o.cacheDir) } : {}),
+    ...(o.backend !== undefined ? { backend: normalizeBackend(o.backend, cwd ?? '/') } : {}),
+    ...(o.mountpoint !== undefined ? { mountpoint: path.resolve(cwd ?? '/', o.mountpoint) } : {}),
+    ...(o.cacheDir !== undefined ? { cacheDir: path.resolve(cwd ?? '/', o.cacheDir) } : {}),
     ...(o.log !== undefined ? { log: o.log } : {}),
     fuse: { ...fromFileResolved.fuse, ...(o.allowOther !== undefined ? { allowOther: o.allowOther } : {}) },
   };
