@@ -4,7 +4,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { cli, mountFresh, sleep, type Mounted, skipKind } from './helpers/cachefs.js';
+import { cli, killMount, mountFresh, sleep, type Mounted, skipKind } from './helpers/cachefs.js';
+import { waitUntil } from './helpers/wait.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 describe('mounting while the NFS server is away', { skip: skipKind('nfs') }, () => {
@@ -50,6 +51,51 @@ describe('mounting while the NFS server is away', { skip: skipKind('nfs') }, () 
     assert.equal(await fsp.readFile(m.b('docs', 'b.txt'), 'utf8'), 'written on the train');
     assert.equal(await fsp.readFile(m.b('docs', 'a.txt'), 'utf8'), 'cached before the trip, and changed on it');
   });
+
+  // The laptop is shut down (or crashes) on the train, and started again on it: what was
+  // written offline exists only in the cache files and the journal until the replay.
+  for (const stop of ['umount', 'kill -9'] as const) {
+    it(`offline writes survive a ${stop} and a mount while the server is still away, and replay when it is back`, async () => {
+      await srv.start(); // (after a failure of the case before)
+      if ((await status()).state !== 'connected') await cli(['online', m.mnt]);
+      await fsp.mkdir(m.b(stop.replace(' ', '')));
+      const dir = (...p: string[]) => m.m(stop.replace(' ', ''), ...p);
+      await fsp.writeFile(m.b(stop.replace(' ', ''), 'cached.txt'), 'cached before the trip\n');
+      assert.equal(await fsp.readFile(dir('cached.txt'), 'utf8'), 'cached before the trip\n');
+      const big = Buffer.alloc(3 * 1024 * 1024 + 123, 'x');
+      for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+      assert.equal((await cli(['offline', m.mnt])).code, 0);
+      await srv.stop();
+      await fsp.appendFile(dir('cached.txt'), 'changed on the train\n');
+      await fsp.writeFile(dir('new.bin'), big);
+      await fsp.writeFile(dir('small.txt'), 'written on the train\n');
+      const expect = new Map<string, Buffer>([
+        ['cached.txt', Buffer.from('cached before the trip\nchanged on the train\n')], ['new.bin', big], ['small.txt', Buffer.from('written on the train\n')],
+      ]);
+      if (stop === 'umount') {
+        const r = await m.umount();
+        assert.equal(r.code, 0, r.stderr);
+      } else {
+        await killMount(m);
+      }
+      await m.mount();
+      assert.equal((await status()).state, 'disconnected');
+      for (const [name, data] of expect) {
+        assert.ok((await fsp.readFile(dir(name))).equals(data), `${name}: what was written offline is read back after the ${stop}`);
+      }
+      // Once more after the replay would have ended had it run: nothing is dropped meanwhile.
+      await sleep(500);
+      for (const [name, data] of expect) assert.ok((await fsp.readFile(dir(name))).equals(data), `${name}, still`);
+      await srv.start();
+      await waitUntil('the replay to end', async () => { const st = await status(); return st.state === 'connected' && st.journal.pending === 0; }, 60_000, 100);
+      for (const [name, data] of expect) {
+        assert.ok((await fsp.readFile(m.b(stop.replace(' ', ''), name))).equals(data), `${name} reached the server whole`);
+        assert.ok((await fsp.readFile(dir(name))).equals(data), `${name} through the mount after the replay`);
+      }
+      const conflicts = JSON.parse((await cli(['conflicts', m.mnt, '--json'])).stdout) as unknown[];
+      assert.deepEqual(conflicts, [], 'no conflict');
+    });
+  }
 
   it('a cache that never mounted the export still refuses clearly when the server is away', async () => {
     await srv.stop();

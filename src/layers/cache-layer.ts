@@ -314,12 +314,31 @@ export class CacheLayer {
     // are replayed as a reintegration (bases checked, conflicts parked).
     if (this.replayer.pendingCount > 0) void this.reintegrate(`${this.replayer.pendingCount} journal records left by the last run`);
     if (suspect.length > 0) {
-      void this.replayer.drained().then(() => {
-        for (const id of suspect) {
-          const o = this.index.get(id);
-          if (o && !this.openCount.has(id)) this.fetcher.dropData(o);
-        }
-      }).catch((e: unknown) => log.warn('cannot drop the cached data the last run may have left half-written; it is dropped at the next mount', e));
+      void this.dropSuspectData(suspect)
+        .catch((e: unknown) => log.warn('cannot drop the cached data the last run may have left half-written; it is dropped at the next mount', e));
+    }
+  }
+
+  /**
+   * Drops the cached data of objects the last run was changing, once the backend has every
+   * record that needs it. Until then that data is the only copy of what was written offline
+   * (a write record's bytes are read from the cache file when it is replayed): so it waits
+   * for the records left by the last run to leave the journal (replayed, or parked with
+   * their variants saved), which a mount started disconnected may not do for days, and an
+   * object with records still to send (written since) keeps its data until it has none.
+   */
+  private async dropSuspectData(ids: number[]): Promise<void> {
+    let left = ids;
+    while (left.length > 0) {
+      await this.replayer.settled(this.replayer.lastSeq);
+      const again: number[] = [];
+      for (const id of left) {
+        const o = this.index.get(id);
+        if (!o || this.openCount.has(id)) continue;
+        if (this.replayer.hasPendingFor(id)) again.push(id);
+        else this.fetcher.dropData(o);
+      }
+      left = again;
     }
   }
 
