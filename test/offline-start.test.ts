@@ -97,6 +97,32 @@ describe('mounting while the NFS server is away', { skip: skipKind('nfs') }, () 
     });
   }
 
+  it('a directory never listed while connected lists and takes new names offline after a remount as before it', async () => {
+    await srv.start();
+    if ((await status()).state !== 'connected') await cli(['online', m.mnt]);
+    await fsp.mkdir(m.b('worked-in'));
+    await fsp.writeFile(m.b('worked-in', 'notes.txt'), 'on the server\n');
+    // Worked in, never listed: a name looked up, one made (the directory's version moves).
+    assert.equal(await fsp.readFile(m.m('worked-in', 'notes.txt'), 'utf8'), 'on the server\n');
+    await fsp.writeFile(m.m('worked-in', 'made.txt'), 'made connected\n');
+    assert.equal((await cli(['offline', m.mnt])).code, 0);
+    await srv.stop();
+    await fsp.writeFile(m.m('worked-in', 'before.txt'), 'made offline before the remount\n');
+    assert.deepEqual((await fsp.readdir(m.m('worked-in'))).sort(), ['before.txt', 'made.txt', 'notes.txt']);
+    const r = await m.umount();
+    assert.equal(r.code, 0, r.stderr);
+    await m.mount();
+    assert.equal((await status()).state, 'disconnected');
+    assert.deepEqual((await fsp.readdir(m.m('worked-in'))).sort(), ['before.txt', 'made.txt', 'notes.txt'],
+      'the same listing as before the remount');
+    await fsp.writeFile(m.m('worked-in', 'after.txt'), 'made offline after the remount\n');
+    await assert.rejects(fsp.stat(m.m('worked-in', 'never.txt')), { code: 'ENOENT' }, 'a name it does not have is absent, not unreachable');
+    await srv.start();
+    await waitUntil('the replay to end', async () => { const st = await status(); return st.state === 'connected' && st.journal.pending === 0; }, 60_000, 100);
+    assert.deepEqual((await fsp.readdir(m.b('worked-in'))).sort(), ['after.txt', 'before.txt', 'made.txt', 'notes.txt']);
+    assert.equal(await fsp.readFile(m.b('worked-in', 'after.txt'), 'utf8'), 'made offline after the remount\n');
+  });
+
   it('a cache that never mounted the export still refuses clearly when the server is away', async () => {
     await srv.stop();
     try {

@@ -135,6 +135,22 @@ const MIGRATIONS: readonly string[] = [
     by     TEXT                  -- JSON credentials the writes replay as; NULL = the mount's own
   );
   `,
+  // v8: a directory's disconnected answer (ObjectIndex: CachedObject.stale), kept across
+  // restarts: the names it showed before its version moved, or the listing kept at the first
+  // lookup in a directory never listed. In memory only, it was lost by a mount that ended
+  // offline, and the next one (still offline: the laptop rebooted on the train) answered
+  // EHOSTUNREACH for listings and creates in directories the last one could list and make
+  // names in. Cleared by a fresh listing.
+  `
+  ALTER TABLE objects ADD COLUMN stale INTEGER;  -- dirs: NULL = no stale listing; 1 = it is complete, 0 = partial
+  CREATE TABLE stale_names (
+    parent INTEGER NOT NULL,  -- objects.id of the directory
+    name   TEXT    NOT NULL,
+    child  INTEGER,           -- objects.id; NULL = known absent then
+    PRIMARY KEY (parent, name)
+  ) WITHOUT ROWID;
+  CREATE INDEX stale_names_child ON stale_names (child);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -16,8 +16,9 @@
 //   full disk must find a provisional handle still provisional, for one);
 // - memory holds a bounded number of objects nobody uses (mirror.ts); an object whose state
 //   is partly in memory only stays pinned here until that state is written or dropped: a
-//   directory's stale listing (the disconnected answer), a size grown by local writes (see
-//   setLocalSize), an access time not yet flushed.
+//   size grown by local writes (see setLocalSize), an access time not yet flushed;
+// - a directory's stale listing (the disconnected answer) is stored as it is kept, so a
+//   mount started disconnected answers with what the last one had.
 import type { Attr, Node } from '../backends/types.js';
 import { makeDurable, type Db } from './db.js';
 import { isCacheStorageError } from '../core/errors.js';
@@ -66,7 +67,7 @@ export interface CachedObject {
    * or a listing kept at the first lookup in a directory never listed (the layer's lookup).
    * Not trusted while connected (any of them may be wrong now), but while disconnected they
    * are what the cache holds, and they answer (issue 12: a directory another client changed
-   * must not become unreachable offline). Not persisted; cleared by a fresh listing.
+   * must not become unreachable offline). Stored (stale_names); cleared by a fresh listing.
    */
   stale: { names: Map<string, number | null>; complete: boolean } | null;
 }
@@ -91,20 +92,19 @@ export interface CachedDataRow {
  * remount loads a row per entry). `parseRow` reads them by position.
  */
 const ROW_COLUMNS = `id, fh, type, mode, uid, gid, size, nlink, rdev, used, atime_ns, mtime_ns, ctime_ns, version,
-  data_version, names_version, complete, symlink, cached_bytes, last_access, zeros_from`;
+  data_version, names_version, complete, symlink, cached_bytes, last_access, zeros_from, stale`;
 type ObjectRow = [
   id: number, fh: Buffer, type: string, mode: number, uid: number, gid: number, size: number,
   nlink: number, rdev: number, used: number, atime_ns: string, mtime_ns: string, ctime_ns: string,
   version: string, data_version: string | null, names_version: string | null, complete: number,
   symlink: string | null, cached_bytes: number, last_access: number, zeros_from: number | null,
+  stale: number | null,
 ];
 
 export class ObjectIndex {
   private readonly mirror: ObjectMirror;
   /** Objects whose lastAccess changed since flushAccessTimes (pinned until then). */
   private readonly touched = new Set<CachedObject>();
-  /** Directories with a stale listing (memory only, the disconnected answer): pinned. */
-  private readonly staleDirs = new Set<CachedObject>();
   /** Objects whose size a local write grew in memory only (setLocalSize): pinned until stored. */
   private readonly sizeUnsaved = new Set<CachedObject>();
   /** The last flushAccessTimes could not write (said once per spell, in the log). */
@@ -156,14 +156,30 @@ export class ObjectIndex {
       delNames: db.prepare(`DELETE FROM names WHERE parent = ?`),
       delName: db.prepare(`DELETE FROM names WHERE parent = ? AND name = ?`),
       delNamesTo: db.prepare(`DELETE FROM names WHERE child = ?`),
+      staleNames: db.prepare(`SELECT name, child FROM stale_names WHERE parent = ?`).raw(true),
+      staleNameOf: db.prepare(`SELECT parent, name FROM stale_names WHERE child = ? LIMIT 1`),
+      setStaleName: db.prepare(`INSERT INTO stale_names (parent, name, child) VALUES (?, ?, ?)
+          ON CONFLICT(parent, name) DO UPDATE SET child = excluded.child`),
+      delStaleNames: db.prepare(`DELETE FROM stale_names WHERE parent = ?`),
+      saveStale: db.prepare(`UPDATE objects SET stale = ? WHERE id = ?`),
       count: db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(cached_bytes), 0) AS bytes FROM objects WHERE fsid = ?`),
     };
   }
 
   private fromRow(r: ObjectRow): CachedObject {
     const o = parseRow(r);
+    this.loadStale(o, r);
     this.mirror.add(o);
     return o;
+  }
+
+  /** The stored disconnected answer of a directory whose row says it has one. */
+  private loadStale(o: CachedObject, r: ObjectRow): void {
+    const complete = r[21];
+    if (complete === null) return;
+    const names = new Map<string, number | null>();
+    for (const [name, child] of this.st.staleNames.all(o.id) as [string, number | null][]) names.set(name, child);
+    o.stale = { names, complete: complete === 1 };
   }
 
   /**
@@ -216,11 +232,7 @@ export class ObjectIndex {
    * still answer offline, so the object still has a path (for the journal and conflicts).
    */
   private staleNameOf(id: number): { parent: number; name: string } | undefined {
-    for (const dir of this.staleDirs) {
-      if (!dir.stale) continue;
-      for (const [name, child] of dir.stale.names) if (child === id) return { parent: dir.id, name };
-    }
-    return undefined;
+    return this.st.staleNameOf.get(id) as { parent: number; name: string } | undefined;
   }
 
   /** Every object currently in memory (for revalidation after reconnecting). */
@@ -282,13 +294,12 @@ export class ObjectIndex {
     o.chunks = null;
     o.names = null;
     o.stale = null;
-    this.staleDirs.delete(o);
+    this.loadStale(o, row);
     this.mirror.add(o);
   }
 
   /** Lets go of an object's pins (it left the index). */
   private unpin(o: CachedObject): void {
-    this.staleDirs.delete(o);
     this.sizeUnsaved.delete(o);
     this.touched.delete(o);
   }
@@ -542,10 +553,10 @@ export class ObjectIndex {
       this.st.delNames.run(dir.id);
       for (const e of entries) { m.set(e.name, e.id); this.st.setName.run(dir.id, e.name, e.id); }
       this.st.saveDir.run(version, 1, dir.id);
+      if (dir.stale) { this.st.delStaleNames.run(dir.id); this.st.saveStale.run(null, dir.id); }
     });
     dir.names = m;
     dir.stale = null;
-    this.staleDirs.delete(dir);
     dir.complete = true;
     dir.namesVersion = version;
   }
@@ -553,30 +564,38 @@ export class ObjectIndex {
   /** Drops the name cache of a directory (its version changed under us). */
   invalidateNames(dir: CachedObject): void {
     const before = this.namesOf(dir);
+    // What the cache knew stays the disconnected answer, including what an earlier
+    // invalidation kept: a directory whose version moves again before it is listed (each
+    // name created in a directory never listed moves it) must not forget all but the last
+    // names, or they answer EHOSTUNREACH offline. Stored in the same transaction: only the
+    // names that move there are written (what an earlier one kept is stored already).
+    const names = new Map([...(dir.stale?.names ?? []), ...before]);
+    const complete = dir.complete || (dir.stale?.complete ?? false);
+    const keep = names.size > 0 || complete;
     this.batch(() => {
       this.changing(dir);
       this.st.delNames.run(dir.id);
       this.st.saveDir.run(null, 0, dir.id);
+      if (keep) {
+        for (const [name, child] of before) this.st.setStaleName.run(dir.id, name, child);
+        this.st.saveStale.run(complete ? 1 : 0, dir.id);
+      }
     });
-    // What the cache knew stays the disconnected answer, including what an earlier
-    // invalidation kept: a directory whose version moves again before it is listed (each
-    // name created in a directory never listed moves it) must not forget all but the last
-    // names, or they answer EHOSTUNREACH offline.
-    const names = new Map([...(dir.stale?.names ?? []), ...before]);
-    const complete = dir.complete || (dir.stale?.complete ?? false);
-    if (names.size > 0 || complete) this.keepStale(dir, { names, complete });
+    if (keep) dir.stale = { names, complete };
     dir.names = new Map();
     dir.complete = false;
     dir.namesVersion = null;
   }
 
-  /**
-   * Keeps `stale` as the directory's disconnected answer (CachedObject.stale); the directory
-   * stays in memory while it has one (it is not stored anywhere else).
-   */
+  /** Keeps (and stores) `stale` as the directory's disconnected answer (CachedObject.stale). */
   keepStale(dir: CachedObject, stale: NonNullable<CachedObject['stale']>): void {
+    this.batch(() => {
+      this.changing(dir);
+      this.st.delStaleNames.run(dir.id);
+      for (const [name, child] of stale.names) this.st.setStaleName.run(dir.id, name, child);
+      this.st.saveStale.run(stale.complete ? 1 : 0, dir.id);
+    });
     dir.stale = stale;
-    this.staleDirs.add(dir);
   }
 
   setNamesVersion(dir: CachedObject, version: string): void {
@@ -593,6 +612,7 @@ export class ObjectIndex {
       this.st.removeChunks.run(obj.id);
       this.st.delNames.run(obj.id);
       this.st.delNamesTo.run(obj.id);
+      this.st.delStaleNames.run(obj.id);
     });
     this.mirror.delete(obj);
     this.unpin(obj);
