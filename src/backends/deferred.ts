@@ -41,6 +41,15 @@ export class DeferredBackend implements Backend {
     if (like.needsGroups !== undefined) this.needsGroups = like.needsGroups;
   }
 
+  /**
+   * The next call tries to open the real adapter whatever the last try was: someone asked
+   * for the backend now (`cachefs online` / `sync` after the network came back), and the
+   * probe's or a lookup's try a moment ago must not answer for it.
+   */
+  retryNow(): void {
+    this.lastTry = 0;
+  }
+
   /** The real adapter, opened (or a connection error). */
   private real(): Promise<Backend> {
     if (this.open) return Promise.resolve(this.open);

@@ -530,7 +530,10 @@ async function startMount(config: Config): Promise<RunningMount> {
         return { shuttingDown: true };
       }
       case 'offline': layer.goOffline(); return status();
-      case 'online': await layer.goOnline(); return status();
+      case 'online':
+        if (backend instanceof DeferredBackend) backend.retryNow();
+        await layer.goOnline();
+        return status();
       case 'journal': return { items: layer.journalItems() };
       case 'conflicts': return { conflicts: conflicts.list({ all: req.all === true }) };
       case 'pin': return await hoard.pin(req.paths, req.recursive, req.priority);
