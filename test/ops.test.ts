@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mountFresh, type Mounted, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
+import { mountFresh, type Mounted, BACKEND_KINDS, skipKind, control } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 async function rejectsCode(p: Promise<unknown>, code: string): Promise<void> {
@@ -90,11 +90,19 @@ for (const kind of BACKEND_KINDS) describe(`operations through the mount (${kind
     block.fill(0xee);
     await h.write(block, 0, 100, 70 * block.length + 10); // overwrite inside, after a read
     await h.close();
+    // As the README says: such a file is not kept in the cache (no second copy on the cache
+    // disk); offline it cannot be read until it was read once while connected.
+    assert.equal((await control(m, 'offline')).state, 'disconnected');
+    await assert.rejects(fsp.readFile(f), { code: 'ENODATA' }, 'not in the cache after it was written around it');
+    assert.equal((await control(m, 'online')).state, 'connected');
     const all = await fsp.readFile(f);
     assert.equal(all.length, blocks * block.length);
     assert.ok(all.equals(await fsp.readFile(m.b('around.bin'))), 'mount and backend agree');
     assert.equal(all[70 * block.length + 10], 0xee);
     assert.equal(all.readUInt32LE(71 * block.length), 71);
+    assert.equal((await control(m, 'offline')).state, 'disconnected');
+    assert.ok(all.equals(await fsp.readFile(f)), 'read once while connected: readable offline');
+    assert.equal((await control(m, 'online')).state, 'connected');
   });
 
   it('read and write through one O_RDWR descriptor interleave correctly', async () => {
