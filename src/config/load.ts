@@ -75,6 +75,9 @@ function validate(source: string, candidate: unknown): Config {
   return c;
 }
 
+/** A URL's scheme (`nfs://`, `file://`, or one cachefs does not know). */
+const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
 /** Turns a backend argument (path, file:// or nfs:// URL) into an absolute path or a URL string. */
 export function normalizeBackend(spec: string, relativeTo: string): string {
   if (spec.startsWith('file://')) {
@@ -88,7 +91,7 @@ export function normalizeBackend(spec: string, relativeTo: string): string {
       throw new UserError(`backend ${e.message}`, { hint: 'use nfs://host[:port]/export[/dir][?mountport=N&uid=N&gid=N]' });
     }
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec)) {
+  if (URL_SCHEME.test(spec)) {
     const scheme = spec.slice(0, spec.indexOf(':'));
     throw new UserError(`backend "${spec}": the ${scheme}:// scheme is not supported`, {
       hint: 'give a directory path, a file:// URL or an nfs://host/export URL',
@@ -103,7 +106,7 @@ export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverri
   // (the CLI's exit point explains the error otherwise).
   const cwdOf = (): string => opts.cwd ?? process.cwd();
   const o = opts.overrides ?? {};
-  const absolute = (p: string): boolean => path.isAbsolute(p) || /^[a-z][a-z0-9+.-]*:\/\//i.test(p);
+  const absolute = (p: string): boolean => path.isAbsolute(p) || URL_SCHEME.test(p);
   const given = [o.backend, o.mountpoint, o.cacheDir];
   const needsCwd = (opts.configFile !== undefined && !path.isAbsolute(opts.configFile))
     || given.some((p) => p !== undefined && !absolute(p))
@@ -113,9 +116,11 @@ export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverri
   else if (opts.configFile === undefined) {
     try { cwd = cwdOf(); } catch { /* then there is no ./cache.config.json to read, and nothing else needs it */ }
   }
+  // What relative paths are resolved against; without a cwd every path used is absolute.
+  const here = cwd ?? '/';
   let file: string | null = null;
   if (opts.configFile) {
-    file = path.resolve(cwd ?? '/', opts.configFile);
+    file = path.resolve(here, opts.configFile);
     if (!existsSync(file)) {
       throw new UserError(`config file ${file} does not exist`, { hint: 'check the --config path' });
     }
@@ -140,8 +145,7 @@ export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverri
   }
   const source = file ?? 'configuration';
   const merged = validate(source, deepMerge(DEFAULTS as unknown as Json, fromFile));
-  // Without a file every path comes from the command line, absolute when cwd is null.
-  const base = file ? path.dirname(file) : cwd ?? '/';
+  const base = file ? path.dirname(file) : here;
   const fromFileResolved: Config = {
     ...merged,
     backend: normalizeBackend(merged.backend, base),
@@ -151,9 +155,9 @@ export function loadConfig(opts: { configFile?: string; overrides?: ConfigOverri
 
   const withFlags: Config = {
     ...fromFileResolved,
-    ...(o.backend !== undefined ? { backend: normalizeBackend(o.backend, cwd ?? '/') } : {}),
-    ...(o.mountpoint !== undefined ? { mountpoint: path.resolve(cwd ?? '/', o.mountpoint) } : {}),
-    ...(o.cacheDir !== undefined ? { cacheDir: path.resolve(cwd ?? '/', o.cacheDir) } : {}),
+    ...(o.backend !== undefined ? { backend: normalizeBackend(o.backend, here) } : {}),
+    ...(o.mountpoint !== undefined ? { mountpoint: path.resolve(here, o.mountpoint) } : {}),
+    ...(o.cacheDir !== undefined ? { cacheDir: path.resolve(here, o.cacheDir) } : {}),
     ...(o.log !== undefined ? { log: o.log } : {}),
     fuse: { ...fromFileResolved.fuse, ...(o.allowOther !== undefined ? { allowOther: o.allowOther } : {}) },
   };

@@ -100,6 +100,8 @@ type ObjectRow = [
   symlink: string | null, cached_bytes: number, last_access: number, zeros_from: number | null,
   stale: number | null,
 ];
+/** Where `stale` is in a row (loaded with the directory's stored names: see loadStale). */
+const STALE_COLUMN = 21;
 
 export class ObjectIndex {
   private readonly mirror: ObjectMirror;
@@ -175,7 +177,7 @@ export class ObjectIndex {
 
   /** The stored disconnected answer of a directory whose row says it has one. */
   private loadStale(o: CachedObject, r: ObjectRow): void {
-    const complete = r[21];
+    const complete = r[STALE_COLUMN];
     if (complete === null) return;
     const names = new Map<string, number | null>();
     for (const [name, child] of this.st.staleNames.all(o.id) as [string, number | null][]) names.set(name, child);
@@ -576,10 +578,7 @@ export class ObjectIndex {
       this.changing(dir);
       this.st.delNames.run(dir.id);
       this.st.saveDir.run(null, 0, dir.id);
-      if (keep) {
-        for (const [name, child] of before) this.st.setStaleName.run(dir.id, name, child);
-        this.st.saveStale.run(complete ? 1 : 0, dir.id);
-      }
+      if (keep) this.storeStale(dir, before, complete);
     });
     if (keep) dir.stale = { names, complete };
     dir.names = new Map();
@@ -592,10 +591,15 @@ export class ObjectIndex {
     this.batch(() => {
       this.changing(dir);
       this.st.delStaleNames.run(dir.id);
-      for (const [name, child] of stale.names) this.st.setStaleName.run(dir.id, name, child);
-      this.st.saveStale.run(stale.complete ? 1 : 0, dir.id);
+      this.storeStale(dir, stale.names, stale.complete);
     });
     dir.stale = stale;
+  }
+
+  /** Writes `names` into the directory's stored stale listing (inside the caller's batch). */
+  private storeStale(dir: CachedObject, names: Map<string, number | null>, complete: boolean): void {
+    for (const [name, child] of names) this.st.setStaleName.run(dir.id, name, child);
+    this.st.saveStale.run(complete ? 1 : 0, dir.id);
   }
 
   setNamesVersion(dir: CachedObject, version: string): void {
