@@ -59,7 +59,7 @@ function setup(opts: { lateReads?: Set<number> } = {}) {
     storeData: () => true,
     connected: () => true,
   };
-  return { fetcher: new ChunkFetcher(deps), obj, chunks, late };
+  return { fetcher: new ChunkFetcher(deps), obj, chunks, late, deps };
 }
 
 describe('chunk fetcher buffers', () => {
@@ -105,6 +105,58 @@ describe('chunk fetcher buffers', () => {
       assert.ok(l.bytes.every((x) => x === mark(i)), `chunk ${i}'s bytes are its own`);
       l.release();
     }
+  });
+});
+
+describe('chunk fetcher and bytes the backend lends (readLent)', () => {
+  it('gives each lent buffer back once, only after its bytes landed and every reader let go', async () => {
+    const { fetcher, obj, deps } = setup();
+    const given: { idx: number; buf: Buffer; releases: number }[] = [];
+    deps.backend.readLent = (_fh, offset, length) => {
+      const rec = { idx: offset / CHUNK, buf: Buffer.alloc(length, mark(offset / CHUNK)), releases: 0 };
+      given.push(rec);
+      return Promise.resolve({ data: rec.buf, release: () => { rec.releases++; } });
+    };
+    // The cache file write of each chunk is held until the test lets it land.
+    const landings = new Map<number, () => void>();
+    deps.store.write = (_id, offset) => new Promise<void>((r) => landings.set(offset / CHUNK, r));
+    // 1. The reader lets go first: the buffer stays lent until the bytes have landed.
+    const a = await fetcher.lend(obj, 0);
+    assert.ok(a && a.bytes === given[0]!.buf, 'the reader gets the backend\'s buffer itself, not a copy');
+    a.release();
+    a.release();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(given[0]!.releases, 0, 'not given back while its bytes are on their way to the cache file');
+    landings.get(0)!();
+    await fetcher.landed(obj, 0);
+    assert.equal(given[0]!.releases, 1, 'given back once they landed');
+    // 2. The bytes land first: the buffer stays lent until the reader lets go.
+    const b = await fetcher.lend(obj, 1);
+    const c = await fetcher.lend(obj, 1); // a second reader of the same fetch
+    assert.ok(b && c && b.bytes === c.bytes);
+    landings.get(1)!();
+    await fetcher.landed(obj, 1);
+    b.release();
+    assert.equal(given[1]!.releases, 0, 'not given back while a reader still has the bytes');
+    assert.ok(c.bytes.every((x) => x === mark(1)));
+    c.release();
+    assert.equal(given[1]!.releases, 1);
+    // 3. A fetch that fails after the backend lent its bytes (the object changed while they
+    // came) keeps none of them; the reader gets the next fetch's, given back once.
+    let reads = 0;
+    deps.backend.readLent = (_fh, offset, length) => {
+      const rec = { idx: offset / CHUNK, buf: Buffer.alloc(length, reads === 0 ? 0xee : mark(2)), releases: 0 };
+      given.push(rec);
+      if (reads++ === 0) (obj.attr as { version: string }).version = 'v2';
+      return Promise.resolve({ data: rec.buf, release: () => { rec.releases++; } });
+    };
+    const d = await fetcher.lend(obj, 2);
+    assert.ok(d && d.bytes === given[3]!.buf && d.bytes.every((x) => x === mark(2)), 'the bytes of the fetch after the change');
+    assert.equal(reads, 2);
+    d.release();
+    landings.get(2)!();
+    await fetcher.landed(obj, 2);
+    assert.deepEqual(given.map((g) => g.releases), [1, 1, 0, 1], 'each given back at most once; the stale one is left to the collector');
   });
 });
 

@@ -6,7 +6,8 @@
 //   multi-fragment ones between them, arrive byte for byte;
 // - NfsBackend keeps its own copy of UNSTABLE data (from a pool): a caller reusing its buffer
 //   after write(), and pooled copies reused after a COMMIT, never change what a server
-//   restart makes it write again.
+//   restart makes it write again;
+// - NfsBackend.readLent lends a READ reply's record itself, and takes it back once.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -200,6 +201,31 @@ describe('NfsBackend: UNSTABLE data kept for a server restart is its own copy', 
     for (const [at, len] of [[0, wsize], [wsize, wsize], [2 * wsize, wsize], [3 * wsize, wsize / 2], [4 * wsize, 1000]] as const) {
       assert.ok(onDisk.subarray(at, at + len).equals(want.subarray(at, at + len)), `bytes at ${at} (+${len}) are not the ones written`);
     }
+  });
+
+  it('readLent: the data is the READ reply itself; a released record serves a later READ, one still lent stays exact', async () => {
+    const { rsize } = b.limits;
+    const content = patterned(4 * rsize, 77);
+    await fsp.writeFile(path.join(srv.exportDir, 'lent.bin'), content);
+    const root = await b.root();
+    const f = await b.lookup(root.fh, 'lent.bin');
+    const at = (i: number): Buffer => content.subarray(i * rsize, (i + 1) * rsize);
+    const r0 = await b.readLent(f.fh, 0, rsize);
+    const r1 = await b.readLent(f.fh, rsize, rsize);
+    assert.ok(r0.data.equals(at(0)) && r1.data.equals(at(1)));
+    r0.release();
+    r0.release(); // ignored: a record given back twice would serve two READs at once
+    const r2 = await b.readLent(f.fh, 2 * rsize, rsize);
+    const r3 = await b.readLent(f.fh, 3 * rsize, rsize);
+    assert.equal(r2.data.buffer, r0.data.buffer, 'the released record serves the next READ');
+    assert.notEqual(r3.data.buffer, r2.data.buffer, 'and only one READ');
+    assert.ok(r1.data.equals(at(1)), 'bytes still lent are not overwritten by later READs');
+    assert.ok(r2.data.equals(at(2)) && r3.data.equals(at(3)));
+    for (const r of [r1, r2, r3]) r.release();
+    // Past the end of the file: short, and nothing is held.
+    const tail = await b.readLent(f.fh, 4 * rsize - 10, rsize);
+    assert.ok(tail.data.equals(content.subarray(4 * rsize - 10)));
+    tail.release();
   });
 
   // A truncate while the COMMIT covering some writes is in flight must cut those writes too:

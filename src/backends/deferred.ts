@@ -12,7 +12,7 @@
 import { FsError, isFsError } from '../core/errors.js';
 import { withDeadline } from '../core/deadline.js';
 import { log } from '../core/log.js';
-import type { Attr, Backend, Node } from './types.js';
+import type { Attr, Backend, LentBytes, Node } from './types.js';
 
 /** What the cache remembers of a backend from an earlier mount. */
 export interface KnownBackend { fsid: string; root: Node }
@@ -89,6 +89,10 @@ export class DeferredBackend implements Backend {
   async readdir(dir: Buffer) { return (await this.real()).readdir(dir); }
   async readlink(fh: Buffer) { return (await this.real()).readlink(fh); }
   async read(fh: Buffer, offset: number, length: number, into?: Buffer) { return (await this.real()).read(fh, offset, length, into); }
+  async readLent(fh: Buffer, offset: number, length: number): Promise<LentBytes> {
+    const b = await this.real();
+    return b.readLent ? b.readLent(fh, offset, length) : { data: await b.read(fh, offset, length), release: () => undefined };
+  }
   async copyInto(...a: Parameters<NonNullable<Backend['copyInto']>>): Promise<Attr> {
     const b = await this.real();
     if (!b.copyInto) throw new FsError('EOPNOTSUPP', 'this backend makes no kernel copies');

@@ -74,6 +74,7 @@ export function withFaults(inner: Backend, source: FaultSource): Backend {
     readdir: wrap('readdir', (d: Buffer) => inner.readdir(d)),
     readlink: wrap('readlink', (fh: Buffer) => inner.readlink(fh)),
     read: wrap('read', (fh: Buffer, o: number, l: number, into?: Buffer) => inner.read(fh, o, l, into)),
+    ...(inner.readLent ? { readLent: wrap('read', (fh: Buffer, o: number, l: number) => inner.readLent!(fh, o, l)) } : {}),
     // A kernel copy is a read: faults injected on reads apply to it too.
     ...(inner.copyInto ? { copyInto: wrap('read', (fh: Buffer, fd: number, o: number, l: number) => inner.copyInto!(fh, fd, o, l)) } : {}),
     write: wrap('write', (fh: Buffer, o: number, d: Buffer, c?: Creds) => inner.write(fh, o, d, c)),

@@ -95,6 +95,9 @@ export interface StatFs {
   namemax: number;
 }
 
+/** Bytes a backend lends (Backend.readLent): valid until release(), to be called once. */
+export interface LentBytes { data: Buffer; release(): void }
+
 export interface Backend {
   /**
    * True when data written is durable on the backend only after commit() (NFS UNSTABLE
@@ -121,6 +124,13 @@ export interface Backend {
    * it. A backend may ignore it and return a buffer of its own.
    */
   read(fh: Buffer, offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  /**
+   * As read(), for a caller that can give the bytes back: they may be a view of a buffer the
+   * backend lends (an NFS READ reply's record, so no copy of the data is made), valid until
+   * release(), which the caller must call once, when nothing refers to them any more. A
+   * backend without it: the caller uses read().
+   */
+  readLent?(fh: Buffer, offset: number, length: number): Promise<LentBytes>;
   /**
    * Copies the bytes [offset, offset+length) of the file (fewer at its end) to the same
    * offsets of the open file `destFd` by a kernel copy, no byte passing through this

@@ -23,7 +23,8 @@
 // - a fetch's buffer comes from a pool and goes back only when nothing uses it any more:
 //   its bytes have landed, every reader it was lent to has released it (lend), and the
 //   backend call that filled it has ended (a call given up on at its deadline may still
-//   write into it, so after a failure the buffer is left to the collector).
+//   write into it, so after a failure the buffer is left to the collector); a buffer the
+//   backend lent (readLent: an NFS reply's record) goes back to it on the same terms.
 import { BufferPool } from '../core/buffer-pool.js';
 import { FsError, isFsError } from '../core/errors.js';
 import { log } from '../core/log.js';
@@ -47,15 +48,18 @@ const STOP_GRACE_MS = 20;
 /** A chunk fetch, tagged with the object version it reads (write guards carry none). */
 type VersionedFetch = Promise<Buffer> & { version?: string };
 
-/** The pooled buffer of one fetch and its users (the landing, and readers it was lent to). */
-interface Lease { pooled: Buffer | null; users: number }
+/**
+ * The buffer of one fetch and its users (the landing, and readers it was lent to): `free`
+ * gives it back (to our pool, or to the backend that lent it) once the last user is done.
+ */
+interface Lease { free: (() => void) | null; users: number }
 
 /** A fetched chunk's bytes lent to a reader: valid until release(), which must come once. */
 export interface Lent { bytes: Buffer; release(): void }
 
 /** What the fetcher needs; the cache layer wires it. */
 export interface FetcherDeps {
-  backend: Pick<Backend, 'read' | 'copyInto'>;
+  backend: Pick<Backend, 'read' | 'readLent' | 'copyInto'>;
   /** The gated backend call (gated-backend.ts). */
   call: BackendCall;
   index: Pick<ObjectIndex, 'batch' | 'chunksOf' | 'addChunk' | 'clearChunks' | 'setDataVersion' | 'noteZerosFrom'>;
@@ -102,9 +106,10 @@ export class ChunkFetcher {
   }
 
   private unlease(lease: Lease): void {
-    if (--lease.users > 0 || !lease.pooled) return;
-    this.pool.release(lease.pooled);
-    lease.pooled = null;
+    if (--lease.users > 0 || !lease.free) return;
+    const free = lease.free;
+    lease.free = null;
+    free();
   }
 
   private chunkKey(obj: CachedObject, idx: number): string { return `${obj.id}:${idx}`; }
@@ -135,7 +140,7 @@ export class ChunkFetcher {
     const landing = new Promise<void>((r) => { landed = r; });
     this.landing.set(key, landing);
     // The landing is the lease's first user; it lets go once the bytes are in the cache file.
-    const lease: Lease = { pooled: null, users: 1 };
+    const lease: Lease = { free: null, users: 1 };
     this.leases.set(key, lease);
     const p = (async () => {
       const version = obj.attr.version;
@@ -144,19 +149,27 @@ export class ChunkFetcher {
       // file that grew has a new version, which drops this chunk anyway). Asking for a whole
       // chunk of a small file would allocate it for nothing.
       const want = Math.max(0, Math.min(this.chunk, obj.attr.size - idx * this.chunk)) || this.chunk;
-      const pooled = want > this.chunk / 2 ? this.pool.acquire(want) : null;
-      lease.pooled = pooled;
       let buf: Buffer;
-      try {
-        buf = await this.d.call('read', () => this.d.backend.read(obj.fh, idx * this.chunk, want, pooled?.subarray(0, want)));
-      } catch (e) {
-        lease.pooled = null; // the call may still be writing into it: the collector takes it
-        throw e;
-      }
-      if (pooled && (buf.buffer !== pooled.buffer || buf.byteOffset !== pooled.byteOffset)) {
-        // The backend answered with a buffer of its own (NFS: the reply's).
-        this.pool.release(pooled);
-        lease.pooled = null;
+      const backend = this.d.backend;
+      if (backend.readLent && want > this.chunk / 2) {
+        // The backend's own buffer, given back when the lease ends (nothing is lent on failure).
+        const lent = await this.d.call('read', () => backend.readLent!(obj.fh, idx * this.chunk, want));
+        buf = lent.data;
+        lease.free = lent.release;
+      } else {
+        const pooled = want > this.chunk / 2 ? this.pool.acquire(want) : null;
+        if (pooled) lease.free = () => this.pool.release(pooled);
+        try {
+          buf = await this.d.call('read', () => backend.read(obj.fh, idx * this.chunk, want, pooled?.subarray(0, want)));
+        } catch (e) {
+          lease.free = null; // the call may still be writing into it: the collector takes it
+          throw e;
+        }
+        if (pooled && (buf.buffer !== pooled.buffer || buf.byteOffset !== pooled.byteOffset)) {
+          // The backend answered with a buffer of its own.
+          this.pool.release(pooled);
+          lease.free = null;
+        }
       }
       if (obj.attr.version !== version) {
         // The object changed while we read: these bytes may be from either side of it.
@@ -207,7 +220,7 @@ export class ChunkFetcher {
       if (this.inflight.get(key) === p) this.inflight.delete(key);
       if (this.landing.get(key) === landing) this.landing.delete(key);
       if (this.leases.get(key) === lease) this.leases.delete(key);
-      lease.pooled = null;
+      lease.free = null;
       lease.users--;
       landed();
     });

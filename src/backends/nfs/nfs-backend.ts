@@ -19,7 +19,7 @@ import os from 'node:os';
 import { BufferPool } from '../../core/buffer-pool.js';
 import { FsError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
-import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
+import type { Attr, Backend, Creds, DirEntry, DirWcc, LentBytes, Made, Node, Renamed, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
 import { DEFAULT_MOUNT_PORT, DEFAULT_NFS_PORT, MountClient, portmapGetPort } from './mount-client.js';
 import {
   CreateMode, FTYPE_OF, MOUNT_PROGRAM, MOUNT_V3, NFS3_WRITEVERFSIZE, NFS_PROGRAM, NFS_V3, Proc, Stable,
@@ -126,8 +126,10 @@ export class NfsBackend implements Backend {
       // a READ reply of MAX_TRANSFER plus headers, or a READDIRPLUS reply of READDIR_MAXCOUNT
       maxRecord: MAX_TRANSFER + 64 * 1024, auth: this.auth, name: `NFS ${host}:${nfsPort}`,
       // READ replies, given back once their data is copied out (read() with a buffer to
-      // fill): a fresh 1 MiB record per READ was page-faulted in and then garbage.
-      pooledRecords: 8,
+      // fill) or by readLent's release(): a fresh 1 MiB record per READ was page-faulted in
+      // and then garbage. As many as the chunk fetcher may hold at once (what lands in the
+      // cache files, plus read-ahead); the pool lets them go after a second idle.
+      pooledRecords: 32,
     });
     const { fh, inside } = await this.mountPath(this.url.path);
     this.rootFh = fh;
@@ -470,6 +472,25 @@ export class NfsBackend implements Backend {
   }
 
   /**
+   * The data is a view of the READ reply's record, which goes back to the RPC client's pool
+   * at release(): no copy of it is made here (a cold read of 256 MiB spent 76 ms of the mount
+   * thread's 330 copying every reply into the fetcher's buffer).
+   */
+  async readLent(fh: Buffer, offset: number, length: number): Promise<LentBytes> {
+    if (length > this.rsize) return { data: await this.read(fh, offset, length), release: () => undefined };
+    const a = await this.call(Proc.READ, new XdrWriter(96).opaque(fh).u64(offset).u32(length).done(), 'READ');
+    let data: Buffer;
+    try {
+      data = this.decodeRead(a, length).data;
+    } catch (e) {
+      a.release();
+      throw e;
+    }
+    let released = false;
+    return { data, release: () => { if (!released) { released = true; a.release(); } } };
+  }
+
+  /**
    * One READ. With `into` (at least `count` bytes), the data is copied there and the reply's
    * record goes back to the RPC client's pool; without, the data is a view of the record.
    */
@@ -477,22 +498,28 @@ export class NfsBackend implements Backend {
     const a = await this.call(Proc.READ, new XdrWriter(96).opaque(fh).u64(offset).u32(count).done(), 'READ');
     const copy = into !== undefined && into.length >= count;
     try {
-      return this.decode('READ', () => {
-        decodePostOpAttr(a.r);
-        if (a.status !== NFS3_OK) throw nfsError(a.status, 'READ');
-        const n = a.r.u32('count');
-        const eof = a.r.bool('eof');
-        const data = a.r.opaque(count, 'data');
-        if (data.length !== n) throw new FsError('EIO', `READ: count ${n} but ${data.length} bytes of data`);
-        if (!copy) return { data, eof };
-        data.copy(into);
-        return { data: into.subarray(0, n), eof };
-      });
+      const got = this.decodeRead(a, count);
+      if (!copy) return got;
+      got.data.copy(into);
+      return { data: into.subarray(0, got.data.length), eof: got.eof };
     } finally {
       // Nothing refers to the record any more unless the data is a view of it.
       if (copy) a.release();
     }
   }
+  /** A READ reply's data (a view of its record) and EOF flag. */
+  private decodeRead(a: Answer, count: number): { data: Buffer; eof: boolean } {
+    return this.decode('READ', () => {
+      decodePostOpAttr(a.r);
+      if (a.status !== NFS3_OK) throw nfsError(a.status, 'READ');
+      const n = a.r.u32('count');
+      const eof = a.r.bool('eof');
+      const data = a.r.opaque(count, 'data');
+      if (data.length !== n) throw new FsError('EIO', `READ: count ${n} but ${data.length} bytes of data`);
+      return { data, eof };
+    });
+  }
+
 
   async write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void> {
     const auth = this.authFor(creds);
