@@ -204,6 +204,76 @@ describe('NfsBackend: UNSTABLE data kept for a server restart is its own copy', 
     }
   });
 
+  it('write() with a KeepBytes keeps the caller\'s bytes instead of copying them, lets go of them once committed, and sends them again after a restart', async () => {
+    const { wsize } = b.limits;
+    const root = await b.root();
+    const f = await b.create(root.fh, 'kept.bin', 0o644, creds, { exclusive: false });
+    const buf = patterned(2 * wsize + 100, 20);
+    let pins = 0;
+    let releases = 0;
+    const keep = (): (() => void) => {
+      pins++;
+      let kept = true;
+      return () => { if (kept) { kept = false; releases++; } };
+    };
+    await b.write(f.fh, 0, buf, creds, keep);
+    assert.equal(pins, 3, 'each UNSTABLE piece pins the bytes');
+    assert.equal(releases, 0, 'and keeps them until a COMMIT covers it');
+    const v0 = { ...b.stats };
+    await sleep(1100 - (Date.now() % 1000)); // a new boot-time verifier
+    await srv.restart();
+    await b.commit(f.fh);
+    assert.equal(b.stats.rewrites, v0.rewrites + 3, 'the kept bytes were written again');
+    assert.equal(releases, 3, 'and let go of once durable');
+    assert.ok((await fsp.readFile(path.join(srv.exportDir, 'kept.bin'))).equals(buf));
+  });
+
+  it('a COMMIT starts in the background past 16 MiB: writes go on while it is answered, and it leaves a restart\'s rewrites to the next COMMIT', { timeout: 120_000 }, async () => {
+    const { wsize } = b.limits;
+    const root = await b.root();
+    const f = await b.create(root.fh, 'ahead.bin', 0o644, creds, { exclusive: false });
+    const pieces = Math.ceil((16 << 20) / wsize);
+    const want = patterned((pieces + 4) * wsize, 30);
+    const piece = (i: number): Buffer => want.subarray(i * wsize, (i + 1) * wsize);
+    // COMMIT answers are held until the test opens the gate (fault injection on the real client).
+    let open!: () => void;
+    let gate = new Promise<void>((r) => { open = r; });
+    let commitsAnswered = 0;
+    const inner = b as unknown as { call(proc: number, args: Buffer | null, what: string, opts?: unknown): Promise<unknown> };
+    const call = inner.call.bind(b);
+    inner.call = async (proc, args, what, opts) => {
+      const out = await call(proc, args, what, opts);
+      if (what === 'COMMIT') { commitsAnswered++; await gate; }
+      return out;
+    };
+    try {
+      // 1. Writes past 16 MiB: a COMMIT goes out, and writes still complete while it is held.
+      for (let i = 0; i < pieces; i++) await b.write(f.fh, i * wsize, piece(i), creds);
+      await waitUntil('a background COMMIT to be answered', () => commitsAnswered === 1);
+      for (let i = pieces; i < pieces + 2; i++) await b.write(f.fh, i * wsize, piece(i), creds);
+      open();
+      await b.commit(f.fh);
+      // 2. The server restarts between two writes: the background COMMIT finds pieces under
+      // the old verifier and writes none of them again; the COMMIT made at close does.
+      gate = Promise.resolve();
+      const v0 = { ...b.stats };
+      const before = commitsAnswered;
+      for (let i = 0; i < pieces / 2; i++) await b.write(f.fh, i * wsize, piece(i), creds);
+      await sleep(1100 - (Date.now() % 1000)); // a new boot-time verifier
+      await srv.restart();
+      for (let i = pieces / 2; i < pieces + 4; i++) await b.write(f.fh, i * wsize, piece(i), creds);
+      await waitUntil('the background COMMIT to be answered', () => commitsAnswered > before);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(b.stats.rewrites, v0.rewrites, 'a background COMMIT writes nothing again');
+      await b.commit(f.fh);
+      assert.ok(b.stats.rewrites >= v0.rewrites + pieces / 2, `the next COMMIT wrote the lost pieces again: ${JSON.stringify(b.stats)}`);
+    } finally {
+      inner.call = call;
+      open();
+    }
+    assert.ok((await fsp.readFile(path.join(srv.exportDir, 'ahead.bin'))).equals(want));
+  });
+
   it('readLent: the data is the READ reply itself; a released record serves a later READ, one still lent stays exact', async () => {
     const { rsize } = b.limits;
     const content = patterned(4 * rsize, 77);

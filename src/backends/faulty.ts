@@ -4,7 +4,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { FsError, type ErrnoName } from '../core/errors.js';
-import type { Backend, Creds } from './types.js';
+import type { Backend, Creds, KeepBytes } from './types.js';
 
 const OpName = z.enum(['getattr', 'lookup', 'readdir', 'readlink', 'read', 'write', 'commit', 'create', 'mkdir',
   'symlink', 'mknod', 'link', 'unlink', 'rmdir', 'rename', 'setattr', 'statfs', 'root']);
@@ -77,7 +77,7 @@ export function withFaults(inner: Backend, source: FaultSource): Backend {
     ...(inner.readLent ? { readLent: wrap('read', (fh: Buffer, o: number, l: number) => inner.readLent!(fh, o, l)) } : {}),
     // A kernel copy is a read: faults injected on reads apply to it too.
     ...(inner.copyInto ? { copyInto: wrap('read', (fh: Buffer, fd: number, o: number, l: number) => inner.copyInto!(fh, fd, o, l)) } : {}),
-    write: wrap('write', (fh: Buffer, o: number, d: Buffer, c?: Creds) => inner.write(fh, o, d, c)),
+    write: wrap('write', (fh: Buffer, o: number, d: Buffer, c?: Creds, k?: KeepBytes) => inner.write(fh, o, d, c, k)),
     commit: wrap('commit', (fh: Buffer) => inner.commit(fh)),
     create: wrap('create', (d: Buffer, n: string, m: number, c, o) => inner.create(d, n, m, c, o)),
     mkdir: wrap('mkdir', (d: Buffer, n: string, m: number, c) => inner.mkdir(d, n, m, c)),

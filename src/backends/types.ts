@@ -95,6 +95,13 @@ export interface StatFs {
   namemax: number;
 }
 
+/**
+ * Offered with bytes a caller would otherwise reuse once a call returns (a pooled buffer):
+ * calling it makes them stay unchanged until the release it returns is called (once). It
+ * may be called more than once; each call pins them once more.
+ */
+export type KeepBytes = () => () => void;
+
 /** Bytes a backend lends (Backend.readLent): valid until release(), to be called once. */
 export interface LentBytes { data: Buffer; release(): void }
 
@@ -143,8 +150,11 @@ export interface Backend {
    * Returns the object's attributes after the write when they come for free (NFS's wcc
    * data, a local fstat): the cache then knows the version its own write produced, so a
    * change made right after, offline, is not taken for someone else's.
+   * `data` may change once write() returns, unless the backend calls `keep`: a backend that
+   * needs the bytes later (NFS: UNSTABLE writes are sent again if the server restarts
+   * before their COMMIT) keeps them that way, or copies them when no `keep` is offered.
    */
-  write(fh: Buffer, offset: number, data: Buffer, creds?: Creds): Promise<Attr | void>;
+  write(fh: Buffer, offset: number, data: Buffer, creds?: Creds, keep?: KeepBytes): Promise<Attr | void>;
   /**
    * Makes written data durable on the backend (fsync / NFS COMMIT). May answer with the
    * attributes after it (NFS wcc data), sparing the cache a getattr.

@@ -38,8 +38,12 @@ export interface ReplayTarget<O extends { kind: string } = { kind: string }> {
   batchable?(entry: JournalEntry): boolean;
 }
 
-/** In-memory help for a record appended by this process (e.g. the bytes of a write). */
-export interface ReplayHint { data?: Buffer }
+/**
+ * In-memory help for a record appended by this process: the bytes of a write, and `keep`,
+ * which pins them (they are a pooled buffer) until the release it returns is called, for a
+ * backend that needs them after the write (Backend.write's KeepBytes).
+ */
+export interface ReplayHint { data?: Buffer; keep?: () => () => void }
 
 /** What applying a record produced (the target's outcome, or the backend's refusal). */
 export type ReplayOutcome<O> = O | { kind: 'refused'; error: FsError };

@@ -12,6 +12,9 @@ import type { JournalEntry } from '../journal/journal.js';
 import { changedObject as subjectOf, creatorOf, type SetAttrRecord } from '../journal/records.js';
 import type { ReplayHint, ReplayTarget } from '../journal/replayer.js';
 
+/** KeepBytes for bytes nobody else holds: the backend's reference keeps them. */
+const unpinned = (): (() => void) => () => undefined;
+
 export type { BackendCall } from '../backends/types.js';
 
 /**
@@ -172,9 +175,13 @@ export class BackendTarget implements ReplayTarget {
     const b = this.backend;
     switch (r.op) {
       case 'write': {
-        // The bytes are in memory when this process wrote them, else in the cache file.
+        // The bytes are in memory when this process wrote them (pinned by the hint's keep
+        // for as long as the backend wants them), else in the cache file (a buffer of their
+        // own: nothing else reuses it, so there is nothing to pin).
         let data = hint?.data;
+        let keep = data ? hint?.keep : undefined;
         if (!data) {
+          keep = unpinned;
           data = await this.store.read(r.obj, r.offset, r.length);
           // A later record (a write over these bytes, a truncate below their end) explains a
           // difference: the cache file holds the newer bytes, and sending them now is the
@@ -189,7 +196,7 @@ export class BackendTarget implements ReplayTarget {
           }
         }
         const fh = this.fhOf(r.obj);
-        const attr = await this.call('write', () => b.write(fh, r.offset, data, r.by));
+        const attr = await this.call('write', () => b.write(fh, r.offset, data, r.by, keep));
         return attr ? { kind: 'attr', attr } : { kind: 'done' };
       }
       case 'commit': {

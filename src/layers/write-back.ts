@@ -16,7 +16,8 @@
 //   the cache file (spillWriteBehind), and an offline write is journaled after them;
 // - a record's base is the object's version when it is journaled, not when its run began;
 // - a run's buffer goes back to the pool only when nobody uses it any more (pins: write()s
-//   still storing from it, the replayer holding it as the record's hint);
+//   still storing from it, the replayer holding it as the record's hint, a backend keeping
+//   the bytes until their COMMIT);
 // - acknowledged bytes waiting for the backend in memory stay bounded (WRITE_BEHIND_LIMIT).
 import { crc32 } from 'node:zlib';
 import { BufferPool } from '../core/buffer-pool.js';
@@ -40,6 +41,12 @@ const WRITE_BEHIND_LIMIT = 16 * 1024 * 1024;
  * fetches it, and a big sequential write does not cost a second copy on the cache disk.
  */
 const WRITE_AROUND_BYTES = 64 * 1024 * 1024;
+/**
+ * Bytes of journaled runs a backend may keep after their write, until it commits them (NFS
+ * keeps up to 64 MiB of UNSTABLE writes): the run pool keeps buffers for them too, or every
+ * run past the first few would be a fresh buffer to fault in.
+ */
+const BACKEND_KEEPS = 64 * 1024 * 1024;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 export const DIRTY_RUN_MAX = 1024 * 1024;
 
@@ -96,7 +103,7 @@ export class WriteBack {
    * the kernel faults in page by page while the write's bytes are copied into it), let go
    * after a second without writes.
    */
-  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, Math.ceil(WRITE_BEHIND_LIMIT / DIRTY_RUN_MAX) + 2, 1000);
+  private readonly runPool = new BufferPool(DIRTY_RUN_MAX + 128 * 1024, Math.ceil((WRITE_BEHIND_LIMIT + BACKEND_KEEPS) / DIRTY_RUN_MAX) + 2, 1000);
   /**
    * The last journal record written for each object (flush waits for it). The layer's
    * release() forgets an object's entry at its last close.
@@ -324,7 +331,7 @@ export class WriteBack {
       this.unpinRun(run, false);
       return Promise.resolve();
     }
-    const seq = this.d.replayer.append(record, { data });
+    const seq = this.d.replayer.append(record, { data, keep: () => this.keepRun(run) });
     this.lastSeq.set(run.obj.id, seq);
     if (!this.d.connected()) {
       // Written around the cache, and the connection is gone: the bytes go to the cache
@@ -363,6 +370,20 @@ export class WriteBack {
     const waiters = this.roomWaiters;
     this.roomWaiters = [];
     for (const w of waiters) w();
+  }
+
+  /**
+   * One more user of a journaled run's buffer: a backend that keeps the bytes after the
+   * write (NFS, until their COMMIT) instead of copying them. The release counts once.
+   */
+  private keepRun(run: DirtyRun): () => void {
+    run.pins++;
+    let kept = true;
+    return () => {
+      if (!kept) return;
+      kept = false;
+      this.unpinRun(run);
+    };
   }
 
   /** One user of a dirty run's buffer less; the last one after the commit gives it back. */
