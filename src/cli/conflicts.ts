@@ -7,8 +7,6 @@ import path from 'node:path';
 import { UserError } from '../core/errors.js';
 import { sendControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, ConflictListSchema, ResolvedSchema, type ConflictView } from '../daemon/protocol.js';
-import { isText, unifiedDiff } from '../conflict/merge.js';
-import { readVariant } from '../conflict/variants.js';
 import { fetchStatus } from './commands.js';
 import { mountOf, requireMountOf } from './where.js';
 
@@ -88,6 +86,8 @@ async function show(c: ConflictView, mp: string, json: boolean): Promise<void> {
 /** A unified diff client -> server for text files; a note for anything else. */
 async function diffOf(client: string | null, server: string | null, c: ConflictView): Promise<string | null> {
   if (!client || !server || c.resolvedAt !== null) return null;
+  // Loaded only to show a diff (the diff library and the variant reader: CLI startup time).
+  const [{ isText, unifiedDiff }, { readVariant }] = await Promise.all([import('../conflict/merge.js'), import('../conflict/variants.js')]);
   const [a, b] = await Promise.all([readVariant(client, SHOW_DIFF_MAX), readVariant(server, SHOW_DIFF_MAX)]);
   if (!a || !b) return null;
   if (!isText(a) || !isText(b)) return `binary variants: client ${formatBytes(a.length)}, server ${formatBytes(b.length)} (they differ)\n`;
