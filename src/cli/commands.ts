@@ -10,6 +10,7 @@ import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { sendControl, watchControl } from '../daemon/control.js';
+import { cacheDirUser, prepareCacheDir } from '../daemon/cache-dir.js';
 import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, type EvictResultView, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { detachMount, forceUnmount, isMounted } from '../core/mount-table.js';
@@ -37,11 +38,12 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   if (!isNfsUrl(config.backend) && !existsSync(config.backend)) {
     throw new UserError(`backend directory ${config.backend} does not exist`, { hint: 'give an existing directory to cache' });
   }
-  // Loaded here, not with the CLI: the daemon brings the whole mount (FUSE, layers, SQLite,
-  // koffi), ~120 ms of startup that status, sync, umount and the rest do not need.
-  const { runMount, prepareCacheDir, cacheDirUser } = await import('../daemon/daemon.js');
 
   if (flags.foreground) {
+    // Loaded here, not with the CLI: the daemon brings the whole mount (FUSE, layers,
+    // SQLite, koffi), 174 ms to import, which no other command (nor a background mount's
+    // own CLI process) needs.
+    const { runMount } = await import('../daemon/daemon.js');
     const m = await runMount(config);
     process.stdout.write(`cachefs: ${config.backend} mounted on ${config.mountpoint} (pid ${process.pid}); Ctrl-C unmounts\n`);
     await m.done;

@@ -40,16 +40,12 @@ import { hoardFsOf } from './hoard-fs.js';
 import { FuseServer } from '../fuse/server.js';
 import { forceUnmount, isMounted } from '../core/mount-table.js';
 import { serveControl, type WatchStream } from './control.js';
-import { CONTROL_SOCKET, LOG_FILE, PID_FILE, asWatchEvent, type Status } from './protocol.js';
+import { CONTROL_SOCKET, LOG_FILE, asWatchEvent, type Status } from './protocol.js';
 import { wireNotifications } from './notifications.js';
-import { register, unregister, processAlive } from './registry.js';
+import { register, unregister } from './registry.js';
 import { LogFile } from './log-file.js';
+import { claimPidFile, prepareCacheDir } from './cache-dir.js';
 import type { JournalRecord } from '../journal/records.js';
-
-export async function prepareCacheDir(dir: string): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-  await fsp.chmod(dir, 0o700);
-}
 
 /**
  * What makes a mount fail in FUSE itself, said before trying (libfuse only reports it as a
@@ -83,32 +79,6 @@ async function checkEmpty(mp: string): Promise<void> {
       hint: 'mount on an empty directory',
     });
   }
-}
-
-/** The pid of a live mount process using this cache directory, or null. */
-export function cacheDirUser(cacheDir: string): number | null {
-  try {
-    const pid = Number(readFileSync(path.join(cacheDir, PID_FILE), 'utf8').trim());
-    return pid && pid !== process.pid && processAlive(pid) ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-async function claimPidFile(cacheDir: string): Promise<string> {
-  const file = path.join(cacheDir, PID_FILE);
-  try {
-    const pid = Number(readFileSync(file, 'utf8').trim());
-    if (pid && pid !== process.pid && processAlive(pid)) {
-      throw new UserError(`the cache directory ${cacheDir} is in use by mount process ${pid}`, {
-        hint: 'unmount the other mount first, or give this one its own --cache-dir',
-      });
-    }
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-  }
-  await fsp.writeFile(file, `${process.pid}\n`, { mode: 0o600 });
-  return file;
 }
 
 async function openBackend(spec: string, config: Config, known: KnownBackend | null): Promise<Backend> {
