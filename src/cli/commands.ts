@@ -10,7 +10,7 @@ import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { sendControl, watchControl } from '../daemon/control.js';
-import { cacheDirUser, prepareCacheDir } from '../daemon/cache-dir.js';
+import { prepareCacheDir, refuseIfInUse } from '../daemon/cache-dir.js';
 import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, type EvictResultView, type Status } from '../daemon/protocol.js';
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { detachMount, forceUnmount, isMounted } from '../core/mount-table.js';
@@ -52,12 +52,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
 
   // Background: start a foreground mount process of our own, detached, and wait until the
   // mount answers on its control socket (or the process dies and tells us why).
-  const inUse = existsSync(config.cacheDir) ? cacheDirUser(config.cacheDir) : null;
-  if (inUse !== null) {
-    throw new UserError(`the cache directory ${config.cacheDir} is in use by mount process ${inUse}`, {
-      hint: 'unmount the other mount first, or give this one its own --cache-dir',
-    });
-  }
+  refuseIfInUse(config.cacheDir);
   const madeCacheDir = !existsSync(config.cacheDir);
   await prepareCacheDir(config.cacheDir);
   const errFile = path.join(config.cacheDir, 'mount-stderr.log');

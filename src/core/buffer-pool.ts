@@ -5,11 +5,10 @@
 // New buffers are carved out of regions advised as huge pages (huge-pages.ts): a fresh
 // buffer's first touch is what costs, one page fault per 4 KiB page otherwise. A region's
 // memory goes with the last buffer carved from it.
-import { hugeRegion } from './huge-pages.js';
+import { HUGE_PAGE, hugeRegion } from './huge-pages.js';
 
 /** A region holds at most this many buffers (and is at least one buffer, rounded to 2 MiB). */
 const REGION_BUFFERS = 16;
-const HUGE = 2 * 1024 * 1024;
 
 export class BufferPool {
   private readonly free: Buffer[] = [];
@@ -35,7 +34,7 @@ export class BufferPool {
   private carve(): Buffer {
     if (!this.region || this.regionOff + this.size > this.region.length) {
       const want = Math.max(1, Math.min(this.keep, REGION_BUFFERS)) * this.size;
-      this.region = hugeRegion(Math.ceil(want / HUGE) * HUGE);
+      this.region = hugeRegion(Math.ceil(want / HUGE_PAGE) * HUGE_PAGE);
       this.regionOff = 0;
     }
     const b = this.region.subarray(this.regionOff, this.regionOff + this.size);

@@ -12,7 +12,8 @@
 import koffi from 'koffi';
 import { log } from './log.js';
 
-const HUGE = 2 * 1024 * 1024;
+/** The size of a transparent huge page on x86-64 (and the alignment it needs). */
+export const HUGE_PAGE = 2 * 1024 * 1024;
 const MADV_HUGEPAGE = 14;
 
 type Madvise = (addr: Buffer, len: number, advice: number) => number;
@@ -35,15 +36,15 @@ function binding(): Madvise | null {
  */
 export function hugeRegion(bytes: number): Buffer {
   const advise = binding();
-  if (!advise || bytes < HUGE) return Buffer.allocUnsafeSlow(bytes);
+  if (!advise || bytes < HUGE_PAGE) return Buffer.allocUnsafeSlow(bytes);
   // Room to start on a 2 MiB boundary: the slack before it is never touched, so it costs
   // address space only.
-  const raw = Buffer.allocUnsafeSlow(bytes + HUGE);
+  const raw = Buffer.allocUnsafeSlow(bytes + HUGE_PAGE);
   try {
     const addr = koffi.address(raw);
-    const skip = Number((BigInt(HUGE) - (addr % BigInt(HUGE))) % BigInt(HUGE));
+    const skip = Number((BigInt(HUGE_PAGE) - (addr % BigInt(HUGE_PAGE))) % BigInt(HUGE_PAGE));
     const region = raw.subarray(skip, skip + bytes);
-    if (advise(region, bytes - (bytes % HUGE), MADV_HUGEPAGE) !== 0) log.debug('madvise(MADV_HUGEPAGE) refused: plain pages');
+    if (advise(region, bytes - (bytes % HUGE_PAGE), MADV_HUGEPAGE) !== 0) log.debug('madvise(MADV_HUGEPAGE) refused: plain pages');
     return region;
   } catch (e) {
     log.debug('cannot advise huge pages: plain pages', e);

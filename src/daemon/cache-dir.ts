@@ -13,7 +13,7 @@ export async function prepareCacheDir(dir: string): Promise<void> {
 }
 
 /** The pid of a live mount process using this cache directory, or null. */
-export function cacheDirUser(cacheDir: string): number | null {
+function cacheDirUser(cacheDir: string): number | null {
   try {
     const pid = Number(readFileSync(path.join(cacheDir, PID_FILE), 'utf8').trim());
     return pid && pid !== process.pid && processAlive(pid) ? pid : null;
@@ -22,15 +22,20 @@ export function cacheDirUser(cacheDir: string): number | null {
   }
 }
 
-/** Makes this process the cache directory's user; refuses while another live one is. */
-export async function claimPidFile(cacheDir: string): Promise<string> {
-  const file = path.join(cacheDir, PID_FILE);
+/** Throws the user's error when another live mount process uses this cache directory. */
+export function refuseIfInUse(cacheDir: string): void {
   const other = cacheDirUser(cacheDir);
   if (other !== null) {
     throw new UserError(`the cache directory ${cacheDir} is in use by mount process ${other}`, {
       hint: 'unmount the other mount first, or give this one its own --cache-dir',
     });
   }
+}
+
+/** Makes this process the cache directory's user; refuses while another live one is. */
+export async function claimPidFile(cacheDir: string): Promise<string> {
+  const file = path.join(cacheDir, PID_FILE);
+  refuseIfInUse(cacheDir);
   await fsp.writeFile(file, `${process.pid}\n`, { mode: 0o600 });
   return file;
 }

@@ -664,11 +664,11 @@ export class NfsBackend implements Backend {
       // durably this time. Only after that is the file's data safe to forget here. What a
       // truncate cut meanwhile (the list is looked at anew each time) is not written again.
       const lost = (): UncommittedWrite | undefined => u.committing.find((w) => !w.verf.equals(got.verf));
-      if (lost() && !rewrite) {
-        restore();
-        return undefined;
-      }
       if (lost()) {
+        if (!rewrite) {
+          restore();
+          return undefined;
+        }
         this.stats.verifierChanges++;
         log.warn(`NFS server restarted (write verifier changed): writing ${u.committing.filter((w) => !w.verf.equals(got.verf)).length} uncommitted pieces again`);
       }
