@@ -10,15 +10,16 @@
 // Without this, a 1 MiB write going through the thread pool (a fetched chunk landing) could
 // reach the disk after a later 4 KiB write done synchronously and overwrite it, and a
 // truncate to 0 (dropped data) could wipe bytes written after it was called.
-import { promises as fsp, constants as fsc, readSync, writeSync } from 'node:fs';
+import { promises as fsp, constants as fsc, mkdirSync, readSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { fromNodeError } from '../core/errors.js';
+import { FdFile } from '../core/fd-file.js';
 
 const MAX_OPEN = 256;
 const SYNC_READ_MAX = 128 * 1024;
 
 export class DataStore {
-  private readonly open = new Map<number, Promise<fsp.FileHandle>>();
+  private readonly open = new Map<number, Promise<FdFile>>();
   private readonly dir: string;
   /** Per object, the last write/truncate/sync/fill called and not yet finished (see Ordering). */
   private readonly tail = new Map<number, Promise<void>>();
@@ -52,31 +53,41 @@ export class DataStore {
     return path.join(this.dir, (id % 256).toString(16).padStart(2, '0'), String(id));
   }
 
-  private handle(id: number): Promise<fsp.FileHandle> {
+  private handle(id: number): Promise<FdFile> {
     const have = this.open.get(id);
     if (have) {
       this.open.delete(id);
       this.open.set(id, have);
       return have;
     }
-    const p = (async () => {
-      const file = this.fileOf(id);
-      try {
-        return await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'ENOENT') throw fromNodeError(e, 'cache store open');
-        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-        return await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
-      }
-    })();
+    // Opened synchronously: the cache directory is on a local disk (see core/fd-file.ts).
+    let p: Promise<FdFile>;
+    try {
+      p = Promise.resolve(this.openFile(id));
+    } catch (e) {
+      p = Promise.reject(e);
+    }
     p.catch(() => this.open.delete(id));
     this.open.set(id, p);
     while (this.open.size > MAX_OPEN) {
-      const [oldId, old] = this.open.entries().next().value as [number, Promise<fsp.FileHandle>];
+      const [oldId, old] = this.open.entries().next().value as [number, Promise<FdFile>];
       this.open.delete(oldId);
       void old.then((h) => h.close()).catch(() => undefined);
     }
     return p;
+  }
+
+  private openFile(id: number): FdFile {
+    const file = this.fileOf(id);
+    try {
+      return FdFile.openSync(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOENT') throw fromNodeError(e, 'cache store open');
+    }
+    try {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      return FdFile.openSync(file, fsc.O_RDWR | fsc.O_CREAT, 0o600);
+    } catch (e) { throw fromNodeError(e, 'cache store open'); }
   }
 
   /**

@@ -17,6 +17,7 @@ import { promises as fsp, constants as fsc, writeSync, fstatSync, openSync, clos
 import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
+import { FdFile, type DataFile } from '../../core/fd-file.js';
 import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
 import { AT_FDCWD, copyFileRange, handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
@@ -55,7 +56,7 @@ export class LocalBackend implements Backend {
   private readonly where = new Places();
   private useKernelHandles = true;
   private mountFd: fsp.FileHandle | null = null;
-  private readonly fds = new Map<string, { fh: fsp.FileHandle; writable: boolean }>();
+  private readonly fds = new Map<string, { fh: DataFile; writable: boolean }>();
   private watcher: DirWatching | null = null;
   /** Directories (relative paths) seen through this adapter; the watcher watches these. */
   private readonly knownDirs = new Set<string>(['']);
@@ -386,7 +387,7 @@ export class LocalBackend implements Backend {
     });
   }
 
-  private async fdFor(fh: Buffer, writable: boolean): Promise<fsp.FileHandle> {
+  private async fdFor(fh: Buffer, writable: boolean): Promise<DataFile> {
     const key = fh.toString('hex');
     const have = this.fds.get(key);
     if (have && (have.writable || !writable)) {
@@ -397,11 +398,12 @@ export class LocalBackend implements Backend {
     }
     const { rel, st } = await this.pathOf(fh);
     if (!st.isFile()) throw new FsError(st.isDirectory() ? 'EISDIR' : 'EINVAL');
-    // (fs.promises has no synchronous open that yields a FileHandle; opens are per file, not
-    // per request, so the thread pool trip is paid once.)
-    const handle = await this.at(rel, async (_dirFd, _name, p) => {
+    // On a local disk the open is synchronous (core/fd-file.ts): `tar x` opens each file it
+    // makes here once, one request after the other. Elsewhere through the thread pool.
+    const flags = writable ? fsc.O_RDWR : fsc.O_RDONLY;
+    const handle = await this.at(rel, async (_dirFd, _name, p): Promise<DataFile> => {
       try {
-        return await fsp.open(p, writable ? fsc.O_RDWR : fsc.O_RDONLY);
+        return this.meta.sync ? FdFile.openSync(p, flags) : await fsp.open(p, flags);
       } catch (e) { throw fromNodeError(e, `open ${rel}`); }
     });
     // Concurrent first reads of a file all get here: one that opened meanwhile wins, and
@@ -414,7 +416,7 @@ export class LocalBackend implements Backend {
     if (now) { this.fds.delete(key); void now.fh.close().catch(() => undefined); }
     this.fds.set(key, { fh: handle, writable });
     while (this.fds.size > MAX_OPEN_FDS) {
-      const [oldKey, old] = this.fds.entries().next().value as [string, { fh: fsp.FileHandle }];
+      const [oldKey, old] = this.fds.entries().next().value as [string, { fh: DataFile }];
       this.fds.delete(oldKey);
       void old.fh.close().catch(() => undefined);
     }
