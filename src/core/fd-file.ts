@@ -16,7 +16,6 @@ const readCb = promisify(fs.read);
 const writeCb = promisify(fs.write);
 const ftruncateCb = promisify(fs.ftruncate);
 const fdatasyncCb = promisify(fs.fdatasync);
-const closeCb = promisify(fs.close);
 
 function badf(): NodeJS.ErrnoException {
   return Object.assign(new Error('EBADF: file already closed'), { code: 'EBADF', errno: -9 });
@@ -62,10 +61,13 @@ export class FdFile implements DataFile {
 
   datasync(): Promise<void> { return fdatasyncCb(this.fd); }
 
-  /** Closes the descriptor once; later calls resolve at once. */
+  /**
+   * Closes the descriptor once; later calls resolve at once. Synchronously, as it was
+   * opened: a close on a local disk costs microseconds, a completion from the pool more.
+   */
   async close(): Promise<void> {
     if (!this.open) return;
     this.open = false;
-    await closeCb(this.descriptor);
+    fs.closeSync(this.descriptor);
   }
 }
