@@ -52,6 +52,30 @@ describe('object index: a directory\'s children loaded at once', () => {
     assert.equal([...idx.loaded()].length, 4, 'the directory and its three children: nothing of fs2');
   });
 
+  it('a listing that only confirms the stored names writes no name rows; one that differs replaces them', async () => {
+    await fsp.mkdir(root, { recursive: true });
+    const db = openDb(path.join(root, 'relist.sqlite'));
+    const idx = new ObjectIndex(db, 'fs1');
+    const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+    const dir = idx.upsert({ fh: Buffer.from('relisted'), attr: attr('dir', 'r1') }, 1);
+    const kids = ['a', 'b', 'c'].map((n) => idx.upsert({ fh: Buffer.from(`relisted-${n}`), attr: attr('file', n) }, 1));
+    const listing = kids.map((k, i) => ({ name: ['a', 'b', 'c'][i]!, id: k.id }));
+    idx.replaceListing(dir, listing, 'r1');
+    let before = changes();
+    idx.replaceListing(dir, listing, 'r1');
+    assert.equal(changes() - before, 0, 'the same names at the same version: nothing written');
+    before = changes();
+    idx.replaceListing(dir, listing, 'r2');
+    assert.equal(changes() - before, 1, 'the same names at a new version: the directory row only');
+    const fresh = new ObjectIndex(openDb(path.join(root, 'relist.sqlite')), 'fs1');
+    const d = fresh.byHandle(Buffer.from('relisted'))!;
+    assert.equal(d.namesVersion, 'r2', 'the new version is stored');
+    assert.deepEqual([...fresh.namesOf(d)].sort(), listing.map((e) => [e.name, e.id]), 'and the names are as listed');
+    idx.replaceListing(dir, [listing[0]!, { name: 'd', id: kids[2]!.id }], 'r3');
+    const again = new ObjectIndex(openDb(path.join(root, 'relist.sqlite')), 'fs1');
+    assert.deepEqual([...again.namesOf(again.byHandle(Buffer.from('relisted'))!)].sort(), [['a', kids[0]!.id], ['d', kids[2]!.id]], 'a listing that differs replaces the names');
+  });
+
   it('keeps a removed name as negative only where absence would not say it already', async () => {
     await fsp.mkdir(root, { recursive: true });
     const db = openDb(path.join(root, 'negative.sqlite'));

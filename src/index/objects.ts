@@ -549,11 +549,21 @@ export class ObjectIndex {
 
   /** Replaces a directory's whole name cache with a fresh listing, in one transaction. */
   replaceListing(dir: CachedObject, entries: { name: string; id: number }[], version: string): void {
+    // A listing that only confirms the stored one (a directory listed again for its entries'
+    // attributes, after a remount) leaves the name rows alone: rewriting them cost a
+    // quarter of `find` over 5,000 files after a remount.
+    const stored = dir.complete ? this.namesOf(dir) : null;
+    const same = stored !== null && stored.size === entries.length && entries.every((e) => stored.get(e.name) === e.id);
+    if (same && dir.namesVersion === version && !dir.stale) return;
     const m = new Map<string, number | null>();
     this.batch(() => {
       this.changing(dir);
-      this.st.delNames.run(dir.id);
-      for (const e of entries) { m.set(e.name, e.id); this.st.setName.run(dir.id, e.name, e.id); }
+      if (same) {
+        for (const e of entries) m.set(e.name, e.id);
+      } else {
+        this.st.delNames.run(dir.id);
+        for (const e of entries) { m.set(e.name, e.id); this.st.setName.run(dir.id, e.name, e.id); }
+      }
       this.st.saveDir.run(version, 1, dir.id);
       if (dir.stale) { this.st.delStaleNames.run(dir.id); this.st.saveStale.run(null, dir.id); }
     });

@@ -468,6 +468,8 @@ export class ChunkFetcher {
    * `from`, when it starts before it, keeps its state (its head is the backend's).
    */
   knownZerosFrom(obj: CachedObject, from: number): void {
+    // Each write that grows a file asks; only the first changes anything (no empty commit).
+    if (obj.dataVersion !== null && obj.zerosFrom !== null && obj.zerosFrom <= from) return;
     this.d.index.batch(() => {
       // The promise belongs to our data version: when the backend's content moves on, the
       // data is dropped, and the promise with it (clearChunks).
