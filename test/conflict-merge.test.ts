@@ -1,4 +1,4 @@
-// src/conflict/merge.ts: text detection, three-way merge (examples and a seeded property test),
+// src/conflict/merge.ts and content.ts: text detection, three-way merge (examples and a seeded property test),
 // two-way markers, unified diffs, hashes, and that pathological inputs stay fast.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isText, sha256, sha256File, threeWayMerge, twoWayMarkers, unifiedDiff } from '../src/conflict/merge.js';
+import { threeWayMerge, twoWayMarkers, unifiedDiff } from '../src/conflict/merge.js';
+import { isText, sha256, sha256File } from '../src/conflict/content.js';
 import { mulberry32 } from './helpers/rng.js';
 
 const MARKER = /^(<<<<<<<|\|\|\|\|\|\|\||=======|>>>>>>>)/m;

@@ -2,12 +2,12 @@
 // watching it arrive (a progress bar with files, bytes, rate and ETA, or JSON lines).
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import cliProgress from 'cli-progress';
 import { UserError } from '../core/errors.js';
 import { sendControl } from '../daemon/control.js';
 import { CONTROL_SOCKET, HoardProgressSchema, PinListSchema, PinResultSchema, type HoardProgressView } from '../daemon/protocol.js';
 import { fetchStatus } from './commands.js';
 import { formatBytes } from './format.js';
+import { progressBar } from './progress.js';
 import { requireMountOf } from './where.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -145,10 +145,7 @@ export async function commandHoard(mountpoint: string, opts: { json?: boolean })
 async function followHoard(sock: string, mountpoint: string, json: boolean, start: boolean): Promise<void> {
   let p = HoardProgressSchema.parse(await sendControl(sock, { op: 'hoard', start }));
   const t0 = Date.now();
-  const bar = !json && process.stderr.isTTY ? new cliProgress.SingleBar({
-    format: 'hoarding |{bar}| {percentage}% | {files} files | {bytes} | {rate}/s | ETA {eta_formatted}',
-    hideCursor: true, stream: process.stderr, etaBuffer: 20,
-  }, cliProgress.Presets.shades_classic) : null;
+  const bar = await progressBar(!json && process.stderr.isTTY, 'hoarding |{bar}| {percentage}% | {files} files | {bytes} | {rate}/s | ETA {eta_formatted}', { etaBuffer: 20 });
   let last = '';
   const show = (q: HoardProgressView): void => {
     const secs = Math.max(0.001, (Date.now() - t0) / 1000);

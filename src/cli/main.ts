@@ -8,9 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { UserError } from '../core/errors.js';
 import { commandMount, commandUmount, commandStatus, commandOffline, commandSync, commandJournal, commandWatch, commandEvict } from './commands.js';
-import { commandConflicts, commandResolve } from './conflicts.js';
-import { commandPin, commandUnpin, commandPins, commandHoard } from './hoard.js';
-import { commandLostFound } from './lost-found.js';
+
+// The commands of conflicts.ts, hoard.ts and lost-found.ts are loaded by their own runs only:
+// each run of the CLI (and each mount process, which starts as one) waits for its imports.
+const conflicts = () => import('./conflicts.js');
+const hoard = () => import('./hoard.js');
 
 /**
  * The version in cachefs's package.json: the first one found going up from this module, so it
@@ -110,7 +112,7 @@ function buildProgram(): Command {
     .option('--json', 'print machine-readable JSON')
     .addHelpText('after', '\nEach open conflict\'s variants are files in the mount: <mountpoint>/.cachefs/conflicts/<id>/\n' +
       '{client,server,base,resolved}. The conflicted path itself shows the server\'s variant until resolved.')
-    .action(async (mountpoint: string, opts: { json?: boolean; all?: boolean; show?: string }) => { await commandConflicts(mountpoint, opts); });
+    .action(async (mountpoint: string, opts: { json?: boolean; all?: boolean; show?: string }) => { await (await conflicts()).commandConflicts(mountpoint, opts); });
 
   program.command('resolve')
     .description('resolve a conflict: keep the client\'s variant, the server\'s, both, or a file of yours')
@@ -124,7 +126,7 @@ function buildProgram(): Command {
     .addHelpText('after', '\nThe resolution is an ordinary change through the journal: offline, it is replayed on reconnection.\n' +
       'The variant not kept is moved to <mountpoint>/.cachefs/lost+found/ (cachefs lost-found lists and empties it).')
     .action(async (target: string, opts: { id?: string; keep?: string; use?: string; resolved?: boolean; json?: boolean }) => {
-      await commandResolve(target, opts);
+      await (await conflicts()).commandResolve(target, opts);
     });
 
   program.command('lost-found')
@@ -135,7 +137,7 @@ function buildProgram(): Command {
     .option('--json', 'print machine-readable JSON')
     .addHelpText('after', '\nEntries are named ID-VARIANT-NAME: the conflict, the variant (client, server, base, resolved)\n' +
       'and the conflicted file\'s name. They are only in the cache directory, never on the backend.')
-    .action(async (mountpoint: string, opts: { json?: boolean; empty?: boolean; remove?: string[] }) => { await commandLostFound(mountpoint, opts); });
+    .action(async (mountpoint: string, opts: { json?: boolean; empty?: boolean; remove?: string[] }) => { await (await import('./lost-found.js')).commandLostFound(mountpoint, opts); });
 
   program.command('pin')
     .description('keep paths in the cache for working offline (hoarding): fetched now, never culled')
@@ -146,7 +148,7 @@ function buildProgram(): Command {
     .option('--no-hoard', 'only record the pins; fetch later (cachefs hoard)')
     .option('--json', 'JSON progress lines and summary')
     .action(async (paths: string[], opts: { recursive?: boolean; priority?: string; from?: string; hoard?: boolean; json?: boolean }) => {
-      await commandPin(paths, opts);
+      await (await hoard()).commandPin(paths, opts);
     });
 
   program.command('unpin')
@@ -154,19 +156,19 @@ function buildProgram(): Command {
     .argument('<paths...>', 'pinned paths inside the mount')
     .option('-r, --recursive', 'also remove the pins under these directories')
     .option('--json', 'print machine-readable JSON')
-    .action(async (paths: string[], opts: { recursive?: boolean; json?: boolean }) => { await commandUnpin(paths, opts); });
+    .action(async (paths: string[], opts: { recursive?: boolean; json?: boolean }) => { await (await hoard()).commandUnpin(paths, opts); });
 
   program.command('pins')
     .description('list the pins of a mount and the last hoard walk')
     .argument('<mountpoint>', 'where cachefs is mounted')
     .option('--json', 'print machine-readable JSON')
-    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandPins(mountpoint, opts); });
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await (await hoard()).commandPins(mountpoint, opts); });
 
   program.command('hoard')
     .description('fetch everything pinned now (a hoard walk), with progress; also runs after pin and after reconnecting')
     .argument('<mountpoint>', 'where cachefs is mounted')
     .option('--json', 'JSON progress lines and a summary line')
-    .action(async (mountpoint: string, opts: { json?: boolean }) => { await commandHoard(mountpoint, opts); });
+    .action(async (mountpoint: string, opts: { json?: boolean }) => { await (await hoard()).commandHoard(mountpoint, opts); });
 
   program.command('evict')
     .description('drop the cached data of files now (clean data only: changes not yet on the backend are kept)')

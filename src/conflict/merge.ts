@@ -1,7 +1,8 @@
-// Comparing and merging the variants of a conflicted file (ARCHITECTURE §7): is a variant text,
-// a clean three-way merge of text when the base is known, markers when it is not, a unified
-// diff for people, and content hashes. Pure functions over strings and buffers, no I/O except
-// sha256File's read; nothing here prints, exits or decides what to keep.
+// Comparing and merging the variants of a conflicted file (ARCHITECTURE §7): a clean three-way
+// merge of text when the base is known, markers when it is not, and a unified diff for
+// people (whether a variant is text, and its hash: content.ts). Pure functions over strings,
+// no I/O; nothing here prints, exits or decides what to keep. Loaded only when text is
+// merged or shown: it brings node-diff3 and jsdiff.
 //
 // Libraries, and why:
 //   node-diff3 (3.x)  the three-way merge (Khanna/Kunal/Pierce diff3 regions): maintained, ESM
@@ -33,21 +34,12 @@
 //     start a line. Such output is for people, never applied automatically.
 //   - isText checks UTF-8 validity over the whole buffer (not just a sample): callers decode
 //     with buf.toString('utf8'), and a lossy decode would silently corrupt a merge.
-import { isUtf8 } from 'node:buffer';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { diff3Merge } from 'node-diff3';
 import { createTwoFilesPatch, diffArrays, formatPatch, FILE_HEADERS_ONLY } from 'diff';
 import type { StructuredPatch } from 'diff';
 
 type Labels = { client?: string; base?: string; server?: string };
 
-/** How much of a buffer isText samples for NUL and control bytes. */
-const TEXT_SAMPLE_BYTES = 64 * 1024;
-/** Above this share of unusual control bytes (of the sample) a buffer is not text. */
-const CONTROL_MAX_SHARE = 1 / 32;
-/** Control bytes ordinary text has: BS, TAB, LF, VT, FF, CR, ESC (colour codes). */
-const TEXT_CONTROLS = new Set([0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1b]);
 /**
  * Upper bound on node-diff3's LCS work for both base/side pairs together, in its inner-loop
  * steps as estimated by diff3Work. Measured at 0.4-0.9 ns a step (2 cores), so a merge takes
@@ -58,19 +50,6 @@ const DIFF3_WORK_BUDGET = 4e8;
 /** jsdiff's time limit for one two-way diff, after which we use a whole-file replacement. */
 const DIFF_TIMEOUT_MS = 500;
 const DEFAULT_LABELS = { client: 'client', base: 'base', server: 'server' };
-
-/** Heuristic: looks like text (valid UTF-8, no NUL bytes in the first 64 KiB, at most a small share of control chars). */
-export function isText(buf: Buffer): boolean {
-  if (!isUtf8(buf)) return false;
-  const n = Math.min(buf.length, TEXT_SAMPLE_BYTES);
-  let controls = 0;
-  for (let i = 0; i < n; i++) {
-    const c = buf[i]!;
-    if (c === 0) return false;
-    if ((c < 0x20 && !TEXT_CONTROLS.has(c)) || c === 0x7f) controls++;
-  }
-  return controls <= n * CONTROL_MAX_SHARE;
-}
 
 /** Clean three-way merge of text: { clean: true, merged } when no hunk conflicts; otherwise { clean: false, merged } where merged carries git-style conflict markers labelled with the given labels (<<<<<<< client / ||||||| base / ======= / >>>>>>> server). Line endings preserved; a final newline on either side handled correctly; identical changes on both sides are not a conflict. */
 export function threeWayMerge(
@@ -172,17 +151,6 @@ export function unifiedDiff(a: string, b: string, aLabel: string, bLabel: string
     context: 3, headerOptions: FILE_HEADERS_ONLY, timeout: DIFF_TIMEOUT_MS,
   });
   return patch ?? replacementPatch(a, b, aLabel, bLabel);
-}
-
-/** sha256 hex of a buffer, and a streaming sha256 of a file path (for large binary variants). */
-export function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 // --- helpers ---------------------------------------------------------------------------------

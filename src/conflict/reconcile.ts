@@ -26,7 +26,7 @@ import type { ReplayHint } from '../journal/replayer.js';
 import type { ConflictDetail, ConflictKind, ConflictStore, Resolution, VariantInfo } from './store.js';
 import type { OfflineBases } from './bases.js';
 import { fullyCached, readVariant, saveClient, saveServer, type VariantDeps } from './variants.js';
-import { isText, threeWayMerge } from './merge.js';
+import { isText } from './content.js';
 
 /** What applying a record produced (the target's outcome type, kept structural here). */
 export type Outcome =
@@ -308,6 +308,7 @@ export class Reconciler {
     const [b, c, s] = await Promise.all([readVariant(basePath, MERGE_MAX), readVariant(path.join(dir, 'client'), MERGE_MAX),
       readVariant(path.join(dir, 'server'), MERGE_MAX)]);
     if (!b || !c || !s || !isText(b) || !isText(c) || !isText(s)) return false;
+    const { threeWayMerge } = await import('./merge.js'); // the diff libraries, only now
     const m = threeWayMerge(b.toString('utf8'), c.toString('utf8'), s.toString('utf8'));
     await fsp.writeFile(path.join(dir, 'resolved'), m.merged, { mode: 0o600 });
     if (!m.clean) return false;

@@ -5,7 +5,7 @@
 //   server: fetched from the backend (a file's bytes, a symlink's target, a directory tree),
 //           within a size budget: what does not fit is marked incomplete, never invented.
 import { createHash } from 'node:crypto';
-import { sha256File } from './merge.js';
+import { sha256File } from './content.js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { isFsError } from '../core/errors.js';

@@ -17,9 +17,7 @@ import { UserError, isCacheFull, isCacheStorageError, isFsError } from '../core/
 import { EventBus } from '../core/events.js';
 import { log, setLogLevel, setLogSink } from '../core/log.js';
 import type { Config } from '../config/schema.js';
-import { LocalBackend } from '../backends/local/local-backend.js';
 import type { Backend } from '../backends/types.js';
-import { NfsBackend } from '../backends/nfs/nfs-backend.js';
 import { DeferredBackend, type KnownBackend } from '../backends/deferred.js';
 import { isConnectionError } from '../journal/replayer.js';
 import { isNfsUrl, parseNfsUrl } from '../core/nfs-url.js';
@@ -94,7 +92,10 @@ async function openBackend(spec: string, config: Config, known: KnownBackend | n
   return b;
 }
 
+// Each backend's adapter is loaded by the mount that uses it (the NFS client alone is six
+// modules a local mount has no use for; every mount's start waits for its imports).
 async function openLocal(spec: string): Promise<Backend> {
+  const { LocalBackend } = await import('../backends/local/local-backend.js');
   // The mount process works inside the backend directory (see LocalBackend.abs): every
   // other path it uses was made absolute when the configuration was loaded.
   const b = new LocalBackend(spec, { workInRoot: true });
@@ -110,6 +111,7 @@ async function openLocal(spec: string): Promise<Backend> {
 }
 
 async function openNfs(spec: string, config: Config, known: KnownBackend | null): Promise<Backend> {
+  const { NfsBackend } = await import('../backends/nfs/nfs-backend.js');
   const fresh = () => new NfsBackend(parseNfsUrl(spec), { deadlineMs: config.backendTimeoutMs });
   const b = fresh();
   try {
