@@ -1,10 +1,10 @@
 // What each CLI command does. These functions throw UserError for anything the user should
 // read; they print only their own command's output.
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, readFileSync, existsSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, existsSync, rmSync, statSync, statfsSync, writeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import cliProgress from 'cli-progress';
 import { isNfsUrl } from '../core/nfs-url.js';
 import { UserError } from '../core/errors.js';
 import { loadConfig, type ConfigOverrides } from '../config/load.js';
@@ -15,6 +15,7 @@ import { CONTROL_SOCKET, EvictResultSchema, JournalItemSchema, StatusSchema, typ
 import { lookupMount, processAlive } from '../daemon/registry.js';
 import { detachMount, forceUnmount, isMounted } from '../core/mount-table.js';
 import { formatBytes, formatWatchEvent } from './format.js';
+import { progressBar } from './progress.js';
 import { EXIT_NOT_A_MOUNT, notAMount, requireMountOf } from './where.js';
 
 export interface MountFlags {
@@ -46,6 +47,7 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
     const { runMount } = await import('../daemon/daemon.js');
     const m = await runMount(config);
     process.stdout.write(`cachefs: ${config.backend} mounted on ${config.mountpoint} (pid ${process.pid}); Ctrl-C unmounts\n`);
+    tellReady();
     await m.done;
     return;
   }
@@ -69,15 +71,24 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
   if (flags.allowOther === true) args.push('--allow-other');
   if (flags.allowOther === false) args.push('--no-allow-other');
   if (flags.logLevel) args.push('--log-level', flags.logLevel);
-  const env = { ...MOUNT_PROCESS_ENV, ...process.env };
+  const env = { ...MOUNT_PROCESS_ENV, ...process.env, [READY_FD_ENV]: '3' };
   // In /, as daemons start: a mount process kept for days must not hold the directory the
   // user happened to be in (a USB disk could not be unmounted; a directory inside a dead
   // mount would fail every relative path).
-  const child = spawn(process.execPath, args, { detached: true, cwd: '/', stdio: ['ignore', 'ignore', errFd], env });
+  const child = spawn(process.execPath, args, { detached: true, cwd: '/', stdio: ['ignore', 'ignore', errFd, 'pipe'], env });
   if (errFd !== 'ignore') closeSync(errFd);
   let exited: number | null = null;
-  child.on('exit', (code) => { exited = code ?? 1; });
+  // Woken when the mount process says it is mounted (tellReady), or goes: no polling delay.
+  // A word that comes while the loop below is checking is kept for its next wait.
+  let told = false;
+  let wake: (() => void) | null = null;
+  const tell = () => { if (wake) { wake(); wake = null; } else told = true; };
+  const woken = () => told ? (told = false, Promise.resolve()) : new Promise<void>((resolve) => { wake = resolve; });
+  child.on('exit', (code) => { exited = code ?? 1; tell(); });
+  const ready = child.stdio[3] as Readable | null;
+  ready?.on('data', tell).on('error', () => undefined);
   child.unref();
+  (ready as { unref?: () => void } | null)?.unref?.();
 
   const deadline = Date.now() + 60_000;
   const sock = path.join(config.cacheDir, CONTROL_SOCKET);
@@ -114,11 +125,30 @@ export async function commandMount(backend: string | undefined, mountpoint: stri
         }
       } catch { /* not ready yet */ }
     }
-    await sleep(50);
+    // Checked again on the mount process's word, or after 50 ms without one.
+    await Promise.race([woken(), sleep(50)]);
+    wake = null;
   }
   throw new UserError('the mount did not come up within 60 s', {
     hint: `see ${logFile}; \`cachefs umount ${config.mountpoint}\` cleans up`,
   });
+}
+
+/**
+ * A background mount's process tells the `cachefs mount` that started it that it is mounted
+ * by writing to the descriptor this variable names (a pipe; see commandMount). Unset for a
+ * mount started by hand, and for the processes the mount itself starts.
+ */
+const READY_FD_ENV = 'CACHEFS_READY_FD';
+
+function tellReady(): void {
+  const fd = Number(process.env[READY_FD_ENV]);
+  delete process.env[READY_FD_ENV];
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    writeSync(fd, 'mounted\n');
+    closeSync(fd);
+  } catch { /* the CLI is gone: it polls anyway */ }
 }
 
 /** The free space of a (nearly) full disk holding `dir`, in words; null when it has room or cannot tell. */
@@ -173,7 +203,8 @@ export async function commandUmount(mountpointArg: string, opts: { force?: boole
     }
     if (answered) {
       const deadline = Date.now() + 60_000;
-      while (Date.now() < deadline && processAlive(info.pid)) await sleep(50);
+      // A process that is not our child cannot be waited for: its end is polled, briefly.
+      while (Date.now() < deadline && processAlive(info.pid)) await sleep(10);
       if (!processAlive(info.pid) && !(await isMounted(mp))) {
         process.stdout.write(`cachefs: unmounted ${mp}\n`);
         return;
@@ -279,10 +310,7 @@ export async function commandSync(mountpoint: string, opts: { json?: boolean; pr
   const total = before.journal.pending;
   const totalBytes = before.journal.bytes ?? 0;
   const showBar = opts.progress && !opts.json && process.stderr.isTTY && total > 0;
-  const bar = showBar ? new cliProgress.SingleBar({
-    format: 'replaying |{bar}| {value}/{total} records | {bytes} | {rate}/s | {eta_formatted} left',
-    hideCursor: true, stream: process.stderr,
-  }, cliProgress.Presets.shades_classic) : null;
+  const bar = await progressBar(showBar, 'replaying |{bar}| {value}/{total} records | {bytes} | {rate}/s | {eta_formatted} left');
   const t0 = Date.now();
   bar?.start(total, 0, { rate: '0 B', bytes: `0 B of ${formatBytes(totalBytes)}` });
   let done = false;

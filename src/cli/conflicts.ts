@@ -87,7 +87,7 @@ async function show(c: ConflictView, mp: string, json: boolean): Promise<void> {
 async function diffOf(client: string | null, server: string | null, c: ConflictView): Promise<string | null> {
   if (!client || !server || c.resolvedAt !== null) return null;
   // Loaded only to show a diff (the diff library and the variant reader: CLI startup time).
-  const [{ isText, unifiedDiff }, { readVariant }] = await Promise.all([import('../conflict/merge.js'), import('../conflict/variants.js')]);
+  const [{ unifiedDiff }, { isText }, { readVariant }] = await Promise.all([import('../conflict/merge.js'), import('../conflict/content.js'), import('../conflict/variants.js')]);
   const [a, b] = await Promise.all([readVariant(client, SHOW_DIFF_MAX), readVariant(server, SHOW_DIFF_MAX)]);
   if (!a || !b) return null;
   if (!isText(a) || !isText(b)) return `binary variants: client ${formatBytes(a.length)}, server ${formatBytes(b.length)} (they differ)\n`;
