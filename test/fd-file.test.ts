@@ -65,6 +65,28 @@ describe('files opened without the thread pool', () => {
     assert.ok(fd >= 0);
   });
 
+  it('close() waits for a call still running on the thread pool: its descriptor is not closed (and reused) under it', async () => {
+    const fifo = path.join(root, 'slow-read');
+    execFileSync('mkfifo', [fifo]);
+    const f = FdFile.openSync(fifo, fs.constants.O_RDWR);
+    const fd = f.fd;
+    const buf = Buffer.alloc(5);
+    const reading = f.read(buf, 0, 5, -1); // read(2) at the current position: blocks on the pool until bytes come
+    const closing = f.close();
+    await assert.rejects(f.read(buf, 0, 1, 0), { code: 'EBADF' }, 'no call starts once close() was called');
+    const ino = fs.fstatSync(fd).ino;
+    assert.ok(fs.fstatSync(fd).isFIFO(), 'the descriptor is still open while the read runs');
+    const writer = fs.openSync(fifo, fs.constants.O_WRONLY);
+    fs.writeSync(writer, 'hello');
+    fs.closeSync(writer);
+    assert.equal((await reading).bytesRead, 5);
+    assert.equal(buf.toString(), 'hello', 'the read got its bytes from its own file');
+    await closing;
+    let stillOurs = false;
+    try { stillOurs = fs.fstatSync(fd).ino === ino; } catch { /* EBADF: closed */ }
+    assert.ok(!stillOurs, 'closed once the read was done');
+  });
+
   it('the cache store writes into a new file while every thread of the pool is busy', async () => {
     const store = new DataStore(path.join(root, 'cache'));
     await store.init();

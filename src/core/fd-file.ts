@@ -8,7 +8,8 @@
 // local disk: on a network file system an open may block for long.
 //
 // What must stay true: the descriptor is closed exactly once (a number closed twice could
-// by then be another file's); every call after close() fails with EBADF instead.
+// by then be another file's), and never while a call on the thread pool still uses it;
+// every call after close() fails with EBADF instead.
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 
@@ -33,6 +34,11 @@ export interface DataFile {
 
 export class FdFile implements DataFile {
   private open = true;
+  /** Asynchronous calls on the thread pool not finished yet (see close()). */
+  private inflight = 0;
+  /** Set by close() while calls are in flight: the last one to finish closes. */
+  private closed: Promise<void> | null = null;
+  private closeNow: (() => void) | null = null;
 
   private constructor(private readonly descriptor: number) {}
 
@@ -41,33 +47,58 @@ export class FdFile implements DataFile {
     return new FdFile(fs.openSync(p, flags, mode));
   }
 
-  /** The descriptor, for synchronous calls (throws once closed). */
+  /** The descriptor, for synchronous calls (throws once closed, or closing). */
   get fd(): number {
     if (!this.open) throw badf();
     return this.descriptor;
   }
 
+  /** Runs a call on the thread pool; the descriptor stays open until it is done. */
+  private async call<T>(f: (fd: number) => Promise<T>): Promise<T> {
+    const fd = this.fd;
+    this.inflight++;
+    try {
+      return await f(fd);
+    } finally {
+      if (--this.inflight === 0) this.closeNow?.();
+    }
+  }
+
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    const { bytesRead } = await readCb(this.fd, buf, offset, length, position);
+    const { bytesRead } = await this.call((fd) => readCb(fd, buf, offset, length, position));
     return { bytesRead };
   }
 
   async write(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
-    const { bytesWritten } = await writeCb(this.fd, buf, offset, length, position);
+    const { bytesWritten } = await this.call((fd) => writeCb(fd, buf, offset, length, position));
     return { bytesWritten };
   }
 
-  truncate(size: number): Promise<void> { return ftruncateCb(this.fd, size); }
+  truncate(size: number): Promise<void> { return this.call((fd) => ftruncateCb(fd, size)); }
 
-  datasync(): Promise<void> { return fdatasyncCb(this.fd); }
+  datasync(): Promise<void> { return this.call((fd) => fdatasyncCb(fd)); }
 
   /**
-   * Closes the descriptor once; later calls resolve at once. Synchronously, as it was
-   * opened: a close on a local disk costs microseconds, a completion from the pool more.
+   * Closes the descriptor once; later calls resolve when it is closed. No new call starts
+   * after this; calls still running on the thread pool finish first, as with a FileHandle:
+   * closed under them, the number could be given to the next open() and their bytes land
+   * in another file. Synchronously, as it was opened: a close on a local disk costs
+   * microseconds, a completion from the pool more.
    */
-  async close(): Promise<void> {
-    if (!this.open) return;
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
     this.open = false;
-    fs.closeSync(this.descriptor);
+    if (this.inflight === 0) {
+      fs.closeSync(this.descriptor);
+      this.closed = Promise.resolve();
+      return this.closed;
+    }
+    this.closed = new Promise<void>((resolve, reject) => {
+      this.closeNow = () => {
+        this.closeNow = null;
+        try { fs.closeSync(this.descriptor); resolve(); } catch (e) { reject(e); }
+      };
+    });
+    return this.closed;
   }
 }
