@@ -13,6 +13,7 @@ import { commandMount, commandUmount, commandStatus, commandOffline, commandSync
 // each run of the CLI (and each mount process, which starts as one) waits for its imports.
 const conflicts = () => import('./conflicts.js');
 const hoard = () => import('./hoard.js');
+const lostFound = () => import('./lost-found.js');
 
 /**
  * The version in cachefs's package.json: the first one found going up from this module, so it
@@ -137,7 +138,7 @@ function buildProgram(): Command {
     .option('--json', 'print machine-readable JSON')
     .addHelpText('after', '\nEntries are named ID-VARIANT-NAME: the conflict, the variant (client, server, base, resolved)\n' +
       'and the conflicted file\'s name. They are only in the cache directory, never on the backend.')
-    .action(async (mountpoint: string, opts: { json?: boolean; empty?: boolean; remove?: string[] }) => { await (await import('./lost-found.js')).commandLostFound(mountpoint, opts); });
+    .action(async (mountpoint: string, opts: { json?: boolean; empty?: boolean; remove?: string[] }) => { await (await lostFound()).commandLostFound(mountpoint, opts); });
 
   program.command('pin')
     .description('keep paths in the cache for working offline (hoarding): fetched now, never culled')

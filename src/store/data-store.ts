@@ -19,7 +19,7 @@ const MAX_OPEN = 256;
 const SYNC_READ_MAX = 128 * 1024;
 
 export class DataStore {
-  private readonly open = new Map<number, Promise<FdFile>>();
+  private readonly open = new Map<number, FdFile>();
   private readonly dir: string;
   /** Per object, the last write/truncate/sync/fill called and not yet finished (see Ordering). */
   private readonly tail = new Map<number, Promise<void>>();
@@ -45,7 +45,7 @@ export class DataStore {
 
   /** Like settledPath, and the file exists (empty if nothing was cached). */
   async ensure(id: number): Promise<string> {
-    await this.handle(id);
+    this.handle(id);
     return this.settledPath(id);
   }
 
@@ -53,28 +53,25 @@ export class DataStore {
     return path.join(this.dir, (id % 256).toString(16).padStart(2, '0'), String(id));
   }
 
-  private handle(id: number): Promise<FdFile> {
+  /**
+   * The object's file, opened (and created) if it is not: synchronously, the cache directory
+   * is on a local disk (see core/fd-file.ts). Throws the store's error when it cannot be.
+   */
+  private handle(id: number): FdFile {
     const have = this.open.get(id);
     if (have) {
       this.open.delete(id);
       this.open.set(id, have);
       return have;
     }
-    // Opened synchronously: the cache directory is on a local disk (see core/fd-file.ts).
-    let p: Promise<FdFile>;
-    try {
-      p = Promise.resolve(this.openFile(id));
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    p.catch(() => this.open.delete(id));
-    this.open.set(id, p);
+    const h = this.openFile(id);
+    this.open.set(id, h);
     while (this.open.size > MAX_OPEN) {
-      const [oldId, old] = this.open.entries().next().value as [number, Promise<FdFile>];
+      const [oldId, old] = this.open.entries().next().value as [number, FdFile];
       this.open.delete(oldId);
-      void old.then((h) => h.close()).catch(() => undefined);
+      void old.close().catch(() => undefined);
     }
-    return p;
+    return h;
   }
 
   private openFile(id: number): FdFile {
@@ -115,7 +112,7 @@ export class DataStore {
   async read(id: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const busy = this.readTail.get(id);
     if (busy) await busy;
-    const h = await this.handle(id);
+    const h = this.handle(id);
     const buf = into ?? Buffer.allocUnsafe(length);
     let got = 0;
     try {
@@ -147,7 +144,7 @@ export class DataStore {
   }
 
   private async writeNow(id: number, offset: number, data: Buffer): Promise<void> {
-    const h = await this.handle(id);
+    const h = this.handle(id);
     let done = 0;
     try {
       // As for reads: a small write into our own cache file lands in the page cache in
@@ -165,7 +162,7 @@ export class DataStore {
 
   truncate(id: number, size: number): Promise<void> {
     return this.ordered(id, async () => {
-      const h = await this.handle(id);
+      const h = this.handle(id);
       try { await h.truncate(size); } catch (e) { throw fromNodeError(e, 'cache store truncate'); }
     });
   }
@@ -184,7 +181,7 @@ export class DataStore {
   fill(id: number, copy: (fd: number) => Promise<number | { wrote: number; stillWriting: Promise<unknown> }>): Promise<number> {
     let wrote = 0;
     return this.ordered(id, async () => {
-      await this.handle(id); // creates the file and its directory
+      this.handle(id); // creates the file and its directory
       // Not the kept handle: the pool may close it while the copy runs on another thread.
       let h: fsp.FileHandle;
       try { h = await fsp.open(this.fileOf(id), fsc.O_WRONLY); } catch (e) { throw fromNodeError(e, 'cache store open'); }
@@ -224,7 +221,7 @@ export class DataStore {
     const old = this.open.get(id);
     if (old) {
       this.open.delete(id);
-      void late.then(() => old).then((x) => x.close()).catch(() => undefined);
+      void late.then(() => old.close()).catch(() => undefined);
     }
   }
 
@@ -247,7 +244,7 @@ export class DataStore {
   /** fdatasync of the object's file, after every write called before it (fsync offline). */
   sync(id: number): Promise<void> {
     return this.ordered(id, async () => {
-      const h = await this.handle(id);
+      const h = this.handle(id);
       try { await h.datasync(); } catch (e) { throw fromNodeError(e, 'cache store sync'); }
     });
   }
@@ -258,7 +255,7 @@ export class DataStore {
     const have = this.open.get(id);
     if (have) {
       this.open.delete(id);
-      await have.then((h) => h.close()).catch(() => undefined);
+      await have.close().catch(() => undefined);
     }
     await fsp.rm(this.fileOf(id), { force: true });
   }
@@ -266,6 +263,6 @@ export class DataStore {
   async close(): Promise<void> {
     const all = [...this.open.values()];
     this.open.clear();
-    await Promise.all(all.map((p) => p.then((h) => h.close()).catch(() => undefined)));
+    await Promise.all(all.map((h) => h.close().catch(() => undefined)));
   }
 }
