@@ -152,6 +152,57 @@ describe('FUSE protocol: malformed and unexpected requests', () => {
   }
 });
 
+describe('FUSE session: request buffers', () => {
+  // A WRITE's bytes may be kept past its reply (write-back journals them without a copy):
+  // the request's buffer must not go back to the readers, to be filled with another request,
+  // until whoever kept it lets go.
+  it('a request\'s buffer goes back once its handler settled and its reply is out, or later when kept', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cachefs-keep-'));
+    const fd = fs.openSync(path.join(dir, 'replies'), 'w');
+    let release: (() => void) | undefined;
+    let finishHandler!: () => void;
+    const session = new FuseSession(fd, {
+      want: 0n, maxWrite: 1 << 20, readers: 1, interruptible: new Set(), forget: () => undefined,
+      handlers: {
+        [Op.WRITE]: async (req) => {
+          if (req.body.u32() === 1) release = req.keep();
+          await new Promise<void>((r) => { finishHandler = r; });
+        },
+      },
+    });
+    try {
+      const init = Buffer.alloc(64);
+      init.writeUInt32LE(7, 0); init.writeUInt32LE(OUR_MINOR, 4);
+      session.dispatch(request(Op.INIT, 1n, 0n, init), IN_HEADER + 64);
+      await waitUntil('INIT to be answered', () => session.init !== null);
+      const given: string[] = [];
+      const body = (keep: number) => { const b = Buffer.alloc(64); b.writeUInt32LE(keep, 0); return b; };
+      // Not kept: back once the handler has settled (its reply is written then).
+      session.dispatch(request(Op.WRITE, 2n, 1n, body(0)), IN_HEADER + 64, () => given.push('plain'));
+      await waitUntil('the handler to start', () => finishHandler !== undefined);
+      assert.equal(given.length, 0, 'not while its handler runs');
+      finishHandler();
+      await waitUntil('the plain buffer to go back', () => given.includes('plain'));
+      // Kept: not back when answered, only when released, and only once.
+      finishHandler = undefined as unknown as () => void;
+      const written = fs.fstatSync(fd).size;
+      session.dispatch(request(Op.WRITE, 3n, 1n, body(1)), IN_HEADER + 64, () => given.push('kept'));
+      await waitUntil('the handler to start', () => finishHandler !== undefined);
+      finishHandler();
+      await waitUntil('the reply to be written', () => fs.fstatSync(fd).size >= written + 16);
+      await new Promise((r) => setImmediate(r));
+      assert.ok(release, 'the handler kept the buffer');
+      assert.deepEqual(given, ['plain'], 'a kept buffer stays out after the reply');
+      release();
+      release();
+      assert.deepEqual(given, ['plain', 'kept'], 'back once released, once');
+    } finally {
+      session.close('test over');
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('FUSE notifications', () => {
   // A notification that drops pages waits in the kernel for their page locks and writeback,
   // holding the pool thread that writes it. Here the kernel is a FIFO nobody reads yet: every

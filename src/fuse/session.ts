@@ -13,6 +13,7 @@
 // - a read error of ENODEV means the file system was unmounted: the session ends, once.
 import fs from 'node:fs';
 import { log } from '../core/log.js';
+import { BufferPool } from '../core/buffer-pool.js';
 import { errnoNumber } from '../core/errors.js';
 import {
   Body, Init, Op, OLDEST_MINOR, OUR_MINOR, FUSE_KERNEL_VERSION, IN_HEADER, ProtocolError, initOut, opName,
@@ -30,6 +31,12 @@ export interface Request {
    * reply came from may be used again.
    */
   done?: () => void;
+  /**
+   * Keeps the request's bytes (`body`'s buffer) past the reply, until the returned release
+   * is called (once; later calls do nothing): a WRITE's data becomes a journal record's
+   * bytes without a copy. The buffer goes back to the readers only then.
+   */
+  keep(): () => void;
 }
 
 /** A handler's answer: the reply's payload (nothing: an empty reply). */
@@ -77,8 +84,13 @@ const SPIN_MS = 0.05;
  * could otherwise keep the event loop from timers and finished backend calls for good.
  */
 const SPIN_MAX_MS = 2;
-/** Large request buffers kept for the readers once their requests are handled. */
-const SPARE_BUFFERS = 8;
+/**
+ * Large request buffers kept for the readers once their requests are handled: as many as
+ * WRITEs whose data may be kept past their reply (write-back's write-behind window and what
+ * a backend keeps until its COMMIT, 80 MiB), so a kept one is not replaced by a fresh
+ * buffer to fault in. Let go after a second without large requests.
+ */
+const REQUEST_BUFFERS = 96;
 
 export class FuseSession {
   private closed = false;
@@ -88,7 +100,7 @@ export class FuseSession {
   /** unique -> answer-now for requests being handled that an INTERRUPT may cut short. */
   private readonly inflight = new Map<bigint, (errno: number) => void>();
   private readonly bufSize: number;
-  private readonly spare: Buffer[] = [];
+  private readonly requestBuffers: BufferPool;
   /** Requests handed to a handler and not yet answered. */
   private active = 0;
   private spinning = false;
@@ -100,12 +112,13 @@ export class FuseSession {
   constructor(readonly fd: number, private readonly o: SessionOptions) {
     // The kernel wants room for the largest write plus its headers (at least 8 KiB).
     this.bufSize = Math.max(o.maxWrite + 4096, 8192) + IN_HEADER;
+    this.requestBuffers = new BufferPool(this.bufSize, REQUEST_BUFFERS, 1000);
   }
 
   get init(): Negotiated | null { return this.negotiated; }
 
   start(): void {
-    for (let i = 0; i < Math.max(1, this.o.readers); i++) this.readLoop(Buffer.allocUnsafeSlow(this.bufSize));
+    for (let i = 0; i < Math.max(1, this.o.readers); i++) this.readLoop(this.requestBuffers.acquire(this.bufSize));
   }
 
   /** Stops reading; the descriptor is closed (the kernel then aborts what is left). */
@@ -144,8 +157,7 @@ export class FuseSession {
    */
   private take(buf: Buffer, n: number): { req: Buffer; next: Buffer; recycle?: () => void } {
     if (n <= SMALL_REQUEST) return { req: Buffer.from(buf.subarray(0, n)), next: buf };
-    const next = this.spare.pop() ?? Buffer.allocUnsafeSlow(this.bufSize);
-    return { req: buf, next, recycle: () => { if (this.spare.length < SPARE_BUFFERS) this.spare.push(buf); } };
+    return { req: buf, next: this.requestBuffers.acquire(this.bufSize), recycle: () => this.requestBuffers.release(buf) };
   }
 
   /**
@@ -229,8 +241,27 @@ export class FuseSession {
     if (!fn) { this.reply(h.unique, -errnoNumber('ENOSYS'), undefined, from); return; }
     let done = false;
     let settled = false;
-    const req: Request = { h, body };
-    const finish = () => { const f = req.done; req.done = undefined; f?.(); recycle?.(); };
+    // The request's buffer goes back once the handler has settled, its reply is written and
+    // nobody keeps its bytes (Request.keep).
+    let kept = 0;
+    let finished = false;
+    const keep = () => {
+      kept++;
+      let once = true;
+      return () => {
+        if (!once) return;
+        once = false;
+        if (--kept === 0 && finished) recycle?.();
+      };
+    };
+    const req: Request = { h, body, keep };
+    const finish = () => {
+      const f = req.done;
+      req.done = undefined;
+      f?.();
+      finished = true;
+      if (kept === 0) recycle?.();
+    };
     const t0 = performance.now();
     const answer = (error: number, payload?: Payload) => {
       if (done) return;
