@@ -394,15 +394,16 @@ export function makeHandlers(d: OpsDeps): Partial<Record<number, Handler>> {
     return layer.read(fh, pos, size, buf.subarray(0, size), (release) => { lent = release; });
   };
 
-  h[Op.WRITE] = async ({ body }) => {
+  h[Op.WRITE] = async ({ body, keep }) => {
     const fh = body.num64();
     const pos = body.num64();
     const size = body.u32();
     const writeFlags = body.u32();
     body.skip(8 + 4 + 4); // lock_owner, flags, padding
     const data = body.bytes(size);
-    // `data` is a view of the request's buffer: copied by whoever keeps it (the layer's dirty run).
-    const n = await layer.write(fh, pos, data);
+    // `data` is a view of the request's buffer: whoever keeps it past the reply (a dirty run
+    // that is this write alone) keeps the buffer with `keep`, others copy it.
+    const n = await layer.write(fh, pos, data, keep);
     if (writeFlags & WRITE_KILL_SUIDGID) await killSuidgid(layer.fileOf(fh).obj);
     return writeOut(n);
   };

@@ -1051,8 +1051,10 @@ export class CacheLayer {
   /**
    * Checks a write() and, disconnected, admits it (the culler must make room for it, and
    * the object's base is kept for replay first); write-back stores and journals it.
+   * `keep`: `data` may be kept past the return until the release it gives is called (see
+   * WriteBack.write); without it, whoever keeps the bytes copies them.
    */
-  async write(fd: number, pos: number, data: Buffer): Promise<number> {
+  async write(fd: number, pos: number, data: Buffer, keep?: () => () => void): Promise<number> {
     const of = this.fileOf(fd);
     const obj = of.obj;
     if ((of.flags & O_ACCMODE) !== O_WRONLY && (of.flags & O_ACCMODE) !== O_RDWR) throw new FsError('EBADF');
@@ -1071,7 +1073,7 @@ export class CacheLayer {
       // first (see write-back.ts spillWriteBehind): this write is journaled after them.
       if (this.writeBack.spilling) await this.writeBack.spilling;
     }
-    return this.writeBack.write(of, pos, data);
+    return this.writeBack.write(of, pos, data, keep);
   }
 
   // ---------------------------------------------------------------- mutations

@@ -5,7 +5,9 @@
 // (in memory and in the cache file) that becomes one journal record when it reaches
 // DIRTY_RUN_MAX, when a write does not continue it, before any other mutation
 // (commitAllDirty), and at flush()/fsync(). close() and fsync() return once the backend has
-// it (settledOrOffline). A file written past WRITE_AROUND_BYTES through one descriptor skips
+// it (settledOrOffline). A run that is full at once (a 1 MiB write) is the request's own
+// buffer, kept rather than copied, and becomes a record just after write() returns, so its
+// checksum and journal row are made while the kernel brings the next write. A file written past WRITE_AROUND_BYTES through one descriptor skips
 // the cache (write-around): its records carry their bytes in memory only.
 // Disconnected: the bytes go to the cache file and, once there, into a journal record of
 // their own before write() returns (extending the journal's last record where it can).
@@ -75,6 +77,11 @@ export interface DirtyRun {
   pins: number;
   /** Journaled: no write joins it any more, and its buffer goes back once unpinned. */
   committed: boolean;
+  /**
+   * Set when `buf` is a request's buffer kept rather than a pooled one: gives it back (in
+   * place of the pool). Such a run is full (`length` is `buf.length`): nothing joins it.
+   */
+  giveBack?: () => void;
 }
 
 /** What write-back needs; the cache layer wires it. */
@@ -157,8 +164,9 @@ export class WriteBack {
    * Stores a write() that the layer has checked (open for writing, not empty; offline: the
    * cache admits it, its base is captured, earlier spills have landed). Returns the bytes
    * written, or throws (a pending write-behind failure of this open file included).
+   * `keep`: `data` may be kept past the return, until the release it gives is called.
    */
-  async write(of: Writer, pos: number, data: Buffer): Promise<number> {
+  async write(of: Writer, pos: number, data: Buffer, keep?: () => () => void): Promise<number> {
     const obj = of.obj;
     const end = pos + data.length;
     const first = Math.floor(pos / this.chunk);
@@ -198,13 +206,19 @@ export class WriteBack {
         void this.commitRun(run);
         run = undefined;
       }
-      if (!run) {
-        run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0, pins: 0, committed: false };
+      if (!run && keep && data.length >= DIRTY_RUN_MAX) {
+        // A run full at once: the request's buffer is kept as it is (a 1 MiB copy less).
+        run = { obj, of, offset: pos, buf: data, length: data.length, pins: 0, committed: false, giveBack: keep() };
         this.runs.set(obj.id, run);
+      } else {
+        if (!run) {
+          run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0, pins: 0, committed: false };
+          this.runs.set(obj.id, run);
+        }
+        own = run.buf.subarray(run.length, run.length + data.length);
+        data.copy(own);
+        run.length += data.length;
       }
-      own = run.buf.subarray(run.length, run.length + data.length);
-      data.copy(own);
-      run.length += data.length;
     }
     // Every touched chunk is guarded while the bytes go in: no fetch can start there, and a
     // reader waits for this write (it finds the guard in the fetcher's `inflight`).
@@ -246,11 +260,18 @@ export class WriteBack {
     }
     if (end > obj.attr.size) this.d.index.setLocalSize(obj, end);
     if (run && run.length >= DIRTY_RUN_MAX && this.runs.get(obj.id) === run) {
-      void this.commitRun(run);
+      // Journaled just after this write is answered (a run's bytes are acknowledged before
+      // their record while connected anyway): its CRC and journal row then overlap the
+      // kernel's copy of the next write instead of delaying this answer. Whatever comes
+      // first journals it: the next write to the object (which does not join a full run), a
+      // mutation (commitAllDirty), flush or fsync.
+      const full = run;
+      setImmediate(() => { void this.commitRun(full); });
       // Back-pressure: never hold more than this many bytes waiting for the backend (while
       // connected: offline, the bytes wait in the cache file and the journal, not in memory).
       // A sliding window: the write goes on once the oldest records have made room, so the
       // backend always has records to apply while the application writes more.
+      // (This run is counted once journaled: the bound is the limit and a run or two.)
       if (this.writeBehindBytes > WRITE_BEHIND_LIMIT) await this.d.untilOffline(this.room());
     }
     this.throwPendingError(of);
@@ -389,7 +410,9 @@ export class WriteBack {
   /** One user of a dirty run's buffer less; the last one after the commit gives it back. */
   private unpinRun(run: DirtyRun, dec = true): void {
     if (dec) run.pins--;
-    if (run.pins === 0 && run.committed) this.runPool.release(run.buf);
+    if (run.pins !== 0 || !run.committed) return;
+    if (run.giveBack) run.giveBack();
+    else this.runPool.release(run.buf);
   }
 
   /**
