@@ -478,6 +478,14 @@ export class ChunkFetcher {
     });
   }
 
+  /**
+   * How many times the object's cached data was dropped: bytes that went into its cache file
+   * before a drop (a fetch, a write) must not be counted as cached after it.
+   */
+  generation(obj: CachedObject): number {
+    return this.dataGen.get(obj) ?? 0;
+  }
+
   /** Forgets the object's cached data; fetches still landing for it are not counted. */
   dropData(obj: CachedObject): void {
     this.dataGen.set(obj, (this.dataGen.get(obj) ?? 0) + 1);

@@ -89,7 +89,7 @@ export interface WriteBackDeps {
   replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'extendLast' | 'waitFor' | 'settled' | 'hintedWrites' | 'dropHint'>;
   index: Pick<ObjectIndex, 'batch' | 'patchAttr' | 'setDataVersion' | 'setLocalSize' | 'addChunk'>;
   store: Pick<DataStore, 'write'>;
-  chunks: Pick<ChunkFetcher, 'writable' | 'guard' | 'knownZerosFrom' | 'dropData'>;
+  chunks: Pick<ChunkFetcher, 'writable' | 'guard' | 'knownZerosFrom' | 'dropData' | 'generation'>;
   chunkSize: number;
   connected(): boolean;
   /** `p`'s outcome, or as soon as the mount stops being connected (reconnect.ts). */
@@ -224,10 +224,14 @@ export class WriteBack {
     // reader waits for this write (it finds the guard in the fetcher's `inflight`).
     const release = this.d.chunks.guard(obj, rangeOf(first, last));
     const storeIt = !around || offline;
+    const gen = this.d.chunks.generation(obj);
     if (run) run.pins++;
     try {
       if (storeIt) await this.d.store.write(obj.id, pos, own);
-      if (!around) {
+      // The object's cached data was dropped while the bytes went in (another descriptor's
+      // write around the cache, say; the cache file is truncated after them): what they
+      // landed in is not cached data any more.
+      if (!around && this.d.chunks.generation(obj) === gen) {
         const grown = end > obj.attr.size ? obj.attr.size : -1;
         for (const i of fresh) this.d.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
         if (grown >= 0) this.d.chunks.knownZerosFrom(obj, grown);

@@ -49,6 +49,8 @@ export interface LayerOptions {
   nfs?: { url: string; exportDir: string };
   /** How many recently used objects the index keeps in memory by itself (ObjectIndex). */
   keepObjects?: number;
+  /** Sees the cache's data store before the layer does (fault injection: a write held, say). */
+  store?: (s: MeteredDataStore) => void;
 }
 
 /** Where a layerHere directory's backend is (kept in it, so a reopen finds the same one). */
@@ -78,6 +80,7 @@ export async function reopenLayer(dir: string, opts: Omit<LayerOptions, 'fill' |
   const index = new ObjectIndex(db, local.fsid, { keepObjects: opts.keepObjects });
   const store = new MeteredDataStore(path.join(dir, 'cache'));
   await store.init();
+  opts.store?.(store);
   const journal = new Journal(db);
   opts.journal?.(journal);
   const base: Config = { ...DEFAULTS, backend: be, mountpoint: path.join(dir, 'mnt'), cacheDir: path.join(dir, 'cache') };
