@@ -7,8 +7,10 @@
 // (commitAllDirty), and at flush()/fsync(). close() and fsync() return once the backend has
 // it (settledOrOffline). A run that is full at once (a 1 MiB write) is the request's own
 // buffer, kept rather than copied, and becomes a record just after write() returns, so its
-// checksum and journal row are made while the kernel brings the next write. A file written past WRITE_AROUND_BYTES through one descriptor skips
-// the cache (write-around): its records carry their bytes in memory only.
+// checksum and journal row are made while the kernel brings the next write; the write is
+// answered before its bytes have landed in the cache file (the chunk's guard holds readers
+// until then). A file written past WRITE_AROUND_BYTES through one descriptor skips the
+// cache (write-around): its records carry their bytes in memory only.
 // Disconnected: the bytes go to the cache file and, once there, into a journal record of
 // their own before write() returns (extending the journal's last record where it can).
 //
