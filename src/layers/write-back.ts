@@ -7,10 +7,9 @@
 // (commitAllDirty), and at flush()/fsync(). close() and fsync() return once the backend has
 // it (settledOrOffline). A run that is full at once (a 1 MiB write) is the request's own
 // buffer, kept rather than copied, and becomes a record just after write() returns, so its
-// checksum and journal row are made while the kernel brings the next write; the write is
-// answered before its bytes have landed in the cache file (the chunk's guard holds readers
-// until then). A file written past WRITE_AROUND_BYTES through one descriptor skips the
-// cache (write-around): its records carry their bytes in memory only.
+// checksum and journal row are made while the kernel brings the next write. A file written
+// past WRITE_AROUND_BYTES through one descriptor skips the cache (write-around): its
+// records carry their bytes in memory only.
 // Disconnected: the bytes go to the cache file and, once there, into a journal record of
 // their own before write() returns (extending the journal's last record where it can).
 //
@@ -223,60 +222,47 @@ export class WriteBack {
       }
     }
     // Every touched chunk is guarded while the bytes go in: no fetch can start there, and a
-    // reader waits for this write (it finds the guard in the fetcher's `inflight`), as does
-    // the next write there (ChunkFetcher.writable).
+    // reader waits for this write (it finds the guard in the fetcher's `inflight`).
     const release = this.d.chunks.guard(obj, rangeOf(first, last));
     const storeIt = !around || offline;
-    const grown = end > obj.attr.size ? obj.attr.size : -1;
     const gen = this.d.chunks.generation(obj);
     if (run) run.pins++;
-    const land = async (): Promise<void> => {
-      try {
-        if (storeIt) await this.d.store.write(obj.id, pos, own);
-        // The object's cached data was dropped while the bytes went in (another descriptor's
-        // write around the cache, say; the cache file is truncated after them): what they
-        // landed in is not cached data any more.
-        if (!around && this.d.chunks.generation(obj) === gen) {
-          // In this order: a chunk is known to hold zeros only once those before it that
-          // this write made are cached (a crash between the two must not leave our chunks
-          // uncached under a mark that says zeros).
-          for (const i of fresh) this.d.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
-          if (grown >= 0) this.d.chunks.knownZerosFrom(obj, grown);
-        }
-      } catch (e) {
-        if (offline) {
-          // Disconnected, the cache file is the only home of these bytes until replay: if it
-          // cannot take them (a full cache disk), the write fails rather than lose them later.
-          if (isFsError(e, 'EFBIG')) throw e; // past the largest file the cache disk can hold
-          const full = isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
-          this.d.cacheFull(obj, full.message, 'disk');
-          throw full;
-        }
-        // The bytes still reach the backend (they are in the run); the cache just cannot
-        // vouch for this object any more.
-        log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e);
-        this.d.chunks.dropData(obj);
-      } finally {
-        release();
-        if (run) {
-          // The run may have been journaled while this write was storing (another request's
-          // mutation commits every dirty run): its buffer is given back only now.
-          this.unpinRun(run);
-        }
+    try {
+      if (storeIt) await this.d.store.write(obj.id, pos, own);
+      // The object's cached data was dropped while the bytes went in (another descriptor's
+      // write around the cache, say; the cache file is truncated after them): what they
+      // landed in is not cached data any more.
+      if (!around && this.d.chunks.generation(obj) === gen) {
+        const grown = end > obj.attr.size ? obj.attr.size : -1;
+        for (const i of fresh) this.d.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
+        if (grown >= 0) this.d.chunks.knownZerosFrom(obj, grown);
       }
-    };
+    } catch (e) {
+      if (offline) {
+        // Disconnected, the cache file is the only home of these bytes until replay: if it
+        // cannot take them (a full cache disk), the write fails rather than lose them later.
+        if (isFsError(e, 'EFBIG')) throw e; // past the largest file the cache disk can hold
+        const full = isFsError(e, 'ENOSPC') || isFsError(e, 'EDQUOT') ? e : new FsError('ENOSPC', `the cache cannot keep this write while disconnected: ${(e as Error).message}`);
+        this.d.cacheFull(obj, full.message, 'disk');
+        throw full;
+      }
+      // The bytes still reach the backend (they are in the run); the cache just cannot
+      // vouch for this object any more.
+      log.warn(`cache write of object ${obj.id} failed; dropping its cached data`, e);
+      this.d.chunks.dropData(obj);
+    } finally {
+      release();
+      if (run) {
+        // The run may have been journaled while this write was storing (another request's
+        // mutation commits every dirty run): its buffer is given back only now.
+        this.unpinRun(run);
+      }
+    }
     if (offline) {
-      await land();
       this.journalOfflineWrite(obj, pos, own, end, of.by);
       this.throwPendingError(of);
       return data.length;
     }
-    // Connected, the bytes are the run's (in memory, pinned until they have landed) and reach
-    // the backend from there: the cache file's copy need not be waited for. The guard holds
-    // readers and writers of these chunks until it has landed; a failure only drops cached
-    // data (above). Offline, a run journaled meanwhile reads them from the cache file, in the
-    // order the store keeps per object.
-    void land().catch((e: unknown) => log.warn(`landing a write of object ${obj.id} in the cache failed`, e));
     if (end > obj.attr.size) this.d.index.setLocalSize(obj, end);
     if (run && run.length >= DIRTY_RUN_MAX && this.runs.get(obj.id) === run) {
       // Journaled just after this write is answered (a run's bytes are acknowledged before
