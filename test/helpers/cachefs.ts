@@ -130,6 +130,8 @@ export interface StatusJson {
   conflicts: number;
   counters: { hits: number; misses: number; bytesFromCache: number; bytesFromBackend: number; backendCalls: number };
   rssBytes: number;
+  /** Files the mount has open (the kernel's RELEASE of a closed one comes after close() returns). */
+  openFiles: number;
 }
 
 /**
