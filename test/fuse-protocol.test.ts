@@ -160,13 +160,14 @@ describe('FUSE session: request buffers', () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'cachefs-keep-'));
     const fd = fs.openSync(path.join(dir, 'replies'), 'w');
     let release: (() => void) | undefined;
-    let finishHandler!: () => void;
+    /** Each handler waits here until the test lets it finish. */
+    const running: (() => void)[] = [];
     const session = new FuseSession(fd, {
       want: 0n, maxWrite: 1 << 20, readers: 1, interruptible: new Set(), forget: () => undefined,
       handlers: {
         [Op.WRITE]: async (req) => {
           if (req.body.u32() === 1) release = req.keep();
-          await new Promise<void>((r) => { finishHandler = r; });
+          await new Promise<void>((r) => { running.push(r); });
         },
       },
     });
@@ -179,16 +180,15 @@ describe('FUSE session: request buffers', () => {
       const body = (keep: number) => { const b = Buffer.alloc(64); b.writeUInt32LE(keep, 0); return b; };
       // Not kept: back once the handler has settled (its reply is written then).
       session.dispatch(request(Op.WRITE, 2n, 1n, body(0)), IN_HEADER + 64, () => given.push('plain'));
-      await waitUntil('the handler to start', () => finishHandler !== undefined);
+      await waitUntil('the handler to start', () => running.length === 1);
       assert.equal(given.length, 0, 'not while its handler runs');
-      finishHandler();
+      running.shift()!();
       await waitUntil('the plain buffer to go back', () => given.includes('plain'));
       // Kept: not back when answered, only when released, and only once.
-      finishHandler = undefined as unknown as () => void;
       const written = fs.fstatSync(fd).size;
       session.dispatch(request(Op.WRITE, 3n, 1n, body(1)), IN_HEADER + 64, () => given.push('kept'));
-      await waitUntil('the handler to start', () => finishHandler !== undefined);
-      finishHandler();
+      await waitUntil('the handler to start', () => running.length === 1);
+      running.shift()!();
       await waitUntil('the reply to be written', () => fs.fstatSync(fd).size >= written + 16);
       await new Promise((r) => setImmediate(r));
       assert.ok(release, 'the handler kept the buffer');

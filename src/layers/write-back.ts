@@ -207,15 +207,16 @@ export class WriteBack {
         void this.commitRun(run);
         run = undefined;
       }
-      if (!run && keep && data.length >= DIRTY_RUN_MAX) {
-        // A run full at once: the request's buffer is kept as it is (a 1 MiB copy less).
-        run = { obj, of, offset: pos, buf: data, length: data.length, pins: 0, committed: false, giveBack: keep() };
+      if (!run) {
+        // A run full at once keeps the request's buffer as it is (a 1 MiB copy less).
+        const giveBack = keep && data.length >= DIRTY_RUN_MAX ? keep() : undefined;
+        run = {
+          obj, of, offset: pos, buf: giveBack ? data : this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024),
+          length: giveBack ? data.length : 0, pins: 0, committed: false, giveBack,
+        };
         this.runs.set(obj.id, run);
-      } else {
-        if (!run) {
-          run = { obj, of, offset: pos, buf: this.runPool.acquire(DIRTY_RUN_MAX + 128 * 1024), length: 0, pins: 0, committed: false };
-          this.runs.set(obj.id, run);
-        }
+      }
+      if (run.buf !== data) {
         own = run.buf.subarray(run.length, run.length + data.length);
         data.copy(own);
         run.length += data.length;
