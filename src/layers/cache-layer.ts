@@ -923,8 +923,15 @@ export class CacheLayer {
       if (isConnectionError(e)) return; // went offline just now: the data is journaled
       throw e;
     }
-    if (obj.dataVersion !== null) this.index.setDataVersion(obj, SELF);
-    this.freshness.applyAttr(obj, attr);
+    const adopt = (): void => {
+      if (obj.dataVersion !== null) this.index.setDataVersion(obj, SELF);
+      this.freshness.applyAttr(obj, attr);
+    };
+    // Where the data version moves, it and the attributes take one commit (two before, for
+    // every file `tar x` writes). Not otherwise: an attribute-only store keeps setAttr's
+    // leniency on a full cache disk, which holds outside a transaction only.
+    if (obj.dataVersion !== null && obj.dataVersion !== attr.version) this.index.batch(adopt);
+    else adopt();
   }
 
   /**

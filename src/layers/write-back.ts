@@ -235,8 +235,12 @@ export class WriteBack {
       // landed in is not cached data any more.
       if (!around && this.d.chunks.generation(obj) === gen) {
         const grown = end > obj.attr.size ? obj.attr.size : -1;
-        for (const i of fresh) this.d.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
-        if (grown >= 0) this.d.chunks.knownZerosFrom(obj, grown);
+        // One commit for the chunks and the zeros past the old end: a file written once
+        // (`tar x`, a checkout) made two here.
+        this.d.index.batch(() => {
+          for (const i of fresh) this.d.index.addChunk(obj, i, Math.min(this.chunk, end - i * this.chunk), SELF);
+          if (grown >= 0) this.d.chunks.knownZerosFrom(obj, grown);
+        });
       }
     } catch (e) {
       if (offline) {
