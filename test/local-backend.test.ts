@@ -157,6 +157,35 @@ describe('local backend adapter', () => {
     await fsp.rm(path.join(root, 'replaced-big'));
   });
 
+  it('sets and reads attributes through the descriptor it keeps, never on a file replaced from outside', async () => {
+    const r = await b.root();
+    const p = path.join(root, 'kept');
+    const opened = async () => {
+      let n = 0;
+      for (const fd of readdirSync('/proc/self/fd')) if ((await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')) === p) n++;
+      return n;
+    };
+    const f = await b.create(r.fh, 'kept', 0o644, creds, { exclusive: true });
+    await b.write(f.fh, 0, Buffer.from('made here'));
+    assert.equal(await opened(), 1, 'the create\'s descriptor is the one the write used');
+    let a = await b.setattr(f.fh, { mode: 0o604, mtime: { kind: 'set', ns: 1_500_000_000_123_456_789n } });
+    const st = await fsp.lstat(p, { bigint: true });
+    assert.equal(Number(st.mode) & 0o7777, 0o604);
+    assert.equal(st.mtimeNs, 1_500_000_000_123_456_789n);
+    assert.equal(a.mtimeNs, st.mtimeNs);
+    assert.equal(a.ctimeNs, st.ctimeNs);
+    a = await b.getattr(f.fh);
+    assert.equal(a.size, 9);
+    // Someone saves another file over it (an editor's rename): the kept descriptor is of a
+    // file with no name left. Nothing of ours may reach the new file, and our handle is stale.
+    await fsp.writeFile(path.join(root, 'kept.new'), 'theirs', { mode: 0o640 });
+    await fsp.rename(path.join(root, 'kept.new'), p);
+    await assert.rejects(b.setattr(f.fh, { mode: 0o600 }), { code: 'ESTALE' });
+    await assert.rejects(b.getattr(f.fh), { code: 'ESTALE' });
+    assert.equal(Number((await fsp.lstat(p)).mode) & 0o7777, 0o640, 'their file keeps its mode');
+    await fsp.rm(p);
+  });
+
   it('a file with another name left keeps its descriptor when one name goes', async () => {
     const r = await b.root();
     await fsp.writeFile(path.join(root, 'two-names'), 'linked');
@@ -263,7 +292,11 @@ describe('local backend adapter', () => {
       const sub = await b.mkdir(wide.fh, `w${i}`, 0o755, creds);
       await b.create(sub.fh, 'f', 0o644, creds, { exclusive: true });
     }
-    assert.ok(readdirSync('/proc/self/fd').length - fdsBefore < 100, 'no descriptor per directory');
+    // The files' descriptors (kept for their data since their create) are bounded apart.
+    let files = 0;
+    for (const fd of readdirSync('/proc/self/fd')) if ((await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')).endsWith('/f')) files++;
+    assert.ok(files <= 128, `at most 128 files' descriptors kept (${files})`);
+    assert.ok(readdirSync('/proc/self/fd').length - files - fdsBefore < 100, 'no descriptor per directory');
     await rmDeep(root, 'deep2');
   });
 });

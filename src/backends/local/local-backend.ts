@@ -13,13 +13,13 @@
 // below an open descriptor of its directory (dir-fds.ts), so an object whose path is longer
 // than PATH_MAX below the root (the mount's paths fit PATH_MAX, the root's own path does not
 // count there) is reached like any other.
-import { promises as fsp, constants as fsc, writeSync, fstatSync, openSync, closeSync, type BigIntStats } from 'node:fs';
+import { promises as fsp, constants as fsc, writeSync, fstatSync, fchmodSync, fchownSync, ftruncateSync, openSync, closeSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { FdFile, type DataFile } from '../../core/fd-file.js';
 import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
-import { AT_FDCWD, copyFileRange, handleOf, mknod, openHandle, setTimes, type TimeSpec } from './syscalls.js';
+import { AT_FDCWD, copyFileRange, handleOf, mknod, openHandle, setTimes, setTimesFd, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
@@ -342,8 +342,30 @@ export class LocalBackend implements Backend {
   }
 
   async getattr(fh: Buffer): Promise<Attr> {
+    const kept = this.keptFd(fh);
+    if (kept) return toAttr(kept.st);
     const { st } = await this.pathOf(fh);
     return toAttr(st);
+  }
+
+  /**
+   * The descriptor kept open for the object's data (fdFor, create), with its attributes, if
+   * there is one and the file still has a name: a call on it reaches the object itself, with
+   * no path to walk and check (`tar x` sets three attributes of each file it writes, and
+   * close() reads them back). Only on a local disk, where an fstat cannot block for long. A
+   * file with no name left goes the path's way, which answers ESTALE for it.
+   */
+  private keptFd(fh: Buffer): { fd: number; writable: boolean; st: BigIntStats } | null {
+    if (!this.meta.sync) return null;
+    const have = this.fds.get(fh.toString('hex'));
+    if (!have) return null;
+    try {
+      const fd = have.fh.fd;
+      const st = fstatSync(fd, { bigint: true });
+      return st.nlink > 0n ? { fd, writable: have.writable, st } : null;
+    } catch {
+      return null; // closed meanwhile: the path's way
+    }
   }
 
   async lookup(dir: Buffer, name: string): Promise<Node> {
@@ -413,6 +435,13 @@ export class LocalBackend implements Backend {
       void handle.close().catch(() => undefined);
       return now.fh;
     }
+    this.keepFd(key, handle, writable);
+    return handle;
+  }
+
+  /** Keeps `handle` as the descriptor of the object with handle `key` (least recently used go). */
+  private keepFd(key: string, handle: DataFile, writable: boolean): void {
+    const now = this.fds.get(key);
     if (now) { this.fds.delete(key); void now.fh.close().catch(() => undefined); }
     this.fds.set(key, { fh: handle, writable });
     while (this.fds.size > MAX_OPEN_FDS) {
@@ -420,7 +449,6 @@ export class LocalBackend implements Backend {
       this.fds.delete(oldKey);
       void old.fh.close().catch(() => undefined);
     }
-    return handle;
   }
 
   async copyInto(fh: Buffer, destFd: number, offset: number, length: number): Promise<Attr> {
@@ -530,13 +558,25 @@ export class LocalBackend implements Backend {
       const before = await this.dirVersion(dirFd);
       const p = procPath(dirFd, name);
       const flags = fsc.O_CREAT | fsc.O_RDWR | (opts.exclusive ? fsc.O_EXCL : 0);
-      try { await this.meta.createFile(p, flags, mode & 0o7777); } catch (e) { throw fromNodeError(e, `create ${rel}`); }
-      await this.chownNew(p, creds);
-      if ((mode & 0o7000) !== 0) {
-        // open() drops set-id bits; chown() too, so this comes after it.
-        await this.meta.chmod(p, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+      // On a local disk the descriptor of the create is kept for the file's first write (and
+      // the attributes set after it, see keptFd): one open of the new file, not two.
+      let kept: FdFile | null = null;
+      try {
+        if (this.meta.sync) kept = FdFile.openSync(p, flags, mode & 0o7777);
+        else await this.meta.createFile(p, flags, mode & 0o7777);
+      } catch (e) { throw fromNodeError(e, `create ${rel}`); }
+      try {
+        await this.chownNew(p, creds);
+        if ((mode & 0o7000) !== 0) {
+          // open() drops set-id bits; chown() too, so this comes after it.
+          await this.meta.chmod(p, mode & 0o7777).catch((e) => { throw fromNodeError(e, 'chmod'); });
+        }
+        const made = await this.madeIn(dirFd, d.rel, name, before);
+        if (kept) { this.keepFd(made.fh.toString('hex'), kept, true); kept = null; }
+        return made;
+      } finally {
+        if (kept) void kept.close().catch(() => undefined);
       }
-      return this.madeIn(dirFd, d.rel, name, before);
     });
   }
 
@@ -689,6 +729,8 @@ export class LocalBackend implements Backend {
   }
 
   async setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr> {
+    const kept = this.keptFd(fh);
+    if (kept && (set.size === undefined || kept.writable)) return this.setattrFd(kept.fd, kept.st, set, creds);
     const { rel, st } = await this.pathOf(fh);
     if (actsFor(creds)) checkSetattr(owned(st), set, creds);
     if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
@@ -713,6 +755,24 @@ export class LocalBackend implements Backend {
       } catch (e) { throw fromNodeError(e, 'setattr'); }
       return toAttr(await this.meta.lstat(p));
     });
+  }
+
+  /** setattr through the descriptor kept for a regular file (see keptFd), as the path's way does it. */
+  private setattrFd(fd: number, st: BigIntStats, set: SetAttr, creds?: Creds): Attr {
+    if (actsFor(creds)) checkSetattr(owned(st), set, creds);
+    if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
+      throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
+    }
+    try {
+      if (set.uid !== undefined || set.gid !== undefined) fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
+      if (set.mode !== undefined) fchmodSync(fd, set.mode & 0o7777);
+      if (set.size !== undefined) ftruncateSync(fd, set.size);
+      if (set.atime || set.mtime) {
+        const omit: TimeSpec = { kind: 'omit' };
+        setTimesFd(fd, set.atime ?? omit, set.mtime ?? omit);
+      }
+      return toAttr(fstatSync(fd, { bigint: true }));
+    } catch (e) { throw fromNodeError(e, 'setattr'); }
   }
 
   async statfs(): Promise<StatFs> {

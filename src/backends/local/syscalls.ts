@@ -1,6 +1,6 @@
 // Linux system calls Node does not expose, through koffi: name_to_handle_at (file handles),
-// open_by_handle_at (finding a renamed object again), utimensat (nanosecond times with
-// UTIME_OMIT), mknodat, and copy_file_range and sendfile. Calls are synchronous: each is one
+// open_by_handle_at (finding a renamed object again), utimensat and futimens (nanosecond
+// times with UTIME_OMIT), mknodat, and copy_file_range and sendfile. Calls are synchronous: each is one
 // short syscall on a dentry the adapter has just looked up (lstat first), so it does not
 // block the event loop for long. The copies are the exception: they move megabytes, on
 // koffi's worker threads (koffi keeps each asynchronous call's errno for its callback).
@@ -25,6 +25,7 @@ const handleScratch = Buffer.alloc(8 + MAX_HANDLE_SZ);
 const mountIdScratch = Buffer.alloc(4);
 const openByHandleAt = libc.func('int open_by_handle_at(int mount_fd, uint8_t *handle, int flags)');
 const utimensat = libc.func('int utimensat(int dirfd, const char *pathname, uint8_t *times, int flags)');
+const futimens = libc.func('int futimens(int fd, uint8_t *times)');
 const mknodat = libc.func('int mknodat(int dirfd, const char *pathname, uint32_t mode, uint64_t dev)');
 const copyFileRangeFn = libc.func('intptr_t copy_file_range(int fd_in, _Inout_ int64_t *off_in, int fd_out, _Inout_ int64_t *off_out, size_t len, unsigned int flags)');
 const sendfileFn = libc.func('intptr_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)');
@@ -87,6 +88,14 @@ export function setTimes(dirfd: number, name: string, atime: TimeSpec, mtime: Ti
   writeTs(buf, 0, atime);
   writeTs(buf, 16, mtime);
   if (utimensat(dirfd, cName(name), buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${name}`);
+}
+
+/** futimens(fd): the times of the file open as `fd`, to the nanosecond. */
+export function setTimesFd(fd: number, atime: TimeSpec, mtime: TimeSpec): void {
+  const buf = Buffer.alloc(32);
+  writeTs(buf, 0, atime);
+  writeTs(buf, 16, mtime);
+  if (futimens(fd, buf) !== 0) throw lastError('futimens');
 }
 
 function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
