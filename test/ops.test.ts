@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mountFresh, type Mounted, BACKEND_KINDS, skipKind, control } from './helpers/cachefs.js';
+import { mountFresh, type Mounted, BACKEND_KINDS, skipKind, control, sh } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
 
 async function rejectsCode(p: Promise<unknown>, code: string): Promise<void> {
@@ -344,5 +344,15 @@ for (const kind of BACKEND_KINDS) describe(`operations through the mount (${kind
     execFileSync('mkfifo', [m.m('fifo')]);
     assert.ok((await fsp.lstat(m.m('fifo'))).isFIFO());
     assert.ok((await fsp.lstat(m.b('fifo'))).isFIFO());
+  });
+
+  it('fallocate is EOPNOTSUPP (README); posix_fallocate then writes the range itself', async () => {
+    const refused = await sh('fallocate', ['-l', '1M', m.m('prealloc')]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /not supported/i);
+    const posix = await sh('fallocate', ['--posix', '-l', '1M', m.m('posix-prealloc')]);
+    assert.equal(posix.code, 0, posix.stderr);
+    assert.equal((await fsp.stat(m.m('posix-prealloc'))).size, 1 << 20);
+    assert.ok((await fsp.readFile(m.b('posix-prealloc'))).equals(Buffer.alloc(1 << 20)), 'the backend has the zeros');
   });
 });
