@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { LocalBackend } from '../src/backends/local/local-backend.js';
+import { LocalBackend, toAttr } from '../src/backends/local/local-backend.js';
 import { fsTypeOf } from '../src/backends/local/meta.js';
 import { Places } from '../src/backends/local/places.js';
 import type { Node } from '../src/backends/types.js';
@@ -155,6 +155,29 @@ describe('local backend adapter', () => {
     assert.equal(await held('replaced-big'), 0, 'no descriptor of the file renamed over is kept');
     await assert.rejects(b.getattr(gone.fh), (e: NodeJS.ErrnoException) => e.code === 'ESTALE', 'and its handle is stale');
     await fsp.rm(path.join(root, 'replaced-big'));
+  });
+
+  it('the attributes a lookup and a listing read (statx) are those lstat(2) gives, for every type of object', async () => {
+    const r = await b.root();
+    const d = await b.mkdir(r.fh, 'types', 0o755, creds);
+    const at = (n: string) => path.join(root, 'types', n);
+    await fsp.writeFile(at('file'), 'twelve bytes', { mode: 0o4750 });
+    await fsp.chmod(at('file'), 0o4750);
+    await fsp.link(at('file'), at('hard'));
+    await fsp.utimes(at('file'), new Date(1_000_000_123), new Date(2_000_000_456));
+    await fsp.mkdir(at('dir'));
+    await fsp.symlink('file', at('link'));
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mkfifo', [at('fifo')]);
+    const names = ['file', 'hard', 'dir', 'link', 'fifo'];
+    if (process.getuid?.() === 0) { execFileSync('mknod', [at('null'), 'c', '1', '3']); names.push('null'); }
+    const listed = new Map((await b.readdir(d.fh)).map((e) => [e.name, e.attr]));
+    for (const n of names) {
+      const want = toAttr(await fsp.lstat(at(n), { bigint: true }));
+      assert.deepEqual((await b.lookup(d.fh, n)).attr, want, `lookup of ${n}`);
+      assert.deepEqual(listed.get(n), want, `listing of ${n}`);
+    }
+    await fsp.rm(path.join(root, 'types'), { recursive: true });
   });
 
   it('sets and reads attributes through the descriptor it keeps, never on a file replaced from outside', async () => {

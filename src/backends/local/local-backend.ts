@@ -19,7 +19,7 @@ import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { FdFile, type DataFile } from '../../core/fd-file.js';
 import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
-import { AT_FDCWD, copyFileRange, handleOf, mknod, openHandle, setTimes, setTimesFd, type TimeSpec } from './syscalls.js';
+import { AT_FDCWD, copyFileRange, handleOf, lstatAt, mknod, openHandle, setTimes, setTimesFd, type Lstat, type TimeSpec } from './syscalls.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
@@ -126,7 +126,7 @@ export class LocalBackend implements Backend {
   }
 
   /** The handle of the object `name` in the directory open as `dirFd` (lstat'ed as `st`). */
-  private handleFor(dirFd: number, name: string, st: BigIntStats): Buffer {
+  private handleFor(dirFd: number, name: string, st: { dev: bigint; ino: bigint }): Buffer {
     if (this.useKernelHandles) {
       try {
         return handleOf(dirFd, name, HANDLE_TAG).bytes;
@@ -319,6 +319,15 @@ export class LocalBackend implements Backend {
   /** The node `name` in the directory `dirRel`, open as `dirFd` (the name checked first). */
   private async nodeIn(dirFd: number, dirRel: string, name: string): Promise<Node> {
     const rel = this.childRel(dirRel, name);
+    if (this.meta.sync) {
+      // On a local disk: statx into a reused buffer, no BigIntStats (see syscalls.ts lstatAt).
+      const st = lstatAt(dirFd, name);
+      const fh = this.handleFor(dirFd, name, st);
+      const attr = attrOf(st);
+      this.where.set(fh.toString('hex'), rel, st.ino, attr.type === 'dir');
+      if (attr.type === 'dir') this.noteDir(rel);
+      return { fh, attr };
+    }
     let st: BigIntStats;
     try {
       st = await this.meta.lstat(procPath(dirFd, name));
@@ -849,6 +858,37 @@ function isMissing(e: unknown): boolean {
 async function closeFd(fd: number): Promise<void> {
   const { close } = await import('node:fs');
   await new Promise<void>((r) => close(fd, () => r()));
+}
+
+/** The type of an object by its mode's S_IFMT bits (what BigIntStats' is*() read). */
+function typeOfMode(mode: number): ObjType {
+  switch (mode & 0o170000) {
+    case 0o100000: return 'file';
+    case 0o040000: return 'dir';
+    case 0o120000: return 'symlink';
+    case 0o010000: return 'fifo';
+    case 0o140000: return 'socket';
+    case 0o020000: return 'chardev';
+    default: return 'blockdev';
+  }
+}
+
+/** toAttr of a statx answer (syscalls.ts lstatAt): the same attributes, the same version. */
+function attrOf(st: Lstat): Attr {
+  return {
+    type: typeOfMode(st.mode),
+    mode: st.mode,
+    uid: st.uid,
+    gid: st.gid,
+    size: st.size,
+    nlink: st.nlink,
+    rdev: st.rdev,
+    used: st.blocks * 512,
+    atimeNs: st.atimeNs,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+    version: `${st.ctimeNs}:${st.mtimeNs}:${st.size}`,
+  };
 }
 
 function typeOf(st: BigIntStats): ObjType {
