@@ -1,9 +1,9 @@
 // Linux system calls Node does not expose, through koffi: name_to_handle_at (file handles),
-// statx into a reused buffer (lstat of a listing's entries),
-// open_by_handle_at (finding a renamed object again), utimensat and futimens (nanosecond
-// times with UTIME_OMIT), mknodat, and copy_file_range and sendfile. Calls are synchronous: each is one
-// short syscall on a dentry the adapter has just looked up (lstat first), so it does not
-// block the event loop for long. The copies are the exception: they move megabytes, on
+// statx into a reused buffer (lstat of a listing's entries), open_by_handle_at (finding a
+// renamed object again), utimensat and futimens (nanosecond times with UTIME_OMIT),
+// mknodat, and copy_file_range and sendfile. Calls are synchronous: each is one short
+// syscall on a dentry the adapter has just looked up (lstat first), so it does not block
+// the event loop for long. The copies are the exception: they move megabytes, on
 // koffi's worker threads (koffi keeps each asynchronous call's errno for its callback).
 // Each names its object as one name below a directory descriptor (see dir-fds.ts), never by
 // a path from the backend root, which may be longer than PATH_MAX.
