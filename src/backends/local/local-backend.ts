@@ -18,8 +18,9 @@ import path from 'node:path';
 import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { FdFile, type DataFile } from '../../core/fd-file.js';
-import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, ObjType, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
-import { AT_FDCWD, copyFileRange, handleOf, lstatAt, mknod, openHandle, setTimes, setTimesFd, type Lstat, type TimeSpec } from './syscalls.js';
+import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
+import { AT_FDCWD, copyFileRange, handleOf, lstatAt, mknod, openHandle, setTimes, setTimesFd, type TimeSpec } from './syscalls.js';
+import { attrOf, toAttr } from './attrs.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
@@ -860,63 +861,6 @@ async function closeFd(fd: number): Promise<void> {
   await new Promise<void>((r) => close(fd, () => r()));
 }
 
-/** The type of an object by its mode's S_IFMT bits (what BigIntStats' is*() read). */
-function typeOfMode(mode: number): ObjType {
-  switch (mode & 0o170000) {
-    case 0o100000: return 'file';
-    case 0o040000: return 'dir';
-    case 0o120000: return 'symlink';
-    case 0o010000: return 'fifo';
-    case 0o140000: return 'socket';
-    case 0o020000: return 'chardev';
-    default: return 'blockdev';
-  }
-}
-
-/** toAttr of a statx answer (syscalls.ts lstatAt): the same attributes, the same version. */
-function attrOf(st: Lstat): Attr {
-  return {
-    type: typeOfMode(st.mode),
-    mode: st.mode,
-    uid: st.uid,
-    gid: st.gid,
-    size: st.size,
-    nlink: st.nlink,
-    rdev: st.rdev,
-    used: st.blocks * 512,
-    atimeNs: st.atimeNs,
-    mtimeNs: st.mtimeNs,
-    ctimeNs: st.ctimeNs,
-    version: `${st.ctimeNs}:${st.mtimeNs}:${st.size}`,
-  };
-}
-
-function typeOf(st: BigIntStats): ObjType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  if (st.isCharacterDevice()) return 'chardev';
-  return 'blockdev';
-}
-
-export function toAttr(st: BigIntStats): Attr {
-  return {
-    type: typeOf(st),
-    mode: Number(st.mode),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: Number(st.size),
-    nlink: Number(st.nlink),
-    rdev: Number(st.rdev),
-    used: Number(st.blocks) * 512,
-    atimeNs: st.atimeNs,
-    mtimeNs: st.mtimeNs,
-    ctimeNs: st.ctimeNs,
-    version: `${st.ctimeNs}:${st.mtimeNs}:${st.size}`,
-  };
-}
 
 /** Whether a change is made for a user whose rights must be checked (root may do anything). */
 function actsFor(creds: Creds | undefined): creds is Creds {
