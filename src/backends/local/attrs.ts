@@ -19,7 +19,7 @@ function typeOfMode(mode: number): ObjType {
   }
 }
 
-/** toAttr of a statx answer (syscalls.ts lstatAt): the same attributes, the same version. */
+/** An object's attributes from what lstat(2) says of it; `version` moves with any change. */
 export function attrOf(st: Lstat): Attr {
   return {
     type: typeOfMode(st.mode),
@@ -37,29 +37,14 @@ export function attrOf(st: Lstat): Attr {
   };
 }
 
-function typeOf(st: BigIntStats): ObjType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isSocket()) return 'socket';
-  if (st.isCharacterDevice()) return 'chardev';
-  return 'blockdev';
+/** What lstatAt gives, from Node's BigIntStats (the slower path off a local disk). */
+export function lstatOf(st: BigIntStats): Lstat {
+  return {
+    mode: Number(st.mode), nlink: Number(st.nlink), uid: Number(st.uid), gid: Number(st.gid), size: Number(st.size),
+    blocks: Number(st.blocks), ino: st.ino, dev: st.dev, rdev: Number(st.rdev), atimeNs: st.atimeNs, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs,
+  };
 }
 
 export function toAttr(st: BigIntStats): Attr {
-  return {
-    type: typeOf(st),
-    mode: Number(st.mode),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: Number(st.size),
-    nlink: Number(st.nlink),
-    rdev: Number(st.rdev),
-    used: Number(st.blocks) * 512,
-    atimeNs: st.atimeNs,
-    mtimeNs: st.mtimeNs,
-    ctimeNs: st.ctimeNs,
-    version: `${st.ctimeNs}:${st.mtimeNs}:${st.size}`,
-  };
+  return attrOf(lstatOf(st));
 }

@@ -19,8 +19,8 @@ import { FsError, fromNodeError, isFsError } from '../../core/errors.js';
 import { log } from '../../core/log.js';
 import { FdFile, type DataFile } from '../../core/fd-file.js';
 import type { Attr, Backend, Creds, DirEntry, DirWcc, Made, Node, Renamed, OutsideChange, SetAttr, StatFs, WatchOptions } from '../types.js';
-import { AT_FDCWD, copyFileRange, handleOf, lstatAt, mknod, openHandle, setTimes, setTimesFd, type TimeSpec } from './syscalls.js';
-import { attrOf, toAttr } from './attrs.js';
+import { AT_FDCWD, copyFileRange, handleOf, lstatAt, mknod, openHandle, setTimes, setTimesFd, type Lstat, type TimeSpec } from './syscalls.js';
+import { attrOf, lstatOf, toAttr } from './attrs.js';
 import { InotifyDirWatcher, PollingDirWatcher, type DirWatching } from './watcher.js';
 import { metaCallsFor, O_PATH, type MetaCalls } from './meta.js';
 import { checkAddEntry, checkRemoveEntry, checkRename, checkSetattr, checkWrite, type Owned } from './access.js';
@@ -320,23 +320,20 @@ export class LocalBackend implements Backend {
   /** The node `name` in the directory `dirRel`, open as `dirFd` (the name checked first). */
   private async nodeIn(dirFd: number, dirRel: string, name: string): Promise<Node> {
     const rel = this.childRel(dirRel, name);
+    let st: Lstat;
     if (this.meta.sync) {
       // On a local disk: statx into a reused buffer, no BigIntStats (see syscalls.ts lstatAt).
-      const st = lstatAt(dirFd, name);
-      const fh = this.handleFor(dirFd, name, st);
-      const attr = attrOf(st);
-      this.where.set(fh.toString('hex'), rel, st.ino, attr.type === 'dir');
-      if (attr.type === 'dir') this.noteDir(rel);
-      return { fh, attr };
+      st = lstatAt(dirFd, name);
+    } else {
+      try {
+        st = lstatOf(await this.meta.lstat(procPath(dirFd, name)));
+      } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
     }
-    let st: BigIntStats;
-    try {
-      st = await this.meta.lstat(procPath(dirFd, name));
-    } catch (e) { throw fromNodeError(e, `lstat ${rel}`); }
     const fh = this.handleFor(dirFd, name, st);
-    this.remember(fh, rel, st);
-    if (st.isDirectory()) this.noteDir(rel);
-    return { fh, attr: toAttr(st) };
+    const attr = attrOf(st);
+    this.where.set(fh.toString('hex'), rel, st.ino, attr.type === 'dir');
+    if (attr.type === 'dir') this.noteDir(rel);
+    return { fh, attr };
   }
 
   /** A directory we know of: the watcher watches it (see watch()). */
@@ -740,13 +737,12 @@ export class LocalBackend implements Backend {
 
   async setattr(fh: Buffer, set: SetAttr, creds?: Creds): Promise<Attr> {
     const kept = this.keptFd(fh);
-    if (kept && (set.size === undefined || kept.writable)) return this.setattrFd(kept.fd, kept.st, set, creds);
-    const { rel, st } = await this.pathOf(fh);
-    if (actsFor(creds)) checkSetattr(owned(st), set, creds);
-    if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
-      // Best effort (not atomic, unlike NFS's guarded SETATTR): the object changed since.
-      throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
+    if (kept && (set.size === undefined || kept.writable)) {
+      admitSetattr(kept.st, set, creds);
+      return this.setattrFd(kept.fd, set);
     }
+    const { rel, st } = await this.pathOf(fh);
+    admitSetattr(st, set, creds);
     return this.at(rel, async (dirFd, name, p) => {
       try {
         if (set.uid !== undefined || set.gid !== undefined) {
@@ -768,11 +764,7 @@ export class LocalBackend implements Backend {
   }
 
   /** setattr through the descriptor kept for a regular file (see keptFd), as the path's way does it. */
-  private setattrFd(fd: number, st: BigIntStats, set: SetAttr, creds?: Creds): Attr {
-    if (actsFor(creds)) checkSetattr(owned(st), set, creds);
-    if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
-      throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
-    }
+  private setattrFd(fd: number, set: SetAttr): Attr {
     try {
       if (set.uid !== undefined || set.gid !== undefined) fchownSync(fd, set.uid ?? -1, set.gid ?? -1);
       if (set.mode !== undefined) fchmodSync(fd, set.mode & 0o7777);
@@ -861,6 +853,15 @@ async function closeFd(fd: number): Promise<void> {
   await new Promise<void>((r) => close(fd, () => r()));
 }
 
+
+/** Refuses a setattr of the object `st` describes that `creds` may not make, or whose guard failed. */
+function admitSetattr(st: BigIntStats, set: SetAttr, creds: Creds | undefined): void {
+  if (actsFor(creds)) checkSetattr(owned(st), set, creds);
+  if (set.guardCtimeNs !== undefined && st.ctimeNs !== set.guardCtimeNs) {
+    // Best effort (not atomic, unlike NFS's guarded SETATTR): the object changed since.
+    throw new FsError('EAGAIN', 'setattr: the object changed since its guard ctime');
+  }
+}
 
 /** Whether a change is made for a user whose rights must be checked (root may do anything). */
 function actsFor(creds: Creds | undefined): creds is Creds {

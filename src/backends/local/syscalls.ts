@@ -85,18 +85,20 @@ export type TimeSpec = { kind: 'set'; ns: bigint } | { kind: 'now' } | { kind: '
 
 /** utimensat(dirfd, name) without following a final symlink, to the nanosecond. */
 export function setTimes(dirfd: number, name: string, atime: TimeSpec, mtime: TimeSpec): void {
-  const buf = Buffer.alloc(32);
-  writeTs(buf, 0, atime);
-  writeTs(buf, 16, mtime);
-  if (utimensat(dirfd, cName(name), buf, AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${name}`);
+  if (utimensat(dirfd, cName(name), timespecs(atime, mtime), AT_SYMLINK_NOFOLLOW) !== 0) throw lastError(`utimensat ${name}`);
 }
 
 /** futimens(fd): the times of the file open as `fd`, to the nanosecond. */
 export function setTimesFd(fd: number, atime: TimeSpec, mtime: TimeSpec): void {
+  if (futimens(fd, timespecs(atime, mtime)) !== 0) throw lastError('futimens');
+}
+
+/** struct timespec[2] for utimensat and futimens. */
+function timespecs(atime: TimeSpec, mtime: TimeSpec): Buffer {
   const buf = Buffer.alloc(32);
   writeTs(buf, 0, atime);
   writeTs(buf, 16, mtime);
-  if (futimens(fd, buf) !== 0) throw lastError('futimens');
+  return buf;
 }
 
 function writeTs(buf: Buffer, off: number, t: TimeSpec): void {
