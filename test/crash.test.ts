@@ -7,6 +7,7 @@ import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { cli, fuseMounted, mountFresh as mountFreshOn, sleep, type Mounted, type MountOpts, BACKEND_KINDS, skipKind } from './helpers/cachefs.js';
 import { startNfsServer, type NfsServer } from './helpers/nfs-server.js';
+import { waitUntil } from './helpers/wait.js';
 
 async function waitGone(pid: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -76,8 +77,11 @@ for (const kind of BACKEND_KINDS) describe(`crash and recovery (${kind} backend)
     const data = randomBytes(3 * 1024 * 1024 + 4096);
     const h = await fsp.open(m.m('partial.bin'), 'w');
     await h.write(data, 0, data.length, 0); // runs of 1 MiB are journaled; no close, no fsync
-    const s = await m.statusDirect();
-    assert.ok(s.journal.pending >= 2, `journaled runs wait for the backend (${s.journal.pending})`);
+    // A connected run's record gets its row once it has waited DURABLE_AFTER_MS for the backend.
+    const s = await waitUntil('journaled runs waiting for the backend to have their rows', async () => {
+      const st = await m.statusDirect();
+      return st.journal.pending >= 2 && st;
+    }, 10_000, 10);
     process.kill(s.pid, 'SIGKILL');
     await waitGone(s.pid);
     await h.close().catch(() => undefined);

@@ -4,6 +4,7 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { openDb, SCHEMA_VERSION } from '../src/index/db.js';
 import { Journal, type JournalEntry } from '../src/journal/journal.js';
 import { Replayer, type ReplayTarget } from '../src/journal/replayer.js';
@@ -328,6 +329,71 @@ describe('journal and replayer', () => {
       await r.drained();
       assert.deepEqual(t.applied, []);
       assert.deepEqual(rows(db), []);
+    });
+
+    describe('a write record whose CRC waits for its row (crcLater: connected write-back)', () => {
+      const bytes = Buffer.from('the bytes of a connected write, kept by the hint until the backend has them');
+      const writeRec = (obj: number): JournalRecord => ({ op: 'write', obj, offset: 4096, length: bytes.length, crc: 0, base: 'v1' });
+      const rowCrc = (db: ReturnType<typeof openDb>, seq: number): number => {
+        const row = db.prepare('SELECT record FROM journal WHERE seq = ?').get(seq) as { record: string };
+        return (JournalRecordSchema.parse(JSON.parse(row.record)) as Extract<JournalRecord, { op: 'write' }>).crc;
+      };
+
+      it('applied, it never gets a row; persisted, its row has the CRC of the bytes it is replayed with', async () => {
+        const file = path.join(root, 'crc-later.sqlite');
+        let db = openDb(file);
+        const t = new ScriptedTarget();
+        const r = new Replayer(new Journal(db), t);
+        const fast = r.append(writeRec(1), { data: bytes, crcLater: true }, { volatile: true });
+        await r.waitFor(fast);
+        assert.deepEqual(rows(db), [], 'applied at once: no row');
+        r.pause();
+        const v = r.append(writeRec(2), { data: bytes, crcLater: true }, { volatile: true });
+        r.dropHint(v);
+        assert.equal(r.hintedWrites().length, 1, 'the hint stays while the CRC still needs its bytes');
+        assert.equal(r.persist(), true);
+        assert.deepEqual(rows(db), [v]);
+        assert.equal(rowCrc(db, v), crc32(bytes), 'the row carries the CRC of the bytes');
+        r.dropHint(v);
+        assert.equal(r.hintedWrites().length, 0, 'once written, the bytes may go (the replay reads the cache file)');
+        db.close();
+        db = openDb(file);
+        const again = new Replayer(new Journal(db), new ScriptedTarget());
+        const left = again.pendingEntries();
+        assert.deepEqual(left.map((e) => e.seq), [v], 'it survives a restart');
+        assert.equal((left[0]!.record as Extract<JournalRecord, { op: 'write' }>).crc, crc32(bytes));
+        db.close();
+      });
+
+      it('a durable append behind it writes its row, with the CRC, first', () => {
+        const db = openDb(path.join(root, 'crc-later-prefix.sqlite'));
+        const r = new Replayer(new Journal(db), new ScriptedTarget());
+        r.pause();
+        const v = r.append(writeRec(3), { data: bytes, crcLater: true }, { volatile: true });
+        const d = r.append(rec(4));
+        assert.deepEqual(rows(db), [v, d]);
+        assert.equal(rowCrc(db, v), crc32(bytes));
+        db.close();
+      });
+
+      it('a row that cannot be written (SQLITE_FULL): persist keeps it queued, unlike makeDurable, and a later persist writes it', async () => {
+        const { db, j, t, r, v: m } = waitingOnVolatile('crc-later-full.sqlite');
+        const v = r.append(writeRec(5), { data: bytes, crcLater: true }, { volatile: true });
+        const write = j.write.bind(j);
+        j.write = () => { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); };
+        assert.equal(r.persist(), false);
+        assert.equal(r.pendingCount, 2, 'an acknowledged write is never dropped');
+        assert.deepEqual(rows(db), []);
+        j.write = write;
+        assert.equal(r.persist(), true);
+        assert.deepEqual(rows(db), [m, v]);
+        assert.equal(rowCrc(db, v), crc32(bytes));
+        r.resume();
+        await r.drained();
+        assert.deepEqual(t.applied, [m, v]);
+        assert.deepEqual(rows(db), []);
+        db.close();
+      });
     });
 
     it('an optimization that folds a durable record into a later volatile one keeps it durable', async () => {

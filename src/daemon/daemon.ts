@@ -435,6 +435,8 @@ async function startMount(config: Config): Promise<RunningMount> {
       try {
         await Promise.race([layer.flushAll(), new Promise((r) => setTimeout(r, 20_000).unref())]);
       } catch (e) { log.warn('flush before unmount failed', e); }
+      // Writes the backend has not taken by now stay in the journal (their rows: write-back.ts).
+      layer.persistWrites();
       const left = journal.pending();
       if (left > 0) log.warn(`${left} change(s) stay safe in the journal and are replayed at the next mount`);
       else if (pending > 0) log.info(`${pending} pending change(s) written to the backend`);

@@ -26,6 +26,11 @@
 // journal on disk always holds, in order, every pending record older than its newest row.
 // A volatile record applied (or refused) leaves the queue without ever touching SQLite:
 // that saves two commits (append, delete) of a connected mutation's three or more.
+// A connected write record is volatile too, though write() was answered before it: its
+// CRC waits with it (`crcLater`) and is computed from the bytes the hint holds only when
+// its row is written, by `persist` (write-back calls it for a record the backend has not
+// applied soon, and when the connection goes) or by any durable append after it.
+import { crc32 } from 'node:zlib';
 import type { Journal, JournalEntry } from './journal.js';
 import type { JournalRecord } from './records.js';
 import { FsError, isCacheFull, isCacheStorageError, isFsError } from '../core/errors.js';
@@ -43,7 +48,16 @@ export interface ReplayTarget<O extends { kind: string } = { kind: string }> {
  * which pins them (they are a pooled buffer) until the release it returns is called, for a
  * backend that needs them after the write (Backend.write's KeepBytes).
  */
-export interface ReplayHint { data?: Buffer; keep?: () => () => void }
+export interface ReplayHint {
+  data?: Buffer;
+  keep?: () => () => void;
+  /**
+   * A write record's `crc` is not computed yet: it is, from `data`, when the record's row is
+   * written (a volatile record the backend applies first never needs one). Such a hint is
+   * kept until then (dropHint leaves it).
+   */
+  crcLater?: boolean;
+}
 
 /** What applying a record produced (the target's outcome, or the backend's refusal). */
 export type ReplayOutcome<O> = O | { kind: 'refused'; error: FsError };
@@ -157,6 +171,23 @@ export class Replayer<O extends { kind: string }> {
   }
 
   /**
+   * Makes every volatile record up to `upTo` durable (their rows, in order, in one
+   * transaction), acknowledged writes among them. Unlike makeDurable, a failure (a full
+   * cache disk) drops nothing: the records stay queued without rows, the failure is logged
+   * and false returned; the next durable append, or the next call, writes them.
+   */
+  persist(upTo = Infinity): boolean {
+    if (this.unwritten.size === 0) return true;
+    try {
+      this.writeUnwritten(upTo, () => undefined);
+      return true;
+    } catch (e) {
+      log.error(`${this.unwritten.size} journal record(s) of this process cannot be written to the journal now; they are kept in memory until they can be`, e);
+      return false;
+    }
+  }
+
+  /**
    * Writes the rows of the volatile records up to `upTo`, in order, then `then` (a durable
    * append), in one transaction; they leave `unwritten` only once it has committed.
    */
@@ -164,11 +195,27 @@ export class Replayer<O extends { kind: string }> {
     if (this.unwritten.size === 0) return then();
     const rows = this.unwrittenEntries().filter((e) => e.seq <= upTo);
     const out = this.journal.transaction(() => {
-      for (const e of rows) this.journal.write(e);
+      for (const e of rows) this.journal.write(this.sealed(e));
       return then();
     });
-    for (const e of rows) this.unwritten.delete(e.seq);
+    for (const e of rows) {
+      this.unwritten.delete(e.seq);
+      const h = this.hints.get(e.seq);
+      if (h?.crcLater) h.crcLater = false;
+    }
     return out;
+  }
+
+  /**
+   * The entry as its row must be written: a write record whose CRC waited (crcLater) gets
+   * it now, from the bytes its hint holds (the same bytes it is replayed with).
+   */
+  private sealed(e: JournalEntry): JournalEntry {
+    const h = this.hints.get(e.seq);
+    if (!h?.crcLater || e.record.op !== 'write') return e;
+    if (!h.data || h.data.length < e.record.length) throw new Error(`journal record ${e.seq}: the bytes its CRC needs are gone`);
+    e.record = { ...e.record, crc: crc32(h.data.subarray(0, e.record.length)) };
+    return e;
   }
 
   /**
@@ -190,7 +237,7 @@ export class Replayer<O extends { kind: string }> {
       this.journal.transaction(() => {
         for (const seq of drop) if (!this.unwritten.has(seq)) this.journal.remove(seq);
         for (const e of keep) {
-          if (this.unwritten.has(e.seq)) this.journal.write(e);
+          if (this.unwritten.has(e.seq)) this.journal.write(this.sealed(e));
           else if (before.get(e.seq)?.record !== e.record) this.journal.update(e.seq, e.record);
         }
       });
@@ -200,7 +247,11 @@ export class Replayer<O extends { kind: string }> {
       log.warn('the journal was not optimized before replay: the cache cannot write its index now', e);
       return 0;
     }
-    for (const e of keep) this.unwritten.delete(e.seq);
+    for (const e of keep) {
+      this.unwritten.delete(e.seq);
+      const h = this.hints.get(e.seq);
+      if (h?.crcLater) h.crcLater = false;
+    }
     this.queue.splice(0, this.queue.length, ...keep);
     this.head = 0;
     this.pendingObjs.clear();
@@ -279,8 +330,12 @@ export class Replayer<O extends { kind: string }> {
     return out;
   }
 
-  /** The record's bytes are in the cache file now: the replay reads them from there. */
+  /**
+   * The record's bytes are in the cache file now: the replay reads them from there. Not
+   * while the record's CRC still waits for them (crcLater: it has no row yet).
+   */
   dropHint(seq: number): void {
+    if (this.hints.get(seq)?.crcLater) return;
     this.hints.delete(seq);
   }
 

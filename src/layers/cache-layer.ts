@@ -1287,6 +1287,12 @@ export class CacheLayer {
     await this.replayer.drained();
   }
 
+  /** Every acknowledged write not yet on the backend gets its journal row now (the mount is going). */
+  persistWrites(): void {
+    this.writeBack.commitAllDirty();
+    this.writeBack.persistWrites();
+  }
+
   async close(): Promise<void> {
     if (this.accessTimer) clearInterval(this.accessTimer);
     this.index.flushAccessTimes();

@@ -6,14 +6,20 @@
 // DIRTY_RUN_MAX, when a write does not continue it, before any other mutation
 // (commitAllDirty), and at flush()/fsync(). close() and fsync() return once the backend has
 // it (settledOrOffline). A run that is full at once (a 1 MiB write) is the request's own
-// buffer, kept rather than copied, and becomes a record just after write() returns, so its
-// checksum and journal row are made while the kernel brings the next write. A file written
-// past WRITE_AROUND_BYTES through one descriptor skips the cache (write-around): its
-// records carry their bytes in memory only.
+// buffer, kept rather than copied, and becomes a record just after write() returns. A
+// connected record is volatile (replayer.ts): it gets a journal row, and its CRC, only if
+// the backend has not applied it within DURABLE_AFTER_MS, or when the connection goes (a
+// local disk applies a 1 MiB write well within that). A file written past
+// WRITE_AROUND_BYTES through one descriptor skips the cache (write-around): its records
+// carry their bytes in memory only.
 // Disconnected: the bytes go to the cache file and, once there, into a journal record of
 // their own before write() returns (extending the journal's last record where it can).
 //
 // What must stay true:
+// - while connected, an acknowledged write's record is durable once it has waited
+//   DURABLE_AFTER_MS for the backend (a crash before then may lose it, as the README allows
+//   for a connected write before close or fsync; its object's cached data, ours (SELF), is
+//   then suspect at the next start and dropped, cache-layer.ts init);
 // - an acknowledged write is never only in process memory once the mount is not connected:
 //   when the connection goes, the in-memory bytes of write-around records are spilled to
 //   the cache file (spillWriteBehind), and an offline write is journaled after them;
@@ -52,6 +58,13 @@ const WRITE_AROUND_BYTES = 64 * 1024 * 1024;
 const BACKEND_KEEPS = 64 * 1024 * 1024;
 /** A dirty run becomes a journal record once it holds this many bytes. */
 export const DIRTY_RUN_MAX = 1024 * 1024;
+/**
+ * A connected write record the backend has not applied within this many ms gets its journal
+ * row (and its CRC). Why not at once: the row, its deletion and the CRC were a third of the
+ * mount thread's time in `dd bs=1M conv=fsync` into a local directory, for records the
+ * backend applied a millisecond later (docs/PERFORMANCE.md, fifteenth session).
+ */
+export const DURABLE_AFTER_MS = 20;
 
 /** What write-back needs of an open file (the layer's OpenFile has it). */
 export interface Writer {
@@ -87,7 +100,7 @@ export interface DirtyRun {
 
 /** What write-back needs; the cache layer wires it. */
 export interface WriteBackDeps {
-  replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'extendLast' | 'waitFor' | 'settled' | 'hintedWrites' | 'dropHint'>;
+  replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'extendLast' | 'waitFor' | 'settled' | 'hintedWrites' | 'dropHint' | 'persist'>;
   index: Pick<ObjectIndex, 'batch' | 'patchAttr' | 'setDataVersion' | 'setLocalSize' | 'addChunk'>;
   store: Pick<DataStore, 'write'>;
   chunks: Pick<ChunkFetcher, 'writable' | 'guard' | 'knownZerosFrom' | 'dropData' | 'generation'>;
@@ -129,6 +142,9 @@ export class WriteBack {
   private offlineTail: { seq: number; record: { op: 'write'; obj: number; offset: number; length: number; crc: number; by?: Creds; base: string; offline: true } } | null = null;
   /** Spills still writing to cache files: an offline write is journaled after them. */
   private spills: Promise<void> | null = null;
+  /** Volatile write records with the time they were appended, oldest first (see persistLate). */
+  private volatileWrites: { seq: number; at: number }[] = [];
+  private persistTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly d: WriteBackDeps) {
     this.chunk = d.chunkSize;
@@ -333,13 +349,15 @@ export class WriteBack {
     if (run.committed) return Promise.resolve();
     run.committed = true;
     const data = run.buf.subarray(0, run.length);
+    const connected = this.d.connected();
     // The base is the version now, not when the run began: a record of ours applied since
     // (its answer carries the version it made) must not look like someone else's change.
+    // Connected, the CRC waits with the record's row (see the top of this file).
     const record = {
-      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: crc32(data), ...byOf(run.of.by), base: run.obj.attr.version,
-      ...(this.d.connected() ? {} : { offline: true as const }),
+      op: 'write' as const, obj: run.obj.id, offset: run.offset, length: run.length, crc: connected ? 0 : crc32(data), ...byOf(run.of.by), base: run.obj.attr.version,
+      ...(connected ? {} : { offline: true as const }),
     };
-    if (!this.d.connected() && !this.writeAround.has(run.obj.id)) {
+    if (!connected && !this.writeAround.has(run.obj.id)) {
       // A run begun while connected, journaled after the connection went: its bytes are in
       // the cache file (or on their way, with a write() that has not returned yet), so the
       // record needs no copy in memory; the replay reads them back from there. The
@@ -362,9 +380,12 @@ export class WriteBack {
       this.unpinRun(run, false);
       return Promise.resolve();
     }
-    const seq = this.d.replayer.append(record, { data, keep: () => this.keepRun(run) });
+    const seq = connected
+      ? this.d.replayer.append(record, { data, keep: () => this.keepRun(run), crcLater: true }, { volatile: true })
+      : this.d.replayer.append(record, { data, keep: () => this.keepRun(run) });
     this.lastSeq.set(run.obj.id, seq);
-    if (!this.d.connected()) {
+    if (connected) this.persistLate(seq);
+    if (!connected) {
       // Written around the cache, and the connection is gone: the bytes go to the cache
       // file now, and the record stops holding them in memory (see spillWriteBehind).
       this.spill(seq, run.obj.id, run.offset, data);
@@ -382,13 +403,48 @@ export class WriteBack {
       (e) => {
         // The connection went: the record waits in the journal with its bytes (the replayer
         // keeps this buffer as its hint, so it is not given back to the pool; a spill to the
-        // cache file lets it go).
-        if (!isConnectionError(e)) this.writeFailed(of, e);
+        // cache file lets it go). Its row is written by then (spillWriteBehind); again here,
+        // should this come first.
+        if (isConnectionError(e)) this.d.replayer.persist(seq);
+        else this.writeFailed(of, e);
       },
     ).finally(() => {
       this.writeBehindBytes -= run.length;
       if (this.writeBehindBytes <= WRITE_BEHIND_LIMIT) this.wakeRoom();
     });
+  }
+
+  /**
+   * Record `seq` (volatile) gets its row if the backend has not applied it DURABLE_AFTER_MS
+   * from now: one timer for all of them, which writes the rows of every record that old,
+   * in order (replayer.persist; nothing for one applied meanwhile).
+   */
+  private persistLate(seq: number): void {
+    this.volatileWrites.push({ seq, at: Date.now() });
+    if (!this.persistTimer) this.armPersist();
+  }
+
+  private armPersist(): void {
+    const first = this.volatileWrites[0];
+    if (!first) { this.persistTimer = null; return; }
+    this.persistTimer = setTimeout(() => {
+      const due = Date.now() - DURABLE_AFTER_MS;
+      let upTo = 0;
+      while (this.volatileWrites.length > 0 && this.volatileWrites[0]!.at <= due) upTo = this.volatileWrites.shift()!.seq;
+      if (upTo > 0) this.d.replayer.persist(upTo);
+      this.armPersist();
+    }, Math.max(1, first.at + DURABLE_AFTER_MS - Date.now()));
+    this.persistTimer.unref();
+  }
+
+  /**
+   * Every acknowledged write's record gets its row now (the mount is going: unmount, or the
+   * connection is lost). False if the cache disk cannot take them (they stay in memory).
+   */
+  persistWrites(): boolean {
+    this.volatileWrites = [];
+    if (this.persistTimer) { clearTimeout(this.persistTimer); this.persistTimer = null; }
+    return this.d.replayer.persist();
   }
 
   /** Resolves once the bytes waiting for the backend are within WRITE_BEHIND_LIMIT again. */
@@ -446,6 +502,9 @@ export class WriteBack {
    * unmount before the replay loses none of them (invariant 1), and memory stays bounded.
    */
   spillWriteBehind(): void {
+    // First the rows of the records still volatile (their CRCs from the bytes in memory):
+    // from here on every acknowledged write survives kill -9.
+    this.persistWrites();
     for (const { seq, obj, offset, data } of this.d.replayer.hintedWrites()) {
       if (this.writeAround.has(obj)) this.spill(seq, obj, offset, data);
     }
