@@ -54,6 +54,8 @@ export interface MountOpts {
    * fresh directory inside its export, mounted as nfs://…/export/<dir>.
    */
   nfs?: NfsServer;
+  /** Mount the backend another mount uses (a second laptop on the same server), not a fresh one. */
+  sameBackendAs?: Mounted;
 }
 
 export class Mounted {
@@ -164,9 +166,11 @@ export async function waitReplayed(m: Mounted, timeoutMs = 180_000): Promise<voi
 /** Makes a backend directory and mounts it; the caller must `cleanup()` (use `after`). */
 export async function mountFresh(tag: string, opts: MountOpts = {}): Promise<Mounted> {
   const root = opts.root ?? tempRoot(tag);
-  const sub = opts.nfs ? exportSubdir(opts.nfs, path.basename(root)) : undefined;
-  const m = new Mounted(root, sub?.dir);
-  if (sub) m.source = sub.url;
+  const other = opts.sameBackendAs;
+  const sub = opts.nfs && !other ? exportSubdir(opts.nfs, path.basename(root)) : undefined;
+  const m = new Mounted(root, other?.backend ?? sub?.dir);
+  if (other) m.source = other.source;
+  else if (sub) m.source = sub.url;
   if (opts.env) m.env = opts.env;
   await fsp.mkdir(m.backend, { recursive: true });
   await fsp.mkdir(m.mnt, { recursive: true });
