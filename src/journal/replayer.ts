@@ -194,6 +194,7 @@ export class Replayer<O extends { kind: string }> {
   private writeUnwritten<T>(upTo: number, then: () => T): T {
     if (this.unwritten.size === 0) return then();
     const rows = this.unwrittenEntries().filter((e) => e.seq <= upTo);
+    if (rows.length === 0) return then();
     const out = this.journal.transaction(() => {
       for (const e of rows) this.journal.write(this.sealed(e));
       return then();
