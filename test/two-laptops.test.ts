@@ -41,12 +41,15 @@ for (const kind of BACKEND_KINDS) describe(`two laptops on one server, both offl
 
   it('the first to sync lands whole; the second merges around it, follows its rename, parks the collisions; resolutions reach both', async () => {
     if (kind === 'nfs') nfs = await startNfsServer('two-laptops');
-    const a = await mountFresh('laptop-a', nfs ? { nfs } : {});
+    // Short attribute and name trust, and quick polling: the test is about what merges, not
+    // about how long a laptop may show what it cached (up to acdirmax by default).
+    const config = { consistency: { pollIntervalS: 0.3, acregmin: 1, acregmax: 2, acdirmin: 1, acdirmax: 2 } };
+    const a = await mountFresh('laptop-a', { config, ...(nfs ? { nfs } : {}) });
     mounts.push(a);
     await fsp.mkdir(a.b('dir', 'sub'), { recursive: true });
     for (const f of ['same', 'a', 'b', 'c']) await fsp.writeFile(a.b(f), `orig ${f}\n`);
     await fsp.writeFile(a.b('dir', 'sub', 'f'), 'in\n');
-    const b = await mountFresh('laptop-b', { sameBackendAs: a });
+    const b = await mountFresh('laptop-b', { config, sameBackendAs: a });
     mounts.push(b);
     const start = await files(a.backend);
     for (const m of [a, b]) {
