@@ -21,8 +21,10 @@
 //   for a connected write before close or fsync; its object's cached data, ours (SELF), is
 //   then suspect at the next start and dropped, cache-layer.ts init);
 // - an acknowledged write is never only in process memory once the mount is not connected:
-//   when the connection goes, the in-memory bytes of write-around records are spilled to
-//   the cache file (spillWriteBehind), and an offline write is journaled after them;
+//   when the connection goes, every record gets its row, a dirty run becomes a record
+//   (unless records of its object are still on their way: then at its next flush), the
+//   in-memory bytes of write-around records are spilled to the cache file
+//   (spillWriteBehind), and an offline write is journaled after them;
 // - a record's base is the object's version when it is journaled, not when its run began;
 // - a run's buffer goes back to the pool only when nobody uses it any more (pins: write()s
 //   still storing from it, the replayer holding it as the record's hint, a backend keeping
@@ -100,7 +102,7 @@ export interface DirtyRun {
 
 /** What write-back needs; the cache layer wires it. */
 export interface WriteBackDeps {
-  replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'extendLast' | 'waitFor' | 'settled' | 'hintedWrites' | 'dropHint' | 'persist'>;
+  replayer: Pick<Replayer<AppliedOutcome>, 'append' | 'extendLast' | 'waitFor' | 'settled' | 'hintedWrites' | 'dropHint' | 'persist' | 'hasPendingFor'>;
   index: Pick<ObjectIndex, 'batch' | 'patchAttr' | 'setDataVersion' | 'setLocalSize' | 'addChunk'>;
   store: Pick<DataStore, 'write'>;
   chunks: Pick<ChunkFetcher, 'writable' | 'guard' | 'knownZerosFrom' | 'dropData' | 'generation'>;
@@ -502,8 +504,22 @@ export class WriteBack {
    * unmount before the replay loses none of them (invariant 1), and memory stays bounded.
    */
   spillWriteBehind(): void {
-    // First the rows of the records still volatile (their CRCs from the bytes in memory):
-    // from here on every acknowledged write survives kill -9.
+    // Runs not journaled yet first (their bytes are in the cache file; journaled now, as
+    // offline records, durable with their CRC), then the rows of the records still volatile
+    // (their CRCs from the bytes in memory): from here on every acknowledged write survives
+    // kill -9. A run the cache disk cannot journal stays dirty: its next flush tries again.
+    // Not a run of an object with records still on their way: one of them may yet succeed
+    // (the backend answers after all, as with `cachefs offline`), and its version would make
+    // the base taken now look like someone else's change at replay. Such a run is journaled
+    // at its next flush, as before (its earlier records are in the journal already).
+    for (const run of [...this.runs.values()]) {
+      if (this.d.replayer.hasPendingFor(run.obj.id)) continue;
+      try {
+        void this.commitRun(run);
+      } catch (e) {
+        log.error(`a write to object ${run.obj.id} cannot be journaled now; it is kept and journaled at its next flush`, e);
+      }
+    }
     this.persistWrites();
     for (const { seq, obj, offset, data } of this.d.replayer.hintedWrites()) {
       if (this.writeAround.has(obj)) this.spill(seq, obj, offset, data);

@@ -6,18 +6,20 @@
 //   record the backend has not applied within DURABLE_AFTER_MS), prints each row's CRC check;
 // - `offline`: goes offline as soon as the records are queued, and prints how many rows the
 //   journal has right then (going offline must write them all, with no wait);
+// - `partial`: writes only TAIL, which does not fill a run (a dirty run, in the cache file and
+//   in memory, not yet a record), goes offline and prints the rows: it must be journaled;
 // and kills itself with SIGKILL, the file still open.
-// Usage: node write-records-child.js <dir made by layerHere> late|offline
+// Usage: node write-records-child.js <dir made by layerHere> late|offline|partial
 import { crc32 } from 'node:zlib';
 import type { Backend } from '../../src/backends/types.js';
 import { reopenLayer } from './layer.js';
 import { waitUntil } from './wait.js';
-import { MIBS, mibOf } from './write-records-data.js';
+import { MIBS, TAIL, mibOf } from './write-records-data.js';
 
 const MiB = 1 << 20;
 
 const [dir, mode] = process.argv.slice(2);
-if (!dir || (mode !== 'late' && mode !== 'offline')) throw new Error('usage: write-records-child.js <dir> late|offline');
+if (!dir || (mode !== 'late' && mode !== 'offline' && mode !== 'partial')) throw new Error('usage: write-records-child.js <dir> late|offline|partial');
 
 /** The backend, never answering a write (fault injection). */
 const holdingWrites = (inner: Backend): Backend => new Proxy(inner, {
@@ -35,9 +37,10 @@ const here = await reopenLayer(dir, { wrap: holdingWrites, config: (c) => ({ ...
 const { layer, journal } = here;
 const me = { uid: process.getuid!(), gid: process.getgid!() };
 const fd = await layer.create('/f', 0o644, 0o1 /* O_WRONLY */, me);
-for (let i = 0; i < MIBS; i++) await layer.write(fd, i * MiB, mibOf(i));
+if (mode === 'partial') await layer.write(fd, 0, TAIL);
+else for (let i = 0; i < MIBS; i++) await layer.write(fd, i * MiB, mibOf(i));
 await new Promise((r) => setImmediate(r)); // the last run becomes a record just after its write()
-if (mode === 'offline') {
+if (mode !== 'late') {
   layer.goOffline();
   process.stdout.write(`rows ${journal.pending()}\n`);
 } else {
