@@ -128,7 +128,8 @@ export class Mounted {
 export interface StatusJson {
   state: string; reason?: string; backend: string; pid: number; mountpoint: string; cacheDir: string;
   cache: { bytes: number; objects: number; dirty: number };
-  journal: { pending: number };
+  /** pending: the journal's rows (durable records); bytes: what the write records not yet applied carry, volatile ones too. */
+  journal: { pending: number; bytes: number };
   conflicts: number;
   counters: { hits: number; misses: number; bytesFromCache: number; bytesFromBackend: number; backendCalls: number };
   rssBytes: number;
