@@ -54,7 +54,7 @@ export interface ReplayHint {
   /**
    * A write record's `crc` is not computed yet: it is, from `data`, when the record's row is
    * written (a volatile record the backend applies first never needs one). Such a hint is
-   * kept until then (dropHint leaves it).
+   * kept until then (dropHint leaves it); it means nothing once the record has its row.
    */
   crcLater?: boolean;
 }
@@ -199,11 +199,7 @@ export class Replayer<O extends { kind: string }> {
       for (const e of rows) this.journal.write(this.sealed(e));
       return then();
     });
-    for (const e of rows) {
-      this.unwritten.delete(e.seq);
-      const h = this.hints.get(e.seq);
-      if (h?.crcLater) h.crcLater = false;
-    }
+    for (const e of rows) this.unwritten.delete(e.seq);
     return out;
   }
 
@@ -213,8 +209,8 @@ export class Replayer<O extends { kind: string }> {
    */
   private sealed(e: JournalEntry): JournalEntry {
     const h = this.hints.get(e.seq);
-    if (!h?.crcLater || e.record.op !== 'write') return e;
-    if (!h.data || h.data.length < e.record.length) throw new Error(`journal record ${e.seq}: the bytes its CRC needs are gone`);
+    if (!this.crcWaits(e.seq) || e.record.op !== 'write') return e;
+    if (!h?.data || h.data.length < e.record.length) throw new Error(`journal record ${e.seq}: the bytes its CRC needs are gone`);
     e.record = { ...e.record, crc: crc32(h.data.subarray(0, e.record.length)) };
     return e;
   }
@@ -248,11 +244,7 @@ export class Replayer<O extends { kind: string }> {
       log.warn('the journal was not optimized before replay: the cache cannot write its index now', e);
       return 0;
     }
-    for (const e of keep) {
-      this.unwritten.delete(e.seq);
-      const h = this.hints.get(e.seq);
-      if (h?.crcLater) h.crcLater = false;
-    }
+    for (const e of keep) this.unwritten.delete(e.seq);
     this.queue.splice(0, this.queue.length, ...keep);
     this.head = 0;
     this.pendingObjs.clear();
@@ -336,8 +328,13 @@ export class Replayer<O extends { kind: string }> {
    * while the record's CRC still waits for them (crcLater: it has no row yet).
    */
   dropHint(seq: number): void {
-    if (this.hints.get(seq)?.crcLater) return;
+    if (this.crcWaits(seq)) return;
     this.hints.delete(seq);
+  }
+
+  /** Record `seq` has no row yet and its CRC waits for the bytes its hint holds (crcLater). */
+  private crcWaits(seq: number): boolean {
+    return this.unwritten.has(seq) && this.hints.get(seq)?.crcLater === true;
   }
 
   /** Resolves once record `seq` has been applied (or refused) by the backend. */

@@ -382,9 +382,7 @@ export class WriteBack {
       this.unpinRun(run, false);
       return Promise.resolve();
     }
-    const seq = connected
-      ? this.d.replayer.append(record, { data, keep: () => this.keepRun(run), crcLater: true }, { volatile: true })
-      : this.d.replayer.append(record, { data, keep: () => this.keepRun(run) });
+    const seq = this.d.replayer.append(record, { data, keep: () => this.keepRun(run), crcLater: connected }, { volatile: connected });
     this.lastSeq.set(run.obj.id, seq);
     if (connected) this.persistLate(seq);
     if (!connected) {

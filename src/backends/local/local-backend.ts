@@ -118,7 +118,7 @@ export class LocalBackend implements Backend {
     this.rootIno = st.ino;
     if (this.workInRoot) process.chdir(this.rootPath);
     this.rootFh = this.handleFor(AT_FDCWD, this.rootPath, st);
-    this.remember(this.rootFh, '', st);
+    this.remember(this.rootFh, '', st.ino, st.isDirectory());
     const real = await fsp.realpath(this.rootPath);
     this.realRoot = real;
     this.meta = metaCallsFor(real);
@@ -143,8 +143,8 @@ export class LocalBackend implements Backend {
     return b;
   }
 
-  private remember(fh: Buffer, rel: string, st: BigIntStats): void {
-    this.where.set(fh.toString('hex'), rel, st.ino, st.isDirectory());
+  private remember(fh: Buffer, rel: string, ino: bigint, isDir: boolean): void {
+    this.where.set(fh.toString('hex'), rel, ino, isDir);
   }
 
   private get dirFds(): DirFds {
@@ -199,7 +199,7 @@ export class LocalBackend implements Backend {
         const rel = await this.relOfFd(fd);
         if (rel !== null) {
           const st = await this.lstatAt(rel);
-          this.remember(fh, rel, st);
+          this.remember(fh, rel, st.ino, st.isDirectory());
           return { rel, st };
         }
       } catch (e) {
@@ -331,7 +331,7 @@ export class LocalBackend implements Backend {
     }
     const fh = this.handleFor(dirFd, name, st);
     const attr = attrOf(st);
-    this.where.set(fh.toString('hex'), rel, st.ino, attr.type === 'dir');
+    this.remember(fh, rel, st.ino, attr.type === 'dir');
     if (attr.type === 'dir') this.noteDir(rel);
     return { fh, attr };
   }
